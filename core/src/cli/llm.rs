@@ -1,0 +1,170 @@
+//! `murmur ask`, `murmur complete`, `murmur tokenize`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use murmur_core::llm::{BackendChoice, Generation, Llm, LlmConfig, Message, Sampling, Timings};
+use murmur_core::models;
+use serde_json::json;
+
+/// The assistant's default persona.
+pub const DEFAULT_SYSTEM: &str =
+    "You are Murmur, a friendly voice assistant running on this computer. Answer in one or two short sentences.";
+
+/// Options shared by every command that loads the model.
+#[derive(Args)]
+pub struct ModelArgs {
+    /// GGUF model file (default: the fetched SmolLM2).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Which kernels run the model.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+    /// Kernel threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+impl ModelArgs {
+    fn load(&self) -> anyhow::Result<Llm> {
+        let mut config = LlmConfig::new(self.model.clone().unwrap_or_else(models::default_llm_path));
+        config.backend = self.backend;
+        if let Some(t) = self.threads {
+            config.threads = t;
+        }
+        Ok(Llm::load(config)?)
+    }
+}
+
+#[derive(Args)]
+pub struct AskArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.7)]
+    temp: f32,
+    /// Keep the k most likely tokens (0: off).
+    #[arg(long, default_value_t = 40)]
+    top_k: u32,
+    /// Nucleus sampling threshold.
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Minimum probability relative to the best token.
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    /// Repetition penalty (1: off).
+    #[arg(long, default_value_t = 1.1)]
+    repeat_penalty: f32,
+    /// Random seed (same seed, same answer).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: u32,
+    /// The system prompt.
+    #[arg(long, default_value = DEFAULT_SYSTEM)]
+    system: String,
+    /// Print one JSON object instead of streaming text.
+    #[arg(long)]
+    json: bool,
+    /// The question.
+    question: String,
+}
+
+impl AskArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let mut llm = self.model.load()?;
+        let sampling = Sampling {
+            temperature: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            seed: self.seed,
+            max_tokens: self.max_tokens,
+            ..Sampling::default()
+        };
+        let messages = [
+            Message { role: "system".into(), content: self.system },
+            Message { role: "user".into(), content: self.question },
+        ];
+        let (g, t) = llm.chat(&messages, &sampling, stream_to_stdout(self.json))?;
+        finish(&llm, &g, &t, self.json, false)
+    }
+}
+
+#[derive(Args)]
+pub struct CompleteArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 32)]
+    max_tokens: u32,
+    /// Keep going past end-of-generation tokens.
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Print one JSON object (with the generated token ids) instead of streaming text.
+    #[arg(long)]
+    json: bool,
+    /// The raw prompt.
+    prompt: String,
+}
+
+impl CompleteArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let mut llm = self.model.load()?;
+        let sampling = Sampling { ignore_eos: self.ignore_eos, ..Sampling::greedy(self.max_tokens) };
+        let (g, t) = llm.complete(&self.prompt, &sampling, stream_to_stdout(self.json))?;
+        finish(&llm, &g, &t, self.json, true)
+    }
+}
+
+#[derive(Args)]
+pub struct TokenizeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The text.
+    text: String,
+}
+
+impl TokenizeArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let ids = self.model.load()?.tokenize(&self.text, true)?;
+        println!("{}", serde_json::to_string(&ids)?);
+        Ok(())
+    }
+}
+
+fn stream_to_stdout(quiet: bool) -> impl FnMut(&str) -> bool + Send + 'static {
+    move |text| {
+        if !quiet {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        }
+        true
+    }
+}
+
+fn finish(llm: &Llm, g: &Generation, t: &Timings, json: bool, with_ids: bool) -> anyhow::Result<()> {
+    if !json {
+        println!();
+        return Ok(());
+    }
+    let mut v = json!({
+        "answer": g.text,
+        "prompt_tokens": g.prompt_tokens,
+        "generated_tokens": g.token_ids.len(),
+        "reused_tokens": g.reused_tokens,
+        "stop_reason": format!("{:?}", g.stop_reason),
+        "time_to_first_token_ms": t.first_token.as_secs_f64() * 1e3,
+        "decode_tokens_per_s": t.decode_tps,
+        "backend": llm.backend_name(),
+    });
+    if with_ids {
+        v["token_ids"] = json!(g.token_ids);
+    }
+    println!("{v}");
+    Ok(())
+}

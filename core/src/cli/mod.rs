@@ -1,0 +1,43 @@
+//! Command-line interface: thin wrappers over the library.
+
+mod bench;
+mod llm;
+mod models;
+
+use clap::{Parser, Subcommand};
+
+/// Murmur: a private voice assistant that runs entirely on this computer.
+#[derive(Parser)]
+#[command(name = "murmur", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch, verify and list the default models.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// Ask the assistant a question; the answer streams to stdout.
+    Ask(llm::AskArgs),
+    /// Continue a raw prompt (no chat template).
+    Complete(llm::CompleteArgs),
+    /// Print the token ids of a text as a JSON array (special tokens parsed).
+    Tokenize(llm::TokenizeArgs),
+    /// Measure prefill and decode speed, side by side with llama.cpp.
+    Bench(bench::BenchArgs),
+}
+
+impl Cli {
+    /// Runs the chosen command.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Models(c) => c.run(),
+            Command::Ask(a) => a.run(),
+            Command::Complete(a) => a.run(),
+            Command::Tokenize(a) => a.run(),
+            Command::Bench(a) => a.run(),
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! The native CPU backend: multi-threaded kernels that read weights in place from the mapped
+//! model file. Quantised mat-muls quantise the activations to 8 bits once per call and use
+//! integer dot products (AVX2 when the CPU has it).
+
+use super::pool::{share, ThreadPool};
+use super::quant::{dequantize_row, quantize_row_q8, BlockQ8, WeightType, QK};
+use super::simd::{dot_f32, dot_for};
+
+/// A weight matrix viewed in place: `rows` rows of `cols` elements stored as `ty`.
+#[derive(Clone, Copy)]
+pub struct WeightView<'a> {
+    /// Storage type.
+    pub ty: WeightType,
+    /// Rows (output features).
+    pub rows: usize,
+    /// Elements per row (input features).
+    pub cols: usize,
+    /// The raw bytes, `rows * row_bytes` long.
+    pub data: &'a [u8],
+}
+
+impl WeightView<'_> {
+    fn row_bytes(&self) -> usize {
+        self.ty.row_bytes(self.cols).expect("checked when the weight was created")
+    }
+
+    fn row(&self, r: usize) -> &[u8] {
+        let rb = self.row_bytes();
+        &self.data[r * rb..(r + 1) * rb]
+    }
+
+    /// Row `r` as f32 values.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        dequantize_row(self.ty, self.row(r), &mut out[..self.cols]);
+    }
+}
+
+/// Shape of an attention call.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionShape {
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// Position of the first new token.
+    pub pos: usize,
+    /// New tokens.
+    pub n: usize,
+}
+
+/// A raw pointer that shares can write through at disjoint indices.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: every kernel below gives each share a disjoint set of indices.
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// # Safety
+    /// `i` is in bounds and written by exactly one share.
+    unsafe fn write(self, i: usize, v: f32, accumulate: bool) {
+        let p = self.0.add(i);
+        *p = if accumulate { *p + v } else { v };
+    }
+}
+
+/// The CPU kernels with their thread pool and reusable scratch.
+pub struct CpuKernels {
+    pool: ThreadPool,
+    xq: Vec<BlockQ8>,
+    rows_f32: Vec<Vec<f32>>,
+    scores: Vec<Vec<f32>>,
+    norm_w: Vec<f32>,
+    dedup: Vec<u32>,
+}
+
+impl CpuKernels {
+    /// Kernels running on `threads` threads.
+    pub fn new(threads: usize) -> Self {
+        let pool = ThreadPool::new(threads);
+        let shares = pool.threads();
+        Self {
+            pool,
+            xq: Vec::new(),
+            rows_f32: vec![Vec::new(); shares],
+            scores: vec![Vec::new(); shares],
+            norm_w: Vec::new(),
+            dedup: Vec::new(),
+        }
+    }
+
+    /// Threads the kernels use.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// `out[t][r] (+)= dot(w[r], x[t])` for `n` rows of `x`.
+    pub fn matmul(&mut self, w: WeightView, x: &[f32], n: usize, out: &mut [f32], accumulate: bool) {
+        let (rows, cols) = (w.rows, w.cols);
+        let out_ptr = SharedMut(out.as_mut_ptr());
+        let shares = self.pool.threads();
+        match w.ty {
+            WeightType::F32 | WeightType::F16 => {
+                for buf in &mut self.rows_f32 {
+                    buf.resize(cols, 0.0);
+                }
+                let bufs = SharedRows(self.rows_f32.as_mut_ptr());
+                self.pool.run(&|s| {
+                    // SAFETY: share `s` alone uses scratch row `s`.
+                    let buf = unsafe { bufs.row(s) };
+                    for r in share(rows, s, shares) {
+                        w.dequantize_row(r, buf);
+                        for t in 0..n {
+                            let v = dot_f32(buf, &x[t * cols..(t + 1) * cols]);
+                            // SAFETY: row r belongs to this share.
+                            unsafe { out_ptr.write(t * rows + r, v, accumulate) };
+                        }
+                    }
+                });
+            }
+            q => {
+                let blocks = cols / QK;
+                self.xq.resize(n * blocks, BlockQ8::default());
+                for t in 0..n {
+                    quantize_row_q8(&x[t * cols..(t + 1) * cols], &mut self.xq[t * blocks..(t + 1) * blocks]);
+                }
+                let xq = &self.xq;
+                let dot = dot_for(q);
+                let rb = w.row_bytes();
+                self.pool.run(&|s| {
+                    for r in share(rows, s, shares) {
+                        let row = &w.data[r * rb..(r + 1) * rb];
+                        for t in 0..n {
+                            let v = dot(row, &xq[t * blocks..(t + 1) * blocks]);
+                            // SAFETY: row r belongs to this share.
+                            unsafe { out_ptr.write(t * rows + r, v, accumulate) };
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    /// `out = x / rms(x) * weight` for `n` rows of `cols`.
+    pub fn rms_norm(&mut self, x: &[f32], weight: WeightView, eps: f32, n: usize, out: &mut [f32]) {
+        let cols = weight.cols;
+        self.norm_w.resize(cols, 0.0);
+        weight.dequantize_row(0, &mut self.norm_w);
+        for (xr, or) in x.chunks_exact(cols).zip(out.chunks_exact_mut(cols)).take(n) {
+            let sum: f64 = xr.iter().map(|&v| (v as f64) * (v as f64)).sum();
+            let scale = 1.0 / ((sum / cols as f64) as f32 + eps).sqrt();
+            for ((o, &v), &g) in or.iter_mut().zip(xr).zip(&self.norm_w) {
+                *o = v * scale * g;
+            }
+        }
+    }
+
+    /// `out[i] = table[tokens[i]]`.
+    pub fn embed(&mut self, table: WeightView, tokens: &[u32], out: &mut [f32]) {
+        for (&t, o) in tokens.iter().zip(out.chunks_exact_mut(table.cols)) {
+            table.dequantize_row(t as usize, o);
+        }
+    }
+
+    /// `out = silu(gate) * up` element-wise.
+    pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
+        for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+            *o = g / (1.0 + (-g).exp()) * u;
+        }
+    }
+
+    /// Rotary position embedding, in place, for `n` rows of `cols` (heads of `head_dim`).
+    pub fn rope(x: &mut [f32], cols: usize, head_dim: usize, pos: usize, n: usize, base: f32, interleaved: bool) {
+        let half = head_dim / 2;
+        let theta_scale = base.powf(-2.0 / head_dim as f32);
+        let mut cs = [(0f32, 0f32); 256];
+        for (t, row) in x.chunks_exact_mut(cols).take(n).enumerate() {
+            let mut theta = (pos + t) as f32;
+            for c in cs.iter_mut().take(half) {
+                *c = (theta.cos(), theta.sin());
+                theta *= theta_scale;
+            }
+            for head in row.chunks_exact_mut(head_dim) {
+                for (i, &(cos, sin)) in cs.iter().take(half).enumerate() {
+                    let (a, b) = if interleaved { (2 * i, 2 * i + 1) } else { (i, i + half) };
+                    let (x0, x1) = (head[a], head[b]);
+                    head[a] = x0 * cos - x1 * sin;
+                    head[b] = x0 * sin + x1 * cos;
+                }
+            }
+        }
+    }
+
+    /// Stores the new keys/values into the caches and runs causal grouped-query attention.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention(
+        &mut self,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        k_cache: &mut [f32],
+        v_cache: &mut [f32],
+        shape: AttentionShape,
+        out: &mut [f32],
+    ) {
+        let AttentionShape { heads, kv_heads, head_dim: hd, pos, n } = shape;
+        let (qd, kvd) = (heads * hd, kv_heads * hd);
+        k_cache[pos * kvd..(pos + n) * kvd].copy_from_slice(&k[..n * kvd]);
+        v_cache[pos * kvd..(pos + n) * kvd].copy_from_slice(&v[..n * kvd]);
+        let (k_cache, v_cache) = (&*k_cache, &*v_cache);
+        let group = heads / kv_heads;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let shares = self.pool.threads();
+        for s in &mut self.scores {
+            s.resize(pos + n, 0.0);
+        }
+        let scores = SharedRows(self.scores.as_mut_ptr());
+        let out_ptr = SharedMut(out.as_mut_ptr());
+        self.pool.run(&|s| {
+            // SAFETY: share `s` alone uses scratch row `s`.
+            let sc = unsafe { scores.row(s) };
+            for item in share(n * heads, s, shares) {
+                let (t, h) = (item / heads, item % heads);
+                let len = pos + t + 1;
+                let qh = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
+                let kvo = (h / group) * hd;
+                let mut max = f32::NEG_INFINITY;
+                for (j, sj) in sc[..len].iter_mut().enumerate() {
+                    *sj = dot_f32(qh, &k_cache[j * kvd + kvo..j * kvd + kvo + hd]) * scale;
+                    max = max.max(*sj);
+                }
+                let mut sum = 0f64;
+                for sj in &mut sc[..len] {
+                    *sj = (*sj - max).exp();
+                    sum += *sj as f64;
+                }
+                let inv = (1.0 / sum) as f32;
+                let mut acc = [0f32; 256];
+                for (j, &p) in sc[..len].iter().enumerate() {
+                    let vj = &v_cache[j * kvd + kvo..j * kvd + kvo + hd];
+                    for (a, &vv) in acc[..hd].iter_mut().zip(vj) {
+                        *a += p * vv;
+                    }
+                }
+                for (d, a) in acc[..hd].iter().enumerate() {
+                    // SAFETY: (t, h) belongs to this share.
+                    unsafe { out_ptr.write(t * qd + h * hd + d, a * inv, false) };
+                }
+            }
+        });
+    }
+
+    /// Repetition penalty on the distinct tokens of `tokens`.
+    pub fn penalize(&mut self, logits: &mut [f32], tokens: &[u32], penalty: f32) {
+        self.dedup.clear();
+        self.dedup.extend(tokens.iter().filter(|&&t| (t as usize) < logits.len()));
+        self.dedup.sort_unstable();
+        self.dedup.dedup();
+        for &t in &self.dedup {
+            let l = &mut logits[t as usize];
+            *l = if *l > 0.0 { *l / penalty } else { *l * penalty };
+        }
+    }
+}
+
+/// The `k` largest values of `row` as (index, value), best first, ties to the lower index.
+pub fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let k = k.clamp(1, row.len().max(1));
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+    for (i, &v) in row.iter().enumerate() {
+        if best.len() == k && v <= best[k - 1].1 {
+            continue;
+        }
+        let at = best.partition_point(|&(_, b)| b >= v);
+        best.insert(at, (i as u32, v));
+        best.truncate(k);
+    }
+    best
+}
+
+#[derive(Clone, Copy)]
+struct SharedRows(*mut Vec<f32>);
+// SAFETY: each share touches only its own scratch row.
+unsafe impl Send for SharedRows {}
+unsafe impl Sync for SharedRows {}
+
+impl SharedRows {
+    /// # Safety
+    /// `s` is in bounds and only one share uses row `s`.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, s: usize) -> &mut Vec<f32> {
+        &mut *self.0.add(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_is_sorted_and_prefers_lower_ids_on_ties() {
+        let row = [1.0, 5.0, 3.0, 5.0, -2.0, 4.0];
+        assert_eq!(top_k(&row, 3), vec![(1, 5.0), (3, 5.0), (5, 4.0)]);
+        assert_eq!(top_k(&row, 1), vec![(1, 5.0)]);
+    }
+
+    #[test]
+    fn threaded_matmul_equals_single_threaded() {
+        let (rows, cols, n) = (37, 64, 3);
+        let data: Vec<u8> = (0..rows * cols / 32 * 20).map(|i| (i * 13 % 251) as u8 & 0x7F).collect();
+        let w = WeightView { ty: WeightType::Q4_1, rows, cols, data: &data };
+        let x: Vec<f32> = (0..n * cols).map(|i| (i as f32 * 0.1).cos()).collect();
+        let mut one = vec![0f32; n * rows];
+        let mut two = vec![0f32; n * rows];
+        CpuKernels::new(1).matmul(w, &x, n, &mut one, false);
+        CpuKernels::new(2).matmul(w, &x, n, &mut two, false);
+        assert_eq!(one, two);
+    }
+}

@@ -1,0 +1,6 @@
+//! Kernel backends behind the guest's `compute` interface.
+
+pub mod cpu;
+pub mod pool;
+pub mod quant;
+pub mod simd;

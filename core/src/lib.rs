@@ -1,0 +1,10 @@
+//! Murmur's engine: everything that works without a window.
+//!
+//! - [`llm`]: the sandboxed LLM (Wasmtime host for the `inference-guest` component).
+//! - [`compute`]: the kernel backends the guest's math runs on.
+//! - [`models`]: the default-model manifest, fetching and verification.
+
+pub mod compute;
+pub mod llm;
+pub mod models;
+pub mod paths;

@@ -1,0 +1,148 @@
+//! The Wasmtime side: one engine and compiled guest per process, one store per session.
+//!
+//! The guest is granted nothing: an empty WASI context (no files, sockets, environment or
+//! arguments), a linear-memory cap, and an epoch deadline that lets the host interrupt it.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use memmap2::Mmap;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, UpdateDeadline};
+
+use super::host::{Inference, State, TokenSink};
+use super::{Canceller, Generation, LlmConfig, LlmError, Message, ModelInfo, Sampling};
+use crate::compute::cpu::CpuKernels;
+
+/// The guest component, built by `core/build.rs` from `inference-guest/`.
+const GUEST: &[u8] = include_bytes!(env!("MURMUR_GUEST_WASM"));
+/// SHA-256 of [`GUEST`], naming its compiled form in the cache.
+const GUEST_SHA256: &str = env!("MURMUR_GUEST_SHA256");
+/// How often the epoch advances (the interrupt latency).
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// A Wasmtime engine with the compiled guest, shared by every session of the process.
+pub struct Sandbox {
+    engine: Engine,
+    component: Component,
+    linker: Linker<State>,
+}
+
+fn runtime(e: impl std::fmt::Display) -> LlmError {
+    LlmError::Runtime(e.to_string())
+}
+
+fn trap(e: wasmtime::Error) -> LlmError {
+    LlmError::Trap(format!("{e:#}"))
+}
+
+impl Sandbox {
+    /// The process-wide sandbox, compiled (or loaded from the cache) on first use.
+    pub fn shared() -> Result<Arc<Self>, LlmError> {
+        static SHARED: OnceLock<Result<Arc<Sandbox>, String>> = OnceLock::new();
+        SHARED.get_or_init(|| Sandbox::new().map(Arc::new).map_err(|e| e.to_string())).clone().map_err(LlmError::Runtime)
+    }
+
+    fn new() -> Result<Self, LlmError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(runtime)?;
+        let component = load_component(&engine)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(runtime)?;
+        Inference::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s).map_err(runtime)?;
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("murmur-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(runtime)?;
+        Ok(Self { engine, component, linker })
+    }
+
+    /// A fresh guest instance with `model` loaded.
+    pub(super) fn start(
+        &self,
+        cfg: &LlmConfig,
+        model: Arc<Mmap>,
+        kernels: CpuKernels,
+        canceller: &Canceller,
+    ) -> Result<Session, LlmError> {
+        let limits = StoreLimitsBuilder::new().memory_size(cfg.guest_memory).trap_on_grow_failure(true).build();
+        let mut store = Store::new(&self.engine, State::new(model, kernels, limits, cfg.host_memory));
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        let interrupt = Arc::clone(&canceller.interrupt);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if interrupt.load(Ordering::SeqCst) { UpdateDeadline::Interrupt } else { UpdateDeadline::Continue(1) })
+        });
+        let bindings = Inference::instantiate(&mut store, &self.component, &self.linker).map_err(runtime)?;
+        let info = bindings.murmur_llm_llm().call_load(&mut store, cfg.context, cfg.batch).map_err(trap)?.map_err(LlmError::Guest)?;
+        Ok(Session { store, bindings, info })
+    }
+}
+
+/// Where the compiled guest is cached (Wasmtime rejects a file compiled by another engine
+/// build, and it is then recompiled).
+fn cache_path() -> PathBuf {
+    let short = &GUEST_SHA256[..16];
+    crate::paths::cache_dir().join("guest").join(format!("inference-{short}.cwasm"))
+}
+
+/// Loads the compiled guest from the cache, or compiles and caches it (a few seconds, once).
+fn load_component(engine: &Engine) -> Result<Component, LlmError> {
+    let path = cache_path();
+    if path.exists() {
+        // SAFETY: the file is one this function wrote for this exact guest and engine version;
+        // Wasmtime still checks its header and engine compatibility.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(c) => return Ok(c),
+            Err(e) => tracing::warn!(path = %path.display(), "ignoring the cached guest: {e}"),
+        }
+    }
+    tracing::info!("compiling the model runtime (once per build)");
+    let component = Component::new(engine, GUEST).map_err(runtime)?;
+    let cached = component.serialize().map_err(runtime).and_then(|bytes| {
+        let dir = path.parent().expect("cache path has a parent");
+        std::fs::create_dir_all(dir).map_err(runtime)?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, bytes).map_err(runtime)?;
+        std::fs::rename(&tmp, &path).map_err(runtime)
+    });
+    if let Err(e) = cached {
+        tracing::warn!("could not cache the compiled guest: {e}");
+    }
+    Ok(component)
+}
+
+/// One guest instance and its store.
+pub(super) struct Session {
+    store: Store<State>,
+    bindings: Inference,
+    pub(super) info: ModelInfo,
+}
+
+impl Session {
+    pub(super) fn set_sink(&mut self, sink: Option<TokenSink>) {
+        self.store.data_mut().sink = sink;
+    }
+
+    pub(super) fn tokenize(&mut self, text: &str, parse_special: bool) -> Result<Vec<u32>, LlmError> {
+        self.bindings.murmur_llm_llm().call_tokenize(&mut self.store, text, parse_special).map_err(trap)?.map_err(LlmError::Guest)
+    }
+
+    pub(super) fn chat(&mut self, messages: &[Message], sampling: &Sampling) -> Result<Generation, LlmError> {
+        self.bindings.murmur_llm_llm().call_chat(&mut self.store, messages, sampling).map_err(trap)?.map_err(LlmError::Guest)
+    }
+
+    pub(super) fn complete(&mut self, prompt: &str, sampling: &Sampling) -> Result<Generation, LlmError> {
+        self.bindings.murmur_llm_llm().call_complete(&mut self.store, prompt, sampling).map_err(trap)?.map_err(LlmError::Guest)
+    }
+}

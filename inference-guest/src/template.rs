@@ -1,0 +1,46 @@
+//! Chat templates: the model's `tokenizer.chat_template` rendered with minijinja, ChatML if absent.
+
+use minijinja::{context, Environment, Error as JinjaError, ErrorKind};
+
+use crate::bindings::exports::murmur::llm::llm::Message;
+use crate::error::{Error, Result};
+
+/// ChatML, used when the model names no template.
+const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}\
+{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+/// A compiled chat template.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos: String,
+    eos: String,
+}
+
+fn raise_exception(msg: String) -> std::result::Result<String, JinjaError> {
+    Err(JinjaError::new(ErrorKind::InvalidOperation, msg))
+}
+
+impl ChatTemplate {
+    /// Compiles `source` (or ChatML when `None`); `bos`/`eos` are the special tokens' texts.
+    pub fn new(source: Option<&str>, bos: &str, eos: &str) -> Result<Self> {
+        let mut env = Environment::new();
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", raise_exception);
+        env.add_template_owned("chat", source.unwrap_or(CHATML).to_string())
+            .map_err(|e| Error::Template(format!("the model's chat template does not compile: {e}")))?;
+        Ok(Self { env, bos: bos.to_string(), eos: eos.to_string() })
+    }
+
+    /// The prompt text for `messages`, ending with the cue for the assistant's reply.
+    pub fn render(&self, messages: &[Message]) -> Result<String> {
+        let msgs: Vec<_> = messages.iter().map(|m| context! { role => m.role, content => m.content }).collect();
+        let tmpl = self.env.get_template("chat").expect("added in new");
+        tmpl.render(context! {
+            messages => msgs,
+            add_generation_prompt => true,
+            bos_token => self.bos,
+            eos_token => self.eos,
+        })
+        .map_err(|e| Error::Template(e.to_string()))
+    }
+}
