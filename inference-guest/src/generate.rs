@@ -98,7 +98,7 @@ impl Engine {
         if self.tokenizer.add_bos {
             tokens.extend(self.tokenizer.bos);
         }
-        tokens.extend(self.tokenizer.encode(prompt, false)?);
+        tokens.extend(self.tokenizer.encode(prompt, true)?);
         if tokens.is_empty() {
             return Err(Error::Context("the prompt is empty".into()));
         }

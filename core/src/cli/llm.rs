@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use murmur_core::llm::{BackendChoice, Generation, Llm, LlmConfig, Message, Sampling, Timings};
+use murmur_core::llm::{BackendChoice, Generation, Llm, LlmConfig, Message, Sampling, StopReason, Timings};
 use murmur_core::models;
 use serde_json::json;
 
@@ -54,7 +54,7 @@ pub struct AskArgs {
     #[arg(long, default_value_t = 0.05)]
     min_p: f32,
     /// Repetition penalty (1: off).
-    #[arg(long, default_value_t = 1.1)]
+    #[arg(long, default_value_t = 1.0)]
     repeat_penalty: f32,
     /// Random seed (same seed, same answer).
     #[arg(long, default_value_t = 0)]
@@ -147,6 +147,16 @@ fn stream_to_stdout(quiet: bool) -> impl FnMut(&str) -> bool + Send + 'static {
     }
 }
 
+fn stop_name(r: StopReason) -> &'static str {
+    match r {
+        StopReason::EndOfGeneration => "end-of-generation",
+        StopReason::StopString => "stop-string",
+        StopReason::MaxTokens => "max-tokens",
+        StopReason::Cancelled => "cancelled",
+        StopReason::ContextFull => "context-full",
+    }
+}
+
 fn finish(llm: &Llm, g: &Generation, t: &Timings, json: bool, with_ids: bool) -> anyhow::Result<()> {
     if !json {
         println!();
@@ -157,7 +167,7 @@ fn finish(llm: &Llm, g: &Generation, t: &Timings, json: bool, with_ids: bool) ->
         "prompt_tokens": g.prompt_tokens,
         "generated_tokens": g.token_ids.len(),
         "reused_tokens": g.reused_tokens,
-        "stop_reason": format!("{:?}", g.stop_reason),
+        "stop_reason": stop_name(g.stop_reason),
         "time_to_first_token_ms": t.first_token.as_secs_f64() * 1e3,
         "decode_tokens_per_s": t.decode_tps,
         "backend": llm.backend_name(),

@@ -9,7 +9,7 @@ pub type DotFn = fn(&[u8], &[BlockQ8]) -> f32;
 /// The fastest dot product this CPU supports for `ty` (a quantised type).
 pub fn dot_for(ty: WeightType) -> DotFn {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if has_avx2() {
         return match ty {
             WeightType::Q4_0 => |w, x| unsafe { x86::dot_q4_0(w, x) },
             WeightType::Q4_1 => |w, x| unsafe { x86::dot_q4_1(w, x) },
@@ -28,19 +28,37 @@ pub fn dot_for(ty: WeightType) -> DotFn {
 /// `sum(a[i] * b[i])` in f32.
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if has_avx2() {
         return unsafe { x86::dot_f32(a, b) };
     }
     a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// AVX2 with FMA and F16C (every x86-64 CPU since 2013).
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+        && std::arch::is_x86_feature_detected!("f16c")
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::quant::{f16_at, BlockQ8, Q4_0_BYTES, Q4_1_BYTES, Q8_0_BYTES};
+    use super::super::quant::{BlockQ8, Q4_0_BYTES, Q4_1_BYTES, Q8_0_BYTES};
 
-    #[inline(always)]
+    /// The f16 at `b[at..at + 2]`, converted in hardware (software conversion would dominate:
+    /// a token reads millions of block scales).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn f16_at(b: &[u8], at: usize) -> f32 {
+        let bits = u16::from_le_bytes([b[at], b[at + 1]]);
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn hsum(v: __m256) -> f32 {
         let lo = _mm256_castps256_ps128(v);
         let hi = _mm256_extractf128_ps(v, 1);
@@ -51,7 +69,8 @@ mod x86 {
     }
 
     /// 16 bytes of nibbles → 32 bytes: low nibbles first, then high nibbles.
-    #[inline(always)]
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn nibbles(p: *const u8) -> __m256i {
         let tmp = _mm_loadu_si128(p as *const __m128i);
         let both = _mm256_insertf128_si256(_mm256_castsi128_si256(tmp), _mm_srli_epi16(tmp, 4), 1);
@@ -59,19 +78,21 @@ mod x86 {
     }
 
     /// Sum of products of unsigned `a` and signed `b` bytes, as 8 floats.
-    #[inline(always)]
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn mul_sum_us8(a: __m256i, b: __m256i) -> __m256 {
         let dot = _mm256_maddubs_epi16(a, b);
         _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)))
     }
 
     /// Sum of products of signed bytes, as 8 floats.
-    #[inline(always)]
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn mul_sum_i8(a: __m256i, b: __m256i) -> __m256 {
         mul_sum_us8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a))
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q4_1(w: &[u8], x: &[BlockQ8]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         let mut mins = 0f32;
@@ -85,7 +106,7 @@ mod x86 {
         hsum(acc) + mins
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q4_0(w: &[u8], x: &[BlockQ8]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         for (b, y) in w.chunks_exact(Q4_0_BYTES).zip(x) {
@@ -97,7 +118,7 @@ mod x86 {
         hsum(acc)
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q8_0(w: &[u8], x: &[BlockQ8]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         for (b, y) in w.chunks_exact(Q8_0_BYTES).zip(x) {
@@ -109,7 +130,7 @@ mod x86 {
         hsum(acc)
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
         let mut acc = _mm256_setzero_ps();

@@ -96,7 +96,7 @@ impl Default for Sampling {
             top_k: 40,
             top_p: 0.95,
             min_p: 0.05,
-            repeat_penalty: 1.1,
+            repeat_penalty: 1.0,
             repeat_last_n: 64,
             seed: 0,
             max_tokens: 256,

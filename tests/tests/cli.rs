@@ -1,0 +1,88 @@
+//! The `murmur` CLI as a user runs it, on the real default model.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn murmur() -> Command {
+    let bin = std::env::var_os("MURMUR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/murmur"));
+    assert!(bin.exists(), "{} is missing: build with `cargo build --release` (./dev test does)", bin.display());
+    Command::new(bin)
+}
+
+fn run(args: &[&str]) -> String {
+    let out = murmur().args(args).output().expect("murmur runs");
+    assert!(out.status.success(), "murmur {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+fn ask(question: &str) -> String {
+    run(&["ask", "--temp", "0", question]).to_lowercase()
+}
+
+#[test]
+fn answers_the_capital_of_france() {
+    assert!(ask("What is the capital of France?").contains("paris"));
+}
+
+#[test]
+fn answers_the_days_in_a_week() {
+    let a = ask("How many days are in a week?");
+    assert!(a.contains('7') || a.contains("seven"), "{a}");
+}
+
+#[test]
+fn answers_the_opposite_of_hot() {
+    assert!(ask("What is the opposite of hot?").contains("cold"));
+}
+
+#[test]
+fn ask_json_reports_counts_and_speed() {
+    let v: serde_json::Value =
+        serde_json::from_str(&run(&["ask", "--temp", "0", "--json", "--max-tokens", "8", "Say hi."])).unwrap();
+    assert!(v["prompt_tokens"].as_u64().unwrap() > 20);
+    assert!(v["generated_tokens"].as_u64().unwrap() >= 1);
+    assert!(v["time_to_first_token_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["backend"], "cpu");
+}
+
+#[test]
+fn complete_json_gives_llama_cpp_tokens() {
+    let out = run(&["complete", "--json", "--ignore-eos", "--max-tokens", "8", "The capital of France is"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["token_ids"], serde_json::json!([7042, 30, 198, 198, 504, 1797, 1918, 553]));
+}
+
+#[test]
+fn tokenize_parses_special_tokens() {
+    let out = run(&["tokenize", "<|im_start|>user\nHi<|im_end|>"]);
+    let ids: Vec<u32> = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(ids.first(), Some(&1));
+    assert_eq!(ids.last(), Some(&2));
+}
+
+#[test]
+fn models_list_shows_both_defaults_verified() {
+    let out = run(&["models", "list"]);
+    assert!(out.contains("SmolLM2-135M-Instruct.Q4_1.gguf"), "{out}");
+    assert!(out.contains("whisper-tiny.en-ct2/model.bin"), "{out}");
+    assert!(!out.contains("missing") && !out.contains("UNVERIFIED"), "{out}");
+    assert_eq!(out.matches("verified").count(), 5, "{out}");
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let out = run(&["--help"]);
+    for cmd in ["models", "ask", "complete", "tokenize", "bench"] {
+        assert!(out.contains(cmd), "{cmd} missing from --help");
+    }
+}
+
+#[test]
+fn a_missing_model_is_a_clear_error() {
+    let out = murmur().args(["ask", "--model", "/nonexistent/model.gguf", "hi"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/model.gguf") && err.contains("murmur models fetch"), "{err}");
+}
