@@ -66,6 +66,14 @@ pub(crate) fn f16_at(b: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
 }
 
+/// Rounds to nearest, ties to even (as ggml's AVX quantiser does), without a libm call.
+/// Exact for |v| < 2^22; quantised values stay within ±127.
+#[inline]
+fn round_even(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    (v + MAGIC) - MAGIC
+}
+
 /// Quantises `x` (a multiple of 32 long) into `out`, one block per 32 values.
 pub fn quantize_row_q8(x: &[f32], out: &mut [BlockQ8]) {
     for (xb, ob) in x.chunks_exact(QK).zip(out.iter_mut()) {
@@ -74,7 +82,7 @@ pub fn quantize_row_q8(x: &[f32], out: &mut [BlockQ8]) {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         let mut sum = 0i32;
         for (q, v) in ob.qs.iter_mut().zip(xb) {
-            let r = (v * id).round() as i32;
+            let r = round_even(v * id) as i32;
             *q = r as i8;
             sum += r;
         }

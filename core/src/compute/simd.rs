@@ -92,18 +92,28 @@ mod x86 {
         mul_sum_us8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a))
     }
 
+    /// Two blocks per step into two accumulators: one FMA chain would leave the core waiting
+    /// on its latency.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q4_1(w: &[u8], x: &[BlockQ8]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let mut mins = 0f32;
-        for (b, y) in w.chunks_exact(Q4_1_BYTES).zip(x) {
-            let d = f16_at(b, 0) * y.d;
-            mins += f16_at(b, 2) * y.s;
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let (mut mins0, mut mins1) = (0f32, 0f32);
+        let block = |b: &[u8], y: &BlockQ8, acc: __m256, mins: &mut f32| {
+            *mins += f16_at(b, 2) * y.s;
             let qx = nibbles(b.as_ptr().add(4));
             let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), mul_sum_us8(qx, qy), acc);
+            _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b, 0) * y.d), mul_sum_us8(qx, qy), acc)
+        };
+        let mut pairs = w.chunks_exact(2 * Q4_1_BYTES).zip(x.chunks_exact(2));
+        for (b, y) in &mut pairs {
+            acc0 = block(&b[..Q4_1_BYTES], &y[0], acc0, &mut mins0);
+            acc1 = block(&b[Q4_1_BYTES..], &y[1], acc1, &mut mins1);
         }
-        hsum(acc) + mins
+        let done = x.len() / 2 * 2;
+        if done < x.len().min(w.len() / Q4_1_BYTES) {
+            acc0 = block(&w[done * Q4_1_BYTES..(done + 1) * Q4_1_BYTES], &x[done], acc0, &mut mins0);
+        }
+        hsum(_mm256_add_ps(acc0, acc1)) + mins0 + mins1
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -120,14 +130,22 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q8_0(w: &[u8], x: &[BlockQ8]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        for (b, y) in w.chunks_exact(Q8_0_BYTES).zip(x) {
-            let d = f16_at(b, 0) * y.d;
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let block = |b: &[u8], y: &BlockQ8, acc: __m256| {
             let qx = _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i);
             let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), mul_sum_i8(qx, qy), acc);
+            _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b, 0) * y.d), mul_sum_i8(qx, qy), acc)
+        };
+        let mut pairs = w.chunks_exact(2 * Q8_0_BYTES).zip(x.chunks_exact(2));
+        for (b, y) in &mut pairs {
+            acc0 = block(&b[..Q8_0_BYTES], &y[0], acc0);
+            acc1 = block(&b[Q8_0_BYTES..], &y[1], acc1);
         }
-        hsum(acc)
+        let done = x.len() / 2 * 2;
+        if done < x.len().min(w.len() / Q8_0_BYTES) {
+            acc0 = block(&w[done * Q8_0_BYTES..(done + 1) * Q8_0_BYTES], &x[done], acc0);
+        }
+        hsum(_mm256_add_ps(acc0, acc1))
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
