@@ -91,11 +91,6 @@ impl CpuKernels {
         }
     }
 
-    /// Threads the kernels use.
-    pub fn threads(&self) -> usize {
-        self.pool.threads()
-    }
-
     /// `out[t][r] (+)= dot(w[r], x[t])` for `n` rows of `x`.
     pub fn matmul(&mut self, w: WeightView, x: &[f32], n: usize, out: &mut [f32], accumulate: bool) {
         let (rows, cols) = (w.rows, w.cols);
