@@ -7,6 +7,18 @@ use std::sync::Arc;
 
 use murmur_core::llm::{Llm, LlmConfig, LlmError, Message, Sampling, StopReason};
 
+/// A token sink that runs `action` when the `at`-th token arrives, and never asks to stop.
+fn at_token(at: usize, action: impl Fn() + Send + 'static) -> impl FnMut(&str) -> bool + Send + 'static {
+    let mut n = 0;
+    move |_| {
+        n += 1;
+        if n == at {
+            action();
+        }
+        true
+    }
+}
+
 fn msg(role: &str, content: &str) -> Message {
     Message { role: role.into(), content: content.into() }
 }
@@ -64,16 +76,7 @@ fn canceller_from_another_handle_stops_generation() {
     let mut llm = common::load();
     let canceller = llm.canceller();
     let s = Sampling { ignore_eos: true, ..Sampling::greedy(200) };
-    let mut n = 0;
-    let (g, _) = llm
-        .complete("Count: one, two, three,", &s, move |_| {
-            n += 1;
-            if n == 5 {
-                canceller.cancel();
-            }
-            true
-        })
-        .unwrap();
+    let (g, _) = llm.complete("Count: one, two, three,", &s, at_token(5, move || canceller.cancel())).unwrap();
     assert_eq!(g.stop_reason, StopReason::Cancelled);
     assert_eq!(g.token_ids.len(), 5);
 }
@@ -83,16 +86,7 @@ fn an_interrupted_guest_traps_and_the_next_request_works() {
     let mut llm = common::load();
     let canceller = llm.canceller();
     let s = Sampling { ignore_eos: true, ..Sampling::greedy(500) };
-    let mut n = 0;
-    let err = llm
-        .complete("The history of Rome", &s, move |_| {
-            n += 1;
-            if n == 2 {
-                canceller.interrupt();
-            }
-            true
-        })
-        .unwrap_err();
+    let err = llm.complete("The history of Rome", &s, at_token(2, move || canceller.interrupt())).unwrap_err();
     assert!(matches!(err, LlmError::Trap(_)), "{err}");
     let (g, _) = llm.complete("The capital of France is", &Sampling::greedy(1), |_| true).unwrap();
     assert_eq!(g.token_ids, vec![7042], "a fresh instance answers ' Paris'");

@@ -137,7 +137,7 @@ impl Engine {
                 break StopReason::EndOfGeneration;
             }
             generated.push(id);
-            text.push_str(&utf8.push(self.tokenizer.piece(id)));
+            utf8.push(self.tokenizer.piece(id), &mut text);
             let (visible, hit) = visible_text(&text, &p.stop);
             if hit {
                 text.truncate(visible);

@@ -259,16 +259,15 @@ pub struct Utf8Stream {
 }
 
 impl Utf8Stream {
-    /// Adds `bytes` and returns the newly completed text (possibly empty).
-    pub fn push(&mut self, bytes: &[u8]) -> String {
+    /// Adds `bytes` and appends the newly completed text (possibly none) to `out`.
+    pub fn push(&mut self, bytes: &[u8], out: &mut String) {
         self.pending.extend_from_slice(bytes);
-        let mut out = String::new();
         loop {
             match std::str::from_utf8(&self.pending) {
                 Ok(s) => {
                     out.push_str(s);
                     self.pending.clear();
-                    return out;
+                    return;
                 }
                 Err(e) => {
                     let valid = e.valid_up_to();
@@ -277,7 +276,7 @@ impl Utf8Stream {
                         // An incomplete sequence at the end: wait for more bytes.
                         None => {
                             self.pending.drain(..valid);
-                            return out;
+                            return;
                         }
                         // Invalid bytes: show a replacement character and go on.
                         Some(bad) => {

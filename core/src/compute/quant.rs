@@ -30,21 +30,18 @@ pub enum WeightType {
 impl WeightType {
     /// Bytes taken by one row of `cols` elements, or `None` if `cols` does not fill whole blocks.
     pub fn row_bytes(self, cols: usize) -> Option<usize> {
-        match self {
-            WeightType::F32 => Some(cols * 4),
-            WeightType::F16 => Some(cols * 2),
-            q if cols % QK == 0 => Some(cols / QK * q.block_bytes()),
-            _ => None,
-        }
+        let (bytes, elems) = self.block();
+        (cols % elems == 0).then(|| cols / elems * bytes)
     }
 
-    fn block_bytes(self) -> usize {
+    /// Bytes per block and elements per block.
+    fn block(self) -> (usize, usize) {
         match self {
-            WeightType::Q4_0 => Q4_0_BYTES,
-            WeightType::Q4_1 => Q4_1_BYTES,
-            WeightType::Q8_0 => Q8_0_BYTES,
-            WeightType::F32 => 4,
-            WeightType::F16 => 2,
+            WeightType::F32 => (4, 1),
+            WeightType::F16 => (2, 1),
+            WeightType::Q4_0 => (Q4_0_BYTES, QK),
+            WeightType::Q4_1 => (Q4_1_BYTES, QK),
+            WeightType::Q8_0 => (Q8_0_BYTES, QK),
         }
     }
 }

@@ -125,6 +125,16 @@ fn rows_fit(what: &str, rows: usize, n: u32) -> Res<usize> {
     Ok(n)
 }
 
+fn dtype_of(t: WeightType) -> Dtype {
+    match t {
+        WeightType::F32 => Dtype::F32,
+        WeightType::F16 => Dtype::F16,
+        WeightType::Q4_0 => Dtype::Q40,
+        WeightType::Q4_1 => Dtype::Q41,
+        WeightType::Q8_0 => Dtype::Q80,
+    }
+}
+
 fn weight_type(d: Dtype) -> WeightType {
     match d {
         Dtype::F32 => WeightType::F32,
@@ -146,13 +156,7 @@ impl compute::HostTensor for State {
 
     fn dtype(&mut self, t: Resource<Tensor>) -> Dtype {
         match self.get(&t).map(|t| &t.storage) {
-            Ok(Storage::Mapped { ty, .. }) => match ty {
-                WeightType::F32 => Dtype::F32,
-                WeightType::F16 => Dtype::F16,
-                WeightType::Q4_0 => Dtype::Q40,
-                WeightType::Q4_1 => Dtype::Q41,
-                WeightType::Q8_0 => Dtype::Q80,
-            },
+            Ok(Storage::Mapped { ty, .. }) => dtype_of(*ty),
             _ => Dtype::F32,
         }
     }

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 pub use host::exports::murmur::llm::llm::{Generation, Message, ModelInfo, Sampling, StopReason};
 pub use sandbox::Sandbox;
 
-use crate::compute::cpu::CpuKernels;
 
 /// What can go wrong running the LLM.
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +173,7 @@ impl Llm {
         }
         let model = Arc::new(map_file(&config.model)?);
         let canceller = Canceller::default();
-        let session = sandbox.start(&config, Arc::clone(&model), CpuKernels::new(config.threads), &canceller)?;
+        let session = sandbox.start(&config, Arc::clone(&model), &canceller)?;
         let info = session.info.clone();
         tracing::info!(model = %config.model.display(), arch = %info.architecture, layers = info.layers, "model loaded");
         Ok(Self { sandbox, config, model, session: Some(session), info, canceller })
@@ -198,8 +197,7 @@ impl Llm {
     fn session(&mut self) -> Result<&mut sandbox::Session, LlmError> {
         if self.session.is_none() {
             tracing::info!("starting a fresh model runtime");
-            let kernels = CpuKernels::new(self.config.threads);
-            self.session = Some(self.sandbox.start(&self.config, Arc::clone(&self.model), kernels, &self.canceller)?);
+            self.session = Some(self.sandbox.start(&self.config, Arc::clone(&self.model), &self.canceller)?);
         }
         Ok(self.session.as_mut().expect("just set"))
     }

@@ -67,15 +67,10 @@ impl Sandbox {
         Ok(Self { engine, component, linker })
     }
 
-    /// A fresh guest instance with `model` loaded.
-    pub(super) fn start(
-        &self,
-        cfg: &LlmConfig,
-        model: Arc<Mmap>,
-        kernels: CpuKernels,
-        canceller: &Canceller,
-    ) -> Result<Session, LlmError> {
+    /// A fresh guest instance with `model` loaded, on kernels of `cfg.threads` threads.
+    pub(super) fn start(&self, cfg: &LlmConfig, model: Arc<Mmap>, canceller: &Canceller) -> Result<Session, LlmError> {
         let limits = StoreLimitsBuilder::new().memory_size(cfg.guest_memory).trap_on_grow_failure(true).build();
+        let kernels = CpuKernels::new(cfg.threads);
         let mut store = Store::new(&self.engine, State::new(model, kernels, limits, cfg.host_memory));
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
