@@ -41,8 +41,8 @@ impl ModelArgs {
 pub struct AskArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Sampling temperature (0: greedy).
-    #[arg(long, default_value_t = 0.7)]
+    /// Sampling temperature (0: greedy). Low by default: small models wander when hot.
+    #[arg(long, default_value_t = 0.2)]
     temp: f32,
     /// Keep the k most likely tokens (0: off).
     #[arg(long, default_value_t = 40)]

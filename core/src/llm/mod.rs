@@ -91,7 +91,7 @@ impl LlmConfig {
 impl Default for Sampling {
     fn default() -> Self {
         Self {
-            temperature: 0.7,
+            temperature: 0.2,
             top_k: 40,
             top_p: 0.95,
             min_p: 0.05,
