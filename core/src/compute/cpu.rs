@@ -2,9 +2,46 @@
 //! model file. Quantised mat-muls quantise the activations to 8 bits once per call and use
 //! integer dot products (AVX2 when the CPU has it).
 
+use std::collections::HashMap;
+
+use super::packed::{kernel_for, PackedWeight, ROWS, TOKENS};
 use super::pool::{share, ThreadPool};
 use super::quant::{dequantize_row, quantize_row_q8, BlockQ8, WeightType, QK};
-use super::simd::{dot_f32, dot_for};
+use super::simd::dot_f32;
+
+/// Packing a weight would take the packed copies past their budget.
+#[derive(Debug, thiserror::Error)]
+#[error("packing a {rows}x{cols} weight would take packed weights past their {budget}-byte budget")]
+pub struct PackError {
+    rows: usize,
+    cols: usize,
+    budget: usize,
+}
+
+/// Packed copies of the quantised weights used so far, keyed by their place in the model file.
+/// Their total is capped (at the model's size) so a guest that names overlapping weights cannot
+/// make the host copy the file again and again.
+struct PackCache {
+    packed: HashMap<(usize, usize), PackedWeight>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl PackCache {
+    fn get(&mut self, w: WeightView) -> Result<&PackedWeight, PackError> {
+        let key = (w.data.as_ptr() as usize, w.data.len());
+        if !self.packed.contains_key(&key) {
+            let size = PackedWeight::size_of(&w);
+            if self.bytes + size > self.budget {
+                return Err(PackError { rows: w.rows, cols: w.cols, budget: self.budget });
+            }
+            self.bytes += size;
+            let packed = PackedWeight::new(w);
+            self.packed.insert(key, packed);
+        }
+        Ok(&self.packed[&key])
+    }
+}
 
 /// A weight matrix viewed in place: `rows` rows of `cols` elements stored as `ty`.
 #[derive(Clone, Copy)]
@@ -24,7 +61,8 @@ impl WeightView<'_> {
         self.ty.row_bytes(self.cols).expect("checked when the weight was created")
     }
 
-    fn row(&self, r: usize) -> &[u8] {
+    /// The bytes of row `r`.
+    pub fn row(&self, r: usize) -> &[u8] {
         let rb = self.row_bytes();
         &self.data[r * rb..(r + 1) * rb]
     }
@@ -74,11 +112,12 @@ pub struct CpuKernels {
     scores: Vec<Vec<f32>>,
     norm_w: Vec<f32>,
     dedup: Vec<u32>,
+    packed: PackCache,
 }
 
 impl CpuKernels {
-    /// Kernels running on `threads` threads.
-    pub fn new(threads: usize) -> Self {
+    /// Kernels running on `threads` threads, packing at most `pack_budget` bytes of weights.
+    pub fn new(threads: usize, pack_budget: usize) -> Self {
         let pool = ThreadPool::new(threads);
         let shares = pool.threads();
         Self {
@@ -88,11 +127,15 @@ impl CpuKernels {
             scores: vec![Vec::new(); shares],
             norm_w: Vec::new(),
             dedup: Vec::new(),
+            packed: PackCache { packed: HashMap::new(), bytes: 0, budget: pack_budget },
         }
     }
 
     /// `out[t][r] (+)= dot(w[r], x[t])` for `n` rows of `x`.
-    pub fn matmul(&mut self, w: WeightView, x: &[f32], n: usize, out: &mut [f32], accumulate: bool) {
+    ///
+    /// Quantised weights are repacked on first use (see [`super::packed`]); that fails once the
+    /// packed copies would outgrow the budget given to [`CpuKernels::new`].
+    pub fn matmul(&mut self, w: WeightView, x: &[f32], n: usize, out: &mut [f32], accumulate: bool) -> Result<(), PackError> {
         let (rows, cols) = (w.rows, w.cols);
         let out_ptr = SharedMut(out.as_mut_ptr());
         let shares = self.pool.threads();
@@ -115,27 +158,35 @@ impl CpuKernels {
                     }
                 });
             }
-            q => {
+            _ => {
+                let packed = self.packed.get(w)?;
                 let blocks = cols / QK;
                 self.xq.resize(n * blocks, BlockQ8::default());
                 for t in 0..n {
                     quantize_row_q8(&x[t * cols..(t + 1) * cols], &mut self.xq[t * blocks..(t + 1) * blocks]);
                 }
                 let xq = &self.xq;
-                let dot = dot_for(q);
-                let rb = w.row_bytes();
+                let kernel = kernel_for(w.ty);
+                let groups = packed.groups();
                 self.pool.run(&|s| {
-                    for r in share(rows, s, shares) {
-                        let row = &w.data[r * rb..(r + 1) * rb];
-                        for t in 0..n {
-                            let v = dot(row, &xq[t * blocks..(t + 1) * blocks]);
-                            // SAFETY: row r belongs to this share.
-                            unsafe { out_ptr.write(t * rows + r, v, accumulate) };
+                    let mut res = [[0f32; ROWS]; TOKENS];
+                    for g in share(groups, s, shares) {
+                        let lanes = (rows - g * ROWS).min(ROWS);
+                        for t0 in (0..n).step_by(TOKENS) {
+                            let tokens = (n - t0).min(TOKENS);
+                            kernel(packed.group(g), &xq[t0 * blocks..], blocks, tokens, &mut res);
+                            for (t, r) in res.iter().enumerate().take(tokens) {
+                                for (lane, &v) in r.iter().enumerate().take(lanes) {
+                                    // SAFETY: the rows of group g belong to this share.
+                                    unsafe { out_ptr.write((t0 + t) * rows + g * ROWS + lane, v, accumulate) };
+                                }
+                            }
                         }
                     }
                 });
             }
         }
+        Ok(())
     }
 
     /// `out = x / rms(x) * weight` for `n` rows of `cols`.
@@ -309,8 +360,8 @@ mod tests {
         let x: Vec<f32> = (0..n * cols).map(|i| (i as f32 * 0.1).cos()).collect();
         let mut one = vec![0f32; n * rows];
         let mut two = vec![0f32; n * rows];
-        CpuKernels::new(1).matmul(w, &x, n, &mut one, false);
-        CpuKernels::new(2).matmul(w, &x, n, &mut two, false);
+        CpuKernels::new(1, 2 * data.len()).matmul(w, &x, n, &mut one, false).unwrap();
+        CpuKernels::new(2, 2 * data.len()).matmul(w, &x, n, &mut two, false).unwrap();
         assert_eq!(one, two);
     }
 }

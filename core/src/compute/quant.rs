@@ -123,41 +123,6 @@ pub fn dequantize_row(ty: WeightType, row: &[u8], out: &mut [f32]) {
     }
 }
 
-/// Portable dot product of a quantised weight row with a quantised activation row.
-pub fn dot_q8_portable(ty: WeightType, row: &[u8], x: &[BlockQ8]) -> f32 {
-    let mut sum = 0f32;
-    match ty {
-        WeightType::Q8_0 => {
-            for (b, y) in row.chunks_exact(Q8_0_BYTES).zip(x) {
-                let dot: i32 = b[2..].iter().zip(&y.qs).map(|(&w, &a)| w as i8 as i32 * a as i32).sum();
-                sum += f16_at(b, 0) * y.d * dot as f32;
-            }
-        }
-        WeightType::Q4_0 => {
-            for (b, y) in row.chunks_exact(Q4_0_BYTES).zip(x) {
-                let mut dot = 0i32;
-                for j in 0..16 {
-                    dot += ((b[2 + j] & 0x0F) as i32 - 8) * y.qs[j] as i32;
-                    dot += ((b[2 + j] >> 4) as i32 - 8) * y.qs[j + 16] as i32;
-                }
-                sum += f16_at(b, 0) * y.d * dot as f32;
-            }
-        }
-        WeightType::Q4_1 => {
-            for (b, y) in row.chunks_exact(Q4_1_BYTES).zip(x) {
-                let mut dot = 0i32;
-                for j in 0..16 {
-                    dot += (b[4 + j] & 0x0F) as i32 * y.qs[j] as i32;
-                    dot += (b[4 + j] >> 4) as i32 * y.qs[j + 16] as i32;
-                }
-                sum += f16_at(b, 0) * y.d * dot as f32 + f16_at(b, 2) * y.s;
-            }
-        }
-        WeightType::F32 | WeightType::F16 => unreachable!("float weights are not multiplied in 8 bits"),
-    }
-    sum
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,19 +148,5 @@ mod tests {
         assert_eq!(out[0], 0.5);
         assert_eq!(out[16], 6.5);
         assert_eq!(out[1], -1.0);
-    }
-
-    #[test]
-    fn quantised_dot_tracks_float_dot() {
-        let nib: [u8; 32] = std::array::from_fn(|i| (i * 7 % 16) as u8);
-        let b = q4_1_block(0.25, -2.0, &nib);
-        let mut w = [0f32; 32];
-        dequantize_row(WeightType::Q4_1, &b, &mut w);
-        let x: Vec<f32> = (0..32).map(|i| (i as f32 * 0.37).sin()).collect();
-        let mut xq = [BlockQ8::default()];
-        quantize_row_q8(&x, &mut xq);
-        let exact: f32 = w.iter().zip(&x).map(|(a, b)| a * b).sum();
-        let got = dot_q8_portable(WeightType::Q4_1, &b, &xq);
-        assert!((exact - got).abs() < 0.05 * exact.abs().max(1.0), "{exact} vs {got}");
     }
 }

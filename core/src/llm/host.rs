@@ -256,8 +256,7 @@ impl compute::Host for State {
                     wv.rows, wv.cols
                 )));
             }
-            k.matmul(wv, &xs[..n * xc], n, o, accumulate);
-            Ok(())
+            k.matmul(wv, &xs[..n * xc], n, o, accumulate).map_err(|e| ComputeError::Exhausted(e.to_string()))
         })
     }
 

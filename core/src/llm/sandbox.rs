@@ -70,7 +70,9 @@ impl Sandbox {
     /// A fresh guest instance with `model` loaded, on kernels of `cfg.threads` threads.
     pub(super) fn start(&self, cfg: &LlmConfig, model: Arc<Mmap>, canceller: &Canceller) -> Result<Session, LlmError> {
         let limits = StoreLimitsBuilder::new().memory_size(cfg.guest_memory).trap_on_grow_failure(true).build();
-        let kernels = CpuKernels::new(cfg.threads);
+        // Packed weights are a permutation of the file's bytes; a quarter more leaves room for
+        // Q4_0's wider packed blocks and padded row groups.
+        let kernels = CpuKernels::new(cfg.threads, model.len() + model.len() / 4);
         let mut store = Store::new(&self.engine, State::new(model, kernels, limits, cfg.host_memory));
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
