@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::packed::{kernel_for, PackedWeight, ROWS, TOKENS};
 use super::pool::{share, ThreadPool};
 use super::quant::{dequantize_row, quantize_row_q8, BlockQ8, WeightType, QK};
-use super::simd::dot_f32;
+use super::simd::{attend, dot_f32};
 
 /// Packing a weight would take the packed copies past their budget.
 #[derive(Debug, thiserror::Error)]
@@ -272,27 +272,11 @@ impl CpuKernels {
                 let len = pos + t + 1;
                 let qh = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
                 let kvo = (h / group) * hd;
-                let mut max = f32::NEG_INFINITY;
-                for (j, sj) in sc[..len].iter_mut().enumerate() {
-                    *sj = dot_f32(qh, &k_cache[j * kvd + kvo..j * kvd + kvo + hd]) * scale;
-                    max = max.max(*sj);
-                }
-                let mut sum = 0f64;
-                for sj in &mut sc[..len] {
-                    *sj = (*sj - max).exp();
-                    sum += *sj as f64;
-                }
-                let inv = (1.0 / sum) as f32;
-                let mut acc = [0f32; 256];
-                for (j, &p) in sc[..len].iter().enumerate() {
-                    let vj = &v_cache[j * kvd + kvo..j * kvd + kvo + hd];
-                    for (a, &vv) in acc[..hd].iter_mut().zip(vj) {
-                        *a += p * vv;
-                    }
-                }
-                for (d, a) in acc[..hd].iter().enumerate() {
+                let o = &mut [0f32; 256][..hd];
+                attend(qh, &k_cache[kvo..], &v_cache[kvo..], kvd, len, scale, &mut sc[..len], o);
+                for (d, &a) in o.iter().enumerate() {
                     // SAFETY: (t, h) belongs to this share.
-                    unsafe { out_ptr.write(t * qd + h * hd + d, a * inv, false) };
+                    unsafe { out_ptr.write(t * qd + h * hd + d, a, false) };
                 }
             }
         });
