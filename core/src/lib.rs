@@ -3,8 +3,12 @@
 //! - [`llm`]: the sandboxed LLM (Wasmtime host for the `inference-guest` component).
 //! - [`compute`]: the kernel backends the guest's math runs on.
 //! - [`models`]: the default-model manifest, fetching and verification.
+//! - [`audio`]: WAV files, microphone capture and resampling.
+//! - [`speech`]: speech to text (Whisper) and the model converter.
 
+pub mod audio;
 pub mod compute;
 pub mod llm;
 pub mod models;
 pub mod paths;
+pub mod speech;

@@ -19,7 +19,7 @@ fn wait_for_model<T>(state: &AppState, f: impl FnOnce(&mut murmur_core::llm::Llm
     }
     match guard.as_mut().expect("loaded") {
         Ok(llm) => f(llm),
-        Err(e) => Err(format!("{e}")),
+        Err(e) => Err(e.to_string()),
     }
 }
 

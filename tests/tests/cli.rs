@@ -74,7 +74,7 @@ fn models_list_shows_both_defaults_verified() {
 #[test]
 fn help_lists_every_subcommand() {
     let out = run(&["--help"]);
-    for cmd in ["models", "ask", "complete", "tokenize", "bench"] {
+    for cmd in ["models", "ask", "complete", "tokenize", "bench", "transcribe", "listen"] {
         assert!(out.contains(cmd), "{cmd} missing from --help");
     }
 }
@@ -85,4 +85,20 @@ fn a_missing_model_is_a_clear_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/model.gguf") && err.contains("murmur models fetch"), "{err}");
+}
+
+/// `murmur transcribe --json` prints the words and where the time went; a WAV that is not
+/// audio gets a one-line error naming the file.
+#[test]
+fn transcribes_a_wav_file_with_timings() {
+    let jfk = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/audio/jfk.wav");
+    let out: serde_json::Value = serde_json::from_str(&run(&["transcribe", "--json", jfk.to_str().unwrap()])).expect("JSON");
+    assert!(out["text"].as_str().unwrap().contains("ask not what your country can do for you"), "{out}");
+    for key in ["load_ms", "mel_ms", "encode_ms", "decode_ms"] {
+        assert!(out[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {out}");
+    }
+    assert_eq!(out["audio_s"].as_f64(), Some(11.0));
+    let bad = murmur().args(["transcribe", "Cargo.toml"]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("Cargo.toml: not a readable WAV file"), "{err}");
 }

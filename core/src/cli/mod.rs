@@ -3,6 +3,7 @@
 mod bench;
 mod llm;
 mod models;
+mod speech;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,10 @@ enum Command {
     Tokenize(llm::TokenizeArgs),
     /// Measure prefill and decode speed, side by side with llama.cpp.
     Bench(bench::BenchArgs),
+    /// Transcribe a WAV file.
+    Transcribe(speech::TranscribeArgs),
+    /// Record from the microphone (until Enter, or for --seconds) and transcribe.
+    Listen(speech::ListenArgs),
 }
 
 impl Cli {
@@ -38,6 +43,8 @@ impl Cli {
             Command::Complete(a) => a.run(),
             Command::Tokenize(a) => a.run(),
             Command::Bench(a) => a.run(),
+            Command::Transcribe(a) => a.run(),
+            Command::Listen(a) => a.run(),
         }
     }
 }

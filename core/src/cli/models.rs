@@ -1,11 +1,14 @@
 //! `murmur models …`
 
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use clap::Subcommand;
 use murmur_core::models::{self, FetchOptions, FileStatus, Manifest};
 use murmur_core::paths;
+use murmur_core::speech::convert::{convert, Ct2Export};
+use murmur_core::speech::ggml::GgmlWhisper;
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
@@ -21,6 +24,19 @@ pub enum ModelsCommand {
     List,
     /// Print the models directory.
     Dir,
+    /// Convert the fetched CTranslate2 Whisper export into the ggml file whisper.cpp loads.
+    /// Skipped when a valid converted file is already there.
+    Convert {
+        /// The CTranslate2 export directory (default: the fetched speech model).
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// The ggml file to write (default: in the models directory).
+        #[arg(long)]
+        to: Option<PathBuf>,
+        /// Convert even if a valid file exists.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 impl ModelsCommand {
@@ -53,9 +69,27 @@ impl ModelsCommand {
                         println!("  {:<40} {:>8.1} MB  {state}", f.file, f.size as f64 / 1e6);
                     }
                 }
+                let ggml = models::default_speech_path();
+                let state = if converted_ok(&ggml) { "converted" } else { "missing (run `murmur models convert`)" };
+                println!("speech (ggml) — {}  {state}", ggml.display());
             }
             ModelsCommand::Dir => println!("{}", dir.display()),
+            ModelsCommand::Convert { from, to, force } => {
+                let from = from.unwrap_or_else(models::default_speech_export_dir);
+                let to = to.unwrap_or_else(models::default_speech_path);
+                if !force && converted_ok(&to) {
+                    println!("{} is already converted", to.display());
+                    return Ok(());
+                }
+                let done = convert(&Ct2Export::in_dir(&from), &to)?;
+                println!("wrote {} ({} tensors, {:.1} MB)", to.display(), done.tensors, done.bytes as f64 / 1e6);
+            }
         }
         Ok(())
     }
+}
+
+/// Whether `path` holds a complete, valid ggml Whisper file.
+fn converted_ok(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|b| GgmlWhisper::parse(&b).is_ok())
 }

@@ -120,6 +120,23 @@ pub fn status(dir: &Path, f: &FileEntry) -> Result<FileStatus, ModelError> {
     Ok(if actual == f.sha256 { FileStatus::Verified } else { FileStatus::Unverified { actual } })
 }
 
+/// File name of the default speech model once converted to ggml.
+pub const SPEECH_GGML_FILE: &str = "whisper-tiny.en.ggml.bin";
+
+/// The default speech model's CTranslate2 export directory (as fetched).
+pub fn default_speech_export_dir() -> PathBuf {
+    let manifest = Manifest::builtin();
+    let entry = manifest.get("speech").expect("the manifest lists the speech model");
+    let model = file_path(&paths::models_dir(), &entry.files[0]);
+    model.parent().map(Path::to_path_buf).unwrap_or_else(paths::models_dir)
+}
+
+/// The default speech model in the ggml format whisper.cpp loads (written by
+/// `murmur models convert`).
+pub fn default_speech_path() -> PathBuf {
+    paths::models_dir().join(SPEECH_GGML_FILE)
+}
+
 /// The default chat model's path (whether or not it has been fetched).
 pub fn default_llm_path() -> PathBuf {
     let manifest = Manifest::builtin();

@@ -1,0 +1,67 @@
+//! Audio in: WAV files, microphone capture (cpal) and resampling to Whisper's 16 kHz mono.
+
+mod capture;
+mod resample;
+mod wav;
+
+pub use capture::{input_devices, Microphone, Recording};
+pub use resample::resample;
+pub use wav::read_wav;
+
+use std::path::PathBuf;
+
+/// Sample rate speech recognition works at.
+pub const SAMPLE_RATE: u32 = 16_000;
+/// Length of one level-meter window, seconds (50 ms).
+pub const LEVEL_WINDOW_S: f32 = 0.05;
+
+/// What can go wrong with audio.
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    /// An audio file could not be read.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No microphone (or not the one asked for).
+    #[error("{0}; typed questions still work")]
+    NoInput(String),
+    /// The input device refused to start.
+    #[error("the microphone '{device}' could not be opened: {reason}")]
+    Device {
+        /// The device.
+        device: String,
+        /// Why.
+        reason: String,
+    },
+    /// Resampling failed.
+    #[error("resampling from {from} Hz failed: {reason}")]
+    Resample {
+        /// Input rate.
+        from: u32,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// RMS level of each 50 ms window of `audio` (sampled at `rate`), for meters and silence checks.
+pub fn levels(audio: &[f32], rate: u32) -> impl Iterator<Item = f32> + '_ {
+    let window = ((rate as f32 * LEVEL_WINDOW_S) as usize).max(1);
+    audio.chunks(window).map(|w| (w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32).sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_are_rms_per_window() {
+        let tone: Vec<f32> = (0..1600).map(|i| if i % 2 == 0 { 0.5 } else { -0.5 }).collect();
+        let l: Vec<f32> = levels(&tone, 16_000).collect();
+        assert_eq!(l.len(), 2);
+        assert!(l.iter().all(|&v| (v - 0.5).abs() < 1e-6));
+    }
+}

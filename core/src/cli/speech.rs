@@ -1,0 +1,118 @@
+//! `murmur transcribe`, `murmur listen`.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use murmur_core::audio::{read_wav, Microphone};
+use murmur_core::models;
+use murmur_core::speech::{SpeechConfig, Transcriber, Transcript};
+use serde_json::json;
+
+/// Options shared by the commands that load the speech model.
+#[derive(Args)]
+pub struct SpeechArgs {
+    /// ggml Whisper model file (default: the converted tiny.en).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// whisper.cpp threads (default: up to 4 cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Encode Whisper's full 30-second window even for short clips.
+    #[arg(long)]
+    full_window: bool,
+    /// Encoder positions to use (50 per second of audio; 1500 is the full window).
+    #[arg(long)]
+    audio_ctx: Option<usize>,
+    /// Print one JSON object with the text and timings.
+    #[arg(long)]
+    json: bool,
+}
+
+impl SpeechArgs {
+    fn load(&self) -> anyhow::Result<(Transcriber, Duration)> {
+        let mut config = SpeechConfig { full_window: self.full_window, audio_ctx: self.audio_ctx, ..SpeechConfig::default() };
+        if let Some(t) = self.threads {
+            config.threads = t.max(1);
+        }
+        let start = Instant::now();
+        let t = Transcriber::load(&self.model.clone().unwrap_or_else(models::default_speech_path), config)?;
+        Ok((t, start.elapsed()))
+    }
+
+    fn print(&self, transcript: &Transcript, load: Duration) {
+        if self.json {
+            let t = &transcript.timings;
+            println!(
+                "{}",
+                json!({
+                    "text": transcript.text,
+                    "audio_s": t.audio_s,
+                    "load_ms": load.as_secs_f64() * 1e3,
+                    "mel_ms": t.mel_ms,
+                    "encode_ms": t.encode_ms,
+                    "decode_ms": t.decode_ms,
+                    "audio_ctx": t.audio_ctx,
+                })
+            );
+        } else {
+            println!("{}", transcript.text);
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct TranscribeArgs {
+    #[command(flatten)]
+    speech: SpeechArgs,
+    /// A WAV file (any rate, depth and channel count).
+    file: PathBuf,
+}
+
+impl TranscribeArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let audio = read_wav(&self.file)?;
+        let (mut t, load) = self.speech.load()?;
+        let transcript = t.transcribe(&audio)?;
+        self.speech.print(&transcript, load);
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+pub struct ListenArgs {
+    #[command(flatten)]
+    speech: SpeechArgs,
+    /// Record for this many seconds instead of until Enter.
+    #[arg(long)]
+    seconds: Option<f32>,
+    /// Input device name (default: the system's default microphone).
+    #[arg(long)]
+    device: Option<String>,
+}
+
+impl ListenArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let (mut t, load) = self.speech.load()?;
+        let mic = Microphone::open(self.device.as_deref())?;
+        mic.press();
+        match self.seconds {
+            Some(s) => {
+                eprintln!("listening on {} for {s} s…", mic.name());
+                std::thread::sleep(Duration::from_secs_f32(s.max(0.0)));
+            }
+            None => {
+                eprintln!("listening on {}; press Enter to stop", mic.name());
+                std::io::stdin().lock().read_line(&mut String::new())?;
+            }
+        }
+        let recording = mic.release()?;
+        if let Some(why) = &recording.interrupted {
+            eprintln!("the microphone stopped ({why}); transcribing what was recorded");
+        }
+        let transcript = t.transcribe(&recording.audio)?;
+        self.speech.print(&transcript, load);
+        Ok(())
+    }
+}
