@@ -30,7 +30,7 @@ pub enum AudioError {
     #[error("{0}; typed questions still work")]
     NoInput(String),
     /// The input device refused to start.
-    #[error("the microphone '{device}' could not be opened: {reason}")]
+    #[error("the microphone '{device}' could not be opened: {reason}; check that one is connected and free (typed questions still work)")]
     Device {
         /// The device.
         device: String,

@@ -49,8 +49,10 @@ pub fn filters(n_mels: usize) -> Vec<f32> {
         for &f in &fft_freqs {
             let lower = -(mel_f[i] - f) / lower_d;
             let upper = (mel_f[i + 2] - f) / upper_d;
-            // librosa stores the triangle as f32, then scales it in f64 and stores f32 again.
-            let tri = lower.min(upper).max(0.0) as f32;
+            // numpy's `maximum(0, x)` keeps x = -0.0 (the first filter's first bin), and librosa
+            // stores the triangle as f32, then scales it in f64 and stores f32 again.
+            let m = lower.min(upper);
+            let tri = if 0.0 > m { 0.0 } else { m } as f32;
             out.push((tri as f64 * enorm) as f32);
         }
     }
