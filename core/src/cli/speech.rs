@@ -43,19 +43,10 @@ impl SpeechArgs {
 
     fn print(&self, transcript: &Transcript, load: Duration) {
         if self.json {
-            let t = &transcript.timings;
-            println!(
-                "{}",
-                json!({
-                    "text": transcript.text,
-                    "audio_s": t.audio_s,
-                    "load_ms": load.as_secs_f64() * 1e3,
-                    "mel_ms": t.mel_ms,
-                    "encode_ms": t.encode_ms,
-                    "decode_ms": t.decode_ms,
-                    "audio_ctx": t.audio_ctx,
-                })
-            );
+            let mut out = serde_json::to_value(transcript.timings).expect("timings serialise");
+            out["text"] = json!(transcript.text);
+            out["load_ms"] = json!(load.as_secs_f64() * 1e3);
+            println!("{out}");
         } else {
             println!("{}", transcript.text);
         }

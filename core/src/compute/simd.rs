@@ -66,42 +66,33 @@ pub fn has_avx2() -> bool {
         && std::arch::is_x86_feature_detected!("f16c")
 }
 
+/// One instantiation of a raw group kernel per token count, 1 to 4.
 #[cfg(target_arch = "x86_64")]
-/// Checks a kernel call's slices against what the unchecked loads will touch.
-fn check(group: &[u8], block_bytes: usize, x: &[BlockQ8], blocks: usize, tokens: usize) {
+type ByTokens = [unsafe fn(*const u8, *const BlockQ8, usize, &mut GroupOut); super::packed::TOKENS];
+
+/// Runs the `tokens`-token instance of a raw kernel after checking the slices against what its
+/// unchecked loads touch.
+#[cfg(target_arch = "x86_64")]
+fn run_checked(kernels: ByTokens, block_bytes: usize, group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, out: &mut GroupOut) {
     assert!(group.len() >= blocks * block_bytes, "packed group shorter than its blocks");
-    assert!((1..=super::packed::TOKENS).contains(&tokens) && x.len() >= tokens * blocks, "activations too short");
+    assert!((1..=kernels.len()).contains(&tokens) && x.len() >= tokens * blocks, "activations too short");
+    // SAFETY: `kernel_for` hands the group kernels out only when AVX2/FMA/F16C are present;
+    // the asserts above bound every load.
+    unsafe { kernels[tokens - 1](group.as_ptr(), x.as_ptr(), blocks, out) }
 }
 
 /// Q4_0/Q4_1 group kernel (see [`super::packed::GroupKernel`]).
 #[cfg(target_arch = "x86_64")]
 pub fn group_q4(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, out: &mut GroupOut) {
-    check(group, Q4_GROUP_BLOCK, x, blocks, tokens);
-    // SAFETY: `kernel_for` hands this out only when AVX2/FMA/F16C are present; `check` bounds
-    // every load.
-    unsafe {
-        match tokens {
-            1 => x86::q4::<1>(group.as_ptr(), x.as_ptr(), blocks, out),
-            2 => x86::q4::<2>(group.as_ptr(), x.as_ptr(), blocks, out),
-            3 => x86::q4::<3>(group.as_ptr(), x.as_ptr(), blocks, out),
-            _ => x86::q4::<4>(group.as_ptr(), x.as_ptr(), blocks, out),
-        }
-    }
+    let kernels: ByTokens = [x86::q4::<1>, x86::q4::<2>, x86::q4::<3>, x86::q4::<4>];
+    run_checked(kernels, Q4_GROUP_BLOCK, group, x, blocks, tokens, out);
 }
 
 /// Q8_0 group kernel (see [`super::packed::GroupKernel`]).
 #[cfg(target_arch = "x86_64")]
 pub fn group_q8(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, out: &mut GroupOut) {
-    check(group, Q8_GROUP_BLOCK, x, blocks, tokens);
-    // SAFETY: as in `group_q4`.
-    unsafe {
-        match tokens {
-            1 => x86::q8::<1>(group.as_ptr(), x.as_ptr(), blocks, out),
-            2 => x86::q8::<2>(group.as_ptr(), x.as_ptr(), blocks, out),
-            3 => x86::q8::<3>(group.as_ptr(), x.as_ptr(), blocks, out),
-            _ => x86::q8::<4>(group.as_ptr(), x.as_ptr(), blocks, out),
-        }
-    }
+    let kernels: ByTokens = [x86::q8::<1>, x86::q8::<2>, x86::q8::<3>, x86::q8::<4>];
+    run_checked(kernels, Q8_GROUP_BLOCK, group, x, blocks, tokens, out);
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -6,6 +6,7 @@
 //! the Slaney mel filters written into the file and the byte-level vocabulary mapped back to bytes.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -67,8 +68,8 @@ fn read(path: &Path) -> Result<Vec<u8>, ConvertError> {
     std::fs::read(path).map_err(|source| ConvertError::Io { path: path.into(), source })
 }
 
-/// Converts `export` into a ggml file at `out` (written to a temporary name, checked by
-/// parsing it back, then renamed, so `out` is either absent or complete).
+/// Converts `export` into a ggml file at `out` (checked by parsing it back, written to a
+/// temporary name, then renamed, so `out` is either absent or complete).
 pub fn convert(export: &Ct2Export, out: &Path) -> Result<Converted, ConvertError> {
     fn bad(path: &Path) -> impl FnOnce(ReadError) -> ConvertError + '_ {
         move |e| ConvertError::Input { path: path.into(), reason: e.0 }
@@ -82,20 +83,21 @@ pub fn convert(export: &Ct2Export, out: &Path) -> Result<Converted, ConvertError
     let tok_bytes = read(&export.tokenizer)?;
     let vocab = vocabulary(&tok_bytes).map_err(bad(&export.tokenizer))?;
     let specs = expected_tensors(&h);
-    let tmp = out.with_extension("partial");
-    let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    let mut w = GgmlWriter::new(std::io::BufWriter::new(file), &h).map_err(io(&tmp))?;
-    w.filters(h.n_mels, &mel::filters(h.n_mels)).map_err(io(&tmp))?;
-    w.vocab(&vocab).map_err(io(&tmp))?;
+    // Built in memory (writes to a Vec cannot fail) and checked by parsing it back before
+    // anything touches the disk.
+    let in_memory = "writing to memory";
+    let mut w = GgmlWriter::new(Vec::new(), &h).expect(in_memory);
+    w.filters(h.n_mels, &mel::filters(h.n_mels)).expect(in_memory);
+    w.vocab(&vocab).expect(in_memory);
     for spec in &specs {
         let data = tensor_data(&model, spec, &h).map_err(bad(&export.model))?;
-        w.tensor(spec, &data).map_err(io(&tmp))?;
+        w.tensor(spec, &data).expect(in_memory);
     }
-    let file = w.finish().into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
-    file.sync_all().map_err(io(&tmp))?;
-    drop(file);
-    let written = read(&tmp)?;
-    GgmlWhisper::parse(&written).map_err(|e| ConvertError::Input { path: tmp.clone(), reason: format!("the converted file does not check out: {}", e.0) })?;
+    let written = w.finish();
+    GgmlWhisper::parse(&written).map_err(|e| ConvertError::Input { path: out.into(), reason: format!("the converted model does not check out: {}", e.0) })?;
+    let tmp = out.with_extension("partial");
+    let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    (&file).write_all(&written).and_then(|()| file.sync_all()).map_err(io(&tmp))?;
     std::fs::rename(&tmp, out).map_err(io(out))?;
     tracing::info!(out = %out.display(), tensors = specs.len(), "converted Whisper model");
     Ok(Converted { hparams: h, tensors: specs.len(), bytes: written.len() as u64 })

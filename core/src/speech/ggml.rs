@@ -118,11 +118,14 @@ pub fn expected_tensors(h: &Hparams) -> Vec<TensorSpec> {
     add("decoder.token_embedding.weight".into(), &[td, h.n_vocab], wtype);
     add("decoder.ln.weight".into(), &[td], TensorType::F32);
     add("decoder.ln.bias".into(), &[td], TensorType::F32);
-    let stacks = [("encoder", h.n_audio_layer, ad, &["attn"][..]), ("decoder", h.n_text_layer, td, &["attn", "cross_attn"][..])];
-    for (stack, layers, d, attns) in stacks {
+    let stacks = [
+        ("encoder", h.n_audio_layer, ad, &["attn"][..], &["mlp_ln", "attn_ln"][..]),
+        ("decoder", h.n_text_layer, td, &["attn", "cross_attn"][..], &["mlp_ln", "attn_ln", "cross_attn_ln"][..]),
+    ];
+    for (stack, layers, d, attns, norms) in stacks {
         for i in 0..layers {
             let p = format!("{stack}.blocks.{i}");
-            for ln in ["mlp_ln", "attn_ln", "cross_attn_ln"].iter().filter(|ln| **ln != "cross_attn_ln" || attns.len() == 2) {
+            for ln in norms {
                 add(format!("{p}.{ln}.weight"), &[d], TensorType::F32);
                 add(format!("{p}.{ln}.bias"), &[d], TensorType::F32);
             }

@@ -2,8 +2,8 @@
 //! `htk=False`, `norm="slaney"`), computed the way librosa computes it so that the result is
 //! bit-identical to openai-whisper's `mel_filters.npz`. whisper.cpp reads it from the model file.
 
-/// Sample rate Whisper works at.
-pub const SAMPLE_RATE: f64 = 16_000.0;
+use crate::audio::SAMPLE_RATE;
+
 /// FFT length of Whisper's STFT.
 pub const N_FFT: usize = 400;
 
@@ -34,9 +34,9 @@ fn mel_to_hz(m: f64) -> f64 {
 /// `n_mels` triangular filters over the `N_FFT / 2 + 1` frequency bins, mel-bin major.
 pub fn filters(n_mels: usize) -> Vec<f32> {
     let bins = N_FFT / 2 + 1;
-    let fft_freqs: Vec<f64> = (0..bins).map(|i| i as f64 * SAMPLE_RATE / N_FFT as f64).collect();
+    let fft_freqs: Vec<f64> = (0..bins).map(|i| i as f64 * SAMPLE_RATE as f64 / N_FFT as f64).collect();
     // numpy's linspace: i * step + start, with the last point set to the end exactly.
-    let (lo, hi) = (hz_to_mel(0.0), hz_to_mel(SAMPLE_RATE / 2.0));
+    let (lo, hi) = (hz_to_mel(0.0), hz_to_mel(SAMPLE_RATE as f64 / 2.0));
     let step = (hi - lo) / (n_mels + 1) as f64;
     let mel_f: Vec<f64> = (0..n_mels + 2)
         .map(|i| if i == n_mels + 1 { hi } else { i as f64 * step + lo })

@@ -79,7 +79,7 @@ pub struct SpeechTimings {
 }
 
 /// The words heard in one recording.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct Transcript {
     /// The text, trimmed, without non-speech captions.
     pub text: String,
