@@ -5,10 +5,14 @@
 //! - [`models`]: the default-model manifest, fetching and verification.
 //! - [`audio`]: WAV files, microphone capture and resampling.
 //! - [`speech`]: speech to text (Whisper) and the model converter.
+//! - [`tts`]: text to speech (espeak-ng) and the sentence splitter for streamed replies.
+//! - [`assistant`]: the state machine that runs a voice turn end to end.
 
+pub mod assistant;
 pub mod audio;
 pub mod compute;
 pub mod llm;
 pub mod models;
 pub mod paths;
 pub mod speech;
+pub mod tts;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{SampleFormat, SizedSample};
 
-use super::{resample, AudioError, LEVEL_WINDOW_S, SAMPLE_RATE};
+use super::{list, resample, AudioError, LEVEL_WINDOW_S, SAMPLE_RATE};
 
 /// Audio kept from before the key press.
 pub const PRE_ROLL: Duration = Duration::from_millis(200);
@@ -119,13 +119,6 @@ impl Microphone {
     }
 }
 
-fn list(names: &[String]) -> String {
-    if names.is_empty() {
-        "none".into()
-    } else {
-        names.join(", ")
-    }
-}
 
 fn lock(c: &Mutex<Capture>) -> std::sync::MutexGuard<'_, Capture> {
     c.lock().unwrap_or_else(|p| p.into_inner())

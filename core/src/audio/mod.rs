@@ -1,10 +1,13 @@
-//! Audio in: WAV files, microphone capture (cpal) and resampling to Whisper's 16 kHz mono.
+//! Audio in and out: WAV files, microphone capture (cpal), resampling to Whisper's 16 kHz mono,
+//! and playback (rodio) or WAV output of speech.
 
 mod capture;
+mod playback;
 mod resample;
 mod wav;
 
 pub use capture::{input_devices, Microphone, Recording};
+pub use playback::{output_devices, AudioOut, OnStart};
 pub use resample::resample;
 pub use wav::read_wav;
 
@@ -37,6 +40,9 @@ pub enum AudioError {
         /// Why.
         reason: String,
     },
+    /// No speaker (or not the one asked for).
+    #[error("{0}; replies are shown but not spoken (or write them to a file with --speak-to FILE.wav)")]
+    NoOutput(String),
     /// Resampling failed.
     #[error("resampling from {from} Hz failed: {reason}")]
     Resample {
@@ -45,6 +51,15 @@ pub enum AudioError {
         /// Why.
         reason: String,
     },
+}
+
+/// A list of device names for a message.
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// RMS level of each 50 ms window of `audio` (sampled at `rate`), for meters and silence checks.

@@ -7,7 +7,7 @@ use super::AudioError;
 /// `input` (mono, at `from` Hz) converted to `to` Hz, aligned (the resampler's delay removed)
 /// and exactly `len * to / from` samples long.
 pub fn resample(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, AudioError> {
-    if from == to {
+    if from == to || input.is_empty() {
         return Ok(input.to_vec());
     }
     let fail = |e: &dyn std::fmt::Display| AudioError::Resample { from, reason: e.to_string() };
@@ -43,6 +43,11 @@ mod tests {
 
     /// A 440 Hz tone keeps its frequency (zero crossings) and level (RMS) through 48 kHz,
     /// 44.1 kHz and 22.05 kHz → 16 kHz, and the length comes out exact.
+    #[test]
+    fn empty_input_stays_empty() {
+        assert!(resample(&[], 22_050, 16_000).unwrap().is_empty());
+    }
+
     #[test]
     fn tone_survives_resampling() {
         for from in [48_000u32, 44_100, 22_050] {

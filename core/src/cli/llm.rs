@@ -4,13 +4,10 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use murmur_core::llm::{BackendChoice, Generation, Llm, LlmConfig, Message, Sampling, StopReason, Timings};
+use murmur_core::assistant::DEFAULT_SYSTEM;
+use murmur_core::llm::{BackendChoice, Generation, Llm, LlmConfig, Message, Sampling, Timings};
 use murmur_core::models;
 use serde_json::json;
-
-/// The assistant's default persona.
-pub const DEFAULT_SYSTEM: &str =
-    "You are Murmur, a friendly voice assistant running on this computer. Answer in one or two short sentences.";
 
 /// Options shared by every command that loads the model.
 #[derive(Args)]
@@ -27,13 +24,23 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    fn load(&self) -> anyhow::Result<Llm> {
+    /// The model configuration these options describe.
+    pub fn config(&self) -> LlmConfig {
         let mut config = LlmConfig::new(self.model.clone().unwrap_or_else(models::default_llm_path));
         config.backend = self.backend;
         if let Some(t) = self.threads {
             config.threads = t;
         }
-        Ok(Llm::load(config)?)
+        config
+    }
+
+    /// The thread count asked for, if any.
+    pub fn threads(&self) -> Option<usize> {
+        self.threads
+    }
+
+    fn load(&self) -> anyhow::Result<Llm> {
+        Ok(Llm::load(self.config())?)
     }
 }
 
@@ -147,15 +154,6 @@ fn stream_to_stdout(quiet: bool) -> impl FnMut(&str) -> bool + Send + 'static {
     }
 }
 
-fn stop_name(r: StopReason) -> &'static str {
-    match r {
-        StopReason::EndOfGeneration => "end-of-generation",
-        StopReason::StopString => "stop-string",
-        StopReason::MaxTokens => "max-tokens",
-        StopReason::Cancelled => "cancelled",
-        StopReason::ContextFull => "context-full",
-    }
-}
 
 fn finish(llm: &Llm, g: &Generation, t: &Timings, json: bool, with_ids: bool) -> anyhow::Result<()> {
     if !json {
@@ -167,7 +165,7 @@ fn finish(llm: &Llm, g: &Generation, t: &Timings, json: bool, with_ids: bool) ->
         "prompt_tokens": g.prompt_tokens,
         "generated_tokens": g.token_ids.len(),
         "reused_tokens": g.reused_tokens,
-        "stop_reason": stop_name(g.stop_reason),
+        "stop_reason": g.stop_reason.name(),
         "time_to_first_token_ms": t.first_token.as_secs_f64() * 1e3,
         "decode_tokens_per_s": t.decode_tps,
         "backend": llm.backend_name(),

@@ -4,6 +4,7 @@ mod bench;
 mod llm;
 mod models;
 mod speech;
+mod voice;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,10 @@ enum Command {
     Transcribe(speech::TranscribeArgs),
     /// Record from the microphone (until Enter, or for --seconds) and transcribe.
     Listen(speech::ListenArgs),
+    /// Speak a text aloud (or into a WAV file with --speak-to).
+    Say(voice::SayArgs),
+    /// One whole voice turn: hear a question (microphone or --in FILE.wav), answer it, speak it.
+    Voice(voice::VoiceTurnArgs),
 }
 
 impl Cli {
@@ -45,6 +50,8 @@ impl Cli {
             Command::Bench(a) => a.run(),
             Command::Transcribe(a) => a.run(),
             Command::Listen(a) => a.run(),
+            Command::Say(a) => a.run(),
+            Command::Voice(a) => a.run(),
         }
     }
 }

@@ -25,6 +25,9 @@ pub struct SpeechArgs {
     /// Encoder positions to use (50 per second of audio; 1500 is the full window).
     #[arg(long)]
     audio_ctx: Option<usize>,
+    /// Decoder beams (1: greedy).
+    #[arg(long, default_value_t = murmur_core::speech::DEFAULT_BEAM)]
+    beam: usize,
     /// Print one JSON object with the text and timings.
     #[arg(long)]
     json: bool,
@@ -32,7 +35,12 @@ pub struct SpeechArgs {
 
 impl SpeechArgs {
     fn load(&self) -> anyhow::Result<(Transcriber, Duration)> {
-        let mut config = SpeechConfig { full_window: self.full_window, audio_ctx: self.audio_ctx, ..SpeechConfig::default() };
+        let mut config = SpeechConfig {
+            full_window: self.full_window,
+            audio_ctx: self.audio_ctx,
+            beam_size: self.beam,
+            ..SpeechConfig::default()
+        };
         if let Some(t) = self.threads {
             config.threads = t.max(1);
         }

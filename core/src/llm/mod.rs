@@ -112,6 +112,19 @@ impl Sampling {
     }
 }
 
+impl StopReason {
+    /// The reason as a short kebab-case word (`end-of-generation`, `cancelled`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EndOfGeneration => "end-of-generation",
+            Self::StopString => "stop-string",
+            Self::MaxTokens => "max-tokens",
+            Self::Cancelled => "cancelled",
+            Self::ContextFull => "context-full",
+        }
+    }
+}
+
 /// Host-side timings of one request.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Timings {

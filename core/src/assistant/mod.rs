@@ -1,0 +1,275 @@
+//! The assistant: one state machine that owns a voice turn from key press to last word spoken.
+//!
+//! ```text
+//!            Press            Release             heard              first audio
+//!   Idle ─────────▶ Listening ───────▶ Transcribing ─────▶ Thinking ───────────▶ Speaking
+//!    ▲  Ask(text) ─────────────────────────────────────────▲                      │
+//!    └──────────────────────── reply spoken (or shown) ◀────┴──────────────────────┘
+//!   Press while Transcribing/Thinking/Speaking: barge-in (audio silenced, generation
+//!   cancelled) and straight to Listening. Stop: the same, back to Idle.
+//! ```
+//!
+//! Three threads: the *owner* (the only one that changes the state; it holds the microphone),
+//! the *brain* (speech to text, then the LLM, cutting the reply into sentences as it streams) and
+//! the *voice* (synthesizes each sentence and queues it for playback while generation goes on).
+//! The hotkey, the window, the tray and the CLI all send [`Command`]s to the same [`Assistant`]
+//! and read the same [`Event`]s.
+
+mod brain;
+mod capture;
+mod owner;
+mod voice;
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use capture::{Capture, Clip};
+
+use crate::audio::AudioError;
+use crate::llm::{LlmConfig, LlmError, Sampling, StopReason};
+use crate::speech::{SpeechConfig, SpeechError, SpeechTimings};
+use crate::tts::{TtsError, VoiceConfig};
+
+/// The assistant's default persona.
+pub const DEFAULT_SYSTEM: &str =
+    "You are Murmur, a friendly voice assistant running on this computer. Answer in one or two short sentences.";
+
+/// Exchanges (question and answer) kept as context for the next question.
+pub const HISTORY_TURNS: usize = 4;
+
+/// Where the assistant is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Waiting for the user.
+    Idle,
+    /// Recording while push-to-talk is held.
+    Listening,
+    /// Turning the recording into text.
+    Transcribing,
+    /// Generating the reply (not yet audible).
+    Thinking,
+    /// The reply is being spoken (generation may still be running).
+    Speaking,
+}
+
+/// What drives the assistant: the hotkey, the window, the tray and the CLI send these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Push-to-talk pressed: start listening (interrupting a reply in progress).
+    Press,
+    /// Push-to-talk released: answer what was said.
+    Release,
+    /// A typed question (interrupting a reply in progress).
+    Ask(String),
+    /// Stop whatever is happening and go idle.
+    Stop,
+}
+
+/// What the assistant reports, in order. Turn-bound events carry the turn's number; events of
+/// an interrupted turn may still arrive after [`Event::Interrupted`] (its reply so far).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The state changed.
+    State {
+        /// The new state.
+        state: State,
+    },
+    /// What the user said.
+    Heard {
+        /// The turn.
+        turn: u64,
+        /// The transcript.
+        text: String,
+    },
+    /// A piece of the reply as it is generated.
+    Token {
+        /// The turn.
+        turn: u64,
+        /// The text (may be empty inside a multi-byte character).
+        text: String,
+    },
+    /// A complete sentence of the reply, handed to speech synthesis.
+    Sentence {
+        /// The turn.
+        turn: u64,
+        /// The sentence as generated.
+        text: String,
+    },
+    /// Generation ended.
+    Reply {
+        /// The turn.
+        turn: u64,
+        /// The whole reply.
+        text: String,
+        /// Why it ended.
+        #[serde(serialize_with = "stop_name")]
+        stop: StopReason,
+    },
+    /// A turn was cut short by a press, a new question or stop: its audio was silenced and its
+    /// generation cancelled.
+    Interrupted {
+        /// The turn.
+        turn: u64,
+    },
+    /// A turn is over: the reply was generated and, with voice output on, spoken.
+    Done {
+        /// The turn.
+        turn: u64,
+        /// When each stage finished.
+        timeline: Timeline,
+    },
+    /// Something the user should know that did not stop the assistant.
+    Notice {
+        /// What, and what to do.
+        message: String,
+    },
+    /// A turn failed.
+    Error {
+        /// The turn, if one was running.
+        turn: Option<u64>,
+        /// What went wrong, and what to do.
+        message: String,
+    },
+}
+
+fn stop_name<S: serde::Serializer>(stop: &StopReason, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(stop.name())
+}
+
+/// When each stage of a turn finished, in milliseconds after the end of speech (the key
+/// release, or the typed question).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Timeline {
+    /// The transcript was ready (voice turns only).
+    pub transcript_ms: Option<f64>,
+    /// The first reply token was generated.
+    pub first_token_ms: Option<f64>,
+    /// The first complete sentence was cut.
+    pub first_sentence_ms: Option<f64>,
+    /// The first audio sample went out.
+    pub first_audio_ms: Option<f64>,
+    /// The last audio sample went out.
+    pub last_audio_ms: Option<f64>,
+    /// Generation ended.
+    pub reply_ms: Option<f64>,
+    /// Whisper's own breakdown.
+    pub speech: Option<SpeechTimings>,
+    /// Prompt tokens evaluated (after reusing the cached prefix).
+    pub prompt_tokens: u32,
+    /// Prompt tokens reused from the previous turn's cache.
+    pub reused_tokens: u32,
+    /// Tokens generated.
+    pub generated_tokens: u32,
+    /// Decode speed, tokens per second.
+    pub decode_tps: f64,
+    /// Seconds of speech played (or written).
+    pub audio_seconds: f64,
+}
+
+/// Where spoken replies go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Replies are shown, not spoken.
+    Silent,
+    /// The named output device, or the default one.
+    Speaker(Option<String>),
+    /// A WAV file (headless).
+    Wav(PathBuf),
+}
+
+/// Everything the assistant loads.
+#[derive(Debug, Clone)]
+pub struct AssistantConfig {
+    /// The chat model.
+    pub llm: LlmConfig,
+    /// How to pick tokens.
+    pub sampling: Sampling,
+    /// The system prompt.
+    pub system: String,
+    /// The ggml Whisper model; `None`: typed questions only.
+    pub speech_model: Option<PathBuf>,
+    /// How to run Whisper.
+    pub speech: SpeechConfig,
+    /// The voice replies are spoken with.
+    pub voice: VoiceConfig,
+    /// Where spoken replies go.
+    pub output: Output,
+}
+
+/// What can stop the assistant from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum AssistantError {
+    /// The chat model.
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    /// The speech model.
+    #[error(transparent)]
+    Speech(#[from] SpeechError),
+    /// The voice.
+    #[error(transparent)]
+    Tts(#[from] TtsError),
+    /// The output file.
+    #[error(transparent)]
+    Audio(#[from] AudioError),
+    /// A worker thread died while starting.
+    #[error("the assistant could not start: {0}")]
+    Start(String),
+}
+
+/// Builds the push-to-talk source on the owner's thread (a microphone must stay on the thread
+/// that opened it).
+pub type CaptureFactory = Box<dyn FnOnce() -> Result<Box<dyn Capture>, AudioError> + Send>;
+
+/// A running assistant: send it commands, read its events.
+pub struct Assistant {
+    commands: Sender<owner::Msg>,
+    events: Receiver<Event>,
+    owner: Option<JoinHandle<()>>,
+}
+
+impl Assistant {
+    /// Loads the models and starts the threads. `capture` opens the push-to-talk source; if it
+    /// fails, typed questions still work and a [`Event::Notice`] says why.
+    pub fn start(config: AssistantConfig, capture: CaptureFactory) -> Result<Self, AssistantError> {
+        let (commands, inbox) = mpsc::channel();
+        let (events_tx, events) = mpsc::channel();
+        let owner = owner::spawn(config, capture, commands.clone(), inbox, events_tx)?;
+        Ok(Self { commands, events, owner: Some(owner) })
+    }
+
+    /// Sends a command.
+    pub fn send(&self, command: Command) {
+        let _ = self.commands.send(owner::Msg::Command(command));
+    }
+
+    /// The events, in order.
+    pub fn events(&self) -> &Receiver<Event> {
+        &self.events
+    }
+
+    /// Waits for the next event for up to `timeout`.
+    pub fn next_event(&self, timeout: Duration) -> Option<Event> {
+        match self.events.recv_timeout(timeout) {
+            Ok(e) => Some(e),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        }
+    }
+}
+
+impl Drop for Assistant {
+    fn drop(&mut self) {
+        let _ = self.commands.send(owner::Msg::Shutdown);
+        if let Some(owner) = self.owner.take() {
+            let _ = owner.join();
+        }
+    }
+}
+
+/// Milliseconds from `from` to `to`.
+fn ms(from: Instant, to: Instant) -> f64 {
+    to.saturating_duration_since(from).as_secs_f64() * 1e3
+}

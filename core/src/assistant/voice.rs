@@ -1,0 +1,74 @@
+//! The voice thread: synthesizes each sentence as it arrives and queues it for playback, while
+//! the brain goes on generating.
+
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+
+use super::owner::{Msg, Progress};
+use crate::audio::{AudioOut, OnStart};
+use crate::tts::{speakable, Synthesizer};
+
+/// Work for the voice.
+pub(super) enum Job {
+    /// Speak one sentence of a turn's reply.
+    Speak { turn: u64, epoch: u64, text: String },
+    /// The turn's reply is complete: report when its last sample has gone out.
+    Finish { turn: u64, epoch: u64 },
+}
+
+/// A synthesizer and the output it feeds.
+pub(super) struct Voice {
+    pub tts: Box<dyn Synthesizer>,
+    pub out: Arc<AudioOut>,
+    pub owner: Sender<Msg>,
+}
+
+impl Voice {
+    /// Speaks until the brain hangs up.
+    pub fn run(mut self, jobs: Receiver<Job>) {
+        // (turn, samples queued for it)
+        let mut current = (0, 0usize);
+        for job in jobs {
+            match job {
+                Job::Speak { turn, epoch, text } => {
+                    if current.0 != turn {
+                        current = (turn, 0);
+                    }
+                    current.1 += self.speak(turn, epoch, &text, current.1 == 0);
+                }
+                Job::Finish { turn, epoch } => {
+                    let at = self.out.drain(epoch);
+                    let seconds = if current.0 == turn { current.1 as f64 / f64::from(self.out.rate()) } else { 0.0 };
+                    let _ = self.owner.send(Msg::Progress(turn, Progress::AudioDone { at, seconds }));
+                }
+            }
+        }
+    }
+
+    /// Synthesizes `text` into the output chunk by chunk; returns the samples queued.
+    fn speak(&mut self, turn: u64, epoch: u64, text: &str, first: bool) -> usize {
+        let Some(words) = speakable(text) else { return 0 };
+        if self.out.epoch() != epoch {
+            return 0;
+        }
+        let owner = self.owner.clone();
+        let mut on_start: Option<OnStart> =
+            first.then(|| Box::new(move |at| drop(owner.send(Msg::Progress(turn, Progress::AudioStarted(at))))) as OnStart);
+        let (out, mut queued, mut failed) = (&self.out, 0, None);
+        let result = self.tts.synthesize(&words, &mut |chunk| match out.queue(epoch, chunk, on_start.take()) {
+            Ok(heard) => {
+                queued += if heard { chunk.len() } else { 0 };
+                heard
+            }
+            Err(e) => {
+                failed = Some(e.to_string());
+                false
+            }
+        });
+        if let Some(why) = result.err().map(|e| e.to_string()).or(failed) {
+            tracing::warn!(turn, "speaking failed: {why}");
+            let _ = self.owner.send(Msg::Progress(turn, Progress::VoiceFailed(why)));
+        }
+        queued
+    }
+}
