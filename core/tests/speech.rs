@@ -5,52 +5,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
 
 use murmur_core::audio::read_wav;
 use murmur_core::models;
 use murmur_core::speech::convert::{convert, Ct2Export};
 use murmur_core::speech::ggml::{GgmlWhisper, TensorType};
+use common::{transcriber, word_errors};
 use murmur_core::speech::{mel, SpeechConfig, SpeechError, Transcriber};
-
-/// Lower-case words without punctuation, small numbers as digits (as Whisper's own English
-/// normaliser writes them).
-fn words(text: &str) -> Vec<String> {
-    const NUMBERS: [&str; 13] = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"];
-    text.to_lowercase()
-        .chars()
-        .map(|c| if c.is_alphanumeric() || c == '\'' { c } else { ' ' })
-        .collect::<String>()
-        .split_whitespace()
-        .map(|w| NUMBERS.iter().position(|n| *n == w).map_or_else(|| w.to_string(), |i| i.to_string()))
-        .collect()
-}
-
-/// Word edit distance between a reference and a hypothesis.
-fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
-    let (r, h) = (words(reference), words(hypothesis));
-    let mut prev: Vec<usize> = (0..=h.len()).collect();
-    for (i, rw) in r.iter().enumerate() {
-        let mut cur = vec![i + 1; h.len() + 1];
-        for (j, hw) in h.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(rw != hw)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    (prev[h.len()], r.len())
-}
-
-/// The default model, converted (by setup) and loaded once for all tests here.
-fn transcriber() -> std::sync::MutexGuard<'static, Transcriber> {
-    static T: OnceLock<Mutex<Transcriber>> = OnceLock::new();
-    T.get_or_init(|| {
-        let path = models::default_speech_path();
-        assert!(path.exists(), "{} is missing: run `murmur models convert`", path.display());
-        Mutex::new(Transcriber::load(&path, SpeechConfig::default()).expect("the converted model loads"))
-    })
-    .lock()
-    .unwrap_or_else(|p| p.into_inner())
-}
 
 fn transcribe(path: &Path) -> String {
     let audio = read_wav(path).unwrap_or_else(|e| panic!("{e}"));
@@ -132,17 +93,12 @@ fn synthesized_sentences_reach_wer_20_percent() {
         "Play some quiet music for me.",
         "Tell me a short joke about computers.",
     ];
-    let (mut wrong, mut total) = (0, 0);
-    for (i, s) in sentences.iter().enumerate() {
+    let (wrong, total) = common::word_error_rate(&sentences, |i, s| {
         let wav = dir.path().join(format!("{i}.wav"));
         let ok = std::process::Command::new("espeak-ng").arg("-w").arg(&wav).arg(s).status().expect("espeak-ng runs");
         assert!(ok.success());
-        let text = transcribe(&wav);
-        let (w, n) = word_errors(s, &text);
-        eprintln!("{s:?} → {text:?}: {w}/{n}");
-        wrong += w;
-        total += n;
-    }
+        read_wav(&wav).unwrap()
+    });
     assert!(wrong * 5 <= total, "WER {wrong}/{total}");
 }
 

@@ -74,7 +74,7 @@ fn models_list_shows_both_defaults_verified() {
 #[test]
 fn help_lists_every_subcommand() {
     let out = run(&["--help"]);
-    for cmd in ["models", "ask", "complete", "tokenize", "bench", "transcribe", "listen"] {
+    for cmd in ["models", "ask", "complete", "tokenize", "bench", "transcribe", "listen", "say", "voice"] {
         assert!(out.contains(cmd), "{cmd} missing from --help");
     }
 }
@@ -87,13 +87,56 @@ fn a_missing_model_is_a_clear_error() {
     assert!(err.contains("/nonexistent/model.gguf") && err.contains("murmur models fetch"), "{err}");
 }
 
+fn shared_audio(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/audio").join(name).to_str().unwrap().to_string()
+}
+
+/// `murmur voice --in FILE --speak-to FILE --json`: the spoken question is answered, the answer
+/// is spoken into the WAV (Whisper hears it there), and the timeline has every stage in order.
+#[test]
+fn voice_turn_answers_a_spoken_question_into_a_wav() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("answer.wav");
+    let out = run(&["voice", "--in", &shared_audio("question-france.wav"), "--speak-to", wav.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert!(v["transcript"].as_str().unwrap().to_lowercase().contains("capital"), "{v}");
+    assert!(v["answer"].as_str().unwrap().contains("Paris"), "{v}");
+    let t = &v["timeline"];
+    let stages = ["transcript_ms", "first_token_ms", "first_sentence_ms", "first_audio_ms", "last_audio_ms"];
+    let marks: Vec<f64> = stages.iter().map(|k| t[k].as_f64().unwrap_or_else(|| panic!("{k} in {t}"))).collect();
+    assert!(marks.windows(2).all(|w| w[0] <= w[1]), "{t}");
+    assert!(t["audio_seconds"].as_f64().unwrap() > 1.0, "{t}");
+    let heard = run(&["transcribe", wav.to_str().unwrap()]);
+    assert!(heard.contains("Paris"), "the WAV says {heard:?}");
+}
+
+/// `murmur say --speak-to` writes speech that Whisper understands.
+#[test]
+fn say_speaks_into_a_wav() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("say.wav");
+    run(&["say", "Please turn off the lights in the kitchen.", "--speak-to", wav.to_str().unwrap()]);
+    let heard = run(&["transcribe", wav.to_str().unwrap()]).to_lowercase();
+    assert!(heard.contains("lights") && heard.contains("kitchen"), "{heard:?}");
+}
+
+/// A voice turn on a microphone that hears only silence (the test audio server's null source)
+/// ends with one clear message instead of an invented question.
+#[test]
+fn voice_from_a_silent_microphone_says_so() {
+    let out = murmur().args(["voice", "--mic", "--seconds", "1", "--silent"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no speech was heard"), "{err}");
+}
+
 /// `murmur transcribe --json` prints the words and where the time went; a WAV that is not
 /// audio gets a one-line error naming the file.
 #[test]
 fn transcribes_a_wav_file_with_timings() {
     let jfk = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/audio/jfk.wav");
     let out: serde_json::Value = serde_json::from_str(&run(&["transcribe", "--json", jfk.to_str().unwrap()])).expect("JSON");
-    assert!(out["text"].as_str().unwrap().contains("ask not what your country can do for you"), "{out}");
+    let words = out["text"].as_str().unwrap().replace(',', "");
+    assert!(words.contains("ask not what your country can do for you"), "{out}");
     for key in ["load_ms", "mel_ms", "encode_ms", "decode_ms"] {
         assert!(out[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {out}");
     }

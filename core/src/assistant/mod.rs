@@ -114,6 +114,8 @@ pub enum Event {
     Interrupted {
         /// The turn.
         turn: u64,
+        /// Seconds of its synthesized speech that were queued and will never be heard.
+        unspoken_seconds: f64,
     },
     /// A turn is over: the reply was generated and, with voice output on, spoken.
     Done {

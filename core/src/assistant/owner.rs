@@ -236,11 +236,9 @@ impl Owner {
     fn interrupt(&mut self) {
         if let Some(turn) = self.turn.take() {
             turn.cancel.store(true, Ordering::SeqCst);
-            if let Some(out) = &self.out {
-                out.stop();
-            }
-            tracing::info!(turn = turn.id, "interrupted");
-            self.emit(Event::Interrupted { turn: turn.id });
+            let unspoken_seconds = self.out.as_ref().map_or(0.0, |out| out.stop());
+            tracing::info!(turn = turn.id, unspoken_seconds, "interrupted");
+            self.emit(Event::Interrupted { turn: turn.id, unspoken_seconds });
         }
     }
 

@@ -156,13 +156,16 @@ impl AudioOut {
         Ok(true)
     }
 
-    /// Silences the output at once and drops everything queued; starts a new epoch.
-    pub fn stop(&self) {
+    /// Silences the output at once and drops everything queued; starts a new epoch. Returns
+    /// the seconds of audio that were queued and will now never be heard.
+    pub fn stop(&self) -> f64 {
         let mut state = self.shared.lock();
         self.shared.epoch.fetch_add(1, Ordering::SeqCst);
+        let dropped = state.in_flight + state.queue.iter().map(|c| c.samples.len()).sum::<usize>();
         state.queue.clear();
         state.in_flight = 0;
         self.shared.idle.notify_all();
+        dropped as f64 / f64::from(self.rate)
     }
 
     /// Blocks until everything queued in `epoch` has gone out, or a stop ended it; returns the
