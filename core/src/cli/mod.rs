@@ -1,6 +1,7 @@
 //! Command-line interface: thin wrappers over the library.
 
 mod bench;
+mod bench_voice;
 mod llm;
 mod models;
 mod speech;
@@ -29,6 +30,9 @@ enum Command {
     Tokenize(llm::TokenizeArgs),
     /// Measure prefill and decode speed, side by side with llama.cpp.
     Bench(bench::BenchArgs),
+    /// Measure the voice turn: end of speech to transcript, first token, first sentence and
+    /// first audio (median of several turns).
+    BenchVoice(bench_voice::BenchVoiceArgs),
     /// Transcribe a WAV file.
     Transcribe(speech::TranscribeArgs),
     /// Record from the microphone (until Enter, or for --seconds) and transcribe.
@@ -48,6 +52,7 @@ impl Cli {
             Command::Complete(a) => a.run(),
             Command::Tokenize(a) => a.run(),
             Command::Bench(a) => a.run(),
+            Command::BenchVoice(a) => a.run(),
             Command::Transcribe(a) => a.run(),
             Command::Listen(a) => a.run(),
             Command::Say(a) => a.run(),
