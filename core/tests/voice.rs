@@ -54,9 +54,9 @@ fn synthesized_speech_round_trips_through_whisper() {
 /// A voice or rate espeak-ng does not have is refused by name, with where to look.
 #[test]
 fn unknown_voices_and_rates_are_refused_clearly() {
-    let e = Espeak::new("no-such-voice", 175).err().expect("refused").to_string();
+    let e = Espeak::new("no-such-voice", 175).expect_err("refused").to_string();
     assert!(e.contains("'no-such-voice'") && e.contains("espeak-ng --voices"), "{e}");
-    let e = Espeak::new("en-us", 20).err().expect("refused").to_string();
+    let e = Espeak::new("en-us", 20).expect_err("refused").to_string();
     assert!(e.contains("20 words per minute") && e.contains("80"), "{e}");
 }
 

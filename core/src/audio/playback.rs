@@ -40,6 +40,8 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
+    /// Set by the output stream's error callback: why the device stopped.
+    failed: Mutex<Option<String>>,
     /// Changes on every [`AudioOut::stop`]; read without the lock by the audio callback.
     epoch: AtomicU64,
     idle: Condvar,
@@ -78,14 +80,20 @@ impl AudioOut {
             None => host.default_output_device().ok_or_else(|| AudioError::NoOutput("no audio output device found".into()))?,
         };
         let name = dev.name().unwrap_or_else(|_| "default".into());
-        let shared = Arc::new(Shared { state: Mutex::default(), epoch: AtomicU64::new(0), idle: Condvar::new() });
+        let shared = Arc::new(Shared { state: Mutex::default(), failed: Mutex::default(), epoch: AtomicU64::new(0), idle: Condvar::new() });
         let (opened_tx, opened_rx) = mpsc::channel();
         let (keep_tx, keep_rx) = mpsc::channel::<()>();
         let source = QueueSource { shared: Arc::clone(&shared), rate, buffer: VecDeque::new(), epoch: 0 };
+        let watcher = Arc::clone(&shared);
+        let on_error = move |e: cpal::StreamError| {
+            tracing::warn!("audio output failed: {e}");
+            *watcher.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
+            watcher.idle.notify_all();
+        };
         std::thread::Builder::new()
             .name("murmur-speaker".into())
             .spawn(move || {
-                let opened = rodio::OutputStreamBuilder::from_device(dev).and_then(|b| b.open_stream());
+                let opened = rodio::OutputStreamBuilder::from_device(dev).and_then(|b| b.with_error_callback(on_error).open_stream());
                 match opened {
                     Ok(mut stream) => {
                         stream.log_on_drop(false);
@@ -114,7 +122,7 @@ impl AudioOut {
         let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
         let writer = hound::WavWriter::create(path, spec).map_err(|e| file_error(path, e))?;
         let state = State { wav: Some(writer), ..State::default() };
-        let shared = Arc::new(Shared { state: Mutex::new(state), epoch: AtomicU64::new(0), idle: Condvar::new() });
+        let shared = Arc::new(Shared { state: Mutex::new(state), failed: Mutex::default(), epoch: AtomicU64::new(0), idle: Condvar::new() });
         Ok(Self { shared, rate, target: path.display().to_string(), _stream: None })
     }
 
@@ -137,6 +145,9 @@ impl AudioOut {
     /// current; `on_start` is called when its first sample goes out. Returns false (and drops
     /// the samples) when a [`AudioOut::stop`] came in between.
     pub fn queue(&self, epoch: u64, samples: &[f32], on_start: Option<OnStart>) -> Result<bool, AudioError> {
+        if let Some(why) = self.failure() {
+            return Err(AudioError::NoOutput(format!("the output device '{}' stopped: {why}", self.target)));
+        }
         let mut state = self.shared.lock();
         if self.epoch() != epoch {
             return Ok(false);
@@ -168,11 +179,16 @@ impl AudioOut {
         dropped as f64 / f64::from(self.rate)
     }
 
-    /// Blocks until everything queued in `epoch` has gone out, or a stop ended it; returns the
-    /// instant it ended.
+    /// Why the output device stopped working, if it did.
+    fn failure(&self) -> Option<String> {
+        self.shared.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Blocks until everything queued in `epoch` has gone out, or a stop ended it, or the device
+    /// failed; returns the instant it ended.
     pub fn drain(&self, epoch: u64) -> Instant {
         let mut state = self.shared.lock();
-        while self.epoch() == epoch && (!state.queue.is_empty() || state.in_flight > 0) {
+        while self.epoch() == epoch && (!state.queue.is_empty() || state.in_flight > 0) && self.failure().is_none() {
             state = self.shared.idle.wait_timeout(state, Duration::from_millis(50)).unwrap_or_else(|e| e.into_inner()).0;
         }
         Instant::now()

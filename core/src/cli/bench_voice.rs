@@ -32,8 +32,11 @@ pub struct BenchVoiceArgs {
     json: bool,
 }
 
-/// The stages reported, in order, with how each reads in a timeline.
-const STAGES: [(&str, fn(&Timeline) -> Option<f64>); 5] = [
+/// Reads one stage's time from a timeline.
+type Stage = fn(&Timeline) -> Option<f64>;
+
+/// The stages reported, in order.
+const STAGES: [(&str, Stage); 5] = [
     ("transcript ready", |t| t.transcript_ms),
     ("first token", |t| t.first_token_ms),
     ("first sentence", |t| t.first_sentence_ms),
@@ -75,7 +78,7 @@ impl BenchVoiceArgs {
 
         let medians: Vec<(&str, Option<f64>)> =
             STAGES.iter().map(|(name, pick)| (*name, median(timelines.iter().filter_map(pick).collect()))).collect();
-        let part = |pick: fn(&Timeline) -> Option<f64>| median(timelines.iter().filter_map(pick).collect());
+        let part = |pick: Stage| median(timelines.iter().filter_map(pick).collect());
         let (mel, encode, decode) = (
             part(|t| t.speech.map(|s| s.mel_ms)),
             part(|t| t.speech.map(|s| s.encode_ms)),
