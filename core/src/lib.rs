@@ -6,11 +6,13 @@
 //! - [`audio`]: WAV files, microphone capture and resampling.
 //! - [`speech`]: speech to text (Whisper) and the model converter.
 //! - [`tts`]: text to speech (espeak-ng) and the sentence splitter for streamed replies.
+//! - [`history`]: chat history in SQLite.
 //! - [`assistant`]: the state machine that runs a voice turn end to end.
 
 pub mod assistant;
 pub mod audio;
 pub mod compute;
+pub mod history;
 pub mod llm;
 pub mod models;
 pub mod paths;

@@ -174,7 +174,7 @@ fn a_spoken_question_is_answered_aloud() {
     a.send(Command::Release);
     let events = events_until(&a, |e| matches!(e, Event::State { state: State::Idle }));
     assert_eq!(states(&events), [State::Listening, State::Transcribing, State::Thinking, State::Speaking, State::Idle]);
-    let heard = events.iter().find_map(|e| if let Event::Heard { text, .. } = e { Some(text.clone()) } else { None }).unwrap();
+    let heard = events.iter().find_map(|e| if let Event::Question { text, spoken: true, .. } = e { Some(text.clone()) } else { None }).unwrap();
     assert!(heard.to_lowercase().contains("capital"), "heard {heard:?}");
     let reply = events.iter().find_map(|e| if let Event::Reply { text, .. } = e { Some(text.clone()) } else { None }).unwrap();
     assert!(reply.contains("Paris"), "replied {reply:?}");
@@ -207,7 +207,7 @@ fn pressing_while_speaking_interrupts_and_listens() {
     assert!(unspoken.is_some_and(|s| s > 0.3), "the queued speech was not dropped: {pressed:#?}");
 
     a.send(Command::Release);
-    let mut rest = events_until(&a, |e| matches!(e, Event::Heard { turn: 2, .. }));
+    let mut rest = events_until(&a, |e| matches!(e, Event::Question { turn: 2, spoken: true, .. }));
     a.send(Command::Stop);
     rest.extend(events_until(&a, |e| matches!(e, Event::State { state: State::Idle })));
     let after: Vec<&Event> = pressed.iter().chain(&rest).skip_while(|e| !matches!(e, Event::Interrupted { .. })).collect();
@@ -219,6 +219,6 @@ fn pressing_while_speaking_interrupts_and_listens() {
     let stale = after.iter().any(|e| matches!(e, Event::Token { turn: 1, .. } | Event::Sentence { turn: 1, .. }));
     assert!(!stale, "the interrupted reply went on streaming: {after:#?}");
     assert_eq!(states(&rest), [State::Transcribing, State::Thinking, State::Idle]);
-    let heard = rest.iter().find_map(|e| if let Event::Heard { text, .. } = e { Some(text.clone()) } else { None }).unwrap();
+    let heard = rest.iter().find_map(|e| if let Event::Question { text, spoken: true, .. } = e { Some(text.clone()) } else { None }).unwrap();
     assert!(heard.to_lowercase().contains("planets"), "heard {heard:?}");
 }

@@ -1,62 +1,78 @@
-//! IPC commands: thin calls into `murmur-core`.
+//! IPC commands: thin calls into the [`Session`].
 
 use std::sync::Arc;
 
-use murmur_core::llm::{Message, Sampling};
-use tauri::ipc::Channel;
+use murmur_core::assistant::Command;
+use murmur_core::history::{Conversation, SavedMessage};
 use tauri::State;
 
-use crate::AppState;
+use crate::session::{Session, Status};
+use crate::settings::Settings;
 
-/// The assistant's default persona.
-const SYSTEM: &str =
-    "You are Murmur, a friendly voice assistant running on this computer. Answer in one or two short sentences.";
+type Shared<'a> = State<'a, Arc<Session>>;
 
-fn wait_for_model<T>(state: &AppState, f: impl FnOnce(&mut murmur_core::llm::Llm) -> Result<T, String>) -> Result<T, String> {
-    let mut guard = state.llm.lock().map_err(|e| e.to_string())?;
-    while guard.is_none() {
-        guard = state.loaded.wait(guard).map_err(|e| e.to_string())?;
-    }
-    match guard.as_mut().expect("loaded") {
-        Ok(llm) => f(llm),
-        Err(e) => Err(e.to_string()),
-    }
+/// Where the model stands.
+#[tauri::command]
+pub fn status(session: Shared<'_>) -> Status {
+    session.status()
 }
 
-/// Waits for the model and describes it.
+/// Asks a typed question; the answer arrives as `assistant` events.
 #[tauri::command]
-pub async fn model_status(state: State<'_, Arc<AppState>>) -> Result<String, String> {
-    let state = Arc::clone(&state);
-    tauri::async_runtime::spawn_blocking(move || {
-        wait_for_model(&state, |llm| Ok(format!("ready · {} on {}", llm.info().name, llm.backend_name())))
-    })
-    .await
-    .map_err(|e| e.to_string())?
+pub fn ask(session: Shared<'_>, question: String) -> Result<(), String> {
+    session.send(Command::Ask(question))
 }
 
-/// Answers `question`, sending each piece of text to `on_token` as it is generated.
+/// Push-to-talk pressed (the button or the hotkey).
 #[tauri::command]
-pub async fn ask(state: State<'_, Arc<AppState>>, question: String, on_token: Channel<String>) -> Result<String, String> {
-    let state = Arc::clone(&state);
-    tauri::async_runtime::spawn_blocking(move || {
-        wait_for_model(&state, |llm| {
-            let messages = [
-                Message { role: "system".into(), content: SYSTEM.into() },
-                Message { role: "user".into(), content: question },
-            ];
-            let sink = move |text: &str| text.is_empty() || on_token.send(text.to_string()).is_ok();
-            let (g, _) = llm.chat(&messages, &Sampling::default(), sink).map_err(|e| e.to_string())?;
-            Ok(g.text)
-        })
-    })
-    .await
-    .map_err(|e| e.to_string())?
+pub fn press(session: Shared<'_>) -> Result<(), String> {
+    session.send(Command::Press)
 }
 
-/// Stops the answer being generated.
+/// Push-to-talk released.
 #[tauri::command]
-pub fn stop(state: State<'_, Arc<AppState>>) {
-    if let Some(c) = state.canceller.lock().ok().and_then(|c| c.clone()) {
-        c.cancel();
-    }
+pub fn release(session: Shared<'_>) -> Result<(), String> {
+    session.send(Command::Release)
+}
+
+/// Stops listening, generating and speaking.
+#[tauri::command]
+pub fn stop(session: Shared<'_>) -> Result<(), String> {
+    session.send(Command::Stop)
+}
+
+/// Starts a new conversation.
+#[tauri::command]
+pub fn new_chat(session: Shared<'_>) {
+    session.new_chat();
+}
+
+/// Conversations, newest first, optionally only those mentioning `query`.
+#[tauri::command]
+pub fn conversations(session: Shared<'_>, query: Option<String>) -> Result<Vec<Conversation>, String> {
+    session.conversations(query.as_deref())
+}
+
+/// Opens a conversation to read and continue.
+#[tauri::command]
+pub fn open_conversation(session: Shared<'_>, id: i64) -> Result<Vec<SavedMessage>, String> {
+    session.open(id)
+}
+
+/// Deletes a conversation.
+#[tauri::command]
+pub fn delete_conversation(session: Shared<'_>, id: i64) -> Result<(), String> {
+    session.delete(id)
+}
+
+/// The settings.
+#[tauri::command]
+pub fn get_settings(session: Shared<'_>) -> Settings {
+    session.settings()
+}
+
+/// Saves the settings (reloading the models if needed).
+#[tauri::command]
+pub fn set_settings(session: Shared<'_>, settings: Settings) -> Result<(), String> {
+    session.set_settings(settings)
 }

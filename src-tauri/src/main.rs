@@ -1,38 +1,63 @@
-//! Murmur's desktop shell: the window and thin IPC commands into `murmur-core`.
+//! Murmur's desktop shell: windows, tray, hotkey and thin IPC into `murmur-core`'s assistant.
 // No console window on Windows release builds.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 mod commands;
+mod hotkey;
+mod session;
+mod settings;
+mod tray;
 
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 
-use murmur_core::llm::{Llm, LlmConfig};
-use murmur_core::models;
+use tauri::Manager;
 
-/// The loaded model, or why it could not be loaded. Loading runs in the background so the
-/// window appears at once.
-#[derive(Default)]
-pub struct AppState {
-    llm: Mutex<Option<Result<Llm, String>>>,
-    loaded: std::sync::Condvar,
-    canceller: Mutex<Option<murmur_core::llm::Canceller>>,
+/// `--mic-file FILE.wav`: use a recording instead of the microphone (for tests and demos).
+fn mic_file() -> Option<PathBuf> {
+    let mut args = std::env::args_os().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--mic-file" {
+            return args.next().map(PathBuf::from);
+        }
+    }
+    None
 }
 
 fn main() {
-    let state = Arc::new(AppState::default());
-    let loader = Arc::clone(&state);
-    std::thread::spawn(move || {
-        let path = std::env::var_os("MURMUR_MODEL").map_or_else(models::default_llm_path, Into::into);
-        let result = Llm::load(LlmConfig::new(path)).map_err(|e| e.to_string());
-        if let Ok(llm) = &result {
-            *loader.canceller.lock().expect("state lock") = Some(llm.canceller());
-        }
-        *loader.llm.lock().expect("state lock") = Some(result);
-        loader.loaded.notify_all();
-    });
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MURMUR_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
     tauri::Builder::default()
-        .manage(state)
-        .invoke_handler(tauri::generate_handler![commands::ask, commands::stop, commands::model_status])
+        .plugin(tauri_plugin_global_shortcut::Builder::new().build())
+        .setup(|app| {
+            // `MURMUR_DATA_DIR` keeps a test's history and settings apart from the user's.
+            let data_dir = match std::env::var_os("MURMUR_DATA_DIR") {
+                Some(dir) => PathBuf::from(dir),
+                None => app.path().app_data_dir()?,
+            };
+            let session = session::Session::start(app.handle().clone(), data_dir, mic_file())?;
+            let hotkey = session.settings().hotkey;
+            app.manage(session);
+            if let Err(e) = hotkey::register(app.handle(), &hotkey) {
+                tracing::warn!("{e}");
+            }
+            tray::build(app)?;
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::status,
+            commands::ask,
+            commands::press,
+            commands::release,
+            commands::stop,
+            commands::new_chat,
+            commands::conversations,
+            commands::open_conversation,
+            commands::delete_conversation,
+            commands::get_settings,
+            commands::set_settings,
+        ])
         .run(tauri::generate_context!())
         .expect("error while running the Murmur window");
 }

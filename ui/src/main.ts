@@ -1,62 +1,197 @@
-// Murmur's chat window: sends the question to the core through Tauri IPC and renders the
-// answer as its tokens stream in. Text only ever enters the DOM as text nodes.
-import { Channel, invoke } from "@tauri-apps/api/core";
+// Murmur's windows: the chat (main) and the quick-query popup (`?quick`). Everything goes
+// through the core's assistant: commands out via IPC, its events in via `assistant` events.
+// Model text only reaches the DOM through the safe Markdown renderer or as text nodes.
+import { invoke } from "@tauri-apps/api/core";
+import { listen } from "@tauri-apps/api/event";
+import { getCurrentWindow } from "@tauri-apps/api/window";
+import { renderMarkdown } from "./markdown";
+import type { AssistantEvent, Conversation, SavedMessage, Settings, Status } from "./types";
 
-const log = document.querySelector<HTMLElement>("#log")!;
-const form = document.querySelector<HTMLFormElement>("#ask")!;
-const input = document.querySelector<HTMLInputElement>("#question")!;
-const stop = document.querySelector<HTMLButtonElement>("#stop")!;
-const status = document.querySelector<HTMLElement>("#status")!;
+const $ = <T extends HTMLElement>(sel: string) => document.querySelector<T>(sel)!;
+const log = $("#log");
+const input = $<HTMLInputElement>("#question");
+const stateBadge = $("#state");
+const statusLine = $("#status");
+const talk = $<HTMLButtonElement>("#talk");
+const level = $("#level");
+const quick = new URLSearchParams(location.search).has("quick");
+document.body.classList.toggle("quick", quick);
 
-function bubble(role: "user" | "assistant" | "error", text: string): HTMLElement {
+/** The reply bubbles being streamed, by turn. */
+const replies = new Map<number, { el: HTMLElement; text: string }>();
+
+function bubble(role: "user" | "assistant" | "error" | "notice", text = ""): HTMLElement {
   const el = document.createElement("div");
   el.className = `msg ${role}`;
-  el.textContent = text;
+  if (role === "assistant") el.appendChild(renderMarkdown(text));
+  else el.textContent = text;
   log.appendChild(el);
   log.scrollTop = log.scrollHeight;
   return el;
 }
 
-function setStatus(state: string, text: string) {
-  status.dataset.state = state;
-  status.textContent = text;
+function showError(e: unknown) {
+  bubble("error", String(e));
 }
 
-async function waitForModel() {
+async function call<T>(command: string, args?: Record<string, unknown>): Promise<T | undefined> {
   try {
-    const info = await invoke<string>("model_status");
-    setStatus("idle", info);
+    return await invoke<T>(command, args);
   } catch (e) {
-    setStatus("error", String(e));
+    showError(e);
+    return undefined;
   }
 }
 
-form.addEventListener("submit", async (ev) => {
+function onAssistant(e: AssistantEvent) {
+  switch (e.type) {
+    case "state":
+      stateBadge.dataset.state = e.state;
+      stateBadge.textContent = e.state;
+      talk.classList.toggle("live", e.state === "listening");
+      if (e.state !== "listening") level.style.width = "0";
+      break;
+    case "level":
+      level.style.width = `${Math.min(100, Math.sqrt(e.rms) * 300)}%`;
+      break;
+    case "question": {
+      const el = bubble("user", e.text);
+      if (e.spoken) el.classList.add("spoken");
+      break;
+    }
+    case "token": {
+      let reply = replies.get(e.turn);
+      if (!reply) {
+        reply = { el: bubble("assistant"), text: "" };
+        replies.set(e.turn, reply);
+      }
+      reply.text += e.text;
+      reply.el.replaceChildren(renderMarkdown(reply.text));
+      log.scrollTop = log.scrollHeight;
+      break;
+    }
+    case "reply": {
+      const reply = replies.get(e.turn);
+      if (reply && e.stop === "cancelled") reply.el.classList.add("stopped");
+      replies.delete(e.turn);
+      break;
+    }
+    case "notice":
+      bubble("notice", e.message);
+      break;
+    case "error":
+      bubble("error", e.message);
+      break;
+  }
+}
+
+function showStatus(s: Status) {
+  statusLine.dataset.kind = s.kind;
+  statusLine.textContent = s.kind === "loading" ? s.text : s.kind === "ready" ? `ready · ${s.text}` : s.text;
+  statusLine.title = s.text;
+}
+
+async function refreshHistory() {
+  if (quick) return;
+  const query = $<HTMLInputElement>("#search").value;
+  const list = await call<Conversation[]>("conversations", { query: query || null });
+  const ul = $("#conversations");
+  ul.replaceChildren();
+  for (const c of list ?? []) {
+    const li = document.createElement("li");
+    const open = document.createElement("button");
+    open.className = "open";
+    open.textContent = c.title;
+    open.title = new Date(c.updated_ms).toLocaleString();
+    open.addEventListener("click", () => openConversation(c.id));
+    const del = document.createElement("button");
+    del.className = "delete";
+    del.textContent = "✕";
+    del.title = "Delete this conversation";
+    del.addEventListener("click", async () => {
+      await call("delete_conversation", { id: c.id });
+      refreshHistory();
+    });
+    li.append(open, del);
+    ul.appendChild(li);
+  }
+}
+
+async function openConversation(id: number) {
+  const messages = await call<SavedMessage[]>("open_conversation", { id });
+  if (!messages) return;
+  log.replaceChildren();
+  for (const m of messages) bubble(m.role === "user" ? "user" : "assistant", m.content);
+}
+
+$<HTMLFormElement>("#ask").addEventListener("submit", (ev) => {
   ev.preventDefault();
   const question = input.value.trim();
   if (!question) return;
   input.value = "";
-  bubble("user", question);
-  const answer = bubble("assistant", "");
-  const tokens = new Channel<string>();
-  tokens.onmessage = (text) => {
-    answer.textContent += text;
-    log.scrollTop = log.scrollHeight;
+  call("ask", { question });
+});
+$("#stop").addEventListener("click", () => call("stop"));
+talk.addEventListener("pointerdown", (ev) => {
+  talk.setPointerCapture(ev.pointerId);
+  call("press");
+});
+talk.addEventListener("pointerup", () => call("release"));
+$("#new-chat").addEventListener("click", async () => {
+  await call("new_chat");
+  log.replaceChildren();
+  replies.clear();
+});
+$("#search").addEventListener("input", refreshHistory);
+
+const dialog = $<HTMLDialogElement>("#settings");
+const form = $<HTMLFormElement>("#settings-form");
+$("#open-settings").addEventListener("click", async () => {
+  const s = await call<Settings>("get_settings");
+  if (!s) return;
+  const f = form.elements as unknown as Record<string, HTMLInputElement>;
+  f.model.value = s.model ?? "";
+  f.backend.value = s.backend;
+  f.voice_output.checked = s.voice_output;
+  f.voice.value = s.voice;
+  f.hotkey.value = s.hotkey;
+  f.temperature.value = String(s.temperature);
+  f.system_prompt.value = s.system_prompt;
+  $("#settings-error").hidden = true;
+  dialog.showModal();
+});
+form.addEventListener("submit", async (ev) => {
+  if ((ev.submitter as HTMLButtonElement | null)?.value !== "save") return;
+  ev.preventDefault();
+  const f = form.elements as unknown as Record<string, HTMLInputElement>;
+  const settings: Settings = {
+    model: f.model.value.trim() || null,
+    backend: f.backend.value as Settings["backend"],
+    voice_output: f.voice_output.checked,
+    voice: f.voice.value.trim(),
+    hotkey: f.hotkey.value.trim(),
+    temperature: Number(f.temperature.value),
+    system_prompt: f.system_prompt.value,
   };
-  setStatus("thinking", "thinking…");
-  stop.disabled = false;
   try {
-    await invoke("ask", { question, onToken: tokens });
-    setStatus("idle", "ready");
+    await invoke("set_settings", { settings });
+    dialog.close();
   } catch (e) {
-    answer.remove();
-    bubble("error", String(e));
-    setStatus("error", "error");
-  } finally {
-    stop.disabled = true;
+    const err = $("#settings-error");
+    err.textContent = String(e);
+    err.hidden = false;
   }
 });
 
-stop.addEventListener("click", () => invoke("stop"));
+if (quick) {
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape") getCurrentWindow().hide();
+  });
+  input.focus();
+}
 
-waitForModel();
+listen<AssistantEvent>("assistant", (e) => onAssistant(e.payload));
+listen<Status>("status", (e) => showStatus(e.payload));
+listen("history", refreshHistory);
+call<Status>("status").then((s) => s && showStatus(s));
+refreshHistory();

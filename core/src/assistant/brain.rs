@@ -20,6 +20,14 @@ pub(super) enum Question {
     Text(String),
 }
 
+/// What the brain is asked to do.
+pub(super) enum Work {
+    /// Answer a turn.
+    Turn(Job),
+    /// Replace the conversation (user and assistant messages, oldest first).
+    Converse(Vec<Message>),
+}
+
 /// One turn for the brain.
 pub(super) struct Job {
     pub turn: u64,
@@ -55,10 +63,16 @@ impl Brain {
         Ok(Self { llm, speech, sampling: config.sampling.clone(), system, history: Vec::new(), owner, voice })
     }
 
-    /// Answers jobs until the owner hangs up.
-    pub fn run(mut self, jobs: Receiver<Job>) {
-        for job in jobs {
-            self.turn(job);
+    /// Works until the owner hangs up.
+    pub fn run(mut self, work: Receiver<Work>) {
+        for w in work {
+            match w {
+                Work::Turn(job) => self.turn(job),
+                Work::Converse(messages) => {
+                    let excess = messages.len().saturating_sub(2 * HISTORY_TURNS);
+                    self.history = messages.into_iter().skip(excess).collect();
+                }
+            }
         }
     }
 

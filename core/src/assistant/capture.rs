@@ -1,6 +1,7 @@
 //! Where push-to-talk audio comes from: the microphone, or a recorded clip.
 
 use std::path::Path;
+use std::sync::mpsc::Receiver;
 
 use crate::audio::{read_wav, AudioError, Microphone, Recording};
 
@@ -10,6 +11,10 @@ pub trait Capture {
     fn press(&mut self) -> Result<(), AudioError>;
     /// The key came up: the recording, at 16 kHz mono.
     fn release(&mut self) -> Result<Recording, AudioError>;
+    /// Input levels (RMS, one per 50 ms) for a meter, if the source has them.
+    fn levels(&mut self) -> Option<Receiver<f32>> {
+        None
+    }
 }
 
 impl Capture for Microphone {
@@ -20,6 +25,10 @@ impl Capture for Microphone {
 
     fn release(&mut self) -> Result<Recording, AudioError> {
         Microphone::release(self)
+    }
+
+    fn levels(&mut self) -> Option<Receiver<f32>> {
+        Some(Microphone::levels(self))
     }
 }
 

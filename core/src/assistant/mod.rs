@@ -22,13 +22,14 @@ mod voice;
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use capture::{Capture, Clip};
 
 use crate::audio::AudioError;
-use crate::llm::{LlmConfig, LlmError, Sampling, StopReason};
+use crate::llm::{LlmConfig, LlmError, Message, Sampling, StopReason};
 use crate::speech::{SpeechConfig, SpeechError, SpeechTimings};
 use crate::tts::{TtsError, VoiceConfig};
 
@@ -56,7 +57,7 @@ pub enum State {
 }
 
 /// What drives the assistant: the hotkey, the window, the tray and the CLI send these.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Command {
     /// Push-to-talk pressed: start listening (interrupting a reply in progress).
     Press,
@@ -66,6 +67,9 @@ pub enum Command {
     Ask(String),
     /// Stop whatever is happening and go idle.
     Stop,
+    /// Continue from these messages (user and assistant turns, oldest first); empty: a new
+    /// chat. Interrupts a reply in progress.
+    Converse(Vec<Message>),
 }
 
 /// What the assistant reports, in order. Turn-bound events carry the turn's number; events of
@@ -78,12 +82,19 @@ pub enum Event {
         /// The new state.
         state: State,
     },
-    /// What the user said.
-    Heard {
+    /// The question of a turn: typed, or heard (the transcript).
+    Question {
         /// The turn.
         turn: u64,
-        /// The transcript.
+        /// The text.
         text: String,
+        /// Whether it was spoken (and transcribed) rather than typed.
+        spoken: bool,
+    },
+    /// The microphone's level while listening, about 20 times a second (RMS, 0–1).
+    Level {
+        /// The level.
+        rms: f32,
     },
     /// A piece of the reply as it is generated.
     Token {
@@ -226,10 +237,10 @@ pub enum AssistantError {
 /// that opened it).
 pub type CaptureFactory = Box<dyn FnOnce() -> Result<Box<dyn Capture>, AudioError> + Send>;
 
-/// A running assistant: send it commands, read its events.
+/// A running assistant: send it commands, read its events (from any thread).
 pub struct Assistant {
-    commands: Sender<owner::Msg>,
-    events: Receiver<Event>,
+    commands: Mutex<Sender<owner::Msg>>,
+    events: Mutex<Receiver<Event>>,
     owner: Option<JoinHandle<()>>,
 }
 
@@ -240,28 +251,32 @@ impl Assistant {
         let (commands, inbox) = mpsc::channel();
         let (events_tx, events) = mpsc::channel();
         let owner = owner::spawn(config, capture, commands.clone(), inbox, events_tx)?;
-        Ok(Self { commands, events, owner: Some(owner) })
+        Ok(Self { commands: Mutex::new(commands), events: Mutex::new(events), owner: Some(owner) })
     }
 
     /// Sends a command.
     pub fn send(&self, command: Command) {
-        let _ = self.commands.send(owner::Msg::Command(command));
+        let _ = lock(&self.commands).send(owner::Msg::Command(command));
     }
 
-    /// The events, in order.
-    pub fn events(&self) -> &Receiver<Event> {
-        &self.events
+    /// Waits for the next event; `None` once the assistant has stopped.
+    pub fn recv(&self) -> Option<Event> {
+        lock(&self.events).recv().ok()
     }
 
     /// Waits for the next event for up to `timeout`.
     pub fn next_event(&self, timeout: Duration) -> Option<Event> {
-        self.events.recv_timeout(timeout).ok()
+        lock(&self.events).recv_timeout(timeout).ok()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Drop for Assistant {
     fn drop(&mut self) {
-        let _ = self.commands.send(owner::Msg::Shutdown);
+        let _ = lock(&self.commands).send(owner::Msg::Shutdown);
         if let Some(owner) = self.owner.take() {
             let _ = owner.join();
         }

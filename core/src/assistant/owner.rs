@@ -50,7 +50,9 @@ struct Owner {
     state: State,
     events: Sender<Event>,
     capture: Result<Box<dyn Capture>, String>,
-    brain: Sender<brain::Job>,
+    brain: Sender<brain::Work>,
+    /// Whether the level meter's readings are forwarded (only while listening).
+    metering: Arc<AtomicBool>,
     out: Option<Arc<AudioOut>>,
     turns: u64,
     turn: Option<Turn>,
@@ -108,12 +110,27 @@ pub(super) fn spawn(
     ready_rx.recv().map_err(|_| AssistantError::Start("the model thread stopped while loading".into()))??;
 
     thread("murmur-assistant", move || {
-        let capture = capture().map_err(|e| {
+        let mut capture = capture().map_err(|e| {
             let message = e.to_string();
             let _ = events.send(Event::Notice { message: message.clone() });
             message
         });
-        let mut owner = Owner { state: State::Idle, events, capture, brain: brain_tx, out, turns: 0, turn: None };
+        let metering = Arc::new(AtomicBool::new(false));
+        if let Some(levels) = capture.as_mut().ok().and_then(|c| c.levels()) {
+            let (events, metering) = (events.clone(), Arc::clone(&metering));
+            let meter = move || {
+                for rms in levels {
+                    if metering.load(Ordering::Relaxed) && events.send(Event::Level { rms }).is_err() {
+                        break;
+                    }
+                }
+            };
+            if let Err(e) = thread("murmur-meter", meter) {
+                tracing::warn!("no level meter: {e}");
+            }
+        }
+        let mut owner =
+            Owner { state: State::Idle, events, capture, brain: brain_tx, metering, out, turns: 0, turn: None };
         for msg in inbox {
             match msg {
                 Msg::Command(c) => owner.command(c),
@@ -141,6 +158,7 @@ impl Owner {
     }
 
     fn set(&mut self, state: State) {
+        self.metering.store(state == State::Listening, Ordering::Relaxed);
         if self.state != state {
             tracing::debug!(?state, "assistant state");
             self.state = state;
@@ -205,6 +223,10 @@ impl Owner {
                 }
                 self.set(State::Idle);
             }
+            Command::Converse(messages) => {
+                self.command(Command::Stop);
+                let _ = self.brain.send(brain::Work::Converse(messages));
+            }
         }
     }
 
@@ -222,8 +244,11 @@ impl Owner {
         self.turns += 1;
         let cancel = Arc::new(AtomicBool::new(false));
         let epoch = self.out.as_ref().map_or(0, |o| o.epoch());
+        if let Question::Text(text) = &question {
+            self.emit(Event::Question { turn: self.turns, text: text.clone(), spoken: false });
+        }
         let job = brain::Job { turn: self.turns, question, epoch, cancel: Arc::clone(&cancel) };
-        if self.brain.send(job).is_err() {
+        if self.brain.send(brain::Work::Turn(job)).is_err() {
             self.fail(None, "the model thread has stopped; restart Murmur".into());
             self.set(State::Idle);
             return;
@@ -256,7 +281,7 @@ impl Owner {
             Progress::Heard(Ok(transcript), at) => {
                 t.transcript_ms = Some(ms(start, at));
                 t.speech = Some(transcript.timings);
-                self.emit(Event::Heard { turn: id, text: transcript.text });
+                self.emit(Event::Question { turn: id, text: transcript.text, spoken: true });
                 self.set(State::Thinking);
             }
             Progress::Heard(Err(why), _) => {

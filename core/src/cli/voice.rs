@@ -164,11 +164,11 @@ impl VoiceTurnArgs {
     /// Shows the turn as it happens; returns what was heard, the answer and the timeline.
     fn follow(&self, assistant: &Assistant) -> anyhow::Result<(String, String, Timeline)> {
         let (mut heard, mut answer) = (String::new(), String::new());
-        for event in assistant.events() {
+        while let Some(event) = assistant.recv() {
             match event {
                 Event::Notice { message } => eprintln!("note: {message}"),
                 Event::Error { message, .. } => anyhow::bail!(message),
-                Event::Heard { text, .. } => {
+                Event::Question { text, spoken: true, .. } => {
                     if !self.json {
                         eprintln!("you: {text}");
                     }

@@ -43,7 +43,8 @@ pub enum LlmError {
 }
 
 /// Which kernels run the guest's math.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
     /// A hardware GPU when there is one, else the CPU.
     #[default]

@@ -1,0 +1,276 @@
+//! Chat history in SQLite: conversations and their messages, with timestamps.
+//!
+//! The schema is versioned (`PRAGMA user_version`) and migrated in one transaction on open. The
+//! file runs in WAL mode with full sync, and each exchange (question and answer) is written in
+//! one transaction when the turn completes, so a crash leaves either the whole exchange or none
+//! of it, never a damaged file.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Schema migrations, in order; entry `i` takes the file from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+        content TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
+"];
+
+/// Longest conversation title, in characters (taken from the first question).
+const TITLE_CHARS: usize = 60;
+
+/// What can go wrong with the history file.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// SQLite refused.
+    #[error("chat history {path}: {source}")]
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// The file was written by a newer Murmur.
+    #[error("chat history {path} has schema version {found}; this Murmur knows up to {known}: update Murmur (the file is left untouched)")]
+    TooNew {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// The newest this build knows.
+        known: usize,
+    },
+    /// No such conversation.
+    #[error("no conversation {0} in the history")]
+    NotFound(i64),
+}
+
+/// One conversation in a list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Conversation {
+    /// Its id.
+    pub id: i64,
+    /// The start of its first question.
+    pub title: String,
+    /// When it began, ms since the Unix epoch.
+    pub created_ms: i64,
+    /// When its last exchange was saved.
+    pub updated_ms: i64,
+}
+
+/// One saved message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SavedMessage {
+    /// `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+    /// When it was saved, ms since the Unix epoch.
+    pub created_ms: i64,
+}
+
+/// The history file.
+pub struct History {
+    db: Connection,
+    path: PathBuf,
+}
+
+impl History {
+    /// Opens (or creates) the history at `path`, migrating it to the current schema.
+    pub fn open(path: &Path) -> Result<Self, HistoryError> {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let err = |source| HistoryError::Sqlite { path: path.to_path_buf(), source };
+        let mut db = Connection::open(path).map_err(err)?;
+        db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;").map_err(err)?;
+        let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(HistoryError::TooNew { path: path.to_path_buf(), found: version, known: MIGRATIONS.len() });
+        }
+        let tx = db.transaction().map_err(err)?;
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(migration).map_err(err)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1).map_err(err)?;
+            tracing::info!(path = %path.display(), version = i + 1, "chat history migrated");
+        }
+        tx.commit().map_err(err)?;
+        Ok(Self { db, path: path.to_path_buf() })
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> HistoryError + '_ {
+        |source| HistoryError::Sqlite { path: self.path.clone(), source }
+    }
+
+    /// Saves one exchange; `conversation` `None` starts a new one. Returns the conversation's id.
+    pub fn save_exchange(&mut self, conversation: Option<i64>, question: &str, answer: &str) -> Result<i64, HistoryError> {
+        let now = now_ms();
+        let path = self.path.clone();
+        let err = |source| HistoryError::Sqlite { path: path.clone(), source };
+        let tx = self.db.transaction().map_err(err)?;
+        let id = match conversation {
+            Some(id) => {
+                let updated = tx.execute("UPDATE conversations SET updated_ms = ?1 WHERE id = ?2", params![now, id]).map_err(err)?;
+                if updated == 0 {
+                    return Err(HistoryError::NotFound(id));
+                }
+                id
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO conversations (title, created_ms, updated_ms) VALUES (?1, ?2, ?2)",
+                    params![title(question), now],
+                )
+                .map_err(err)?;
+                tx.last_insert_rowid()
+            }
+        };
+        for (role, content) in [("user", question), ("assistant", answer)] {
+            tx.execute(
+                "INSERT INTO messages (conversation_id, role, content, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![id, role, content, now],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(id)
+    }
+
+    /// Conversations, most recently updated first; with `query`, only those with a message
+    /// containing it (case-insensitive for ASCII).
+    pub fn list(&self, query: Option<&str>) -> Result<Vec<Conversation>, HistoryError> {
+        let pattern = query.filter(|q| !q.trim().is_empty()).map(|q| format!("%{}%", escape_like(q.trim())));
+        let mut stmt = self
+            .db
+            .prepare(
+                "SELECT id, title, created_ms, updated_ms FROM conversations c
+                 WHERE ?1 IS NULL OR EXISTS (
+                     SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.content LIKE ?1 ESCAPE '\\')
+                 ORDER BY updated_ms DESC, id DESC",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![pattern], |r| {
+                Ok(Conversation { id: r.get(0)?, title: r.get(1)?, created_ms: r.get(2)?, updated_ms: r.get(3)? })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// The messages of a conversation, oldest first.
+    pub fn messages(&self, conversation: i64) -> Result<Vec<SavedMessage>, HistoryError> {
+        let exists = self
+            .db
+            .query_row("SELECT 1 FROM conversations WHERE id = ?1", [conversation], |_| Ok(()))
+            .optional()
+            .map_err(self.err())?;
+        if exists.is_none() {
+            return Err(HistoryError::NotFound(conversation));
+        }
+        let mut stmt = self
+            .db
+            .prepare("SELECT role, content, created_ms FROM messages WHERE conversation_id = ?1 ORDER BY id")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([conversation], |r| Ok(SavedMessage { role: r.get(0)?, content: r.get(1)?, created_ms: r.get(2)? }))
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// Deletes a conversation and its messages.
+    pub fn delete(&mut self, conversation: i64) -> Result<(), HistoryError> {
+        match self.db.execute("DELETE FROM conversations WHERE id = ?1", [conversation]).map_err(self.err())? {
+            0 => Err(HistoryError::NotFound(conversation)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The first line of `question`, cut to [`TITLE_CHARS`].
+fn title(question: &str) -> String {
+    let line = question.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("(empty)");
+    match line.char_indices().nth(TITLE_CHARS) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line.to_string(),
+    }
+}
+
+fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exchanges_survive_reopening_and_are_listed_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.sqlite");
+        let (first, second) = {
+            let mut h = History::open(&path).unwrap();
+            let first = h.save_exchange(None, "What is the capital of France?", "Paris.").unwrap();
+            let second = h.save_exchange(None, "How many days are in a week?", "Seven.").unwrap();
+            assert_eq!(h.save_exchange(Some(first), "And of Italy?", "Rome.").unwrap(), first);
+            (first, second)
+        };
+        let h = History::open(&path).unwrap();
+        let list = h.list(None).unwrap();
+        assert_eq!(list.iter().map(|c| c.id).collect::<Vec<_>>(), [first, second], "continued conversation first");
+        assert_eq!(list[0].title, "What is the capital of France?");
+        let roles: Vec<(String, String)> = h.messages(first).unwrap().into_iter().map(|m| (m.role, m.content)).collect();
+        assert_eq!(roles.len(), 4);
+        assert_eq!(roles[3], ("assistant".to_string(), "Rome.".to_string()));
+    }
+
+    #[test]
+    fn search_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::open(&dir.path().join("h.sqlite")).unwrap();
+        let a = h.save_exchange(None, "Tell me about ROME", "It is old.").unwrap();
+        let b = h.save_exchange(None, "100% sure?", "Yes.").unwrap();
+        assert_eq!(h.list(Some("rome")).unwrap().iter().map(|c| c.id).collect::<Vec<_>>(), [a]);
+        assert_eq!(h.list(Some("100%")).unwrap().iter().map(|c| c.id).collect::<Vec<_>>(), [b]);
+        assert!(h.list(Some("0_")).unwrap().is_empty(), "LIKE wildcards are literal");
+        h.delete(a).unwrap();
+        assert!(matches!(h.messages(a), Err(HistoryError::NotFound(_))));
+        assert!(matches!(h.delete(a), Err(HistoryError::NotFound(_))));
+        assert_eq!(h.list(None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_file_from_a_newer_murmur_or_not_sqlite_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let newer = dir.path().join("newer.sqlite");
+        Connection::open(&newer).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        let e = History::open(&newer).err().expect("refused").to_string();
+        assert!(e.contains("schema version 99") && e.contains("update Murmur"), "{e}");
+        let junk = dir.path().join("junk.sqlite");
+        std::fs::write(&junk, vec![0x42; 8192]).unwrap();
+        let e = History::open(&junk).err().expect("refused").to_string();
+        assert!(e.contains("junk.sqlite"), "{e}");
+        assert_eq!(std::fs::read(&junk).unwrap(), vec![0x42; 8192]);
+    }
+
+    #[test]
+    fn titles_are_the_first_line_cut_short() {
+        assert_eq!(title("\n  hello\nworld"), "hello");
+        assert_eq!(title(&"x".repeat(80)), format!("{}…", "x".repeat(60)));
+    }
+}

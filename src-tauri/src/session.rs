@@ -1,0 +1,244 @@
+//! The app's one assistant, its chat history and settings; forwards the assistant's events to
+//! every window and saves each exchange when its reply is complete.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use murmur_core::assistant::{Assistant, AssistantConfig, Capture, CaptureFactory, Clip, Command, Event, Output};
+use murmur_core::audio::Microphone;
+use murmur_core::history::{Conversation, History, SavedMessage};
+use murmur_core::llm::{LlmConfig, Message, Sampling};
+use murmur_core::models;
+use murmur_core::speech::SpeechConfig;
+use murmur_core::tts::VoiceConfig;
+use tauri::{AppHandle, Emitter};
+
+use crate::settings::Settings;
+
+/// Where the model stands, for the status line.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "kind", content = "text", rename_all = "snake_case")]
+pub enum Status {
+    /// Loading (the text says what).
+    Loading(String),
+    /// Ready (the text names the model).
+    Ready(String),
+    /// Failed (the text says what to do).
+    Failed(String),
+}
+
+/// Everything the windows talk to.
+pub struct Session {
+    app: AppHandle,
+    /// A WAV file used instead of the microphone (`--mic-file`).
+    mic_file: Option<PathBuf>,
+    settings_path: PathBuf,
+    settings: Mutex<Settings>,
+    assistant: Mutex<Option<Arc<Assistant>>>,
+    status: Mutex<Status>,
+    history: Mutex<History>,
+    /// The conversation new exchanges are saved to; `None`: a new one.
+    conversation: Mutex<Option<i64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Session {
+    /// Opens the history and settings in `data_dir` and starts loading the assistant.
+    pub fn start(app: AppHandle, data_dir: PathBuf, mic_file: Option<PathBuf>) -> Result<Arc<Self>, String> {
+        let history = History::open(&data_dir.join("history.sqlite")).map_err(|e| e.to_string())?;
+        let settings_path = data_dir.join("settings.json");
+        let settings = Settings::load(&settings_path);
+        let session = Arc::new(Self {
+            app,
+            mic_file,
+            settings_path,
+            settings: Mutex::new(settings),
+            assistant: Mutex::new(None),
+            status: Mutex::new(Status::Loading("starting".into())),
+            history: Mutex::new(history),
+            conversation: Mutex::new(None),
+        });
+        session.reload();
+        Ok(session)
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        lock(&self.status).clone()
+    }
+
+    fn set_status(&self, status: Status) {
+        let _ = self.app.emit("status", &status);
+        *lock(&self.status) = status;
+    }
+
+    /// The current settings.
+    pub fn settings(&self) -> Settings {
+        lock(&self.settings).clone()
+    }
+
+    /// Saves new settings; reloads the models when they changed what is loaded.
+    pub fn set_settings(self: &Arc<Self>, new: Settings) -> Result<(), String> {
+        new.save(&self.settings_path)?;
+        let old = std::mem::replace(&mut *lock(&self.settings), new.clone());
+        if old.hotkey != new.hotkey {
+            crate::hotkey::register(&self.app, &new.hotkey)?;
+        }
+        if old.needs_reload(&new) {
+            self.reload();
+        }
+        Ok(())
+    }
+
+    /// Drops the assistant and loads a new one with the current settings, in the background.
+    fn reload(self: &Arc<Self>) {
+        if let Some(old) = lock(&self.assistant).take() {
+            // Shutting down joins its threads: not on the caller's (maybe the UI's) thread.
+            std::thread::spawn(move || drop(old));
+        }
+        self.set_status(Status::Loading("loading the models…".into()));
+        let (me, settings, mic_file) = (Arc::clone(self), self.settings(), self.mic_file.clone());
+        std::thread::spawn(move || match Assistant::start(config(&settings), capture(mic_file)) {
+            Ok(assistant) => {
+                let assistant = Arc::new(assistant);
+                pump(Arc::downgrade(&assistant), Arc::downgrade(&me));
+                // Under the slot's lock, so a conversation opened meanwhile is not missed.
+                let mut slot = lock(&me.assistant);
+                assistant.send(Command::Converse(me.conversation_messages().unwrap_or_default()));
+                *slot = Some(assistant);
+                let model = settings.model.clone().unwrap_or_else(models::default_llm_path);
+                let name = model.file_name().map_or_else(|| model.display().to_string(), |n| n.to_string_lossy().into_owned());
+                me.set_status(Status::Ready(name));
+            }
+            Err(e) => me.set_status(Status::Failed(format!("{e}. Fix it in Settings."))),
+        });
+    }
+
+    /// Sends a command to the assistant, if it is loaded.
+    pub fn send(&self, command: Command) -> Result<(), String> {
+        match lock(&self.assistant).as_ref() {
+            Some(a) => {
+                a.send(command);
+                Ok(())
+            }
+            None => Err(match self.status() {
+                Status::Failed(why) => why,
+                _ => "Murmur is still loading the models; try again in a moment.".into(),
+            }),
+        }
+    }
+
+    /// Starts a new conversation.
+    pub fn new_chat(&self) {
+        *lock(&self.conversation) = None;
+        self.converse(Vec::new());
+    }
+
+    /// Hands the assistant the conversation to continue; one still loading picks it up when
+    /// it is ready.
+    fn converse(&self, messages: Vec<Message>) {
+        if let Some(a) = lock(&self.assistant).as_ref() {
+            a.send(Command::Converse(messages));
+        }
+    }
+
+    /// Conversations, newest first; with `query`, those that mention it.
+    pub fn conversations(&self, query: Option<&str>) -> Result<Vec<Conversation>, String> {
+        lock(&self.history).list(query).map_err(|e| e.to_string())
+    }
+
+    /// Opens a conversation to read and continue; returns its messages.
+    pub fn open(&self, id: i64) -> Result<Vec<SavedMessage>, String> {
+        let messages = lock(&self.history).messages(id).map_err(|e| e.to_string())?;
+        *lock(&self.conversation) = Some(id);
+        self.converse(messages.iter().map(to_message).collect());
+        Ok(messages)
+    }
+
+    /// Deletes a conversation (starting a new chat if it was the open one).
+    pub fn delete(&self, id: i64) -> Result<(), String> {
+        lock(&self.history).delete(id).map_err(|e| e.to_string())?;
+        if *lock(&self.conversation) == Some(id) {
+            self.new_chat();
+        }
+        Ok(())
+    }
+
+    fn conversation_messages(&self) -> Option<Vec<Message>> {
+        let id = (*lock(&self.conversation))?;
+        Some(lock(&self.history).messages(id).ok()?.iter().map(to_message).collect())
+    }
+
+    /// Saves a completed exchange and tells the windows the history changed.
+    fn save(&self, question: &str, answer: &str) {
+        let mut conversation = lock(&self.conversation);
+        match lock(&self.history).save_exchange(*conversation, question, answer) {
+            Ok(id) => {
+                *conversation = Some(id);
+                let _ = self.app.emit("history", id);
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                let _ = self.app.emit("assistant", Event::Error { turn: None, message: format!("the exchange was not saved: {e}") });
+            }
+        }
+    }
+}
+
+fn to_message(m: &SavedMessage) -> Message {
+    Message { role: m.role.clone(), content: m.content.clone() }
+}
+
+fn config(s: &Settings) -> AssistantConfig {
+    let mut llm = LlmConfig::new(s.model.clone().unwrap_or_else(models::default_llm_path));
+    llm.backend = s.backend;
+    let speech = models::default_speech_path();
+    AssistantConfig {
+        llm,
+        sampling: Sampling { temperature: s.temperature, ..Sampling::default() },
+        system: s.system_prompt.clone(),
+        speech_model: speech.exists().then_some(speech),
+        speech: SpeechConfig::default(),
+        voice: VoiceConfig { voice: s.voice.clone(), ..VoiceConfig::default() },
+        output: if s.voice_output { Output::Speaker(None) } else { Output::Silent },
+    }
+}
+
+fn capture(mic_file: Option<PathBuf>) -> CaptureFactory {
+    Box::new(move || -> Result<Box<dyn Capture>, _> {
+        Ok(match mic_file {
+            Some(path) => Box::new(Clip::open(&path)?),
+            None => Box::new(Microphone::open(None)?),
+        })
+    })
+}
+
+/// Forwards an assistant's events to the windows until it is dropped, saving exchanges.
+fn pump(assistant: Weak<Assistant>, session: Weak<Session>) {
+    std::thread::spawn(move || {
+        let mut questions = HashMap::new();
+        loop {
+            let Some(a) = assistant.upgrade() else { return };
+            let event = a.next_event(Duration::from_millis(200));
+            drop(a);
+            let (Some(event), Some(session)) = (event, session.upgrade()) else { continue };
+            match &event {
+                Event::Question { turn, text, .. } => {
+                    questions.insert(*turn, text.clone());
+                }
+                Event::Reply { turn, text, .. } if !text.trim().is_empty() => {
+                    if let Some(q) = questions.remove(turn) {
+                        session.save(&q, text);
+                    }
+                }
+                _ => {}
+            }
+            let _ = session.app.emit("assistant", &event);
+        }
+    });
+}

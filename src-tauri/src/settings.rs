@@ -1,0 +1,75 @@
+//! The user's settings, kept as JSON in the app's config directory.
+
+use std::path::{Path, PathBuf};
+
+use murmur_core::assistant::DEFAULT_SYSTEM;
+use murmur_core::llm::BackendChoice;
+use murmur_core::tts::DEFAULT_VOICE;
+
+/// Hold-to-talk shortcut unless the user picks another.
+pub const DEFAULT_HOTKEY: &str = "Ctrl+Alt+Space";
+
+/// What the settings pane edits.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// A GGUF model file; `None`: the default model.
+    pub model: Option<PathBuf>,
+    /// Which kernels run the model.
+    pub backend: BackendChoice,
+    /// Speak replies aloud.
+    pub voice_output: bool,
+    /// The espeak-ng voice.
+    pub voice: String,
+    /// The hold-to-talk shortcut.
+    pub hotkey: String,
+    /// Sampling temperature.
+    pub temperature: f32,
+    /// The system prompt.
+    pub system_prompt: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            model: None,
+            backend: BackendChoice::Auto,
+            voice_output: true,
+            voice: DEFAULT_VOICE.into(),
+            hotkey: DEFAULT_HOTKEY.into(),
+            temperature: 0.2,
+            system_prompt: DEFAULT_SYSTEM.into(),
+        }
+    }
+}
+
+impl Settings {
+    /// The settings stored at `path`; defaults when there are none (or they cannot be read,
+    /// which is logged: a damaged file must not keep the app from starting).
+    pub fn load(path: &Path) -> Self {
+        match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
+                tracing::warn!(path = %path.display(), "settings unreadable, using defaults: {e}");
+                Self::default()
+            }),
+            Err(_) => Self::default(),
+        }
+    }
+
+    /// Writes the settings to `path` (through a temporary file, so a crash keeps the old ones).
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        let fail = |e: std::io::Error| format!("cannot save the settings to {}: {e}", path.display());
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(fail)?;
+        }
+        let partial = path.with_extension("json.partial");
+        std::fs::write(&partial, serde_json::to_string_pretty(self).expect("settings serialise")).map_err(fail)?;
+        std::fs::rename(&partial, path).map_err(fail)
+    }
+
+    /// Whether going from `self` to `other` needs the models reloaded.
+    pub fn needs_reload(&self, other: &Self) -> bool {
+        (&self.model, self.backend, self.voice_output, &self.voice, self.temperature.to_bits(), &self.system_prompt)
+            != (&other.model, other.backend, other.voice_output, &other.voice, other.temperature.to_bits(), &other.system_prompt)
+    }
+}

@@ -1,0 +1,107 @@
+//! The desktop app end to end in its real webview, driven through WebDriver under Xvfb: a typed
+//! question streams its answer in, the conversation survives a restart, settings switch the
+//! backend, and a spoken question (the microphone replaced by a WAV file) is transcribed and
+//! answered. Screenshots land in `target/screenshots/`.
+
+mod webdriver;
+
+use std::path::PathBuf;
+
+use webdriver::{Driver, Session};
+
+fn app() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/murmur-app");
+    assert!(bin.exists(), "{} is missing: build with `cargo build --release` (./dev test does)", bin.display());
+    bin
+}
+
+/// Waits for the models to load.
+fn ready(s: &Session<'_>) {
+    s.wait("the models to load", "return document.querySelector('#status').dataset.kind === 'ready'");
+}
+
+/// Asks `question` by typing it; returns every text the answer bubble showed while streaming.
+fn ask(s: &Session<'_>, question: &str) -> Vec<String> {
+    let before = s.js("return document.querySelectorAll('.msg.assistant').length").as_u64().unwrap();
+    s.type_into("#question", question);
+    s.click("#send");
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = std::time::Instant::now() + webdriver::PATIENCE;
+    loop {
+        let v = s.js(&format!(
+            "const a = document.querySelectorAll('.msg.assistant'); \
+             return [a.length > {before} ? a[a.length - 1].textContent : null, document.querySelector('#state').dataset.state]"
+        ));
+        if let Some(text) = v[0].as_str() {
+            if seen.last().map(String::as_str) != Some(text) {
+                seen.push(text.to_string());
+            }
+            if v[1] == "idle" && !text.is_empty() {
+                return seen;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no answer to {question:?}; saw {seen:?}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn chat_streams_answers_keeps_history_and_switches_backend() {
+    let data = tempfile::tempdir().unwrap();
+    let driver = Driver::start(data.path());
+
+    let s = driver.launch(&app(), &[]);
+    ready(&s);
+    let shown = ask(&s, "What is the capital of France?");
+    assert!(shown.len() >= 3, "the answer arrived in {} DOM updates, not streamed: {shown:?}", shown.len());
+    assert!(shown.last().unwrap().contains("Paris"), "{shown:?}");
+    s.wait("the history list", "return document.querySelector('#conversations li .open')?.textContent");
+    s.screenshot("app-answer");
+    s.quit();
+
+    // A restart finds the conversation in the history and opens it.
+    let s = driver.launch(&app(), &[]);
+    let title = s.wait("the saved conversation", "return document.querySelector('#conversations li .open')?.textContent");
+    assert_eq!(title, "What is the capital of France?");
+    s.click("#conversations li .open");
+    let reopened = s.wait("the reopened messages", "return document.querySelectorAll('.msg').length >= 2 && document.querySelector('.msg.assistant').textContent");
+    assert!(reopened.as_str().unwrap().contains("Paris"), "{reopened}");
+
+    // Settings: the CPU backend, voice output off; the models reload and answers go on.
+    ready(&s);
+    s.click("#open-settings");
+    s.wait("the settings pane", "return document.querySelector('#settings').open");
+    s.js("const f = document.querySelector('#settings-form'); f.backend.value = 'cpu'; f.voice_output.checked = false; return true");
+    s.screenshot("app-settings");
+    s.click("#save-settings");
+    s.wait("the reload", "return document.querySelector('#status').dataset.kind !== 'ready'");
+    ready(&s);
+    s.click("#new-chat");
+    s.wait("an empty chat", "return document.querySelectorAll('.msg').length === 0");
+    let shown = ask(&s, "How many days are in a week?");
+    let answer = shown.last().unwrap().to_lowercase();
+    assert!(answer.contains("seven") || answer.contains('7'), "{shown:?}");
+    s.screenshot("app-second-question");
+    s.quit();
+    let saved = std::fs::read_to_string(data.path().join("settings.json")).unwrap();
+    assert!(saved.contains("\"backend\": \"cpu\""), "{saved}");
+}
+
+#[test]
+fn a_spoken_question_becomes_the_user_message_and_is_answered() {
+    let data = tempfile::tempdir().unwrap();
+    let driver = Driver::start(data.path());
+    let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/audio/question-france.wav");
+    let s = driver.launch(&app(), &["--mic-file", clip.to_str().unwrap()]);
+    ready(&s);
+    s.hold("#talk", |s| s.js("return document.querySelector('#state').dataset.state === 'listening'") == true);
+    let heard = s.wait("the transcript", "return document.querySelector('.msg.user.spoken')?.textContent");
+    assert!(heard.as_str().unwrap().to_lowercase().contains("capital"), "{heard}");
+    let answer = s.wait(
+        "the answer",
+        "return document.querySelector('#state').dataset.state === 'idle' && document.querySelector('.msg.assistant')?.textContent",
+    );
+    assert!(answer.as_str().unwrap().contains("Paris"), "{answer}");
+    s.screenshot("app-voice-turn");
+    s.quit();
+}

@@ -1,0 +1,226 @@
+//! Just enough W3C WebDriver to drive the real app: Xvfb, WebKitWebDriver (Debian's
+//! `webkit2gtk-driver`, which launches the app with automation on, as tauri-driver would), and a
+//! plain HTTP/1.1 client.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// How long any wait for the app may take.
+pub const PATIENCE: Duration = Duration::from_secs(90);
+
+/// A headless X display and a WebDriver server on it.
+pub struct Driver {
+    xvfb: Child,
+    driver: Child,
+    port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Driver {
+    /// Starts Xvfb and WebKitWebDriver; the app will keep its history and settings in `data`.
+    pub fn start(data: &Path) -> Self {
+        let display = 90 + std::process::id() % 800;
+        let xvfb = Command::new("Xvfb")
+            .args([format!(":{display}").as_str(), "-screen", "0", "1100x760x24", "-nolisten", "tcp"])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb runs (Debian package xvfb)");
+        wait_for("the X display", || Path::new(&format!("/tmp/.X11-unix/X{display}")).exists().then_some(()));
+        let port = free_port();
+        let driver = Command::new("WebKitWebDriver")
+            .arg(format!("--port={port}"))
+            .env("DISPLAY", format!(":{display}"))
+            .env("TAURI_WEBVIEW_AUTOMATION", "true")
+            .env("MURMUR_DATA_DIR", data)
+            .env("GDK_BACKEND", "x11")
+            .env("NO_AT_BRIDGE", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("WebKitWebDriver runs (Debian package webkit2gtk-driver)");
+        let me = Self { xvfb, driver, port };
+        wait_for("WebKitWebDriver", || me.http("GET", "/status", None).ok());
+        me
+    }
+
+    /// One HTTP request; retried on a dropped connection.
+    fn http(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let mut last = String::new();
+        for _ in 0..3 {
+            let attempt = || -> std::io::Result<Vec<u8>> {
+                let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+                s.set_read_timeout(Some(PATIENCE))?;
+                write!(
+                    s,
+                    "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )?;
+                let mut out = Vec::new();
+                s.read_to_end(&mut out)?;
+                Ok(out)
+            };
+            match attempt() {
+                Ok(raw) => {
+                    let text = String::from_utf8_lossy(&raw);
+                    let json = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                    let v: Value = serde_json::from_str(json).map_err(|e| format!("{e}: {text}"))?;
+                    if let Some(err) = v["value"]["error"].as_str() {
+                        return Err(format!("{err}: {}", v["value"]["message"]));
+                    }
+                    return Ok(v["value"].clone());
+                }
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Err(last)
+    }
+
+    /// Launches the app (`args` on its command line) in a new session.
+    pub fn launch(&self, app: &Path, args: &[&str]) -> Session<'_> {
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "wry",
+            "webkitgtk:browserOptions": {"binary": app, "args": args},
+        }}});
+        let v = self.http("POST", "/session", Some(&caps)).expect("a WebDriver session with the app");
+        let session = Session { driver: self, path: format!("/session/{}", v["sessionId"].as_str().unwrap()) };
+        session.wait("the window", "return document.readyState === 'complete' && !!document.querySelector('#log')");
+        session
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        for child in [&mut self.driver, &mut self.xvfb] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The app in one WebDriver session; closing the session quits the app.
+pub struct Session<'a> {
+    driver: &'a Driver,
+    path: String,
+}
+
+impl Session<'_> {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let full = format!("{}{path}", self.path);
+        self.driver.http(method, &full, body.as_ref()).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// Runs `script` (a function body) in the page.
+    pub fn js(&self, script: &str) -> Value {
+        self.try_js(script).unwrap_or_else(|e| panic!("running {script:?}: {e}"))
+    }
+
+    fn try_js(&self, script: &str) -> Result<Value, String> {
+        let body = json!({"script": script, "args": []});
+        self.driver.http("POST", &format!("{}/execute/sync", self.path), Some(&body))
+    }
+
+    /// Polls `script` until it returns something truthy; returns that. (A failed poll, as
+    /// while the page is still loading, counts as not yet.)
+    pub fn wait(&self, what: &str, script: &str) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let v = self.try_js(script);
+            match &v {
+                Ok(v) if !(v.is_null() || *v == json!(false) || *v == json!("") || *v == json!(0)) => return v.clone(),
+                _ => assert!(Instant::now() < deadline, "waited {PATIENCE:?} for {what}; last: {v:?}"),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn element(&self, css: &str) -> String {
+        let v = self.call("POST", "/element", Some(json!({"using": "css selector", "value": css})));
+        v.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).expect("element id").to_string()
+    }
+
+    /// Clicks the element `css`.
+    pub fn click(&self, css: &str) {
+        let id = self.element(css);
+        self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+
+    /// Types `text` into the element `css`.
+    pub fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css);
+        self.call("POST", &format!("/element/{id}/value"), Some(json!({"text": text})));
+    }
+
+    /// Holds the mouse button down on `css` until `until` returns true, then lets go.
+    pub fn hold(&self, css: &str, until: impl Fn(&Self) -> bool) {
+        let at = self.js(&format!(
+            "const r = document.querySelector({css:?}).getBoundingClientRect(); return [Math.round(r.x + r.width / 2), Math.round(r.y + r.height / 2)]"
+        ));
+        let pointer = |actions: Value| json!({"actions": [{"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"}, "actions": actions}]});
+        self.call("POST", "/actions", Some(pointer(json!([
+            {"type": "pointerMove", "origin": "viewport", "x": at[0], "y": at[1]},
+            {"type": "pointerDown", "button": 0},
+        ]))));
+        let deadline = Instant::now() + PATIENCE;
+        while !until(self) {
+            assert!(Instant::now() < deadline, "the hold never took effect");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.call("POST", "/actions", Some(pointer(json!([{"type": "pointerUp", "button": 0}]))));
+    }
+
+    /// Saves a PNG screenshot of the window to `target/screenshots/NAME.png`.
+    pub fn screenshot(&self, name: &str) -> PathBuf {
+        let png = base64_decode(self.call("GET", "/screenshot", None).as_str().expect("base64"));
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+
+    /// Closes the session, which quits the app.
+    pub fn quit(self) {
+        let _ = self.driver.http("DELETE", &self.path, None);
+    }
+}
+
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what} did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Standard base64 (what WebDriver screenshots use).
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let bytes: Vec<u8> = text.bytes().filter(|c| !b"=\r\n".contains(c)).map(value).collect();
+    bytes
+        .chunks(4)
+        .flat_map(|q| {
+            let n = q.iter().enumerate().fold(0u32, |n, (i, &v)| n | (u32::from(v) << (18 - 6 * i)));
+            let out = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+            out.into_iter().take(q.len() - 1)
+        })
+        .collect()
+}

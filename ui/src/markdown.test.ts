@@ -1,0 +1,58 @@
+// @vitest-environment jsdom
+import { describe, expect, it } from "vitest";
+import { renderMarkdown } from "./markdown";
+
+function html(md: string): HTMLElement {
+  const div = document.createElement("div");
+  div.appendChild(renderMarkdown(md));
+  return div;
+}
+
+describe("renderMarkdown", () => {
+  it("never turns model text into HTML", () => {
+    const div = html('<script>alert(1)</script> <img src=x onerror="alert(2)"> **<b>bold</b>**');
+    expect(div.querySelector("script, img, b")).toBeNull();
+    expect(div.textContent).toContain("<script>alert(1)</script>");
+    expect(div.querySelector("strong")!.textContent).toBe("<b>bold</b>");
+    expect(div.querySelectorAll("[onerror]").length).toBe(0);
+  });
+
+  it("renders paragraphs, headings, lists and inline marks", () => {
+    const div = html("# Title\nSome *soft* and **strong** `code`.\n\n- one\n- two\n\n1. first\n2. second");
+    expect(div.querySelector("h3")!.textContent).toBe("Title");
+    expect(div.querySelector("em")!.textContent).toBe("soft");
+    expect(div.querySelector("p code")!.textContent).toBe("code");
+    expect([...div.querySelectorAll("ul li")].map((li) => li.textContent)).toEqual(["one", "two"]);
+    expect([...div.querySelectorAll("ol li")].map((li) => li.textContent)).toEqual(["first", "second"]);
+  });
+
+  it("shows links as text with the address in the tooltip, never as navigation", () => {
+    const div = html("See [the docs](javascript:alert`1`) now.");
+    expect(div.querySelector("a")).toBeNull();
+    const link = div.querySelector(".link") as HTMLElement;
+    expect(link.textContent).toBe("the docs");
+    expect(link.title).toBe("javascript:alert`1`");
+  });
+
+  it("keeps code blocks verbatim with a copy button, even while the fence is still open", () => {
+    const done = html("Run:\n```rust\nfn main() { println!(\"<hi>\"); }\n```\nDone.");
+    const code = done.querySelector(".code pre code") as HTMLElement;
+    expect(code.textContent).toBe('fn main() { println!("<hi>"); }');
+    expect(code.dataset.language).toBe("rust");
+    expect(done.querySelector(".code button.copy")!.textContent).toBe("Copy");
+    expect(done.querySelector("p:last-child")!.textContent).toBe("Done.");
+    const streaming = html("```\nlet x = 1;\nlet y");
+    expect(streaming.querySelector("pre code")!.textContent).toBe("let x = 1;\nlet y");
+  });
+
+  it("re-rendering a growing reply gives the same structure as rendering it whole", () => {
+    const reply = "Paris is **the capital**.\n\n- It has `2` airports.";
+    let shown = "";
+    const div = document.createElement("div");
+    for (const piece of reply.match(/.{1,4}/gs)!) {
+      shown += piece;
+      div.replaceChildren(renderMarkdown(shown));
+    }
+    expect(div.innerHTML).toBe(html(reply).innerHTML);
+  });
+});

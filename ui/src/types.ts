@@ -1,0 +1,41 @@
+// The shapes the core sends and takes (see murmur-core's assistant::Event, history and the
+// app's settings).
+
+export type State = "idle" | "listening" | "transcribing" | "thinking" | "speaking";
+
+export type AssistantEvent =
+  | { type: "state"; state: State }
+  | { type: "question"; turn: number; text: string; spoken: boolean }
+  | { type: "level"; rms: number }
+  | { type: "token"; turn: number; text: string }
+  | { type: "sentence"; turn: number; text: string }
+  | { type: "reply"; turn: number; text: string; stop: string }
+  | { type: "interrupted"; turn: number; unspoken_seconds: number }
+  | { type: "done"; turn: number; timeline: Record<string, unknown> }
+  | { type: "notice"; message: string }
+  | { type: "error"; turn: number | null; message: string };
+
+export type Status = { kind: "loading" | "ready" | "failed"; text: string };
+
+export interface Conversation {
+  id: number;
+  title: string;
+  created_ms: number;
+  updated_ms: number;
+}
+
+export interface SavedMessage {
+  role: string;
+  content: string;
+  created_ms: number;
+}
+
+export interface Settings {
+  model: string | null;
+  backend: "auto" | "cpu" | "gpu";
+  voice_output: boolean;
+  voice: string;
+  hotkey: string;
+  temperature: number;
+  system_prompt: string;
+}
