@@ -50,8 +50,11 @@ fn chat_streams_answers_keeps_history_and_switches_backend() {
     let data = tempfile::tempdir().unwrap();
     let driver = Driver::start(data.path());
 
+    let started = std::time::Instant::now();
     let s = driver.launch(&app(), &[]);
+    let window = started.elapsed();
     ready(&s);
+    eprintln!("window usable after {window:?}, models ready after {:?}", started.elapsed());
     let shown = ask(&s, "What is the capital of France?");
     assert!(shown.len() >= 3, "the answer arrived in {} DOM updates, not streamed: {shown:?}", shown.len());
     assert!(shown.last().unwrap().contains("Paris"), "{shown:?}");
@@ -71,8 +74,8 @@ fn chat_streams_answers_keeps_history_and_switches_backend() {
     ready(&s);
     s.click("#open-settings");
     s.wait("the settings pane", "return document.querySelector('#settings').open");
-    s.js("const f = document.querySelector('#settings-form'); f.backend.value = 'cpu'; f.voice_output.checked = false; return true");
     s.screenshot("app-settings");
+    s.js("const f = document.querySelector('#settings-form'); f.backend.value = 'cpu'; f.voice_output.checked = false; return true");
     s.click("#save-settings");
     s.wait("the reload", "return document.querySelector('#status').dataset.kind !== 'ready'");
     ready(&s);
@@ -103,5 +106,23 @@ fn a_spoken_question_becomes_the_user_message_and_is_answered() {
     );
     assert!(answer.as_str().unwrap().contains("Paris"), "{answer}");
     s.screenshot("app-voice-turn");
+    s.quit();
+}
+
+/// The global hold-to-talk shortcut works with the window in the background: key down listens,
+/// key up sends (keys pressed on the X display with xdotool).
+#[test]
+fn the_global_hotkey_holds_to_talk() {
+    let data = tempfile::tempdir().unwrap();
+    let driver = Driver::start(data.path());
+    let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/audio/question-planets.wav");
+    let s = driver.launch(&app(), &["--mic-file", clip.to_str().unwrap()]);
+    ready(&s);
+    driver.keys("keydown", "ctrl+alt+space");
+    s.wait("listening", "return document.querySelector('#state').dataset.state === 'listening'");
+    driver.keys("keyup", "ctrl+alt+space");
+    let heard = s.wait("the transcript", "return document.querySelector('.msg.user.spoken')?.textContent");
+    assert!(heard.as_str().unwrap().to_lowercase().contains("planets"), "{heard}");
+    s.wait("the answer", "return document.querySelector('#state').dataset.state === 'idle' && document.querySelector('.msg.assistant')?.textContent");
     s.quit();
 }

@@ -158,7 +158,13 @@ $("#open-settings").addEventListener("click", async () => {
   f.temperature.value = String(s.temperature);
   f.system_prompt.value = s.system_prompt;
   $("#settings-error").hidden = true;
-  dialog.showModal();
+  // Not showModal(): WebKit leaves the top layer out of screenshots, and the pane is shown
+  // over the chat by its own styles.
+  dialog.show();
+  form.querySelector<HTMLInputElement>("input")!.focus();
+});
+dialog.addEventListener("keydown", (ev) => {
+  if (ev.key === "Escape") dialog.close();
 });
 form.addEventListener("submit", async (ev) => {
   if ((ev.submitter as HTMLButtonElement | null)?.value !== "save") return;

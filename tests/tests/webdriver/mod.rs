@@ -6,18 +6,25 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 /// How long any wait for the app may take.
 pub const PATIENCE: Duration = Duration::from_secs(90);
+/// How long one WebDriver request may take before it is sent again (a connection the driver
+/// dropped without answering).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A headless X display and a WebDriver server on it.
 pub struct Driver {
     xvfb: Child,
     driver: Child,
     port: u16,
+    display: String,
+    /// Released last, once the processes above are gone.
+    _turn: MutexGuard<'static, ()>,
 }
 
 fn free_port() -> u16 {
@@ -26,7 +33,10 @@ fn free_port() -> u16 {
 
 impl Driver {
     /// Starts Xvfb and WebKitWebDriver; the app will keep its history and settings in `data`.
+    /// One at a time: several apps loading models at once on a small machine starve each other.
     pub fn start(data: &Path) -> Self {
+        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let display = 90 + std::process::id() % 800;
         let xvfb = Command::new("Xvfb")
             .args([format!(":{display}").as_str(), "-screen", "0", "1100x760x24", "-nolisten", "tcp"])
@@ -46,7 +56,7 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .expect("WebKitWebDriver runs (Debian package webkit2gtk-driver)");
-        let me = Self { xvfb, driver, port };
+        let me = Self { xvfb, driver, port, display: format!(":{display}"), _turn: turn };
         wait_for("WebKitWebDriver", || me.http("GET", "/status", None).ok());
         me
     }
@@ -58,7 +68,7 @@ impl Driver {
         for _ in 0..3 {
             let attempt = || -> std::io::Result<Vec<u8>> {
                 let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-                s.set_read_timeout(Some(PATIENCE))?;
+                s.set_read_timeout(Some(REQUEST_TIMEOUT))?;
                 write!(
                     s,
                     "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -83,6 +93,13 @@ impl Driver {
             std::thread::sleep(Duration::from_millis(200));
         }
         Err(last)
+    }
+
+    /// Presses (`keydown`) or lets go of (`keyup`) `keys` on the display, as a user would,
+    /// whichever window has the focus (Debian package xdotool).
+    pub fn keys(&self, action: &str, keys: &str) {
+        let ok = Command::new("xdotool").args([action, keys]).env("DISPLAY", &self.display).status().expect("xdotool runs");
+        assert!(ok.success(), "xdotool {action} {keys}");
     }
 
     /// Launches the app (`args` on its command line) in a new session.
