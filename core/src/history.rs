@@ -148,7 +148,8 @@ impl History {
         Ok(id)
     }
 
-    /// Conversations, most recently updated first; with `query`, only those with a message
+    /// Conversations, the one with the latest message first (by insertion, so exchanges saved
+    /// within one millisecond still order right); with `query`, only those with a message
     /// containing it (case-insensitive for ASCII).
     pub fn list(&self, query: Option<&str>) -> Result<Vec<Conversation>, HistoryError> {
         let pattern = query.filter(|q| !q.trim().is_empty()).map(|q| format!("%{}%", escape_like(q.trim())));
@@ -158,7 +159,7 @@ impl History {
                 "SELECT id, title, created_ms, updated_ms FROM conversations c
                  WHERE ?1 IS NULL OR EXISTS (
                      SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.content LIKE ?1 ESCAPE '\\')
-                 ORDER BY updated_ms DESC, id DESC",
+                 ORDER BY (SELECT MAX(m.id) FROM messages m WHERE m.conversation_id = c.id) DESC, id DESC",
             )
             .map_err(self.err())?;
         let rows = stmt

@@ -37,9 +37,9 @@ fn main() {
                 None => app.path().app_data_dir()?,
             };
             let session = session::Session::start(app.handle().clone(), data_dir, mic_file())?;
-            let hotkey = session.settings().hotkey;
+            let settings = session.settings();
             app.manage(session);
-            if let Err(e) = hotkey::register(app.handle(), &hotkey) {
+            if let Err(e) = hotkey::register(app.handle(), &settings) {
                 tracing::warn!("{e}");
             }
             tray::build(app)?;

@@ -84,11 +84,16 @@ impl Session {
 
     /// Saves new settings; reloads the models when they changed what is loaded.
     pub fn set_settings(self: &Arc<Self>, new: Settings) -> Result<(), String> {
-        new.save(&self.settings_path)?;
-        let old = std::mem::replace(&mut *lock(&self.settings), new.clone());
-        if old.hotkey != new.hotkey {
-            crate::hotkey::register(&self.app, &new.hotkey)?;
+        let old = self.settings();
+        if (&old.hotkey, &old.quick_hotkey) != (&new.hotkey, &new.quick_hotkey) {
+            if let Err(e) = crate::hotkey::register(&self.app, &new) {
+                // Keep the shortcuts that worked.
+                let _ = crate::hotkey::register(&self.app, &old);
+                return Err(e);
+            }
         }
+        new.save(&self.settings_path)?;
+        *lock(&self.settings) = new.clone();
         if old.needs_reload(&new) {
             self.reload();
         }

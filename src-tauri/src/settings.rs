@@ -8,6 +8,8 @@ use murmur_core::tts::DEFAULT_VOICE;
 
 /// Hold-to-talk shortcut unless the user picks another.
 pub const DEFAULT_HOTKEY: &str = "Ctrl+Alt+Space";
+/// The quick-query popup's shortcut unless the user picks another.
+pub const DEFAULT_QUICK_HOTKEY: &str = "Ctrl+Alt+Q";
 
 /// What the settings pane edits.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -23,6 +25,8 @@ pub struct Settings {
     pub voice: String,
     /// The hold-to-talk shortcut.
     pub hotkey: String,
+    /// The shortcut that opens the quick-query popup.
+    pub quick_hotkey: String,
     /// Sampling temperature.
     pub temperature: f32,
     /// The system prompt.
@@ -37,6 +41,7 @@ impl Default for Settings {
             voice_output: true,
             voice: DEFAULT_VOICE.into(),
             hotkey: DEFAULT_HOTKEY.into(),
+            quick_hotkey: DEFAULT_QUICK_HOTKEY.into(),
             temperature: 0.2,
             system_prompt: DEFAULT_SYSTEM.into(),
         }

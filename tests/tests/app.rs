@@ -1,7 +1,8 @@
 //! The desktop app end to end in its real webview, driven through WebDriver under Xvfb: a typed
-//! question streams its answer in, the conversation survives a restart, settings switch the
-//! backend, and a spoken question (the microphone replaced by a WAV file) is transcribed and
-//! answered. Screenshots land in `target/screenshots/`.
+//! question streams its answer in, the conversation survives the app being killed, settings
+//! switch the backend, a spoken question (the microphone replaced by a WAV file) is transcribed
+//! and answered through the button and the global hotkey, and the quick-query popup answers
+//! and saves. Screenshots land in `target/screenshots/`.
 
 mod webdriver;
 
@@ -60,9 +61,9 @@ fn chat_streams_answers_keeps_history_and_switches_backend() {
     assert!(shown.last().unwrap().contains("Paris"), "{shown:?}");
     s.wait("the history list", "return document.querySelector('#conversations li .open')?.textContent");
     s.screenshot("app-answer");
-    s.quit();
+    s.crash();
 
-    // A restart finds the conversation in the history and opens it.
+    // After a crash, a restart finds the conversation in the history and opens it.
     let s = driver.launch(&app(), &[]);
     let title = s.wait("the saved conversation", "return document.querySelector('#conversations li .open')?.textContent");
     assert_eq!(title, "What is the capital of France?");
@@ -124,5 +125,26 @@ fn the_global_hotkey_holds_to_talk() {
     let heard = s.wait("the transcript", "return document.querySelector('.msg.user.spoken')?.textContent");
     assert!(heard.as_str().unwrap().to_lowercase().contains("planets"), "{heard}");
     s.wait("the answer", "return document.querySelector('#state').dataset.state === 'idle' && document.querySelector('.msg.assistant')?.textContent");
+    s.quit();
+}
+
+/// The quick-query shortcut opens the always-on-top popup; a question typed there is answered
+/// there and saved to the history the main window lists; Esc dismisses it.
+#[test]
+fn quick_query_answers_in_a_popup_and_saves_to_history() {
+    let data = tempfile::tempdir().unwrap();
+    let driver = Driver::start(data.path());
+    let s = driver.launch(&app(), &[]);
+    ready(&s);
+    driver.keys("key", "ctrl+alt+q");
+    s.switch_to(|url| url.ends_with("?quick"));
+    s.wait("the popup", "return document.body.classList.contains('quick') && document.activeElement?.id === 'question'");
+    let shown = ask(&s, "What is the opposite of hot?");
+    assert!(shown.last().unwrap().to_lowercase().contains("cold"), "{shown:?}");
+    s.screenshot("app-quick-query");
+    s.js("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'})); return true");
+    s.switch_to(|url| !url.ends_with("?quick"));
+    let title = s.wait("the saved exchange", "return document.querySelector('#conversations li .open')?.textContent");
+    assert_eq!(title, "What is the opposite of hot?");
     s.quit();
 }

@@ -155,6 +155,7 @@ $("#open-settings").addEventListener("click", async () => {
   f.voice_output.checked = s.voice_output;
   f.voice.value = s.voice;
   f.hotkey.value = s.hotkey;
+  f.quick_hotkey.value = s.quick_hotkey;
   f.temperature.value = String(s.temperature);
   f.system_prompt.value = s.system_prompt;
   $("#settings-error").hidden = true;
@@ -176,6 +177,7 @@ form.addEventListener("submit", async (ev) => {
     voice_output: f.voice_output.checked,
     voice: f.voice.value.trim(),
     hotkey: f.hotkey.value.trim(),
+    quick_hotkey: f.quick_hotkey.value.trim(),
     temperature: Number(f.temperature.value),
     system_prompt: f.system_prompt.value,
   };

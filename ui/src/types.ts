@@ -36,6 +36,7 @@ export interface Settings {
   voice_output: boolean;
   voice: string;
   hotkey: string;
+  quick_hotkey: string;
   temperature: number;
   system_prompt: string;
 }

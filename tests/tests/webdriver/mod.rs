@@ -195,6 +195,21 @@ impl Session<'_> {
         self.call("POST", "/actions", Some(pointer(json!([{"type": "pointerUp", "button": 0}]))));
     }
 
+    /// Makes the window whose URL `wanted` accepts the one commands go to (waiting for it).
+    pub fn switch_to(&self, wanted: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            for handle in self.call("GET", "/window/handles", None).as_array().cloned().unwrap_or_default() {
+                self.call("POST", "/window", Some(json!({"handle": handle})));
+                if self.try_js("return location.href").is_ok_and(|url| url.as_str().is_some_and(&wanted)) {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "no such window");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Saves a PNG screenshot of the window to `target/screenshots/NAME.png`.
     pub fn screenshot(&self, name: &str) -> PathBuf {
         let png = base64_decode(self.call("GET", "/screenshot", None).as_str().expect("base64"));
@@ -203,6 +218,16 @@ impl Session<'_> {
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, png).unwrap();
         path
+    }
+
+    /// Kills the app at once (SIGKILL), as a crash or a power cut would, and ends the session.
+    pub fn crash(self) {
+        let children = Command::new("pgrep").args(["-P", &self.driver.driver.id().to_string()]).output().expect("pgrep runs");
+        let pids = String::from_utf8_lossy(&children.stdout).split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        assert!(!pids.is_empty(), "the app is not running under the driver");
+        let killed = Command::new("kill").arg("-KILL").args(&pids).status().expect("kill runs");
+        assert!(killed.success());
+        let _ = self.driver.http("DELETE", &self.path, None);
     }
 
     /// Closes the session, which quits the app.
