@@ -17,4 +17,5 @@ pub mod llm;
 pub mod models;
 pub mod paths;
 pub mod speech;
+pub mod sync;
 pub mod tts;

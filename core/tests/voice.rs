@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 use murmur_core::assistant::{Assistant, AssistantConfig, Clip, Command, Event, Output, State, DEFAULT_SYSTEM};
 use murmur_core::audio::{resample, AudioOut, SAMPLE_RATE};
 use murmur_core::llm::{LlmConfig, Sampling, StopReason};
-use murmur_core::models;
-use murmur_core::speech::SpeechConfig;
 use murmur_core::tts::{Espeak, VoiceConfig};
 
 /// Longest any one wait here may take before the test fails.
@@ -132,15 +130,7 @@ fn speech_plays_through_the_output_device() {
 
 fn assistant(question: &str, output: Output, system: &str, sampling: Sampling) -> Assistant {
     let clip = Clip::open(&common::shared_dir().join("audio").join(question)).unwrap();
-    let config = AssistantConfig {
-        llm: LlmConfig::new(common::model_path()),
-        sampling,
-        system: system.into(),
-        speech_model: Some(models::default_speech_path()),
-        speech: SpeechConfig::default(),
-        voice: VoiceConfig::default(),
-        output,
-    };
+    let config = AssistantConfig { sampling, system: system.into(), output, ..AssistantConfig::new(LlmConfig::new(common::model_path())) };
     Assistant::start(config, Box::new(move || Ok(Box::new(clip)))).expect("the assistant starts")
 }
 

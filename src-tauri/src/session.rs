@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use murmur_core::assistant::{Assistant, AssistantConfig, Capture, CaptureFactory, Clip, Command, Event, Output};
@@ -11,7 +11,7 @@ use murmur_core::audio::Microphone;
 use murmur_core::history::{Conversation, History, SavedMessage};
 use murmur_core::llm::{LlmConfig, Message, Sampling};
 use murmur_core::models;
-use murmur_core::speech::SpeechConfig;
+use murmur_core::sync::lock;
 use murmur_core::tts::VoiceConfig;
 use tauri::{AppHandle, Emitter};
 
@@ -41,10 +41,6 @@ pub struct Session {
     history: Mutex<History>,
     /// The conversation new exchanges are saved to; `None`: a new one.
     conversation: Mutex<Option<i64>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Session {
@@ -204,13 +200,13 @@ fn config(s: &Settings) -> AssistantConfig {
     llm.backend = s.backend;
     let speech = models::default_speech_path();
     AssistantConfig {
-        llm,
         sampling: Sampling { temperature: s.temperature, ..Sampling::default() },
         system: s.system_prompt.clone(),
+        // Without the speech model, typed questions still work (push-to-talk says why not).
         speech_model: speech.exists().then_some(speech),
-        speech: SpeechConfig::default(),
         voice: VoiceConfig { voice: s.voice.clone(), ..VoiceConfig::default() },
         output: if s.voice_output { Output::Speaker(None) } else { Output::Silent },
+        ..AssistantConfig::new(llm)
     }
 }
 

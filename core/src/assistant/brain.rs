@@ -10,6 +10,7 @@ use super::owner::{Msg, Progress};
 use super::{voice, AssistantConfig, AssistantError, HISTORY_TURNS};
 use crate::llm::{Llm, Message, Sampling};
 use crate::speech::Transcriber;
+use crate::sync::lock;
 use crate::tts::SentenceSplitter;
 
 /// What the user asked.
@@ -76,6 +77,13 @@ impl Brain {
         }
     }
 
+    /// Readies speech recognition for the next turn while nobody waits for it.
+    fn prepare_speech(&mut self) {
+        if let Some(Err(e)) = self.speech.as_mut().map(Transcriber::prepare) {
+            tracing::warn!("{e}");
+        }
+    }
+
     fn send(&self, turn: u64, p: Progress) {
         let _ = self.owner.send(Msg::Progress(turn, p));
     }
@@ -95,7 +103,7 @@ impl Brain {
                 self.send(job.turn, Progress::Heard(heard, Instant::now()));
                 match text {
                     Some(t) if !job.cancel.load(Ordering::SeqCst) => t,
-                    _ => return,
+                    _ => return self.prepare_speech(),
                 }
             }
         };
@@ -126,6 +134,7 @@ impl Brain {
             }
         }
         self.send(job.turn, Progress::Reply(result.map_err(|e| e.to_string()), Instant::now()));
+        self.prepare_speech();
         if let Some(v) = &self.voice {
             let _ = v.send(voice::Job::Finish { turn: job.turn, epoch: job.epoch });
         }
@@ -162,8 +171,4 @@ impl ReplyStream {
             let _ = self.owner.send(Msg::Progress(self.turn, Progress::Sentence(s, now)));
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -22,7 +22,7 @@ mod voice;
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ pub use capture::{Capture, Clip};
 use crate::audio::AudioError;
 use crate::llm::{LlmConfig, LlmError, Message, Sampling, StopReason};
 use crate::speech::{SpeechConfig, SpeechError, SpeechTimings};
+use crate::sync::lock;
 use crate::tts::{TtsError, VoiceConfig};
 
 /// The assistant's default persona.
@@ -213,6 +214,23 @@ pub struct AssistantConfig {
     pub output: Output,
 }
 
+impl AssistantConfig {
+    /// Defaults around `llm`: the default persona, sampling and voice, the converted speech
+    /// model, the default output device; Whisper gets as many threads as the LLM (at most 4).
+    pub fn new(llm: LlmConfig) -> Self {
+        let speech = SpeechConfig { threads: llm.threads.clamp(1, 4), ..SpeechConfig::default() };
+        Self {
+            llm,
+            sampling: Sampling::default(),
+            system: DEFAULT_SYSTEM.into(),
+            speech_model: Some(crate::models::default_speech_path()),
+            speech,
+            voice: VoiceConfig::default(),
+            output: Output::Speaker(None),
+        }
+    }
+}
+
 /// What can stop the assistant from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum AssistantError {
@@ -268,10 +286,6 @@ impl Assistant {
     pub fn next_event(&self, timeout: Duration) -> Option<Event> {
         lock(&self.events).recv_timeout(timeout).ok()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Drop for Assistant {

@@ -14,6 +14,7 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{SampleFormat, SizedSample};
 
 use super::{list, resample, AudioError, LEVEL_WINDOW_S, SAMPLE_RATE};
+use crate::sync::lock;
 
 /// Audio kept from before the key press.
 pub const PRE_ROLL: Duration = Duration::from_millis(200);
@@ -119,10 +120,6 @@ impl Microphone {
     }
 }
 
-
-fn lock(c: &Mutex<Capture>) -> std::sync::MutexGuard<'_, Capture> {
-    c.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 fn build<T>(
     dev: &cpal::Device,

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use cpal::traits::{DeviceTrait, HostTrait};
 
 use super::AudioError;
+use crate::sync::lock;
 
 /// Called with the instant a chunk's first sample went out.
 pub type OnStart = Box<dyn FnOnce(Instant) + Send>;
@@ -49,7 +50,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.state)
     }
 }
 
@@ -87,7 +88,7 @@ impl AudioOut {
         let watcher = Arc::clone(&shared);
         let on_error = move |e: cpal::StreamError| {
             tracing::warn!("audio output failed: {e}");
-            *watcher.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
+            *lock(&watcher.failed) = Some(e.to_string());
             watcher.idle.notify_all();
         };
         std::thread::Builder::new()
@@ -181,7 +182,7 @@ impl AudioOut {
 
     /// Why the output device stopped working, if it did.
     fn failure(&self) -> Option<String> {
-        self.shared.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        lock(&self.shared.failed).clone()
     }
 
     /// Blocks until everything queued in `epoch` has gone out, or a stop ended it, or the device

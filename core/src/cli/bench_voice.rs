@@ -6,10 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use murmur_core::assistant::{Assistant, AssistantConfig, Clip, Command, Event, Output, Timeline, DEFAULT_SYSTEM};
-use murmur_core::llm::Sampling;
-use murmur_core::speech::SpeechConfig;
-use murmur_core::tts::VoiceConfig;
+use murmur_core::assistant::{Assistant, AssistantConfig, Clip, Command, Event, Output, Timeline};
 use serde_json::json;
 
 use super::llm::ModelArgs;
@@ -50,18 +47,9 @@ impl BenchVoiceArgs {
         let clip = Clip::open(&input)?;
         let seconds = murmur_core::audio::read_wav(&input)?.len() as f64 / f64::from(murmur_core::audio::SAMPLE_RATE);
         let scratch = tempfile_path();
-        let mut speech = SpeechConfig::default();
-        if let Some(t) = self.model.threads() {
-            speech.threads = t.max(1);
-        }
         let config = AssistantConfig {
-            llm: self.model.config(),
-            sampling: Sampling::default(),
-            system: DEFAULT_SYSTEM.into(),
-            speech_model: Some(murmur_core::models::default_speech_path()),
-            speech,
-            voice: VoiceConfig::default(),
             output: if self.speaker { Output::Speaker(None) } else { Output::Wav(scratch.clone()) },
+            ..AssistantConfig::new(self.model.config())
         };
         let assistant = Assistant::start(config, Box::new(move || Ok(Box::new(clip))))?;
         let mut timelines = Vec::new();

@@ -34,11 +34,6 @@ impl ModelArgs {
         config
     }
 
-    /// The thread count asked for, if any.
-    pub fn threads(&self) -> Option<usize> {
-        self.threads
-    }
-
     fn load(&self) -> anyhow::Result<Llm> {
         Ok(Llm::load(self.config())?)
     }

@@ -9,9 +9,6 @@ use murmur_core::assistant::{
     Assistant, AssistantConfig, Capture, CaptureFactory, Clip, Command, Event, Output, Timeline, DEFAULT_SYSTEM,
 };
 use murmur_core::audio::{AudioOut, Microphone};
-use murmur_core::llm::Sampling;
-use murmur_core::models;
-use murmur_core::speech::SpeechConfig;
 use murmur_core::tts::{speakable, SentenceSplitter, VoiceConfig, DEFAULT_RATE, DEFAULT_VOICE};
 use serde_json::json;
 
@@ -126,19 +123,15 @@ impl VoiceTurnArgs {
                 Box::new(move || Ok(Box::new(Microphone::open(device.as_deref())?) as Box<dyn Capture>))
             }
         };
-        let mut speech = SpeechConfig::default();
-        if let Some(t) = self.model.threads() {
-            speech.threads = t.max(1);
-        }
-        let config = AssistantConfig {
-            llm: self.model.config(),
-            sampling: Sampling::default(),
+        let mut config = AssistantConfig {
             system: self.system.clone(),
-            speech_model: Some(self.speech_model.clone().unwrap_or_else(models::default_speech_path)),
-            speech,
             voice: self.voice.voice(),
             output: if self.silent { Output::Silent } else { self.voice.output() },
+            ..AssistantConfig::new(self.model.config())
         };
+        if let Some(path) = &self.speech_model {
+            config.speech_model = Some(path.clone());
+        }
         let assistant = Assistant::start(config, capture)?;
         assistant.send(Command::Press);
         if self.input.is_none() {

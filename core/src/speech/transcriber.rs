@@ -93,10 +93,14 @@ pub struct Transcript {
     pub timings: SpeechTimings,
 }
 
-/// A loaded Whisper model with its decoding state.
+/// A loaded Whisper model, with a fresh decoding state ready for the next utterance.
+///
+/// Each transcription uses up its state: a reused whisper.cpp state (after another clip's
+/// beam search, at another window length) decodes the same audio differently from run to run.
+/// Making one takes about 25 ms, so [`Transcriber::prepare`] makes the next one while idle.
 pub struct Transcriber {
     ctx: WhisperContext,
-    state: WhisperState,
+    state: Option<WhisperState>,
     config: SpeechConfig,
     max_ctx: usize,
 }
@@ -117,9 +121,19 @@ impl Transcriber {
         whisper_rs::install_logging_hooks();
         let ctx = WhisperContext::new_from_buffer_with_params(&bytes, WhisperContextParameters::default())
             .map_err(|e| model_err(format!("whisper.cpp could not load it: {e}")))?;
-        let state = ctx.create_state().map_err(|e| SpeechError::Whisper(e.to_string()))?;
+        let mut me = Self { ctx, state: None, config, max_ctx };
+        me.prepare()?;
         tracing::info!(model = %path.display(), "speech model loaded");
-        Ok(Self { ctx, state, config, max_ctx })
+        Ok(me)
+    }
+
+    /// Makes the fresh decoding state the next transcription will use, if there is none yet
+    /// (call it while idle; otherwise the next transcription makes it).
+    pub fn prepare(&mut self) -> Result<(), SpeechError> {
+        if self.state.is_none() {
+            self.state = Some(self.ctx.create_state().map_err(|e| SpeechError::Whisper(e.to_string()))?);
+        }
+        Ok(())
     }
 
     /// Encoder positions for `seconds` of audio instead of the whole 30-second window: the
@@ -174,11 +188,13 @@ impl Transcriber {
             params.set_filter_logits_callback(Some(on_logits));
             params.set_filter_logits_callback_user_data(&mut marks as *mut Marks as *mut c_void);
         }
+        self.prepare()?;
+        let mut state = self.state.take().expect("prepared");
         let start = Instant::now();
-        self.state.full(params, audio).map_err(|e| SpeechError::Whisper(e.to_string()))?;
+        state.full(params, audio).map_err(|e| SpeechError::Whisper(e.to_string()))?;
         let end = Instant::now();
         let mut text = String::new();
-        for segment in self.state.as_iter() {
+        for segment in state.as_iter() {
             if segment.no_speech_probability() > NO_SPEECH_PROB {
                 tracing::debug!(p = segment.no_speech_probability(), "dropped a no-speech segment");
                 continue;

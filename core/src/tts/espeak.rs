@@ -8,6 +8,7 @@ use std::ffi::{c_char, c_int, c_uint, c_void, CString};
 use std::sync::{Mutex, OnceLock};
 
 use super::{Synthesizer, TtsError};
+use crate::sync::lock;
 
 /// `AUDIO_OUTPUT_SYNCHRONOUS`: the callback receives audio and `espeak_Synth` returns when done.
 const AUDIO_OUTPUT_SYNCHRONOUS: c_int = 2;
@@ -171,8 +172,4 @@ impl Synthesizer for Espeak {
         }
         Ok(())
     }
-}
-
-fn lock(m: &Mutex<u32>) -> std::sync::MutexGuard<'_, u32> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
