@@ -5,7 +5,7 @@
 //! back through a callback in chunks of about 50 ms, which are handed on as they are made.
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CString};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use super::{Synthesizer, TtsError};
 use crate::sync::lock;
@@ -119,14 +119,17 @@ impl Espeak {
             )));
         }
         let name = CString::new(voice).map_err(|_| TtsError::Setting(format!("bad voice name {voice:?}")))?;
-        let sample_rate = *lock(engine()?);
-        let espeak = Self { voice: name, rate, sample_rate };
-        espeak.select()?;
+        // Selecting the voice checks it exists; like every espeak call, under the engine lock.
+        let guard = lock(engine()?);
+        let espeak = Self { voice: name, rate, sample_rate: *guard };
+        espeak.select(&guard)?;
+        drop(guard);
         Ok(espeak)
     }
 
-    /// Makes this voice and rate the engine's current ones (the engine lock must be held).
-    fn select(&self) -> Result<(), TtsError> {
+    /// Makes this voice and rate the engine's current ones; `_engine` proves the caller holds
+    /// the engine lock (espeak-ng's state is global and not thread-safe).
+    fn select(&self, _engine: &MutexGuard<'_, u32>) -> Result<(), TtsError> {
         // SAFETY: a valid NUL-terminated string; the caller holds the engine lock.
         if unsafe { espeak_SetVoiceByName(self.voice.as_ptr()) } != EE_OK {
             return Err(TtsError::Setting(format!(
@@ -150,7 +153,7 @@ impl Synthesizer for Espeak {
     fn synthesize(&mut self, text: &str, out: &mut dyn FnMut(&[f32]) -> bool) -> Result<(), TtsError> {
         let text = CString::new(text.replace('\0', " ")).expect("NULs replaced");
         let guard = lock(engine()?);
-        self.select()?;
+        self.select(&guard)?;
         let mut sink: Sink<'_> = out;
         // SAFETY: the text is NUL-terminated UTF-8; `user_data` points at `sink`, which outlives
         // this synchronous call; the engine lock is held throughout.
