@@ -110,6 +110,23 @@ fn voice_turn_answers_a_spoken_question_into_a_wav() {
     assert!(heard.contains("Paris"), "the WAV says {heard:?}");
 }
 
+/// With no output device (the audio server unreachable), the answer is still given, with one
+/// clear note that it is not spoken.
+#[test]
+fn voice_without_an_output_device_still_answers() {
+    let out = murmur()
+        .args(["voice", "--in", &shared_audio("question-france.wav"), "--json"])
+        .env("PULSE_SERVER", "unix:/nonexistent/murmur-test")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("replies are shown but not spoken").count(), 1, "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(v["answer"].as_str().unwrap().contains("Paris"), "{v}");
+    assert!(v["timeline"]["first_audio_ms"].is_null(), "{v}");
+}
+
 /// `murmur say --speak-to` writes speech that Whisper understands.
 #[test]
 fn say_speaks_into_a_wav() {

@@ -67,7 +67,8 @@ pub(super) fn spawn(
     events: Sender<Event>,
 ) -> Result<JoinHandle<()>, AssistantError> {
     let notice = |message: String| {
-        tracing::warn!("{message}");
+        // Logged quietly: the notice itself is what the user sees.
+        tracing::info!("{message}");
         let _ = events.send(Event::Notice { message });
     };
     let (out, tts) = match &config.output {
