@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -41,6 +42,8 @@ pub struct Session {
     history: Mutex<History>,
     /// The conversation new exchanges are saved to; `None`: a new one.
     conversation: Mutex<Option<i64>>,
+    /// Counts reloads: a load that a newer one overtook is thrown away.
+    loads: AtomicU64,
 }
 
 impl Session {
@@ -58,6 +61,7 @@ impl Session {
             status: Mutex::new(Status::Loading("starting".into())),
             history: Mutex::new(history),
             conversation: Mutex::new(None),
+            loads: AtomicU64::new(0),
         });
         session.reload();
         Ok(session)
@@ -103,20 +107,28 @@ impl Session {
             std::thread::spawn(move || drop(old));
         }
         self.set_status(Status::Loading("loading the models…".into()));
+        let load = self.loads.fetch_add(1, Ordering::SeqCst) + 1;
         let (me, settings, mic_file) = (Arc::clone(self), self.settings(), self.mic_file.clone());
         std::thread::spawn(move || match Assistant::start(config(&settings), capture(mic_file)) {
             Ok(assistant) => {
                 let assistant = Arc::new(assistant);
-                pump(Arc::downgrade(&assistant), Arc::downgrade(&me));
                 // Under the slot's lock, so a conversation opened meanwhile is not missed.
                 let mut slot = lock(&me.assistant);
+                if me.loads.load(Ordering::SeqCst) != load {
+                    return;
+                }
+                pump(Arc::downgrade(&assistant), Arc::downgrade(&me));
                 assistant.send(Command::Converse(me.conversation_messages().unwrap_or_default()));
                 *slot = Some(assistant);
+                drop(slot);
                 let model = settings.model.clone().unwrap_or_else(models::default_llm_path);
                 let name = model.file_name().map_or_else(|| model.display().to_string(), |n| n.to_string_lossy().into_owned());
                 me.set_status(Status::Ready(name));
             }
-            Err(e) => me.set_status(Status::Failed(format!("{e}. Fix it in Settings."))),
+            Err(e) if me.loads.load(Ordering::SeqCst) == load => {
+                me.set_status(Status::Failed(format!("{e}. Fix it in Settings.")));
+            }
+            Err(_) => {}
         });
     }
 
