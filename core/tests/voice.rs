@@ -85,17 +85,21 @@ impl Monitor {
         Self { child, chunks }
     }
 
-    /// Records until speech was heard and then half a second of quiet.
-    fn until_quiet_after_speech(&self) -> Vec<f32> {
-        let (mut audio, mut loud_until) = (Vec::new(), None::<usize>);
+    /// Records until `seconds` of audio have come out since the first loud sample and then
+    /// half a second of quiet (a fresh null-sink stream may pause mid-speech while it starts).
+    fn until_quiet_after(&self, seconds: f64) -> Vec<f32> {
+        let (mut audio, mut first_loud, mut loud_until) = (Vec::new(), None::<usize>, None::<usize>);
+        let span = (seconds * f64::from(SAMPLE_RATE)) as usize;
         let deadline = Instant::now() + PATIENCE;
         while Instant::now() < deadline {
             let Ok(chunk) = self.chunks.recv_timeout(Duration::from_millis(100)) else { continue };
-            if chunk.iter().any(|s| s.abs() > 0.01) {
+            if let Some(i) = chunk.iter().position(|s| s.abs() > 0.01) {
+                first_loud.get_or_insert(audio.len() + i);
                 loud_until = Some(audio.len() + chunk.len());
             }
             audio.extend(chunk);
-            if loud_until.is_some_and(|end| audio.len() >= end + SAMPLE_RATE as usize / 2) {
+            let long_enough = first_loud.is_some_and(|start| audio.len() >= start + span);
+            if long_enough && loud_until.is_some_and(|end| audio.len() >= end + SAMPLE_RATE as usize / 2) {
                 return audio;
             }
         }
@@ -122,7 +126,8 @@ fn speech_plays_through_the_output_device() {
     let sentence = "Please turn off the lights in the kitchen.";
     tts.synthesize(sentence, &mut |chunk| out.queue(epoch, chunk, None).unwrap()).unwrap();
     out.drain(epoch);
-    let heard = common::transcriber().transcribe(&monitor.until_quiet_after_speech()).expect("speech was recorded").text;
+    let recorded = monitor.until_quiet_after(out.played_seconds());
+    let heard = common::transcriber().transcribe(&recorded).expect("speech was recorded").text;
     let (wrong, total) = common::word_errors(sentence, &heard);
     assert!(wrong * 4 <= total, "played {sentence:?}, recorded {heard:?}");
     assert!(out.played_seconds() > 1.0, "{} s played", out.played_seconds());
@@ -172,7 +177,7 @@ fn a_spoken_question_is_answered_aloud() {
     let marks = [t.transcript_ms, t.first_token_ms, t.first_sentence_ms, t.first_audio_ms, t.last_audio_ms].map(Option::unwrap);
     assert!(marks.windows(2).all(|w| w[0] <= w[1]), "stages out of order: {t:?}");
     assert!(t.audio_seconds > 1.0, "{t:?}");
-    let played = common::transcriber().transcribe(&monitor.until_quiet_after_speech()).expect("the answer was heard").text;
+    let played = common::transcriber().transcribe(&monitor.until_quiet_after(t.audio_seconds)).expect("the answer was heard").text;
     assert!(played.contains("Paris"), "the speaker said {played:?}");
 }
 
