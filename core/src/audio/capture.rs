@@ -10,10 +10,10 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use cpal::traits::{DeviceTrait, StreamTrait};
 use cpal::{SampleFormat, SizedSample};
 
-use super::{list, resample, AudioError, LEVEL_WINDOW_S, SAMPLE_RATE};
+use super::{find_device, resample, AudioError, Direction, LEVEL_WINDOW_S, SAMPLE_RATE};
 use crate::sync::lock;
 
 /// Audio kept from before the key press.
@@ -48,23 +48,10 @@ pub struct Microphone {
     name: String,
 }
 
-/// Names of the input devices of the default audio host.
-pub fn input_devices() -> Vec<String> {
-    cpal::default_host().input_devices().map(|ds| ds.filter_map(|d| d.name().ok()).collect()).unwrap_or_default()
-}
-
 impl Microphone {
     /// Opens `device` (by name), or the default input device.
     pub fn open(device: Option<&str>) -> Result<Self, AudioError> {
-        let host = cpal::default_host();
-        let dev = match device {
-            Some(name) => host
-                .input_devices()
-                .ok()
-                .and_then(|mut ds| ds.find(|d| d.name().is_ok_and(|n| n == name)))
-                .ok_or_else(|| AudioError::NoInput(format!("no microphone named '{name}' (found: {})", list(&input_devices()))))?,
-            None => host.default_input_device().ok_or_else(|| AudioError::NoInput("no microphone found".into()))?,
-        };
+        let dev = find_device(Direction::Input, device).map_err(AudioError::NoInput)?;
         let name = dev.name().unwrap_or_else(|_| "default".into());
         let dev_err = |reason: String| AudioError::Device { device: name.clone(), reason };
         let supported = dev.default_input_config().map_err(|e| dev_err(e.to_string()))?;

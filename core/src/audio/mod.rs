@@ -6,8 +6,8 @@ mod playback;
 mod resample;
 mod wav;
 
-pub use capture::{input_devices, Microphone, Recording};
-pub use playback::{output_devices, AudioOut, OnStart};
+pub use capture::{Microphone, Recording};
+pub use playback::{AudioOut, OnStart};
 pub use resample::resample;
 pub use wav::read_wav;
 
@@ -53,12 +53,55 @@ pub enum AudioError {
     },
 }
 
-/// A list of device names for a message.
-fn list(names: &[String]) -> String {
-    if names.is_empty() {
-        "none".into()
-    } else {
-        names.join(", ")
+/// Which way a device carries sound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Microphones.
+    Input,
+    /// Speakers.
+    Output,
+}
+
+impl Direction {
+    fn noun(self) -> &'static str {
+        match self {
+            Self::Input => "microphone",
+            Self::Output => "audio output device",
+        }
+    }
+
+    fn devices(self, host: &cpal::Host) -> Vec<cpal::Device> {
+        use cpal::traits::HostTrait;
+        let all: Option<Box<dyn Iterator<Item = cpal::Device>>> = match self {
+            Self::Input => host.input_devices().ok().map(|d| Box::new(d) as _),
+            Self::Output => host.output_devices().ok().map(|d| Box::new(d) as _),
+        };
+        all.map(Iterator::collect).unwrap_or_default()
+    }
+}
+
+/// Names of the default audio host's devices that carry sound `direction`.
+pub fn device_names(direction: Direction) -> Vec<String> {
+    use cpal::traits::DeviceTrait;
+    direction.devices(&cpal::default_host()).iter().filter_map(|d| d.name().ok()).collect()
+}
+
+/// The device called `name`, or the default one; the message says what exists when there is
+/// no such device.
+fn find_device(direction: Direction, name: Option<&str>) -> Result<cpal::Device, String> {
+    use cpal::traits::{DeviceTrait, HostTrait};
+    let host = cpal::default_host();
+    let noun = direction.noun();
+    match name {
+        Some(name) => direction.devices(&host).into_iter().find(|d| d.name().is_ok_and(|n| n == name)).ok_or_else(|| {
+            let found = device_names(direction);
+            format!("no {noun} named '{name}' (found: {})", if found.is_empty() { "none".into() } else { found.join(", ") })
+        }),
+        None => match direction {
+            Direction::Input => host.default_input_device(),
+            Direction::Output => host.default_output_device(),
+        }
+        .ok_or_else(|| format!("no {noun} found")),
     }
 }
 

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use cpal::traits::{DeviceTrait, HostTrait};
+use cpal::traits::DeviceTrait;
 
-use super::AudioError;
+use super::{find_device, AudioError, Direction};
 use crate::sync::lock;
 
 /// Called with the instant a chunk's first sample went out.
@@ -63,23 +63,10 @@ pub struct AudioOut {
     _stream: Option<mpsc::Sender<()>>,
 }
 
-/// Names of the output devices of the default audio host.
-pub fn output_devices() -> Vec<String> {
-    cpal::default_host().output_devices().map(|ds| ds.filter_map(|d| d.name().ok()).collect()).unwrap_or_default()
-}
-
 impl AudioOut {
     /// Plays on `device` (by name), or the default output device, at `rate` samples per second.
     pub fn speaker(device: Option<&str>, rate: u32) -> Result<Self, AudioError> {
-        let host = cpal::default_host();
-        let dev = match device {
-            Some(name) => host
-                .output_devices()
-                .ok()
-                .and_then(|mut ds| ds.find(|d| d.name().is_ok_and(|n| n == name)))
-                .ok_or_else(|| AudioError::NoOutput(format!("no output device named '{name}' (found: {})", super::list(&output_devices()))))?,
-            None => host.default_output_device().ok_or_else(|| AudioError::NoOutput("no audio output device found".into()))?,
-        };
+        let dev = find_device(Direction::Output, device).map_err(AudioError::NoOutput)?;
         let name = dev.name().unwrap_or_else(|_| "default".into());
         let shared = Arc::new(Shared { state: Mutex::default(), failed: Mutex::default(), epoch: AtomicU64::new(0), idle: Condvar::new() });
         let (opened_tx, opened_rx) = mpsc::channel();
