@@ -31,8 +31,13 @@ impl ChatTemplate {
         Ok(Self { env, bos: bos.to_string(), eos: eos.to_string() })
     }
 
-    /// The prompt text for `messages`, ending with the cue for the assistant's reply.
+    /// The prompt text for `messages`, ending with the cue for the assistant's reply. When the
+    /// last message is the assistant's, the reply continues it (a prefill, or a reply resumed
+    /// after the host changed devices).
     pub fn render(&self, messages: &[Message]) -> Result<String> {
+        if let Some((last, earlier)) = messages.split_last().filter(|(m, _)| m.role == "assistant") {
+            return Ok(self.render(earlier)? + &last.content);
+        }
         let msgs: Vec<_> = messages.iter().map(|m| context! { role => m.role, content => m.content }).collect();
         let tmpl = self.env.get_template("chat").expect("added in new");
         tmpl.render(context! {

@@ -284,10 +284,7 @@ impl CpuKernels {
 
     /// Repetition penalty on the distinct tokens of `tokens`.
     pub fn penalize(&mut self, logits: &mut [f32], tokens: &[u32], penalty: f32) {
-        self.dedup.clear();
-        self.dedup.extend(tokens.iter().filter(|&&t| (t as usize) < logits.len()));
-        self.dedup.sort_unstable();
-        self.dedup.dedup();
+        super::distinct_below(tokens, logits.len(), &mut self.dedup);
         for &t in &self.dedup {
             let l = &mut logits[t as usize];
             *l = if *l > 0.0 { *l / penalty } else { *l * penalty };

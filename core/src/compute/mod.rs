@@ -1,7 +1,161 @@
 //! Kernel backends behind the guest's `compute` interface.
+//!
+//! The host ([`crate::llm`]) checks every handle and shape the guest sends, then calls a
+//! [`Backend`] with ids of tensors the backend owns: [`cpu::CpuBackend`] (native kernels over the
+//! mapped file) or [`gpu::GpuBackend`] (WGSL compute shaders through wgpu).
 
 pub mod cpu;
+pub mod cpu_backend;
+pub mod gpu;
 pub mod packed;
 pub mod pool;
 pub mod quant;
 pub mod simd;
+
+pub use cpu::{AttentionShape, WeightView};
+pub use quant::WeightType;
+pub use cpu_backend::CpuBackend;
+pub use gpu::GpuBackend;
+
+/// A weight a backend holds: a range of the model file, in the backend's own layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WeightId(pub usize);
+
+/// An f32 activation tensor a backend holds (scratch, KV cache, logits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ActId(pub usize);
+
+/// Why a backend refused or failed an op. Shapes were checked by the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// More memory than the backend may use.
+    #[error("{0}")]
+    Exhausted(String),
+    /// The compute device stopped working (lost, reset, driver failure).
+    #[error("the GPU stopped working: {0}")]
+    DeviceLost(String),
+}
+
+/// Where a weight lies in the model file: checked by the caller to lie inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WeightSpec {
+    /// Storage type.
+    pub ty: WeightType,
+    /// Rows (output features).
+    pub rows: usize,
+    /// Elements per row.
+    pub cols: usize,
+    /// Byte offset in the file.
+    pub offset: usize,
+}
+
+impl WeightSpec {
+    /// Bytes the weight takes in the file.
+    pub fn len(&self) -> usize {
+        self.rows * self.ty.row_bytes(self.cols).expect("checked by the caller")
+    }
+
+    /// The weight viewed in place in `model`.
+    pub fn view<'a>(&self, model: &'a [u8]) -> WeightView<'a> {
+        WeightView { ty: self.ty, rows: self.rows, cols: self.cols, data: &model[self.offset..self.offset + self.len()] }
+    }
+}
+
+/// Rotary embedding parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct RopeSpec {
+    /// Width of one head.
+    pub head_dim: usize,
+    /// Position of the first row.
+    pub pos: usize,
+    /// Rows to rotate.
+    pub n: usize,
+    /// Frequency base.
+    pub base: f32,
+    /// Adjacent pairs (the GGUF llama layout) rather than halves (NeoX).
+    pub interleaved: bool,
+}
+
+/// The tensors of one attention call.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionIo {
+    /// Queries, `n` rows of `heads * head_dim`.
+    pub q: ActId,
+    /// New keys, `n` rows of `kv_heads * head_dim`.
+    pub k: ActId,
+    /// New values, like the keys.
+    pub v: ActId,
+    /// Key cache, one row per position.
+    pub k_cache: ActId,
+    /// Value cache.
+    pub v_cache: ActId,
+    /// Output, like the queries.
+    pub out: ActId,
+}
+
+/// Work counters since the backend was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Kernel launches (CPU: ops run).
+    pub dispatches: u64,
+    /// Command submissions to the device (CPU: 0).
+    pub submits: u64,
+    /// Device time spent in submitted work, in nanoseconds, where the device can time it.
+    pub device_ns: u64,
+}
+
+/// The most candidates [`Backend::top_k`] returns.
+pub const MAX_TOP_K: usize = 256;
+
+/// Result of a backend op.
+pub type BackendResult<T = ()> = Result<T, BackendError>;
+
+/// Kernels over tensors the backend owns. Ops may run at once (CPU) or be recorded and run at
+/// the next [`Backend::top_k`] (GPU); results are the same either way.
+///
+/// Callers guarantee what the host checks: ids exist, shapes fit, an output is not also an
+/// input (except the in-place `rope` and `penalize`), and `rows` never exceeds a tensor's rows.
+pub trait Backend: Send {
+    /// `"cpu"` or `"gpu"`.
+    fn name(&self) -> &'static str;
+    /// What the device is (`"AMD EPYC, 2 threads"`, `"NVIDIA H100 (Vulkan)"`).
+    fn device(&self) -> String;
+    /// Work done so far.
+    fn stats(&self) -> Stats;
+    /// Takes a weight from the model file (the GPU uploads it once, here).
+    fn weight(&mut self, spec: WeightSpec) -> BackendResult<WeightId>;
+    /// A zero-filled `rows` x `cols` activation.
+    fn activation(&mut self, rows: usize, cols: usize) -> BackendResult<ActId>;
+    /// Frees an activation.
+    fn free(&mut self, id: ActId);
+    /// `out[i] = table[tokens[i]]`.
+    fn embed(&mut self, table: WeightId, tokens: &[u32], out: ActId) -> BackendResult;
+    /// `out = x / rms(x) * weight` for the first `rows` rows.
+    fn rms_norm(&mut self, x: ActId, weight: WeightId, eps: f32, rows: usize, out: ActId) -> BackendResult;
+    /// `out[t][r] (+)= dot(w[r], x[t])` for the first `rows` rows of `x`.
+    fn matmul(&mut self, w: WeightId, x: ActId, rows: usize, out: ActId, accumulate: bool) -> BackendResult;
+    /// Rotary position embedding of `x`, in place.
+    fn rope(&mut self, x: ActId, spec: RopeSpec) -> BackendResult;
+    /// Stores the new keys/values at their positions, then causal grouped-query attention.
+    fn attention(&mut self, io: AttentionIo, shape: AttentionShape) -> BackendResult;
+    /// `out = silu(gate) * up` for the first `rows` rows.
+    fn silu_mul(&mut self, gate: ActId, up: ActId, rows: usize, out: ActId) -> BackendResult;
+    /// Copies row `src_row` of `src` to row `dst_row` of `dst`.
+    fn copy_row(&mut self, src: ActId, src_row: usize, dst: ActId, dst_row: usize) -> BackendResult;
+    /// Repetition penalty on row `row` of `logits` for each distinct listed token in range.
+    fn penalize(&mut self, logits: ActId, row: usize, tokens: &[u32], penalty: f32) -> BackendResult;
+    /// Runs what is pending and returns the whole tensor, row-major. For tests and diagnostics:
+    /// the guest only ever reads [`Backend::top_k`].
+    fn read(&mut self, x: ActId) -> BackendResult<Vec<f32>>;
+    /// Runs what is pending and returns the `k` (at most [`MAX_TOP_K`]) largest values of row `row` as (index, value),
+    /// best first, ties to the lower index.
+    fn top_k(&mut self, logits: ActId, row: usize, k: usize) -> BackendResult<Vec<(u32, f32)>>;
+}
+
+/// The distinct tokens of `tokens` below `limit`, sorted.
+pub(crate) fn distinct_below(tokens: &[u32], limit: usize, into: &mut Vec<u32>) {
+    into.clear();
+    into.extend(tokens.iter().filter(|&&t| (t as usize) < limit));
+    into.sort_unstable();
+    into.dedup();
+}

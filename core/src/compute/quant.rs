@@ -13,7 +13,7 @@ pub const Q4_1_BYTES: usize = 20;
 pub const Q8_0_BYTES: usize = 34;
 
 /// Weight storage types the CPU backend reads in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WeightType {
     /// 32-bit floats.
     F32,

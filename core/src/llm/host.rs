@@ -12,9 +12,8 @@ use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use super::tensors::Tensor;
-use super::tensors::Storage;
-use crate::compute::cpu::{top_k, AttentionShape, CpuKernels, WeightView};
-use crate::compute::quant::WeightType;
+use super::tensors::Kind;
+use crate::compute::{ActId, AttentionIo, AttentionShape, Backend, BackendError, RopeSpec, WeightSpec, WeightType, MAX_TOP_K};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -33,12 +32,14 @@ pub struct State {
     table: ResourceTable,
     /// Guest memory cap.
     pub limits: StoreLimits,
-    kernels: CpuKernels,
+    backend: Box<dyn Backend>,
     model: Arc<Mmap>,
     host_bytes: usize,
     host_cap: usize,
     /// Where tokens go during a request.
     pub sink: Option<TokenSink>,
+    /// Set when the backend's device stopped working; the session is then unusable.
+    pub device_lost: Option<String>,
 }
 
 impl WasiView for State {
@@ -54,67 +55,67 @@ fn shape(msg: String) -> ComputeError {
 }
 
 impl State {
-    /// A state that grants the guest nothing but `model` and `host_cap` bytes of host tensors.
-    pub fn new(model: Arc<Mmap>, kernels: CpuKernels, limits: StoreLimits, host_cap: usize) -> Self {
+    /// A state that grants the guest nothing but `model`, the kernels of `backend`, and
+    /// `host_cap` bytes of activations.
+    pub fn new(model: Arc<Mmap>, backend: Box<dyn Backend>, limits: StoreLimits, host_cap: usize) -> Self {
         Self {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
             limits,
-            kernels,
+            backend,
             model,
             host_bytes: 0,
             host_cap,
             sink: None,
+            device_lost: None,
         }
     }
 
-    fn inputs(&self) -> Inputs<'_> {
-        Inputs { table: &self.table, model: &self.model }
+    /// The kernels.
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.backend
     }
 
     fn get(&self, t: &Resource<Tensor>) -> Res<&Tensor> {
-        self.inputs().get(t)
-    }
-
-    /// Runs `f` with the output tensor's buffer taken out of the table (so inputs can be
-    /// borrowed alongside; an input that aliases the output then shows up as empty).
-    fn with_out<R>(
-        &mut self,
-        out: &Resource<Tensor>,
-        f: impl FnOnce(&Inputs<'_>, &mut CpuKernels, &mut [f32], usize) -> Res<R>,
-    ) -> Res<R> {
-        let mut data = take_host(&mut self.table, out)?;
-        let cols = self.get(out)?.cols;
-        let inputs = Inputs { table: &self.table, model: &self.model };
-        let result = f(&inputs, &mut self.kernels, &mut data, cols);
-        put_host(&mut self.table, out, data);
-        result
-    }
-}
-
-/// Read access to the session's tensors while an output buffer is checked out.
-struct Inputs<'a> {
-    table: &'a ResourceTable,
-    model: &'a [u8],
-}
-
-impl<'a> Inputs<'a> {
-    fn get(&self, t: &Resource<Tensor>) -> Res<&'a Tensor> {
         self.table.get(t).map_err(|e| ComputeError::BadHandle(e.to_string()))
     }
 
-    fn weight(&self, t: &Resource<Tensor>, what: &str) -> Res<WeightView<'a>> {
-        self.get(t)?.weight(self.model).ok_or_else(|| ComputeError::BadHandle(format!("{what} must be a weight tensor")))
+    fn weight_of(&self, t: &Resource<Tensor>, what: &str) -> Res<(WeightSpec, crate::compute::WeightId)> {
+        match self.get(t)?.kind {
+            Kind::Weight(spec, id) => Ok((spec, id)),
+            Kind::Activation(_) => Err(ComputeError::BadHandle(format!("{what} must be a weight tensor"))),
+        }
     }
 
-    fn act(&self, t: &Resource<Tensor>, what: &str) -> Res<(&'a [f32], usize)> {
+    /// An activation's id, rows and columns.
+    fn act(&self, t: &Resource<Tensor>, what: &str) -> Res<(ActId, usize, usize)> {
         let tensor = self.get(t)?;
-        let data = tensor.host().ok_or_else(|| ComputeError::BadHandle(format!("{what} must be an activation tensor")))?;
-        if data.len() != tensor.len() {
-            return Err(ComputeError::BadShape(format!("{what} is also the output of this op")));
+        match tensor.kind {
+            Kind::Activation(id) => Ok((id, tensor.rows, tensor.cols)),
+            Kind::Weight(..) => Err(ComputeError::BadHandle(format!("{what} must be an activation tensor"))),
         }
-        Ok((data, tensor.cols))
     }
+
+    /// Records a failed device so the session can fall back, and turns the error into the
+    /// guest's terms.
+    fn settle<T>(&mut self, result: Result<T, BackendError>) -> Res<T> {
+        result.map_err(|e| match e {
+            BackendError::Exhausted(m) => ComputeError::Exhausted(m),
+            BackendError::DeviceLost(m) => {
+                tracing::warn!(backend = self.backend.name(), "{m}");
+                self.device_lost.get_or_insert(m.clone());
+                ComputeError::Device(m)
+            }
+        })
+    }
+}
+
+/// Refuses an op whose output is also one of its inputs.
+fn distinct(out: ActId, inputs: &[ActId]) -> Res<()> {
+    if inputs.contains(&out) {
+        return Err(shape("an op's output cannot also be its input".into()));
+    }
+    Ok(())
 }
 
 fn rows_fit(what: &str, rows: usize, n: u32) -> Res<usize> {
@@ -155,16 +156,17 @@ impl compute::HostTensor for State {
     }
 
     fn dtype(&mut self, t: Resource<Tensor>) -> Dtype {
-        match self.get(&t).map(|t| &t.storage) {
-            Ok(Storage::Mapped { ty, .. }) => dtype_of(*ty),
+        match self.get(&t).map(|t| t.kind) {
+            Ok(Kind::Weight(spec, _)) => dtype_of(spec.ty),
             _ => Dtype::F32,
         }
     }
 
     fn drop(&mut self, t: Resource<Tensor>) -> wasmtime::Result<()> {
         let tensor = self.table.delete(t)?;
-        if let Storage::Host(v) = tensor.storage {
-            self.host_bytes -= v.len() * 4;
+        if let Kind::Activation(id) = tensor.kind {
+            self.host_bytes -= tensor.len() * 4;
+            self.backend.free(id);
         }
         Ok(())
     }
@@ -199,8 +201,10 @@ impl compute::Host for State {
                 self.model.len()
             )));
         }
-        let storage = Storage::Mapped { ty, offset: offset as usize, len: len.expect("checked") };
-        let tensor = Tensor { rows: rows as usize, cols: cols as usize, storage };
+        let spec = WeightSpec { ty, rows: rows as usize, cols: cols as usize, offset: offset as usize };
+        let result = self.backend.weight(spec);
+        let id = self.settle(result)?;
+        let tensor = Tensor { rows: spec.rows, cols: spec.cols, kind: Kind::Weight(spec, id) };
         self.table.push(tensor).map_err(|e| ComputeError::Exhausted(e.to_string()))
     }
 
@@ -213,63 +217,65 @@ impl compute::Host for State {
                 self.host_cap >> 20
             )));
         }
+        let result = self.backend.activation(rows as usize, cols as usize);
+        let id = self.settle(result)?;
         self.host_bytes += bytes;
-        let tensor = Tensor { rows: rows as usize, cols: cols as usize, storage: Storage::Host(vec![0.0; bytes / 4]) };
+        let tensor = Tensor { rows: rows as usize, cols: cols as usize, kind: Kind::Activation(id) };
         self.table.push(tensor).map_err(|e| ComputeError::Exhausted(e.to_string()))
     }
 
     fn embed(&mut self, table: Resource<Tensor>, tokens: Vec<u32>, out: Resource<Tensor>) -> Res<()> {
-        self.with_out(&out, |s, k, o, cols| {
-            let w = s.weight(&table, "the embedding table")?;
-            if w.cols != cols || tokens.len() * cols > o.len() || tokens.is_empty() {
-                return Err(shape(format!("{} tokens of width {} do not fit the output", tokens.len(), w.cols)));
-            }
-            if let Some(bad) = tokens.iter().find(|&&t| t as usize >= w.rows) {
-                return Err(ComputeError::OutOfRange(format!("token {bad} is outside the {}-row table", w.rows)));
-            }
-            k.embed(w, &tokens, o);
-            Ok(())
-        })
+        let (w, wid) = self.weight_of(&table, "the embedding table")?;
+        let (o, rows, cols) = self.act(&out, "the output")?;
+        if w.cols != cols || tokens.len() > rows || tokens.is_empty() {
+            return Err(shape(format!("{} tokens of width {} do not fit the output", tokens.len(), w.cols)));
+        }
+        if let Some(bad) = tokens.iter().find(|&&t| t as usize >= w.rows) {
+            return Err(ComputeError::OutOfRange(format!("token {bad} is outside the {}-row table", w.rows)));
+        }
+        let result = self.backend.embed(wid, &tokens, o);
+        self.settle(result)
     }
 
     fn rms_norm(&mut self, x: Resource<Tensor>, weight: Resource<Tensor>, eps: f32, n: u32, out: Resource<Tensor>) -> Res<()> {
-        self.with_out(&out, |s, k, o, cols| {
-            let (xs, xc) = s.act(&x, "the input")?;
-            let w = s.weight(&weight, "the norm weight")?;
-            let n = rows_fit("the input", xs.len() / xc, n)?;
-            if xc != cols || w.cols != cols || w.rows != 1 || n * cols > o.len() {
-                return Err(shape(format!("rms-norm of width {xc} with weight {}x{} into width {cols}", w.rows, w.cols)));
-            }
-            k.rms_norm(xs, w, eps, n, o);
-            Ok(())
-        })
+        let (xi, xr, xc) = self.act(&x, "the input")?;
+        let (w, wid) = self.weight_of(&weight, "the norm weight")?;
+        let (o, or, cols) = self.act(&out, "the output")?;
+        distinct(o, &[xi])?;
+        let n = rows_fit("the input", xr.min(or), n)?;
+        if xc != cols || w.cols != cols || w.rows != 1 {
+            return Err(shape(format!("rms-norm of width {xc} with weight {}x{} into width {cols}", w.rows, w.cols)));
+        }
+        let result = self.backend.rms_norm(xi, wid, eps, n, o);
+        self.settle(result)
     }
 
     fn matmul(&mut self, w: Resource<Tensor>, x: Resource<Tensor>, n: u32, out: Resource<Tensor>, accumulate: bool) -> Res<()> {
-        self.with_out(&out, |s, k, o, cols| {
-            let wv = s.weight(&w, "the matrix")?;
-            let (xs, xc) = s.act(&x, "the input")?;
-            let n = rows_fit("the input", xs.len() / xc, n)?;
-            if wv.cols != xc || wv.rows != cols || n * cols > o.len() {
-                return Err(shape(format!(
-                    "a {}x{} matrix times {n} rows of width {xc} into rows of width {cols}",
-                    wv.rows, wv.cols
-                )));
-            }
-            k.matmul(wv, &xs[..n * xc], n, o, accumulate).map_err(|e| ComputeError::Exhausted(e.to_string()))
-        })
+        let (wv, wid) = self.weight_of(&w, "the matrix")?;
+        let (xi, xr, xc) = self.act(&x, "the input")?;
+        let (o, or, cols) = self.act(&out, "the output")?;
+        distinct(o, &[xi])?;
+        let n = rows_fit("the input", xr, n)?;
+        if wv.cols != xc || wv.rows != cols || n > or {
+            return Err(shape(format!(
+                "a {}x{} matrix times {n} rows of width {xc} into rows of width {cols}",
+                wv.rows, wv.cols
+            )));
+        }
+        let result = self.backend.matmul(wid, xi, n, o, accumulate);
+        self.settle(result)
     }
 
     fn rope(&mut self, x: Resource<Tensor>, head_dim: u32, pos: u32, n: u32, base: f32, style: RopeStyle) -> Res<()> {
-        self.with_out(&x, |_, _, o, cols| {
-            let n = rows_fit("the input", o.len() / cols.max(1), n)?;
-            let hd = head_dim as usize;
-            if hd == 0 || hd % 2 != 0 || hd > 512 || cols % hd != 0 {
-                return Err(shape(format!("head width {hd} does not divide rows of {cols}")));
-            }
-            CpuKernels::rope(o, cols, hd, pos as usize, n, base, style == RopeStyle::Interleaved);
-            Ok(())
-        })
+        let (xi, rows, cols) = self.act(&x, "the input")?;
+        let n = rows_fit("the input", rows, n)?;
+        let hd = head_dim as usize;
+        if hd == 0 || hd % 2 != 0 || hd > 512 || cols % hd != 0 {
+            return Err(shape(format!("head width {hd} does not divide rows of {cols}")));
+        }
+        let spec = RopeSpec { head_dim: hd, pos: pos as usize, n, base, interleaved: style == RopeStyle::Interleaved };
+        let result = self.backend.rope(xi, spec);
+        self.settle(result)
     }
 
     fn attention(
@@ -284,107 +290,85 @@ impl compute::Host for State {
         n: u32,
         out: Resource<Tensor>,
     ) -> Res<()> {
-        if k_cache.rep() == v_cache.rep() {
-            return Err(shape("the key and value caches must differ".into()));
+        let (qi, qr, qc) = self.act(&q, "the queries")?;
+        let (ki, kr, kvd) = self.act(&k, "the keys")?;
+        let (vi, vr, vd) = self.act(&v, "the values")?;
+        let (kci, kcr, kcc) = self.act(&k_cache, "the key cache")?;
+        let (vci, vcr, vcc) = self.act(&v_cache, "the value cache")?;
+        let (o, or, qd) = self.act(&out, "the output")?;
+        let ids = [qi, ki, vi, kci, vci];
+        if (1..ids.len()).any(|i| ids[..i].contains(&ids[i])) {
+            return Err(shape("attention's queries, keys, values and caches must be distinct tensors".into()));
         }
-        // Take both caches out so they can be written while the inputs are borrowed.
-        let mut kc = take_host(&mut self.table, &k_cache)?;
-        let vc = take_host(&mut self.table, &v_cache);
-        let mut vc = match vc {
-            Ok(v) => v,
-            Err(e) => {
-                put_host(&mut self.table, &k_cache, kc);
-                return Err(e);
-            }
-        };
-        let result = self.with_out(&out, |s, kern, o, qd| {
-            let (qs, qc) = s.act(&q, "the queries")?;
-            let (ks, kvd) = s.act(&k, "the keys")?;
-            let (vs, vd) = s.act(&v, "the values")?;
-            let (hd, pos) = (head_dim as usize, pos as usize);
-            let n = rows_fit("the queries", qs.len() / qc, n)?;
-            if hd == 0 || hd > 256 || qc != qd || qd % hd != 0 || kvd % hd != 0 || vd != kvd || (qd / hd) % (kvd / hd) != 0 {
-                return Err(shape(format!("attention of {qc}-wide queries and {kvd}-wide keys with head width {hd}")));
-            }
-            if ks.len() < n * kvd || vs.len() < n * kvd || o.len() < n * qd {
-                return Err(shape(format!("{n} tokens do not fit the key/value/output tensors")));
-            }
-            if kc.len() % kvd != 0 || kc.len() != vc.len() || (pos + n) * kvd > kc.len() {
-                return Err(ComputeError::OutOfRange(format!(
-                    "positions {pos}..{} do not fit caches of {} rows of width {kvd}",
-                    pos + n,
-                    kc.len() / kvd.max(1)
-                )));
-            }
-            let shape = AttentionShape { heads: qd / hd, kv_heads: kvd / hd, head_dim: hd, pos, n };
-            kern.attention(qs, ks, vs, &mut kc, &mut vc, shape, o);
-            Ok(())
-        });
-        put_host(&mut self.table, &k_cache, kc);
-        put_host(&mut self.table, &v_cache, vc);
-        result
+        distinct(o, &ids)?;
+        let (hd, pos) = (head_dim as usize, pos as usize);
+        let n = rows_fit("the queries", qr, n)?;
+        if hd == 0 || hd > 256 || qc != qd || qd % hd != 0 || kvd % hd != 0 || vd != kvd || (qd / hd) % (kvd / hd) != 0 {
+            return Err(shape(format!("attention of {qc}-wide queries and {kvd}-wide keys with head width {hd}")));
+        }
+        if kr < n || vr < n || or < n {
+            return Err(shape(format!("{n} tokens do not fit the key/value/output tensors")));
+        }
+        if kcc != kvd || vcc != kvd || kcr != vcr || pos + n > kcr {
+            return Err(ComputeError::OutOfRange(format!(
+                "positions {pos}..{} do not fit caches of {kcr} rows of width {kcc} (keys are {kvd} wide)",
+                pos + n
+            )));
+        }
+        let shape = AttentionShape { heads: qd / hd, kv_heads: kvd / hd, head_dim: hd, pos, n };
+        let io = AttentionIo { q: qi, k: ki, v: vi, k_cache: kci, v_cache: vci, out: o };
+        let result = self.backend.attention(io, shape);
+        self.settle(result)
     }
 
     fn silu_mul(&mut self, gate: Resource<Tensor>, up: Resource<Tensor>, n: u32, out: Resource<Tensor>) -> Res<()> {
-        self.with_out(&out, |s, _, o, cols| {
-            let (g, gc) = s.act(&gate, "the gate")?;
-            let (u, uc) = s.act(&up, "the up projection")?;
-            let n = rows_fit("the gate", g.len() / gc, n)?;
-            if gc != cols || uc != cols || u.len() < n * cols || o.len() < n * cols {
-                return Err(shape(format!("silu-mul of widths {gc} and {uc} into {cols}")));
-            }
-            CpuKernels::silu_mul(&g[..n * cols], &u[..n * cols], &mut o[..n * cols]);
-            Ok(())
-        })
+        let (gi, gr, gc) = self.act(&gate, "the gate")?;
+        let (ui, ur, uc) = self.act(&up, "the up projection")?;
+        let (o, or, cols) = self.act(&out, "the output")?;
+        distinct(o, &[gi, ui])?;
+        let n = rows_fit("the gate", gr.min(ur).min(or), n)?;
+        if gc != cols || uc != cols {
+            return Err(shape(format!("silu-mul of widths {gc} and {uc} into {cols}")));
+        }
+        let result = self.backend.silu_mul(gi, ui, n, o);
+        self.settle(result)
     }
 
     fn copy_row(&mut self, src: Resource<Tensor>, src_row: u32, dst: Resource<Tensor>, dst_row: u32) -> Res<()> {
-        self.with_out(&dst, |s, _, o, cols| {
-            let (xs, xc) = s.act(&src, "the source")?;
-            let (sr, dr) = (src_row as usize, dst_row as usize);
-            if xc != cols || (sr + 1) * xc > xs.len() || (dr + 1) * cols > o.len() {
-                return Err(ComputeError::OutOfRange(format!("row {sr} → row {dr} is outside the tensors")));
-            }
-            o[dr * cols..(dr + 1) * cols].copy_from_slice(&xs[sr * xc..(sr + 1) * xc]);
-            Ok(())
-        })
+        let (si, sr, sc) = self.act(&src, "the source")?;
+        let (di, dr, cols) = self.act(&dst, "the destination")?;
+        distinct(di, &[si])?;
+        let (from, to) = (src_row as usize, dst_row as usize);
+        if sc != cols || from >= sr || to >= dr {
+            return Err(ComputeError::OutOfRange(format!("row {from} → row {to} is outside the tensors")));
+        }
+        let result = self.backend.copy_row(si, from, di, to);
+        self.settle(result)
     }
 
     fn penalize(&mut self, logits: Resource<Tensor>, row: u32, tokens: Vec<u32>, penalty: f32) -> Res<()> {
-        self.with_out(&logits, |_, k, o, cols| {
-            let r = row as usize;
-            if (r + 1) * cols > o.len() {
-                return Err(ComputeError::OutOfRange(format!("row {r} is outside the logits")));
-            }
-            if !(penalty.is_finite() && penalty > 0.0) {
-                return Err(shape(format!("penalty {penalty} must be a positive number")));
-            }
-            k.penalize(&mut o[r * cols..(r + 1) * cols], &tokens, penalty);
-            Ok(())
-        })
+        let (li, rows, _) = self.act(&logits, "the logits")?;
+        if row as usize >= rows {
+            return Err(ComputeError::OutOfRange(format!("row {row} is outside the logits")));
+        }
+        if !(penalty.is_finite() && penalty > 0.0) {
+            return Err(shape(format!("penalty {penalty} must be a positive number")));
+        }
+        let result = self.backend.penalize(li, row as usize, &tokens, penalty);
+        self.settle(result)
     }
 
     fn top_k(&mut self, logits: Resource<Tensor>, row: u32, k: u32) -> Res<Vec<Candidate>> {
-        let (xs, cols) = self.inputs().act(&logits, "the logits")?;
-        let r = row as usize;
-        if (r + 1) * cols > xs.len() || k == 0 {
-            return Err(ComputeError::OutOfRange(format!("top-{k} of row {r} is outside the logits")));
+        let (li, rows, cols) = self.act(&logits, "the logits")?;
+        if row as usize >= rows || k == 0 {
+            return Err(ComputeError::OutOfRange(format!("top-{k} of row {row} is outside the logits")));
         }
-        let best = top_k(&xs[r * cols..(r + 1) * cols], (k as usize).min(cols));
+        if k as usize > MAX_TOP_K {
+            return Err(ComputeError::Unsupported(format!("top-{k}: at most {MAX_TOP_K} candidates can be read back")));
+        }
+        let result = self.backend.top_k(li, row as usize, (k as usize).min(cols));
+        let best = self.settle(result)?;
         Ok(best.into_iter().map(|(id, logit)| Candidate { id, logit }).collect())
-    }
-}
-
-fn take_host(table: &mut ResourceTable, t: &Resource<Tensor>) -> Res<Vec<f32>> {
-    match table.get_mut(t).map_err(|e| ComputeError::BadHandle(e.to_string()))?.storage {
-        Storage::Host(ref mut v) => Ok(std::mem::take(v)),
-        Storage::Mapped { .. } => Err(ComputeError::BadHandle("an output must be an activation tensor".into())),
-    }
-}
-
-fn put_host(table: &mut ResourceTable, t: &Resource<Tensor>, data: Vec<f32>) {
-    if let Ok(Tensor { storage: Storage::Host(v), .. }) = table.get_mut(t) {
-        *v = data;
     }
 }
 

@@ -4,6 +4,7 @@
 //! A trap (a guest bug, its memory cap, or [`Canceller::interrupt`]) ends only that request: the
 //! next one starts a fresh instance.
 
+mod backends;
 mod host;
 mod sandbox;
 mod tensors;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 pub use host::exports::murmur::llm::llm::{Generation, Message, ModelInfo, Sampling, StopReason};
 pub use sandbox::Sandbox;
 
+use crate::compute::{Backend, Stats};
 
 /// What can go wrong running the LLM.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,9 @@ pub enum LlmError {
     /// The guest component could not be compiled or instantiated.
     #[error("cannot start the model runtime: {0}")]
     Runtime(String),
+    /// The GPU failed during the request (the CPU takes over where it can).
+    #[error("{0}")]
+    DeviceLost(String),
 }
 
 /// Which kernels run the guest's math.
@@ -169,28 +174,99 @@ pub struct Llm {
     model: Arc<memmap2::Mmap>,
     session: Option<sandbox::Session>,
     info: ModelInfo,
+    backend: (&'static str, String),
     canceller: Canceller,
+    notices: Vec<String>,
 }
 
+/// What one request has streamed so far.
+#[derive(Default)]
+struct Progress {
+    first: Option<Instant>,
+    last: Option<Instant>,
+    ids: Vec<u32>,
+    text: String,
+}
+
+/// A request, in a form that can be resumed after a device loss.
+enum Request<'a> {
+    Chat(&'a [Message]),
+    Complete(&'a str),
+}
+
+type TextSink = Arc<Mutex<Box<dyn FnMut(&str) -> bool + Send>>>;
+
 impl Llm {
-    /// Maps the model file and loads it into a fresh guest.
+    /// Maps the model file and loads it into a fresh guest on the backend `config` asks for.
     pub fn load(config: LlmConfig) -> Result<Self, LlmError> {
-        Self::load_in(Sandbox::shared()?, config)
+        let model = Arc::new(map_file(&config.model)?);
+        let backend = backends::open(&config, &model)?;
+        Self::start(Sandbox::shared()?, config, model, backend)
     }
 
-    /// Like [`Llm::load`], in a given sandbox.
-    pub fn load_in(sandbox: Arc<Sandbox>, config: LlmConfig) -> Result<Self, LlmError> {
-        if config.backend == BackendChoice::Gpu {
-            return Err(LlmError::Backend(
-                "the GPU backend is not part of this build yet; use --backend cpu (or auto)".into(),
-            ));
-        }
+    /// Like [`Llm::load`], with the first session on a given backend (a later restart opens
+    /// the one `config` asks for).
+    pub fn load_on(config: LlmConfig, backend: impl FnOnce(Arc<memmap2::Mmap>) -> Box<dyn Backend>) -> Result<Self, LlmError> {
         let model = Arc::new(map_file(&config.model)?);
+        let backend = backend(Arc::clone(&model));
+        Self::start(Sandbox::shared()?, config, model, backend)
+    }
+
+    fn start(sandbox: Arc<Sandbox>, config: LlmConfig, model: Arc<memmap2::Mmap>, backend: Box<dyn Backend>) -> Result<Self, LlmError> {
         let canceller = Canceller::default();
-        let session = sandbox.start(&config, Arc::clone(&model), &canceller)?;
-        let info = session.info.clone();
-        tracing::info!(model = %config.model.display(), arch = %info.architecture, layers = info.layers, "model loaded");
-        Ok(Self { sandbox, config, model, session: Some(session), info, canceller })
+        let mut llm = Self {
+            sandbox,
+            config,
+            model,
+            session: None,
+            info: ModelInfo {
+                architecture: String::new(),
+                name: String::new(),
+                context_length: 0,
+                layers: 0,
+                embedding: 0,
+                heads: 0,
+                kv_heads: 0,
+                vocab_size: 0,
+            },
+            backend: ("", String::new()),
+            canceller,
+            notices: Vec::new(),
+        };
+        match llm.open_session(Some(backend)) {
+            Ok(()) => {}
+            Err(LlmError::DeviceLost(why)) => {
+                llm.fall_back(&why);
+                llm.open_session(None)?;
+            }
+            Err(e) => return Err(e),
+        }
+        let info = &llm.info;
+        tracing::info!(model = %llm.config.model.display(), arch = %info.architecture, layers = info.layers, backend = %llm.backend.1, "model loaded");
+        Ok(llm)
+    }
+
+    /// Starts a guest on `backend`, or on the one the config asks for.
+    fn open_session(&mut self, backend: Option<Box<dyn Backend>>) -> Result<(), LlmError> {
+        let backend = match backend {
+            Some(b) => b,
+            None => backends::open(&self.config, &self.model)?,
+        };
+        let session = self.sandbox.start(&self.config, Arc::clone(&self.model), backend, &self.canceller)?;
+        let (name, device, _) = session.backend();
+        self.backend = (name, device);
+        self.info = session.info.clone();
+        self.session = Some(session);
+        Ok(())
+    }
+
+    /// Moves to the CPU for good after the GPU failed, and tells the user.
+    fn fall_back(&mut self, why: &str) {
+        self.session = None;
+        self.config.backend = BackendChoice::Cpu;
+        let note = format!("{why}; Murmur goes on with the CPU");
+        tracing::warn!("{note}");
+        self.notices.push(note);
     }
 
     /// What is loaded.
@@ -198,9 +274,25 @@ impl Llm {
         &self.info
     }
 
-    /// The backend that runs the kernels.
+    /// The backend that runs the kernels: `"cpu"` or `"gpu"`.
     pub fn backend_name(&self) -> &'static str {
-        "cpu"
+        self.backend.0
+    }
+
+    /// The device the kernels run on, in words.
+    pub fn device(&self) -> &str {
+        &self.backend.1
+    }
+
+    /// The backend's work counters (dispatches, submits, device time) so far.
+    pub fn stats(&self) -> Stats {
+        self.session.as_ref().map_or_else(Stats::default, |s| s.backend().2)
+    }
+
+    /// Things the user should know that did not stop a request (such as a move to the CPU
+    /// after the GPU failed), oldest first; each is returned once.
+    pub fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notices)
     }
 
     /// A handle that can stop the running request from another thread.
@@ -211,25 +303,32 @@ impl Llm {
     fn session(&mut self) -> Result<&mut sandbox::Session, LlmError> {
         if self.session.is_none() {
             tracing::info!("starting a fresh model runtime");
-            self.session = Some(self.sandbox.start(&self.config, Arc::clone(&self.model), &self.canceller)?);
+            self.open_session(None)?;
         }
         Ok(self.session.as_mut().expect("just set"))
     }
 
     /// Token ids of `text` (special tokens parsed when `parse_special`).
     pub fn tokenize(&mut self, text: &str, parse_special: bool) -> Result<Vec<u32>, LlmError> {
-        let result = self.session()?.tokenize(text, parse_special);
-        self.settle(result)
+        loop {
+            let result = self.session()?.tokenize(text, parse_special);
+            match self.settle(result) {
+                Err(LlmError::DeviceLost(why)) if self.config.backend != BackendChoice::Cpu => self.fall_back(&why),
+                other => return other,
+            }
+        }
     }
 
     /// Answers a conversation, streaming each token's text to `on_text` (return false to stop).
+    ///
+    /// A conversation whose last message is the assistant's continues that message.
     pub fn chat(
         &mut self,
         messages: &[Message],
         sampling: &Sampling,
         on_text: impl FnMut(&str) -> bool + Send + 'static,
     ) -> Result<(Generation, Timings), LlmError> {
-        self.run(on_text, |s| s.chat(messages, sampling))
+        self.run(Arc::new(Mutex::new(Box::new(on_text))), Request::Chat(messages), sampling)
     }
 
     /// Continues a raw prompt (no chat template).
@@ -239,36 +338,51 @@ impl Llm {
         sampling: &Sampling,
         on_text: impl FnMut(&str) -> bool + Send + 'static,
     ) -> Result<(Generation, Timings), LlmError> {
-        self.run(on_text, |s| s.complete(prompt, sampling))
+        self.run(Arc::new(Mutex::new(Box::new(on_text))), Request::Complete(prompt), sampling)
     }
 
-    fn run(
-        &mut self,
-        mut on_text: impl FnMut(&str) -> bool + Send + 'static,
-        request: impl FnOnce(&mut sandbox::Session) -> Result<Generation, LlmError>,
-    ) -> Result<(Generation, Timings), LlmError> {
+    /// Runs a request. If the GPU fails midway, the reply goes on from where it stopped on the
+    /// CPU: the streamed text becomes the start of the assistant's message (or of the prompt).
+    fn run(&mut self, on_text: TextSink, request: Request<'_>, sampling: &Sampling) -> Result<(Generation, Timings), LlmError> {
         self.canceller.reset();
         let start = Instant::now();
-        let marks = Arc::new(Mutex::new((None::<Instant>, None::<Instant>)));
-        let (m, cancel) = (Arc::clone(&marks), Arc::clone(&self.canceller.cancel));
-        let sink = Box::new(move |_id: u32, text: &str| {
-            let now = Instant::now();
-            let mut m = m.lock().expect("timing lock");
-            m.0.get_or_insert(now);
-            m.1 = Some(now);
-            on_text(text) && !cancel.load(Ordering::SeqCst)
-        });
-        let session = self.session()?;
-        session.set_sink(Some(sink));
-        let result = request(session);
-        if let Some(s) = self.session.as_mut() {
-            s.set_sink(None);
-        }
-        let generation = self.settle(result)?;
-        let (first, last) = *marks.lock().expect("timing lock");
+        let progress = Arc::new(Mutex::new(Progress::default()));
+        let generation = loop {
+            let (prefix, done) = {
+                let p = crate::sync::lock(&progress);
+                (p.text.clone(), p.ids.len() as u32)
+            };
+            let resumed = Sampling { max_tokens: sampling.max_tokens.saturating_sub(done).max(1), ..sampling.clone() };
+            let text_sink = sink(&progress, &on_text, &self.canceller.cancel);
+            let session = self.session()?;
+            session.set_sink(Some(text_sink));
+            let result = match &request {
+                Request::Chat(messages) if done > 0 => {
+                    let mut m = messages.to_vec();
+                    m.push(Message { role: "assistant".into(), content: prefix.clone() });
+                    session.chat(&m, &resumed)
+                }
+                Request::Chat(messages) => session.chat(messages, &resumed),
+                Request::Complete(prompt) => session.complete(&format!("{prompt}{prefix}"), &resumed),
+            };
+            if let Some(s) = self.session.as_mut() {
+                s.set_sink(None);
+            }
+            match self.settle(result) {
+                Err(LlmError::DeviceLost(why)) if self.config.backend != BackendChoice::Cpu => self.fall_back(&why),
+                Ok(mut g) if done > 0 => {
+                    let p = crate::sync::lock(&progress);
+                    g.text = format!("{prefix}{}", g.text);
+                    g.token_ids = p.ids.clone();
+                    break g;
+                }
+                other => break other?,
+            }
+        };
+        let p = crate::sync::lock(&progress);
         let total = start.elapsed();
-        let first_token = first.map_or(total, |f| f - start);
-        let decode_tps = match (first, last) {
+        let first_token = p.first.map_or(total, |f| f - start);
+        let decode_tps = match (p.first, p.last) {
             (Some(f), Some(l)) if generation.token_ids.len() > 1 && l > f => {
                 (generation.token_ids.len() - 1) as f64 / (l - f).as_secs_f64()
             }
@@ -277,14 +391,36 @@ impl Llm {
         Ok((generation, Timings { first_token, total, decode_tps }))
     }
 
-    /// Drops a session that trapped, so the next request starts fresh.
+    /// Drops a session that trapped or lost its device, so the next request starts fresh.
     fn settle<T>(&mut self, result: Result<T, LlmError>) -> Result<T, LlmError> {
-        if let Err(LlmError::Trap(msg)) = &result {
-            tracing::warn!(%msg, "the model runtime trapped; it will restart on the next request");
-            self.session = None;
+        match &result {
+            Err(LlmError::Trap(msg)) => {
+                tracing::warn!(%msg, "the model runtime trapped; it will restart on the next request");
+                self.session = None;
+            }
+            Err(LlmError::DeviceLost(_)) => self.session = None,
+            _ => {}
         }
         result
     }
+}
+
+/// The guest's token sink for one attempt: records progress, forwards text, and cancels when
+/// the caller or the canceller says so.
+fn sink(progress: &Arc<Mutex<Progress>>, on_text: &TextSink, cancel: &Arc<AtomicBool>) -> host::TokenSink {
+    let (progress, on_text, cancel) = (Arc::clone(progress), Arc::clone(on_text), Arc::clone(cancel));
+    Box::new(move |id: u32, text: &str| {
+        let now = Instant::now();
+        {
+            let mut p = crate::sync::lock(&progress);
+            p.first.get_or_insert(now);
+            p.last = Some(now);
+            p.ids.push(id);
+            p.text.push_str(text);
+        }
+        let wanted = (crate::sync::lock(&on_text))(text);
+        wanted && !cancel.load(Ordering::SeqCst)
+    })
 }
 
 fn map_file(path: &Path) -> Result<memmap2::Mmap, LlmError> {

@@ -14,7 +14,7 @@ use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 
 use super::host::{Inference, State, TokenSink};
 use super::{Canceller, Generation, LlmConfig, LlmError, Message, ModelInfo, Sampling};
-use crate::compute::cpu::CpuKernels;
+use crate::compute::{Backend, Stats};
 
 /// The guest component, built by `core/build.rs` from `inference-guest/`.
 const GUEST: &[u8] = include_bytes!(env!("MURMUR_GUEST_WASM"));
@@ -67,13 +67,16 @@ impl Sandbox {
         Ok(Self { engine, component, linker })
     }
 
-    /// A fresh guest instance with `model` loaded, on kernels of `cfg.threads` threads.
-    pub(super) fn start(&self, cfg: &LlmConfig, model: Arc<Mmap>, canceller: &Canceller) -> Result<Session, LlmError> {
+    /// A fresh guest instance with `model` loaded, running its math on `backend`.
+    pub(super) fn start(
+        &self,
+        cfg: &LlmConfig,
+        model: Arc<Mmap>,
+        backend: Box<dyn Backend>,
+        canceller: &Canceller,
+    ) -> Result<Session, LlmError> {
         let limits = StoreLimitsBuilder::new().memory_size(cfg.guest_memory).trap_on_grow_failure(true).build();
-        // Packed weights are a permutation of the file's bytes; a quarter more leaves room for
-        // Q4_0's wider packed blocks and padded row groups.
-        let kernels = CpuKernels::new(cfg.threads, model.len() + model.len() / 4);
-        let mut store = Store::new(&self.engine, State::new(model, kernels, limits, cfg.host_memory));
+        let mut store = Store::new(&self.engine, State::new(model, backend, limits, cfg.host_memory));
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
         let interrupt = Arc::clone(&canceller.interrupt);
@@ -81,7 +84,8 @@ impl Sandbox {
             Ok(if interrupt.load(Ordering::SeqCst) { UpdateDeadline::Interrupt } else { UpdateDeadline::Continue(1) })
         });
         let bindings = Inference::instantiate(&mut store, &self.component, &self.linker).map_err(runtime)?;
-        let info = bindings.murmur_llm_llm().call_load(&mut store, cfg.context, cfg.batch).map_err(trap)?.map_err(LlmError::Guest)?;
+        let loaded = bindings.murmur_llm_llm().call_load(&mut store, cfg.context, cfg.batch);
+        let info = settle(&store, loaded)?;
         Ok(Session { store, bindings, info })
     }
 }
@@ -126,20 +130,38 @@ pub(super) struct Session {
     pub(super) info: ModelInfo,
 }
 
+/// A guest call's outcome in the host's terms: a failed device wins over whatever the guest made
+/// of it, so the caller can fall back.
+fn settle<T>(store: &Store<State>, result: wasmtime::Result<Result<T, String>>) -> Result<T, LlmError> {
+    if let Some(lost) = &store.data().device_lost {
+        return Err(LlmError::DeviceLost(lost.clone()));
+    }
+    result.map_err(trap)?.map_err(LlmError::Guest)
+}
+
 impl Session {
     pub(super) fn set_sink(&mut self, sink: Option<TokenSink>) {
         self.store.data_mut().sink = sink;
     }
 
+    /// The backend's name, device and counters.
+    pub(super) fn backend(&self) -> (&'static str, String, Stats) {
+        let b = self.store.data().backend();
+        (b.name(), b.device(), b.stats())
+    }
+
     pub(super) fn tokenize(&mut self, text: &str, parse_special: bool) -> Result<Vec<u32>, LlmError> {
-        self.bindings.murmur_llm_llm().call_tokenize(&mut self.store, text, parse_special).map_err(trap)?.map_err(LlmError::Guest)
+        let r = self.bindings.murmur_llm_llm().call_tokenize(&mut self.store, text, parse_special);
+        settle(&self.store, r)
     }
 
     pub(super) fn chat(&mut self, messages: &[Message], sampling: &Sampling) -> Result<Generation, LlmError> {
-        self.bindings.murmur_llm_llm().call_chat(&mut self.store, messages, sampling).map_err(trap)?.map_err(LlmError::Guest)
+        let r = self.bindings.murmur_llm_llm().call_chat(&mut self.store, messages, sampling);
+        settle(&self.store, r)
     }
 
     pub(super) fn complete(&mut self, prompt: &str, sampling: &Sampling) -> Result<Generation, LlmError> {
-        self.bindings.murmur_llm_llm().call_complete(&mut self.store, prompt, sampling).map_err(trap)?.map_err(LlmError::Guest)
+        let r = self.bindings.murmur_llm_llm().call_complete(&mut self.store, prompt, sampling);
+        settle(&self.store, r)
     }
 }

@@ -1,0 +1,176 @@
+//! [`Backend`] on the native CPU kernels: weights are read in place from the mapped model
+//! file (quantised ones repacked once on first use), activations are plain `Vec<f32>`s.
+
+use std::sync::Arc;
+
+use memmap2::Mmap;
+
+use super::cpu::{top_k, CpuKernels};
+use super::{ActId, AttentionIo, AttentionShape, Backend, BackendError, BackendResult, RopeSpec, Stats, WeightId, WeightSpec};
+
+/// An activation's elements and row width.
+struct Act {
+    cols: usize,
+    data: Vec<f32>,
+}
+
+/// The CPU backend: [`CpuKernels`] over the mapped model file.
+pub struct CpuBackend {
+    kernels: CpuKernels,
+    threads: usize,
+    model: Arc<Mmap>,
+    weights: Vec<WeightSpec>,
+    acts: Vec<Option<Act>>,
+    free_ids: Vec<usize>,
+    ops: u64,
+}
+
+impl CpuBackend {
+    /// Kernels on `threads` threads over `model`. Packed copies of quantised weights may take
+    /// the model's size and a quarter more (Q4_0's wider packed blocks, padded row groups), so
+    /// weights named twice cannot make the host copy the file again and again.
+    pub fn new(model: Arc<Mmap>, threads: usize) -> Self {
+        let budget = model.len() + model.len() / 4;
+        Self {
+            kernels: CpuKernels::new(threads, budget),
+            threads,
+            model,
+            weights: Vec::new(),
+            acts: Vec::new(),
+            free_ids: Vec::new(),
+            ops: 0,
+        }
+    }
+
+    /// Runs `f` with `out`'s buffer checked out, so inputs can be borrowed beside it.
+    fn with_out<R>(&mut self, out: ActId, f: impl FnOnce(&Inputs<'_>, &mut CpuKernels, &mut [f32], usize) -> R) -> R {
+        self.ops += 1;
+        let slot = self.acts[out.0].as_mut().expect("the host passes live ids");
+        let (mut data, cols) = (std::mem::take(&mut slot.data), slot.cols);
+        let result = f(&Inputs { acts: &self.acts, model: &self.model }, &mut self.kernels, &mut data, cols);
+        self.acts[out.0].as_mut().expect("still live").data = data;
+        result
+    }
+}
+
+/// The tensors an op reads while its output is checked out.
+struct Inputs<'a> {
+    acts: &'a [Option<Act>],
+    model: &'a [u8],
+}
+
+impl Inputs<'_> {
+    fn act(&self, id: ActId) -> &Act {
+        self.acts[id.0].as_ref().expect("the host passes live ids")
+    }
+}
+
+fn exhausted(e: impl std::fmt::Display) -> BackendError {
+    BackendError::Exhausted(e.to_string())
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn device(&self) -> String {
+        format!("CPU, {} threads", self.threads)
+    }
+
+    fn stats(&self) -> Stats {
+        Stats { dispatches: self.ops, ..Stats::default() }
+    }
+
+    fn weight(&mut self, spec: WeightSpec) -> BackendResult<WeightId> {
+        self.weights.push(spec);
+        Ok(WeightId(self.weights.len() - 1))
+    }
+
+    fn activation(&mut self, rows: usize, cols: usize) -> BackendResult<ActId> {
+        let act = Act { cols, data: vec![0.0; rows * cols] };
+        Ok(ActId(match self.free_ids.pop() {
+            Some(i) => {
+                self.acts[i] = Some(act);
+                i
+            }
+            None => {
+                self.acts.push(Some(act));
+                self.acts.len() - 1
+            }
+        }))
+    }
+
+    fn free(&mut self, id: ActId) {
+        if self.acts.get_mut(id.0).and_then(Option::take).is_some() {
+            self.free_ids.push(id.0);
+        }
+    }
+
+    fn embed(&mut self, table: WeightId, tokens: &[u32], out: ActId) -> BackendResult {
+        let spec = self.weights[table.0];
+        self.with_out(out, |b, k, o, _| k.embed(spec.view(&b.model), tokens, o));
+        Ok(())
+    }
+
+    fn rms_norm(&mut self, x: ActId, weight: WeightId, eps: f32, rows: usize, out: ActId) -> BackendResult {
+        let spec = self.weights[weight.0];
+        self.with_out(out, |b, k, o, _| k.rms_norm(&b.act(x).data, spec.view(&b.model), eps, rows, o));
+        Ok(())
+    }
+
+    fn matmul(&mut self, w: WeightId, x: ActId, rows: usize, out: ActId, accumulate: bool) -> BackendResult {
+        let spec = self.weights[w.0];
+        self.with_out(out, |b, k, o, _| {
+            let xs = &b.act(x).data[..rows * spec.cols];
+            k.matmul(spec.view(&b.model), xs, rows, o, accumulate).map_err(exhausted)
+        })
+    }
+
+    fn rope(&mut self, x: ActId, s: RopeSpec) -> BackendResult {
+        self.with_out(x, |_, _, o, cols| CpuKernels::rope(o, cols, s.head_dim, s.pos, s.n, s.base, s.interleaved));
+        Ok(())
+    }
+
+    fn attention(&mut self, io: AttentionIo, shape: AttentionShape) -> BackendResult {
+        let mut kc = std::mem::take(&mut self.acts[io.k_cache.0].as_mut().expect("live").data);
+        let mut vc = std::mem::take(&mut self.acts[io.v_cache.0].as_mut().expect("live").data);
+        self.with_out(io.out, |b, k, o, _| {
+            k.attention(&b.act(io.q).data, &b.act(io.k).data, &b.act(io.v).data, &mut kc, &mut vc, shape, o)
+        });
+        self.acts[io.k_cache.0].as_mut().expect("live").data = kc;
+        self.acts[io.v_cache.0].as_mut().expect("live").data = vc;
+        Ok(())
+    }
+
+    fn silu_mul(&mut self, gate: ActId, up: ActId, rows: usize, out: ActId) -> BackendResult {
+        self.with_out(out, |b, _, o, cols| {
+            let n = rows * cols;
+            CpuKernels::silu_mul(&b.act(gate).data[..n], &b.act(up).data[..n], &mut o[..n]);
+        });
+        Ok(())
+    }
+
+    fn copy_row(&mut self, src: ActId, src_row: usize, dst: ActId, dst_row: usize) -> BackendResult {
+        self.with_out(dst, |b, _, o, cols| {
+            let s = &b.act(src).data[src_row * cols..(src_row + 1) * cols];
+            o[dst_row * cols..(dst_row + 1) * cols].copy_from_slice(s);
+        });
+        Ok(())
+    }
+
+    fn penalize(&mut self, logits: ActId, row: usize, tokens: &[u32], penalty: f32) -> BackendResult {
+        self.with_out(logits, |_, k, o, cols| k.penalize(&mut o[row * cols..(row + 1) * cols], tokens, penalty));
+        Ok(())
+    }
+
+    fn read(&mut self, x: ActId) -> BackendResult<Vec<f32>> {
+        Ok(self.acts[x.0].as_ref().expect("the host passes live ids").data.clone())
+    }
+
+    fn top_k(&mut self, logits: ActId, row: usize, k: usize) -> BackendResult<Vec<(u32, f32)>> {
+        self.ops += 1;
+        let a = self.acts[logits.0].as_ref().expect("the host passes live ids");
+        Ok(top_k(&a.data[row * a.cols..(row + 1) * a.cols], k))
+    }
+}

@@ -1,0 +1,514 @@
+//! [`Backend`] on WGSL compute shaders through wgpu.
+//!
+//! Weights are repacked and uploaded once ([`weights`]); activations, the KV cache and scratch
+//! live on the device. Ops are recorded, not run: a forward pass becomes one compute pass and
+//! one submit at the next [`Backend::top_k`], which reads back only `k` candidates. Pipelines
+//! are built once ([`kernels`]) and bind groups once per tensor combination, then reused for
+//! every token.
+
+pub mod device;
+pub mod kernels;
+mod recorder;
+pub mod weights;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use memmap2::Mmap;
+
+pub use device::AdapterPolicy;
+use device::Gpu;
+use kernels::{format_index, Kernel, Kernels, Layout, MATMUL_TILE};
+use recorder::{Params, Recorder};
+
+use super::{ActId, AttentionIo, AttentionShape, Backend, BackendError, BackendResult, RopeSpec, Stats, WeightId, WeightSpec};
+
+/// A device buffer with an id that names it in the bind-group cache.
+pub(crate) struct Buf {
+    buf: wgpu::Buffer,
+    uid: u64,
+}
+
+/// Rows `row0..row0 + rows` of a weight, bound on their own.
+struct Part {
+    row0: usize,
+    rows: usize,
+    q: Buf,
+    s: Buf,
+}
+
+struct GpuWeight {
+    bits: u32,
+    cols: usize,
+    parts: Vec<Part>,
+}
+
+struct GpuAct {
+    cols: usize,
+    len: usize,
+    buf: Buf,
+}
+
+/// Bind groups are cached by kernel layout and the buffers bound.
+type BindKey = (Layout, Vec<u64>);
+
+/// Candidates a top-k round writes, ping-ponged between rounds.
+struct TopKScratch {
+    bufs: [Buf; 2],
+    bytes: u64,
+}
+
+/// How to open the GPU backend.
+#[derive(Debug, Clone, Copy)]
+pub struct GpuOptions {
+    /// Which adapters may serve.
+    pub policy: AdapterPolicy,
+    /// A binding size below the device's own, to exercise weight splitting.
+    pub max_binding: Option<u64>,
+}
+
+/// The GPU backend.
+pub struct GpuBackend {
+    gpu: Gpu,
+    kernels: Kernels,
+    model: Arc<Mmap>,
+    max_binding: u64,
+    weights: Vec<GpuWeight>,
+    weight_ids: HashMap<WeightSpec, WeightId>,
+    weight_bytes: u64,
+    acts: Vec<Option<GpuAct>>,
+    free_ids: Vec<usize>,
+    binds: HashMap<BindKey, wgpu::BindGroup>,
+    rec: Recorder,
+    top_k: Option<TopKScratch>,
+    next_uid: u64,
+    stats: Stats,
+}
+
+/// Workgroups per grid dimension that every device allows.
+const MAX_GROUPS: u32 = 65_535;
+
+/// `groups` workgroups as an (x, y) grid; shaders rebuild the index as `x + y * nx`.
+fn grid(groups: usize) -> (u32, u32) {
+    let groups = groups.max(1) as u32;
+    if groups <= MAX_GROUPS {
+        (groups, 1)
+    } else {
+        (MAX_GROUPS, groups.div_ceil(MAX_GROUPS))
+    }
+}
+
+fn lost(e: impl std::fmt::Display) -> BackendError {
+    BackendError::DeviceLost(e.to_string())
+}
+
+impl GpuBackend {
+    /// Opens the best adapter `options.policy` allows over `model`, or says why there is none.
+    pub fn new(model: Arc<Mmap>, options: GpuOptions) -> Result<Self, String> {
+        let adapter = device::find_adapter(options.policy).ok_or_else(|| match options.policy {
+            AdapterPolicy::Hardware => "no hardware GPU was found".to_string(),
+            AdapterPolicy::Any => "no GPU adapter was found (Vulkan, Metal or DX12; on Linux install a Vulkan driver such as mesa-vulkan-drivers)".to_string(),
+        })?;
+        let gpu = Gpu::open(&adapter)?;
+        let kernels = Kernels::new(&gpu.device);
+        let device_max = (gpu.limits.max_storage_buffer_binding_size as u64).min(gpu.limits.max_buffer_size);
+        let max_binding = options.max_binding.map_or(device_max, |m| m.min(device_max));
+        let align = gpu.limits.min_uniform_buffer_offset_alignment as u64;
+        let rec = Recorder::new(&gpu, align);
+        tracing::info!(device = %gpu.description, max_binding, "GPU backend");
+        Ok(Self {
+            kernels,
+            model,
+            max_binding,
+            weights: Vec::new(),
+            weight_ids: HashMap::new(),
+            weight_bytes: 0,
+            acts: Vec::new(),
+            free_ids: Vec::new(),
+            binds: HashMap::new(),
+            rec,
+            top_k: None,
+            next_uid: 0,
+            stats: Stats::default(),
+            gpu,
+        })
+    }
+
+    /// Destroys the device as a driver reset would (fault injection for tests): every later op
+    /// fails with [`BackendError::DeviceLost`].
+    pub fn lose_device(&self) {
+        self.gpu.destroy();
+    }
+
+    fn buffer(&mut self, size: u64, usage: wgpu::BufferUsages, mapped: bool) -> Buf {
+        self.next_uid += 1;
+        let size = size.max(16).next_multiple_of(4);
+        let buf = self.gpu.device.create_buffer(&wgpu::BufferDescriptor { label: None, size, usage, mapped_at_creation: mapped });
+        Buf { buf, uid: self.next_uid }
+    }
+
+    fn check(&self) -> BackendResult {
+        match self.gpu.failure() {
+            Some(f) => Err(BackendError::DeviceLost(f)),
+            None => Ok(()),
+        }
+    }
+
+    fn act(&self, id: ActId) -> &GpuAct {
+        self.acts[id.0].as_ref().expect("the host passes live ids")
+    }
+
+    /// The cached bind group of `layout` over `bufs` (binding 1 onwards), made on first use.
+    fn bind(&mut self, layout: Layout, bufs: &[&Buf]) -> wgpu::BindGroup {
+        let key = (layout, bufs.iter().map(|b| b.uid).collect());
+        if let Some(g) = self.binds.get(&key) {
+            return g.clone();
+        }
+        let params = wgpu::BufferBinding {
+            buffer: &self.rec.params.buf,
+            offset: 0,
+            size: std::num::NonZeroU64::new(kernels::PARAMS_BYTES),
+        };
+        let entries: Vec<_> = std::iter::once(wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) })
+            .chain(bufs.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.buf.as_entire_binding(),
+            }))
+            .collect();
+        let group = self.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: self.kernels.layout(layout),
+            entries: &entries,
+        });
+        self.binds.insert(key, group.clone());
+        group
+    }
+
+    /// Stores token ids for the next dispatch (submitting what is recorded if they do not fit).
+    fn ids(&mut self, ids: &[u32]) -> BackendResult<usize> {
+        if ids.len() > recorder::MAX_IDS {
+            return Err(BackendError::Exhausted(format!("{} token ids in one op; the GPU backend takes {}", ids.len(), recorder::MAX_IDS)));
+        }
+        if self.rec.full(ids.len()) {
+            self.flush(None)?;
+        }
+        Ok(self.rec.push_ids(ids))
+    }
+
+    /// Records one dispatch of `kernel` over `bufs` with `params`.
+    fn dispatch(&mut self, kernel: &Kernel, bufs: &[&Buf], params: Params, groups: (u32, u32, u32)) -> BackendResult {
+        self.check()?;
+        if self.rec.full(0) {
+            self.flush(None)?;
+        }
+        let group = self.bind(kernel.layout, bufs);
+        self.rec.record(kernel.pipeline.clone(), group, params, groups);
+        Ok(())
+    }
+
+    /// Submits what is recorded; with `read`, copies those bytes back after it and returns them.
+    fn flush(&mut self, read: Option<(&wgpu::Buffer, u64)>) -> BackendResult<Vec<u8>> {
+        self.check()?;
+        let dispatches = self.rec.len() as u64;
+        let (bytes, device_ns) = self.rec.submit(&self.gpu, read).map_err(lost)?;
+        self.stats.dispatches += dispatches;
+        self.stats.submits += 1;
+        self.stats.device_ns += device_ns;
+        self.check()?;
+        Ok(bytes)
+    }
+
+    fn upload_weight(&mut self, spec: WeightSpec) -> BackendResult<GpuWeight> {
+        let bits = weights::bits_of(&spec);
+        let (qrow, srow) = weights::row_bytes(bits, spec.cols);
+        let part_rows = (self.max_binding as usize / qrow.max(srow).max(1)).min(spec.rows);
+        if part_rows == 0 {
+            return Err(BackendError::Exhausted(format!(
+                "one row of a {}x{} weight is larger than the GPU can bind ({} bytes)",
+                spec.rows, spec.cols, self.max_binding
+            )));
+        }
+        let model = Arc::clone(&self.model);
+        let file = spec.view(&model).data;
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+        let mut parts = Vec::new();
+        for row0 in (0..spec.rows).step_by(part_rows) {
+            let rows = part_rows.min(spec.rows - row0);
+            let (mut qd, mut sd) = (vec![0u8; rows * qrow], vec![0u8; rows * srow]);
+            for r in 0..rows {
+                let (q, s) = (&mut qd[r * qrow..(r + 1) * qrow], &mut sd[r * srow..(r + 1) * srow]);
+                weights::repack_row(&spec, bits, file, row0 + r, q, s);
+            }
+            let (q, s) = (self.buffer(qd.len() as u64, usage, false), self.buffer(sd.len() as u64, usage, false));
+            self.gpu.queue.write_buffer(&q.buf, 0, &qd);
+            self.gpu.queue.write_buffer(&s.buf, 0, &sd);
+            parts.push(Part { row0, rows, q, s });
+        }
+        self.check()?;
+        Ok(GpuWeight { bits, cols: spec.cols, parts })
+    }
+
+    fn top_k_scratch(&mut self, bytes: u64) {
+        if self.top_k.as_ref().is_none_or(|s| s.bytes < bytes) {
+            let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+            let bufs = [self.buffer(bytes, usage, false), self.buffer(bytes, usage, false)];
+            if let Some(old) = self.top_k.take() {
+                self.forget(&old.bufs.iter().map(|b| b.uid).collect::<Vec<_>>());
+            }
+            self.top_k = Some(TopKScratch { bufs, bytes });
+        }
+    }
+
+    /// Drops cached bind groups that use any of `uids`.
+    fn forget(&mut self, uids: &[u64]) {
+        self.binds.retain(|(_, bound), _| !bound.iter().any(|u| uids.contains(u)));
+    }
+}
+
+impl Backend for GpuBackend {
+    fn name(&self) -> &'static str {
+        "gpu"
+    }
+
+    fn device(&self) -> String {
+        self.gpu.description.clone()
+    }
+
+    fn stats(&self) -> Stats {
+        Stats { dispatches: self.stats.dispatches + self.rec.len() as u64, ..self.stats }
+    }
+
+    fn weight(&mut self, spec: WeightSpec) -> BackendResult<WeightId> {
+        self.check()?;
+        if let Some(&id) = self.weight_ids.get(&spec) {
+            return Ok(id);
+        }
+        let bits = weights::bits_of(&spec);
+        let (q, s) = weights::row_bytes(bits, spec.cols);
+        let bytes = (spec.rows * (q + s)) as u64;
+        // Repacked weights take at most twice the file (F16 → f32); overlapping ranges named
+        // again and again must not grow device memory without bound.
+        let budget = 2 * self.model.len() as u64 + (1 << 20);
+        if self.weight_bytes + bytes > budget {
+            return Err(BackendError::Exhausted(format!(
+                "uploading a {}x{} weight would take GPU weights past {budget} bytes",
+                spec.rows, spec.cols
+            )));
+        }
+        let w = self.upload_weight(spec)?;
+        self.weight_bytes += bytes;
+        self.weights.push(w);
+        let id = WeightId(self.weights.len() - 1);
+        self.weight_ids.insert(spec, id);
+        Ok(id)
+    }
+
+    fn activation(&mut self, rows: usize, cols: usize) -> BackendResult<ActId> {
+        self.check()?;
+        let bytes = (rows * cols * 4) as u64;
+        if bytes > self.max_binding {
+            return Err(BackendError::Exhausted(format!(
+                "a {rows}x{cols} activation ({bytes} bytes) is larger than the GPU can bind ({} bytes)",
+                self.max_binding
+            )));
+        }
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        let buf = self.buffer(bytes, usage, false);
+        let act = GpuAct { cols, len: rows * cols, buf };
+        Ok(ActId(match self.free_ids.pop() {
+            Some(i) => {
+                self.acts[i] = Some(act);
+                i
+            }
+            None => {
+                self.acts.push(Some(act));
+                self.acts.len() - 1
+            }
+        }))
+    }
+
+    fn free(&mut self, id: ActId) {
+        if let Some(act) = self.acts.get_mut(id.0).and_then(Option::take) {
+            // Recorded work may still use it: the buffer lives on in the recorded bind groups
+            // until they are submitted.
+            self.forget(&[act.buf.uid]);
+            self.free_ids.push(id.0);
+        }
+    }
+
+    fn embed(&mut self, table: WeightId, tokens: &[u32], out: ActId) -> BackendResult {
+        let at = self.ids(tokens)?;
+        let w = &self.weights[table.0];
+        let kernel = self.kernels.embed[format_index(w.bits)].clone();
+        let cols = w.cols;
+        for i in 0..w.parts.len() {
+            let w = &self.weights[table.0];
+            let part = &w.parts[i];
+            if !tokens.iter().any(|&t| (part.row0..part.row0 + part.rows).contains(&(t as usize))) {
+                continue;
+            }
+            let params = Params::new().u(cols).u(tokens.len()).u(at).u(part.row0).u(part.rows);
+            let groups = ((cols as u32).div_ceil(64), tokens.len() as u32, 1);
+            let bufs = self.resolve(&[Res::Weight(table, i), Res::WeightScales(table, i), Res::Ids, Res::Act(out)]);
+            self.dispatch_with(&kernel, &bufs, params, groups)?;
+        }
+        Ok(())
+    }
+
+    fn rms_norm(&mut self, x: ActId, weight: WeightId, eps: f32, rows: usize, out: ActId) -> BackendResult {
+        let cols = self.act(x).cols;
+        let kernel = self.kernels.rms_norm.clone();
+        let params = Params::new().u(cols).f(eps);
+        let bufs = self.resolve(&[Res::Act(x), Res::Weight(weight, 0), Res::Act(out)]);
+        self.dispatch_with(&kernel, &bufs, params, (rows as u32, 1, 1))
+    }
+
+    fn matmul(&mut self, w: WeightId, x: ActId, rows: usize, out: ActId, accumulate: bool) -> BackendResult {
+        let (bits, cols) = (self.weights[w.0].bits, self.weights[w.0].cols);
+        let out_cols = self.act(out).cols;
+        let (kernel, tile) = if rows == 1 {
+            (self.kernels.matvec[format_index(bits)].clone(), 1)
+        } else {
+            (self.kernels.matmul[format_index(bits)].clone(), MATMUL_TILE)
+        };
+        for i in 0..self.weights[w.0].parts.len() {
+            let part = &self.weights[w.0].parts[i];
+            let (row0, prows) = (part.row0, part.rows);
+            let (nx, ny) = grid(prows);
+            let params = Params::new().u(prows).u(cols).u(rows).u(accumulate as usize).u(row0).u(out_cols).u(nx as usize);
+            let bufs = self.resolve(&[Res::Weight(w, i), Res::WeightScales(w, i), Res::Act(x), Res::Act(out)]);
+            self.dispatch_with(&kernel, &bufs, params, (nx, ny, (rows as u32).div_ceil(tile)))?;
+        }
+        Ok(())
+    }
+
+    fn rope(&mut self, x: ActId, s: RopeSpec) -> BackendResult {
+        let cols = self.act(x).cols;
+        let (nx, ny) = grid((s.n * cols / 2).div_ceil(64));
+        let params = Params::new().u(cols).u(s.head_dim).u(s.pos).u(s.n).f(s.base).u(s.interleaved as usize).u(nx as usize);
+        let kernel = self.kernels.rope.clone();
+        let bufs = self.resolve(&[Res::Act(x)]);
+        self.dispatch_with(&kernel, &bufs, params, (nx, ny, 1))
+    }
+
+    fn attention(&mut self, io: AttentionIo, a: AttentionShape) -> BackendResult {
+        let scale = 1.0 / (a.head_dim as f32).sqrt();
+        let (nx, ny) = grid((a.n * a.kv_heads * a.head_dim).div_ceil(64));
+        let params = Params::new().u(a.heads).u(a.kv_heads).u(a.head_dim).u(a.pos).u(a.n).f(scale).u(nx as usize);
+        let bufs = self.resolve(&[
+            Res::Act(io.q),
+            Res::Act(io.k),
+            Res::Act(io.v),
+            Res::Act(io.k_cache),
+            Res::Act(io.v_cache),
+            Res::Act(io.out),
+        ]);
+        let (store, attend) = (self.kernels.kv_store.clone(), self.kernels.attention.clone());
+        self.dispatch_with(&store, &bufs, params, (nx, ny, 1))?;
+        self.dispatch_with(&attend, &bufs, params, (a.heads as u32, a.n as u32, 1))
+    }
+
+    fn silu_mul(&mut self, gate: ActId, up: ActId, rows: usize, out: ActId) -> BackendResult {
+        let count = rows * self.act(gate).cols;
+        let (nx, ny) = grid(count.div_ceil(256));
+        let kernel = self.kernels.silu_mul.clone();
+        let bufs = self.resolve(&[Res::Act(gate), Res::Act(up), Res::Act(out)]);
+        self.dispatch_with(&kernel, &bufs, Params::new().u(count).u(nx as usize), (nx, ny, 1))
+    }
+
+    fn copy_row(&mut self, src: ActId, src_row: usize, dst: ActId, dst_row: usize) -> BackendResult {
+        let cols = self.act(src).cols;
+        let kernel = self.kernels.copy_row.clone();
+        let params = Params::new().u(cols).u(src_row * cols).u(dst_row * cols);
+        let bufs = self.resolve(&[Res::Act(src), Res::Act(dst)]);
+        self.dispatch_with(&kernel, &bufs, params, ((cols as u32).div_ceil(256), 1, 1))
+    }
+
+    fn penalize(&mut self, logits: ActId, row: usize, tokens: &[u32], penalty: f32) -> BackendResult {
+        let cols = self.act(logits).cols;
+        let mut distinct = Vec::new();
+        super::distinct_below(tokens, cols, &mut distinct);
+        if distinct.is_empty() {
+            return Ok(());
+        }
+        let at = self.ids(&distinct)?;
+        let kernel = self.kernels.penalize.clone();
+        let params = Params::new().u(distinct.len()).u(at).u(row * cols).f(penalty);
+        let bufs = self.resolve(&[Res::Ids, Res::Act(logits)]);
+        self.dispatch_with(&kernel, &bufs, params, ((distinct.len() as u32).div_ceil(64), 1, 1))
+    }
+
+    fn read(&mut self, x: ActId) -> BackendResult<Vec<f32>> {
+        let (buf, len) = (self.act(x).buf.buf.clone(), self.act(x).len);
+        let bytes = self.flush(Some((&buf, len as u64 * 4)))?;
+        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
+    }
+
+    fn top_k(&mut self, logits: ActId, row: usize, k: usize) -> BackendResult<Vec<(u32, f32)>> {
+        const SEG: usize = 1024;
+        let cols = self.act(logits).cols;
+        let k = k.clamp(1, cols.min(super::MAX_TOP_K));
+        self.top_k_scratch((cols.div_ceil(SEG) * k * 8) as u64);
+        let kernel = self.kernels.top_k.clone();
+        let (mut input, mut count, mut at, mut stride) = (Res::Act(logits), cols, row * cols, 1);
+        let mut round = 0;
+        loop {
+            let segs = count.div_ceil(SEG);
+            let output = Res::TopK(round % 2);
+            let bufs = self.resolve(&[input, output]);
+            self.dispatch_with(&kernel, &bufs, Params::new().u(count).u(at).u(stride).u(k), (segs as u32, 1, 1))?;
+            (input, count, at, stride) = (output, segs * k, 0, 2);
+            round += 1;
+            if segs == 1 {
+                break;
+            }
+        }
+        let last = &self.top_k.as_ref().expect("made above").bufs[(round - 1) % 2];
+        let last = last.buf.clone();
+        let bytes = self.flush(Some((&last, (k * 8) as u64)))?;
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|c| {
+                let v = f32::from_le_bytes(c[..4].try_into().expect("4 bytes"));
+                (u32::from_le_bytes(c[4..].try_into().expect("4 bytes")), v)
+            })
+            .collect())
+    }
+}
+
+/// A buffer an op binds, named so the borrow of `self` ends before recording.
+#[derive(Clone, Copy)]
+enum Res {
+    /// Quants of part `.1` of a weight.
+    Weight(WeightId, usize),
+    /// Scales of part `.1` of a weight.
+    WeightScales(WeightId, usize),
+    /// An activation.
+    Act(ActId),
+    /// The per-submit token-id arena.
+    Ids,
+    /// A top-k scratch buffer.
+    TopK(usize),
+}
+
+impl GpuBackend {
+    fn resolve(&self, res: &[Res]) -> Vec<Buf> {
+        res.iter()
+            .map(|r| {
+                let b = match *r {
+                    Res::Weight(w, i) => &self.weights[w.0].parts[i].q,
+                    Res::WeightScales(w, i) => &self.weights[w.0].parts[i].s,
+                    Res::Act(a) => &self.act(a).buf,
+                    Res::Ids => &self.rec.ids,
+                    Res::TopK(i) => &self.top_k.as_ref().expect("made before use").bufs[i],
+                };
+                Buf { buf: b.buf.clone(), uid: b.uid }
+            })
+            .collect()
+    }
+
+    fn dispatch_with(&mut self, kernel: &Kernel, bufs: &[Buf], params: Params, groups: (u32, u32, u32)) -> BackendResult {
+        let refs: Vec<&Buf> = bufs.iter().collect();
+        self.dispatch(kernel, &refs, params, groups)
+    }
+}

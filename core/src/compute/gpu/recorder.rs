@@ -1,0 +1,195 @@
+//! Recording ops into one compute pass and submitting it with a small read-back.
+//!
+//! Each dispatch's parameters go to its own slot of one uniform buffer (bound with a dynamic
+//! offset), and token ids to one id buffer, so a whole forward pass is written with two buffer
+//! writes and one submit.
+
+use super::device::Gpu;
+use super::kernels::PARAMS_BYTES;
+use super::Buf;
+
+/// Dispatches one submit can hold; more are submitted in turns.
+const MAX_DISPATCHES: u64 = 4096;
+/// Token ids one submit can hold.
+pub const MAX_IDS: usize = 1 << 16;
+
+/// One op's parameters: up to 16 words, written in order.
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    words: [u32; 16],
+    len: usize,
+}
+
+impl Params {
+    /// No parameters yet.
+    pub fn new() -> Self {
+        Self { words: [0; 16], len: 0 }
+    }
+
+    /// Appends an unsigned integer.
+    pub fn u(mut self, v: usize) -> Self {
+        self.words[self.len] = v as u32;
+        self.len += 1;
+        self
+    }
+
+    /// Appends a float.
+    pub fn f(mut self, v: f32) -> Self {
+        self.words[self.len] = v.to_bits();
+        self.len += 1;
+        self
+    }
+}
+
+struct Dispatch {
+    pipeline: wgpu::ComputePipeline,
+    group: wgpu::BindGroup,
+    offset: u32,
+    groups: (u32, u32, u32),
+}
+
+/// Pass timestamps, where the device has them.
+struct Timer {
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    period_ns: f64,
+}
+
+/// The ops recorded since the last submit.
+pub struct Recorder {
+    /// Parameter slots (uniform, dynamic offsets).
+    pub params: Buf,
+    /// Token ids (storage).
+    pub ids: Buf,
+    stride: u64,
+    param_bytes: Vec<u8>,
+    id_words: Vec<u32>,
+    dispatches: Vec<Dispatch>,
+    staging: Option<wgpu::Buffer>,
+    timer: Option<Timer>,
+}
+
+impl Recorder {
+    /// Buffers for one submit's parameters and ids; slots are `align` apart.
+    pub fn new(gpu: &Gpu, align: u64) -> Self {
+        let stride = PARAMS_BYTES.next_multiple_of(align.max(1));
+        let buffer = |size, usage, uid| Buf {
+            buf: gpu.device.create_buffer(&wgpu::BufferDescriptor { label: None, size, usage, mapped_at_creation: false }),
+            uid,
+        };
+        let params = buffer(stride * MAX_DISPATCHES, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST, u64::MAX);
+        let ids = buffer(MAX_IDS as u64 * 4, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST, u64::MAX - 1);
+        let timer = gpu.timestamps.then(|| Timer {
+            queries: gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: None,
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            }),
+            resolve: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: 16,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
+            period_ns: gpu.queue.get_timestamp_period() as f64,
+        });
+        Self { params, ids, stride, param_bytes: Vec::new(), id_words: Vec::new(), dispatches: Vec::new(), staging: None, timer }
+    }
+
+    /// Dispatches recorded and not yet submitted.
+    pub fn len(&self) -> usize {
+        self.dispatches.len()
+    }
+
+    /// Whether another dispatch, with `ids` more token ids, needs a submit first.
+    pub fn full(&self, ids: usize) -> bool {
+        self.dispatches.len() as u64 >= MAX_DISPATCHES || self.id_words.len() + ids > MAX_IDS
+    }
+
+    /// Stores `ids` for the next dispatch; returns where they start.
+    pub fn push_ids(&mut self, ids: &[u32]) -> usize {
+        let at = self.id_words.len();
+        self.id_words.extend_from_slice(ids);
+        at
+    }
+
+    /// Records a dispatch.
+    pub fn record(&mut self, pipeline: wgpu::ComputePipeline, group: wgpu::BindGroup, params: Params, groups: (u32, u32, u32)) {
+        let offset = self.param_bytes.len() as u32;
+        self.param_bytes.extend(params.words.iter().flat_map(|w| w.to_le_bytes()));
+        self.param_bytes.resize(offset as usize + self.stride as usize, 0);
+        self.dispatches.push(Dispatch { pipeline, group, offset, groups });
+    }
+
+    /// Submits the recorded pass; with `read`, copies the first `n` bytes of that buffer back.
+    /// Returns them and the pass's device time in nanoseconds (0 where it cannot be timed).
+    pub fn submit(&mut self, gpu: &Gpu, read: Option<(&wgpu::Buffer, u64)>) -> Result<(Vec<u8>, u64), String> {
+        let (device, queue) = (&gpu.device, &gpu.queue);
+        if !self.param_bytes.is_empty() {
+            queue.write_buffer(&self.params.buf, 0, &self.param_bytes);
+        }
+        if !self.id_words.is_empty() {
+            let bytes: Vec<u8> = self.id_words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            queue.write_buffer(&self.ids.buf, 0, &bytes);
+        }
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let timed = self.timer.as_ref().filter(|_| !self.dispatches.is_empty());
+        {
+            let timestamp_writes = timed.map(|t| wgpu::ComputePassTimestampWrites {
+                query_set: &t.queries,
+                beginning_of_pass_write_index: Some(0),
+                end_of_pass_write_index: Some(1),
+            });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
+            for d in &self.dispatches {
+                pass.set_pipeline(&d.pipeline);
+                pass.set_bind_group(0, &d.group, &[d.offset]);
+                pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);
+            }
+        }
+        let n = read.map_or(0, |(_, n)| n);
+        let staging_bytes = 16 + n;
+        if self.staging.as_ref().is_none_or(|s| s.size() < staging_bytes) {
+            self.staging = Some(device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("read-back"),
+                size: staging_bytes.next_power_of_two(),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        let staging = self.staging.as_ref().expect("made above");
+        if let Some(t) = timed {
+            encoder.resolve_query_set(&t.queries, 0..2, &t.resolve, 0);
+            encoder.copy_buffer_to_buffer(&t.resolve, 0, staging, 0, 16);
+        }
+        if let Some((buf, n)) = read {
+            encoder.copy_buffer_to_buffer(buf, 0, staging, 16, n);
+        }
+        queue.submit([encoder.finish()]);
+        self.param_bytes.clear();
+        self.id_words.clear();
+        self.dispatches.clear();
+        if read.is_none() && timed.is_none() {
+            return Ok((Vec::new(), 0));
+        }
+        let slice = staging.slice(0..staging_bytes);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| format!("waiting for the GPU failed: {e}"))?;
+        rx.recv()
+            .map_err(|_| "the read-back was dropped".to_string())?
+            .map_err(|e| format!("reading results back failed: {e}"))?;
+        let data = slice.get_mapped_range().map_err(|e| format!("reading results back failed: {e}"))?.to_vec();
+        staging.unmap();
+        let ns = match timed {
+            Some(t) => {
+                let stamp = |i: usize| u64::from_le_bytes(data[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+                (stamp(1).saturating_sub(stamp(0)) as f64 * t.period_ns) as u64
+            }
+            None => 0,
+        };
+        Ok((data[16..].to_vec(), ns))
+    }
+}

@@ -1,0 +1,40 @@
+//! Which kernels serve a session: `auto` takes a hardware GPU when there is one (never a
+//! software rasteriser such as lavapipe) and the CPU otherwise; `gpu` and `cpu` force one.
+
+use std::sync::{Arc, OnceLock};
+
+use memmap2::Mmap;
+
+use super::{BackendChoice, LlmConfig, LlmError};
+use crate::compute::gpu::{AdapterPolicy, GpuOptions};
+use crate::compute::{Backend, CpuBackend, GpuBackend};
+
+/// Opens the backend `cfg` asks for over `model`.
+pub fn open(cfg: &LlmConfig, model: &Arc<Mmap>) -> Result<Box<dyn Backend>, LlmError> {
+    let cpu = || Box::new(CpuBackend::new(Arc::clone(model), cfg.threads)) as Box<dyn Backend>;
+    match cfg.backend {
+        BackendChoice::Cpu => Ok(cpu()),
+        BackendChoice::Gpu => {
+            let options = GpuOptions { policy: AdapterPolicy::Any, max_binding: None };
+            let gpu = GpuBackend::new(Arc::clone(model), options)
+                .map_err(|e| LlmError::Backend(format!("the GPU backend is unavailable: {e}. Use --backend cpu (or auto)")))?;
+            Ok(Box::new(gpu))
+        }
+        BackendChoice::Auto => {
+            // Probing loads the Vulkan/Metal/DX12 runtime: remember a machine without a GPU.
+            static NO_HARDWARE: OnceLock<bool> = OnceLock::new();
+            if *NO_HARDWARE.get().unwrap_or(&false) {
+                return Ok(cpu());
+            }
+            let options = GpuOptions { policy: AdapterPolicy::Hardware, max_binding: None };
+            match GpuBackend::new(Arc::clone(model), options) {
+                Ok(gpu) => Ok(Box::new(gpu)),
+                Err(e) => {
+                    tracing::info!("using the CPU: {e}");
+                    let _ = NO_HARDWARE.set(true);
+                    Ok(cpu())
+                }
+            }
+        }
+    }
+}

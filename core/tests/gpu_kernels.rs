@@ -1,0 +1,308 @@
+//! Every GPU kernel against the CPU backend, on fresh random inputs of several shapes (including
+//! ones that are not multiples of any workgroup size), on whatever adapter wgpu finds — Mesa's
+//! lavapipe in CI. Errors are measured relative to the largest CPU value of each result.
+
+use std::sync::Arc;
+
+use half::f16;
+use memmap2::{Mmap, MmapMut};
+use murmur_core::compute::gpu::{AdapterPolicy, GpuOptions};
+use murmur_core::compute::{
+    ActId, AttentionIo, AttentionShape, Backend, CpuBackend, GpuBackend, RopeSpec, WeightId, WeightSpec, WeightType,
+};
+
+/// xorshift64*: fresh but reproducible inputs (the seed is printed on failure).
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Self {
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+        eprintln!("seed {seed}");
+        Self(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [lo, hi).
+    fn f(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    fn byte(&mut self) -> u8 {
+        self.next() as u8
+    }
+}
+
+/// A model file made in memory: tensors appended one after another.
+struct FileBuilder {
+    bytes: Vec<u8>,
+    rng: Rng,
+}
+
+impl FileBuilder {
+    fn new() -> Self {
+        Self { bytes: Vec::new(), rng: Rng::new() }
+    }
+
+    /// Random weights of `ty`, laid out as in a GGUF file.
+    fn weight(&mut self, ty: WeightType, rows: usize, cols: usize) -> WeightSpec {
+        let offset = self.bytes.len();
+        let r = &mut self.rng;
+        let h = |v: f32| f16::from_f32(v).to_le_bytes();
+        for _ in 0..rows {
+            match ty {
+                WeightType::F32 => (0..cols).for_each(|_| {
+                    let v = r.f(-1.0, 1.0);
+                    self.bytes.extend(v.to_le_bytes())
+                }),
+                WeightType::F16 => (0..cols).for_each(|_| {
+                    let v = r.f(-1.0, 1.0);
+                    self.bytes.extend(h(v))
+                }),
+                WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Q8_0 => {
+                    for _ in 0..cols / 32 {
+                        let d = r.f(0.002, 0.05);
+                        self.bytes.extend(h(d));
+                        let quants = match ty {
+                            WeightType::Q4_1 => {
+                                let m = r.f(-0.4, 0.0);
+                                self.bytes.extend(h(m));
+                                16
+                            }
+                            WeightType::Q4_0 => 16,
+                            _ => 32,
+                        };
+                        (0..quants).for_each(|_| {
+                            let b = r.byte();
+                            self.bytes.push(b)
+                        });
+                    }
+                }
+            }
+        }
+        WeightSpec { ty, rows, cols, offset }
+    }
+
+    fn finish(self) -> Arc<Mmap> {
+        let mut map = MmapMut::map_anon(self.bytes.len().max(1)).unwrap();
+        map[..self.bytes.len()].copy_from_slice(&self.bytes);
+        Arc::new(map.make_read_only().unwrap())
+    }
+}
+
+/// The same op sequence on both backends.
+struct Pair {
+    cpu: CpuBackend,
+    gpu: GpuBackend,
+}
+
+impl Pair {
+    fn new(model: Arc<Mmap>, max_binding: Option<u64>) -> Self {
+        let gpu = GpuBackend::new(Arc::clone(&model), GpuOptions { policy: AdapterPolicy::Any, max_binding })
+            .expect("a GPU adapter (lavapipe: apt install mesa-vulkan-drivers)");
+        Self { cpu: CpuBackend::new(model, 2), gpu }
+    }
+
+    fn both<T>(&mut self, mut f: impl FnMut(&mut dyn Backend) -> T) -> (T, T) {
+        (f(&mut self.cpu), f(&mut self.gpu))
+    }
+
+    fn weight(&mut self, spec: WeightSpec) -> WeightId {
+        let (c, g) = self.both(|b| b.weight(spec).unwrap());
+        assert_eq!(c, g, "both backends number weights alike");
+        c
+    }
+
+    fn act(&mut self, rows: usize, cols: usize) -> ActId {
+        let (c, g) = self.both(|b| b.activation(rows, cols).unwrap());
+        assert_eq!(c, g, "both backends number activations alike");
+        c
+    }
+
+    /// An activation filled with the rows of an f32 table.
+    fn input(&mut self, table: WeightSpec) -> ActId {
+        let (w, x) = (self.weight(table), self.act(table.rows, table.cols));
+        let tokens: Vec<u32> = (0..table.rows as u32).collect();
+        self.both(|b| b.embed(w, &tokens, x).unwrap());
+        x
+    }
+
+    /// Reads `x` from both and checks they agree within `rel` of the largest CPU magnitude.
+    fn check(&mut self, what: &str, x: ActId, rel: f32) -> Vec<f32> {
+        self.check_scaled(what, x, rel, 1e-6)
+    }
+
+    /// Like [`Pair::check`], with the magnitude taken as at least `floor` (for sums whose terms
+    /// cancel: the error scales with the terms, not the sum).
+    fn check_scaled(&mut self, what: &str, x: ActId, rel: f32, floor: f32) -> Vec<f32> {
+        let (c, g) = self.both(|b| b.read(x).unwrap());
+        assert_eq!(c.len(), g.len(), "{what}: lengths");
+        let scale = c.iter().fold(0f32, |m, v| m.max(v.abs())).max(floor);
+        let (at, err) = c.iter().zip(&g).map(|(a, b)| (a - b).abs()).enumerate().fold((0, 0f32), |m, (i, e)| if e > m.1 { (i, e) } else { m });
+        assert!(err <= rel * scale, "{what}: element {at}: cpu {} gpu {} (error {err}, bound {})", c[at], g[at], rel * scale);
+        c
+    }
+}
+
+const QUANTISED: [WeightType; 3] = [WeightType::Q4_0, WeightType::Q4_1, WeightType::Q8_0];
+const ALL: [WeightType; 5] = [WeightType::Q4_0, WeightType::Q4_1, WeightType::Q8_0, WeightType::F16, WeightType::F32];
+
+/// Mat-vec and mat-mul, all weight types, tokens 1 (mat-vec kernel), 3, and 11 (past one
+/// tile of eight), with and without accumulation. The CPU quantises activations to 8 bits per
+/// block (as llama.cpp does) and the GPU keeps them in f32: they agree to 2 % for quantised
+/// weights and 1e-5 for float ones, of the larger of the result and the typical size of a
+/// dot product of that width (0.1 √cols with these inputs).
+#[test]
+fn matmul_matches_the_cpu() {
+    let shapes = [(1, 32, 1), (37, 64, 3), (300, 576, 1), (129, 96, 11), (70, 1536, 2)];
+    let mut f = FileBuilder::new();
+    let mut cases = Vec::new();
+    for ty in ALL {
+        for &(rows, cols, n) in &shapes {
+            cases.push((f.weight(ty, rows, cols), f.weight(WeightType::F32, n, cols), n));
+        }
+    }
+    let mut p = Pair::new(f.finish(), None);
+    for (w, x, n) in cases {
+        let (wid, xa, out) = (p.weight(w), p.input(x), p.act(n, w.rows));
+        let rel = if QUANTISED.contains(&w.ty) { 2e-2 } else { 1e-5 };
+        let what = format!("{:?} {}x{} times {n}", w.ty, w.rows, w.cols);
+        let floor = 0.1 * (w.cols as f32).sqrt();
+        p.both(|b| b.matmul(wid, xa, n, out, false).unwrap());
+        let first = p.check_scaled(&what, out, rel, floor);
+        p.both(|b| b.matmul(wid, xa, n, out, true).unwrap());
+        let twice = p.check_scaled(&format!("{what}, accumulated"), out, rel, floor);
+        assert!(first.iter().zip(&twice).all(|(a, b)| (2.0 * a - b).abs() <= 1e-4 * a.abs().max(1.0)), "{what}: accumulate adds");
+    }
+}
+
+/// Embedding rows of every type, repeated and out-of-order tokens: exact up to rounding.
+#[test]
+fn embed_matches_the_cpu() {
+    let mut f = FileBuilder::new();
+    let tables: Vec<_> = ALL.iter().map(|&ty| f.weight(ty, 50, 96)).collect();
+    let mut p = Pair::new(f.finish(), None);
+    for t in tables {
+        let (w, out) = (p.weight(t), p.act(6, t.cols));
+        p.both(|b| b.embed(w, &[7, 0, 49, 7, 13, 2], out).unwrap());
+        p.check(&format!("{:?} embedding", t.ty), out, 1e-6);
+    }
+}
+
+/// RMSNorm over widths that are and are not multiples of the 256-thread workgroup: 1e-5.
+#[test]
+fn rms_norm_matches_the_cpu() {
+    let mut f = FileBuilder::new();
+    let cases: Vec<_> = [(1, 576), (3, 100), (2, 1000)]
+        .iter()
+        .map(|&(n, cols)| (f.weight(WeightType::F32, n, cols), f.weight(WeightType::F32, 1, cols), n))
+        .collect();
+    let mut p = Pair::new(f.finish(), None);
+    for (x, w, n) in cases {
+        let (xa, wid, out) = (p.input(x), p.weight(w), p.act(n, x.cols));
+        p.both(|b| b.rms_norm(xa, wid, 1e-5, n, out).unwrap());
+        p.check(&format!("rms-norm {n}x{}", x.cols), out, 1e-5);
+    }
+}
+
+/// Rotary embedding, both pair layouts, at the start and deep into the context (where the
+/// angle's own f32 rounding dominates): 2e-4.
+#[test]
+fn rope_matches_the_cpu() {
+    let mut f = FileBuilder::new();
+    let cases: Vec<_> = [(64, 576, 3, 0, true), (32, 96, 5, 1000, false), (64, 192, 1, 2047, true)]
+        .iter()
+        .map(|&(hd, cols, n, pos, inter)| (f.weight(WeightType::F32, n, cols), hd, pos, inter))
+        .collect();
+    let mut p = Pair::new(f.finish(), None);
+    for (x, head_dim, pos, interleaved) in cases {
+        let xa = p.input(x);
+        let spec = RopeSpec { head_dim, pos, n: x.rows, base: 10_000.0, interleaved };
+        p.both(|b| b.rope(xa, spec).unwrap());
+        p.check(&format!("rope head {head_dim} at {pos}"), xa, 2e-4);
+    }
+}
+
+/// Grouped-query attention over a cache filled step by step (a prompt, then single tokens),
+/// across the 64-position chunks of the GPU kernel: 1e-4.
+#[test]
+fn attention_matches_the_cpu() {
+    for (heads, kv_heads, hd, steps) in [(9, 3, 64, vec![5, 1, 70, 1]), (4, 4, 32, vec![1, 130]), (2, 1, 80, vec![3])] {
+        let (qd, kvd) = (heads * hd, kv_heads * hd);
+        let mut f = FileBuilder::new();
+        let inputs: Vec<_> = steps
+            .iter()
+            .map(|&n| (f.weight(WeightType::F32, n, qd), f.weight(WeightType::F32, n, kvd), f.weight(WeightType::F32, n, kvd), n))
+            .collect();
+        let mut p = Pair::new(f.finish(), None);
+        let total: usize = steps.iter().sum();
+        let (kc, vc) = (p.act(total, kvd), p.act(total, kvd));
+        let mut pos = 0;
+        for (q, k, v, n) in inputs {
+            let (q, k, v, out) = (p.input(q), p.input(k), p.input(v), p.act(n, qd));
+            let io = AttentionIo { q, k, v, k_cache: kc, v_cache: vc, out };
+            let shape = AttentionShape { heads, kv_heads, head_dim: hd, pos, n };
+            p.both(|b| b.attention(io, shape).unwrap());
+            p.check(&format!("attention {heads}/{kv_heads} heads of {hd}, {n} at {pos}"), out, 1e-4);
+            pos += n;
+        }
+        p.check("key cache", kc, 0.0);
+        p.check("value cache", vc, 0.0);
+    }
+}
+
+/// SiLU·mul, row copies and the repetition penalty (repeated and out-of-range tokens).
+#[test]
+fn elementwise_ops_match_the_cpu() {
+    let mut f = FileBuilder::new();
+    let (g, u, l) = (f.weight(WeightType::F32, 3, 1000), f.weight(WeightType::F32, 3, 1000), f.weight(WeightType::F32, 2, 300));
+    let mut p = Pair::new(f.finish(), None);
+    let (ga, ua, la, out, row) = (p.input(g), p.input(u), p.input(l), p.act(3, 1000), p.act(1, 1000));
+    p.both(|b| b.silu_mul(ga, ua, 2, out).unwrap());
+    p.check("silu-mul", out, 1e-6);
+    p.both(|b| b.copy_row(ga, 2, row, 0).unwrap());
+    p.check("copy-row", row, 0.0);
+    p.both(|b| b.penalize(la, 1, &[5, 299, 5, 300, 77, 0], 1.3).unwrap());
+    p.check("penalize", la, 1e-7);
+}
+
+/// Top-k reads back the same ids and values, best first with ties to the lower id, over a
+/// vocabulary-sized row (several segments and merge rounds).
+#[test]
+fn top_k_matches_the_cpu() {
+    let mut f = FileBuilder::new();
+    let row = f.weight(WeightType::F32, 2, 49_152);
+    let mut p = Pair::new(f.finish(), None);
+    let x = p.input(row);
+    // Ties: copy one row's best value elsewhere.
+    p.both(|b| b.penalize(x, 1, &[3, 40_000], 1.0).unwrap());
+    for k in [1, 5, 40, 256] {
+        let (c, g) = p.both(|b| b.top_k(x, 1, k).unwrap());
+        assert_eq!(c, g, "top-{k}");
+        assert_eq!(c.len(), k);
+    }
+}
+
+/// A weight larger than the (deliberately lowered) binding limit is split into parts of
+/// whole rows, and mat-vec, mat-mul and embedding still compute right across the seams.
+#[test]
+fn weights_past_the_binding_limit_are_split() {
+    let mut f = FileBuilder::new();
+    let (w, x1, x4) = (f.weight(WeightType::Q8_0, 1000, 64), f.weight(WeightType::F32, 1, 64), f.weight(WeightType::F32, 4, 64));
+    let limit = 16_384; // 64 rows of Q8_0 quants per part: 16 parts
+    let mut p = Pair::new(f.finish(), Some(limit));
+    let (wid, a1, a4, o1, o4, e) = (p.weight(w), p.input(x1), p.input(x4), p.act(1, 1000), p.act(4, 1000), p.act(4, 64));
+    p.both(|b| b.matmul(wid, a1, 1, o1, false).unwrap());
+    p.check_scaled("split mat-vec", o1, 2e-2, 0.8);
+    p.both(|b| b.matmul(wid, a4, 4, o4, false).unwrap());
+    p.check_scaled("split mat-mul", o4, 2e-2, 0.8);
+    p.both(|b| b.embed(wid, &[0, 63, 64, 999], e).unwrap());
+    p.check("split embedding", e, 1e-6);
+    let too_big = p.gpu.activation(5, 1000).map(|_| ()).unwrap_err().to_string();
+    assert!(too_big.contains("larger than the GPU can bind"), "{too_big}");
+}
