@@ -1,7 +1,9 @@
 // Causal grouped-query attention over the device-resident KV cache.
-// `store` writes the new keys and values at their positions; `main` then runs one workgroup per
-// (token, head), streaming the cache in chunks of 64 positions with an online softmax, so any
-// context length fits in fixed shared memory.
+// `store` writes the new keys and values at their positions. `main` runs one workgroup per
+// (head, token, span of `span` cache positions), streaming its span in chunks of 64 with an
+// online softmax, so any context fits fixed shared memory and a single decoded token still
+// spreads over many workgroups. With one span it writes the output; otherwise each span leaves
+// (unnormalised sum, max, total) in `partial` and `combine` merges the spans per head.
 
 struct Params {
     heads: u32,
@@ -10,6 +12,9 @@ struct Params {
     pos: u32,
     n: u32,
     scale: f32,
+    nx: u32,      // workgroups along x for `store`
+    span: u32,    // cache positions per workgroup of `main` (a multiple of 64)
+    spans: u32,
 }
 
 const WG: u32 = 64u;
@@ -21,14 +26,16 @@ const WG: u32 = 64u;
 @group(0) @binding(4) var<storage, read_write> k_cache: array<f32>;
 @group(0) @binding(5) var<storage, read_write> v_cache: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
+@group(0) @binding(7) var<storage, read_write> partial: array<f32>;
 
 @compute @workgroup_size(64)
-fn store(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn store(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let kvd = p.kv_heads * p.head_dim;
-    if gid.x < p.n * kvd {
-        let at = p.pos * kvd + gid.x;
-        k_cache[at] = k_new[gid.x];
-        v_cache[at] = v_new[gid.x];
+    let i = (wid.x + wid.y * p.nx) * 64u + li;
+    if i < p.n * kvd {
+        let at = p.pos * kvd + i;
+        k_cache[at] = k_new[i];
+        v_cache[at] = v_new[i];
     }
 }
 
@@ -68,6 +75,7 @@ fn reduce_sum(li: u32, v: f32) -> f32 {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let h = wid.x;
     let t = wid.y;
+    let split = wid.z;
     let hd = p.head_dim;
     let qd = p.heads * hd;
     let kvd = p.kv_heads * hd;
@@ -76,29 +84,35 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         qs[d] = q[t * qd + h * hd + d] * p.scale;
     }
     workgroupBarrier();
-    let len = p.pos + t + 1u;
+    let begin = split * p.span;
+    let end = min(begin + p.span, p.pos + t + 1u);
     var m = -3.0e38;
     var l = 0.0;
     var acc = vec4<f32>(0.0);
-    for (var c0 = 0u; c0 < len; c0 += WG) {
+    for (var c0 = begin; c0 < end; c0 += WG) {
         let j = c0 + li;
         var s = -3.0e38;
-        if j < len {
+        if j < end {
             s = 0.0;
             let kr = j * kvd + ko;
-            for (var d = 0u; d < hd; d++) {
+            let whole = hd & ~3u;
+            for (var d = 0u; d < whole; d += 4u) {
+                s += dot(vec4<f32>(qs[d], qs[d + 1u], qs[d + 2u], qs[d + 3u]),
+                         vec4<f32>(k_cache[kr + d], k_cache[kr + d + 1u], k_cache[kr + d + 2u], k_cache[kr + d + 3u]));
+            }
+            for (var d = whole; d < hd; d++) {
                 s += qs[d] * k_cache[kr + d];
             }
         }
         let m_new = max(m, reduce_max(li, s));
         let corr = exp(m - m_new);
         var e = 0.0;
-        if j < len {
+        if j < end {
             e = exp(s - m_new);
         }
         probs[li] = e;
         l = l * corr + reduce_sum(li, e);
-        let count = min(WG, len - c0);
+        let count = min(WG, end - c0);
         for (var part = 0u; part < 4u; part++) {
             let d = li + part * WG;
             if d < hd {
@@ -112,10 +126,50 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         m = m_new;
         workgroupBarrier();
     }
+    if p.spans == 1u {
+        for (var part = 0u; part < 4u; part++) {
+            let d = li + part * WG;
+            if d < hd {
+                out[t * qd + h * hd + d] = acc[part] / l;
+            }
+        }
+        return;
+    }
+    // An empty span (past this token's position) leaves l = 0 and adds nothing.
+    let at = ((t * p.heads + h) * p.spans + split) * (hd + 2u);
     for (var part = 0u; part < 4u; part++) {
         let d = li + part * WG;
         if d < hd {
-            out[t * qd + h * hd + d] = acc[part] / l;
+            partial[at + d] = acc[part];
         }
+    }
+    if li == 0u {
+        partial[at + hd] = m;
+        partial[at + hd + 1u] = l;
+    }
+}
+
+@compute @workgroup_size(64)
+fn combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let h = wid.x;
+    let t = wid.y;
+    let hd = p.head_dim;
+    let base = (t * p.heads + h) * p.spans * (hd + 2u);
+    var m = -3.0e38;
+    for (var s = 0u; s < p.spans; s++) {
+        m = max(m, partial[base + s * (hd + 2u) + hd]);
+    }
+    var l = 0.0;
+    for (var s = 0u; s < p.spans; s++) {
+        let at = base + s * (hd + 2u);
+        l += partial[at + hd + 1u] * exp(partial[at + hd] - m);
+    }
+    for (var d = li; d < hd; d += WG) {
+        var o = 0.0;
+        for (var s = 0u; s < p.spans; s++) {
+            let at = base + s * (hd + 2u);
+            o += partial[at + d] * exp(partial[at + hd] - m);
+        }
+        out[t * (p.heads * hd) + h * hd + d] = o / l;
     }
 }

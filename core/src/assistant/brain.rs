@@ -125,6 +125,9 @@ impl Brain {
         if !job.cancel.load(Ordering::SeqCst) {
             lock(&stream).finish();
         }
+        for message in self.llm.take_notices() {
+            self.send(job.turn, Progress::Notice(message));
+        }
         if let Ok((g, _)) = &result {
             if !g.text.trim().is_empty() {
                 self.history.push(user);

@@ -32,7 +32,8 @@ pub(super) enum Progress {
     Reply(Result<(Generation, Timings), String>, Instant),
     AudioStarted(Instant),
     AudioDone { at: Instant, seconds: f64 },
-    VoiceFailed(String),
+    /// Something the user should know that did not stop the turn.
+    Notice(String),
 }
 
 /// The turn in progress.
@@ -321,7 +322,7 @@ impl Owner {
                 turn.spoken = true;
                 self.finish_if_done();
             }
-            Progress::VoiceFailed(why) => self.emit(Event::Notice { message: format!("speaking failed: {why}") }),
+            Progress::Notice(message) => self.emit(Event::Notice { message }),
         }
     }
 

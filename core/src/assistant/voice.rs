@@ -67,7 +67,7 @@ impl Voice {
         });
         if let Some(why) = result.err().map(|e| e.to_string()).or(failed) {
             tracing::warn!(turn, "speaking failed: {why}");
-            let _ = self.owner.send(Msg::Progress(turn, Progress::VoiceFailed(why)));
+            let _ = self.owner.send(Msg::Progress(turn, Progress::Notice(format!("speaking failed: {why}"))));
         }
         queued
     }

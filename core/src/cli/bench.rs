@@ -5,7 +5,7 @@ use std::process::Command;
 
 use anyhow::Context;
 use clap::Args;
-use murmur_core::llm::{Llm, LlmConfig, Sampling};
+use murmur_core::llm::{BackendChoice, Llm, LlmConfig, Sampling};
 use murmur_core::models;
 use serde_json::{json, Value};
 
@@ -14,10 +14,17 @@ const LLAMA_CPP_SCRIPT: &str = include_str!("../../bench/llama_cpp.py");
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// GGUF model file (default: the fetched SmolLM2).
+    /// GGUF model file (default: the fetched SmolLM2). With --synthetic, only its head is read.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Thread counts to measure.
+    /// Kernels to measure: cpu (at each --threads count) or gpu.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    backend: BackendChoice,
+    /// Benchmark a same-shape model with random weights made from the model's head (its
+    /// metadata and tensor directory), so the weights themselves need not be at hand.
+    #[arg(long)]
+    synthetic: bool,
+    /// Thread counts to measure (CPU).
     #[arg(long, value_delimiter = ',', default_values_t = [1, 2])]
     threads: Vec<usize>,
     /// Prompt length for the prefill measurement.
@@ -34,31 +41,60 @@ pub struct BenchArgs {
     json: bool,
 }
 
+/// Murmur's best of three runs, and the backend's work per forward pass.
 struct Speed {
+    prefill: f64,
+    decode: f64,
+    /// Kernel launches per forward pass.
+    dispatches: f64,
+    /// Device submissions per forward pass.
+    submits: f64,
+    /// Device milliseconds per decoded token (0 where the device cannot time itself): the
+    /// request's device time less a prefill's, over the decode steps.
+    device_ms: f64,
+}
+
+/// llama.cpp's figures.
+struct Reference {
     prefill: f64,
     decode: f64,
 }
 
 impl BenchArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        let model = self.model.clone().unwrap_or_else(models::default_llm_path);
+        let mut model = self.model.clone().unwrap_or_else(models::default_llm_path);
+        if self.synthetic {
+            model = models::synthesize(&model)?;
+        }
+        let threads = match self.backend {
+            BackendChoice::Cpu => self.threads.clone(),
+            _ => vec![std::thread::available_parallelism().map_or(1, |n| n.get())],
+        };
         let mut rows = Vec::new();
-        for &threads in &self.threads {
-            let ours = self.murmur(&model, threads)?;
-            let reference = match &self.reference_python {
-                Some(py) => Some(self.llama_cpp(py, &model, threads)?),
-                None => None,
+        for &t in &threads {
+            let (device, ours) = self.murmur(&model, t)?;
+            let reference = match (&self.reference_python, self.backend) {
+                (Some(py), BackendChoice::Cpu) => Some(self.llama_cpp(py, &model, t)?),
+                _ => None,
             };
-            rows.push((threads, ours, reference));
+            rows.push((t, device, ours, reference));
         }
         let ratio = |a: f64, b: Option<f64>| b.map(|b| a / b);
         if self.json {
             let v: Vec<Value> = rows
                 .iter()
-                .map(|(t, o, r)| {
+                .map(|(t, device, o, r)| {
                     json!({
                         "threads": t,
-                        "murmur": {"prefill_tps": o.prefill, "decode_tps": o.decode},
+                        "device": device,
+                        "murmur": {
+                            "prefill_tps": o.prefill,
+                            "decode_tps": o.decode,
+                            "dispatches_per_token": o.dispatches,
+                            "submits_per_token": o.submits,
+                            "device_ms_per_token": o.device_ms,
+                            "wall_ms_per_token": 1e3 / o.decode,
+                        },
                         "llama_cpp": r.as_ref().map(|r| json!({"prefill_tps": r.prefill, "decode_tps": r.decode})),
                         "decode_ratio": ratio(o.decode, r.as_ref().map(|r| r.decode)),
                         "prefill_ratio": ratio(o.prefill, r.as_ref().map(|r| r.prefill)),
@@ -68,44 +104,68 @@ impl BenchArgs {
             println!("{}", serde_json::to_string_pretty(&v)?);
             return Ok(());
         }
-        println!("model: {}", model.display());
-        println!("threads | murmur pp{} | llama.cpp pp{} | ratio | murmur tg{} | llama.cpp tg{} | ratio", self.prompt_tokens, self.prompt_tokens, self.decode_tokens, self.decode_tokens);
-        for (t, o, r) in rows {
+        println!("model: {}{}", model.display(), if self.synthetic { " (synthetic weights)" } else { "" });
+        let (pp, tg) = (self.prompt_tokens, self.decode_tokens);
+        println!("device | murmur pp{pp} | llama.cpp pp{pp} | ratio | murmur tg{tg} | llama.cpp tg{tg} | ratio | dispatches/token | submits/token | device ms/token | wall ms/token");
+        for (_, device, o, r) in rows {
             let fmt = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.1}"));
             let fr = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.2}x"));
             println!(
-                "{t:>7} | {:>10.1} | {:>13} | {:>5} | {:>10.1} | {:>14} | {:>5}",
+                "{device} | {:.1} | {} | {} | {:.1} | {} | {} | {:.0} | {:.2} | {} | {:.3}",
                 o.prefill,
                 fmt(r.as_ref().map(|r| r.prefill)),
                 fr(ratio(o.prefill, r.as_ref().map(|r| r.prefill))),
                 o.decode,
                 fmt(r.as_ref().map(|r| r.decode)),
                 fr(ratio(o.decode, r.as_ref().map(|r| r.decode))),
+                o.dispatches,
+                o.submits,
+                if o.device_ms > 0.0 { format!("{:.3}", o.device_ms) } else { "-".into() },
+                1e3 / o.decode,
             );
         }
         Ok(())
     }
 
     /// Best of three: prefill of `prompt_tokens` (a fresh prompt each time, so no cache reuse),
-    /// then `decode_tokens` greedy steps.
-    fn murmur(&self, model: &PathBuf, threads: usize) -> anyhow::Result<Speed> {
+    /// then `decode_tokens` greedy steps. The prompt is one batch, so every generated token
+    /// stands for one forward pass (the prompt's, then one per token but the last).
+    fn murmur(&self, model: &PathBuf, threads: usize) -> anyhow::Result<(String, Speed)> {
         let mut config = LlmConfig::new(model);
         config.threads = threads;
+        config.backend = self.backend;
         config.batch = self.prompt_tokens.max(1);
         let mut llm = Llm::load(config)?;
-        let mut best = Speed { prefill: 0.0, decode: 0.0 };
+        let mut best = Speed { prefill: 0.0, decode: 0.0, dispatches: 0.0, submits: 0.0, device_ms: 0.0 };
         for round in 0..3 {
-            // " the" repeated: one token each; a distinct first word defeats prefix reuse.
-            let prompt = format!("{round}{}", " the".repeat(self.prompt_tokens as usize - 1));
+            // " the" repeated: one token each; a distinct first word defeats prefix reuse. A
+            // prefill alone first, to tell its device time from the decode's.
+            let prompt = |tag: &str| format!("{round}{tag}{}", " the".repeat(self.prompt_tokens as usize - 2));
+            let at_start = llm.stats();
+            llm.complete(&prompt("a"), &Sampling::greedy(1), |_| true)?;
+            let before = llm.stats();
+            let prefill_ns = before.device_ns - at_start.device_ns;
             let sampling = Sampling { ignore_eos: true, ..Sampling::greedy(self.decode_tokens) };
-            let (g, t) = llm.complete(&prompt, &sampling, |_| true)?;
+            let (g, t) = llm.complete(&prompt("b"), &sampling, |_| true)?;
+            let after = llm.stats();
+            let forwards = g.token_ids.len().max(1) as f64;
             best.prefill = best.prefill.max(g.prompt_tokens as f64 / t.first_token.as_secs_f64());
-            best.decode = best.decode.max(t.decode_tps);
+            if t.decode_tps > best.decode {
+                best.decode = t.decode_tps;
+                best.dispatches = (after.dispatches - before.dispatches) as f64 / forwards;
+                best.submits = (after.submits - before.submits) as f64 / forwards;
+                let decode_ns = (after.device_ns - before.device_ns).saturating_sub(prefill_ns);
+                best.device_ms = decode_ns as f64 / 1e6 / (forwards - 1.0).max(1.0);
+            }
         }
-        Ok(best)
+        let device = match self.backend {
+            BackendChoice::Cpu => format!("cpu, {threads} threads"),
+            _ => llm.device().to_string(),
+        };
+        Ok((device, best))
     }
 
-    fn llama_cpp(&self, python: &str, model: &PathBuf, threads: usize) -> anyhow::Result<Speed> {
+    fn llama_cpp(&self, python: &str, model: &PathBuf, threads: usize) -> anyhow::Result<Reference> {
         let out = Command::new(python)
             .args(["-c", LLAMA_CPP_SCRIPT])
             .arg(model)
@@ -114,6 +174,6 @@ impl BenchArgs {
             .with_context(|| format!("running {python} for the llama.cpp reference"))?;
         anyhow::ensure!(out.status.success(), "llama.cpp reference failed: {}", String::from_utf8_lossy(&out.stderr));
         let v: Value = serde_json::from_slice(&out.stdout).context("reading the llama.cpp reference's output")?;
-        Ok(Speed { prefill: v["prefill_tps"].as_f64().unwrap_or(0.0), decode: v["decode_tps"].as_f64().unwrap_or(0.0) })
+        Ok(Reference { prefill: v["prefill_tps"].as_f64().unwrap_or(0.0), decode: v["decode_tps"].as_f64().unwrap_or(0.0) })
     }
 }

@@ -92,7 +92,7 @@ impl AskArgs {
             Message { role: "user".into(), content: self.question },
         ];
         let (g, t) = llm.chat(&messages, &sampling, stream_to_stdout(self.json))?;
-        finish(&llm, &g, &t, self.json, false)
+        finish(&mut llm, &g, &t, self.json, false)
     }
 }
 
@@ -118,7 +118,7 @@ impl CompleteArgs {
         let mut llm = self.model.load()?;
         let sampling = Sampling { ignore_eos: self.ignore_eos, ..Sampling::greedy(self.max_tokens) };
         let (g, t) = llm.complete(&self.prompt, &sampling, stream_to_stdout(self.json))?;
-        finish(&llm, &g, &t, self.json, true)
+        finish(&mut llm, &g, &t, self.json, true)
     }
 }
 
@@ -150,7 +150,10 @@ fn stream_to_stdout(quiet: bool) -> impl FnMut(&str) -> bool + Send + 'static {
 }
 
 
-fn finish(llm: &Llm, g: &Generation, t: &Timings, json: bool, with_ids: bool) -> anyhow::Result<()> {
+fn finish(llm: &mut Llm, g: &Generation, t: &Timings, json: bool, with_ids: bool) -> anyhow::Result<()> {
+    for note in llm.take_notices() {
+        eprintln!("{note}");
+    }
     if !json {
         println!();
         return Ok(());

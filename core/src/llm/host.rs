@@ -101,7 +101,8 @@ impl State {
     fn settle<T>(&mut self, result: Result<T, BackendError>) -> Res<T> {
         result.map_err(|e| match e {
             BackendError::Exhausted(m) => ComputeError::Exhausted(m),
-            BackendError::DeviceLost(m) => {
+            e @ BackendError::DeviceLost(_) => {
+                let m = e.to_string();
                 tracing::warn!(backend = self.backend.name(), "{m}");
                 self.device_lost.get_or_insert(m.clone());
                 ComputeError::Device(m)

@@ -2,6 +2,7 @@
 
 mod fetch;
 mod manifest;
+mod synthetic;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 pub use fetch::{fetch, FetchOptions};
 pub use manifest::{FileEntry, Manifest, ModelEntry};
+pub use synthetic::{synthesize, SyntheticError};
 
 use crate::paths;
 
@@ -91,7 +93,7 @@ pub fn sha256_file(path: &Path, mut progress: impl FnMut(u64)) -> Result<String,
     Ok(hex(&hasher.finalize()))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -20,8 +20,8 @@ pub enum Layout {
     R3W1,
     /// Writes 1 (in place).
     W1,
-    /// Reads 3, writes 3 (attention: queries, new keys/values; caches and output).
-    R3W3,
+    /// Reads 3, writes 4 (attention: queries, new keys/values; caches, output, partial sums).
+    R3W4,
 }
 
 impl Layout {
@@ -31,7 +31,7 @@ impl Layout {
             Layout::R2W1 => &[true, true, false],
             Layout::R3W1 => &[true, true, true, false],
             Layout::W1 => &[false],
-            Layout::R3W3 => &[true, true, true, false, false, false],
+            Layout::R3W4 => &[true, true, true, false, false, false, false],
         }
     }
 }
@@ -70,8 +70,10 @@ pub struct Kernels {
     pub rope: Kernel,
     /// Key/value store into the caches.
     pub kv_store: Kernel,
-    /// Attention.
+    /// Attention over spans of the cache.
     pub attention: Kernel,
+    /// Merges attention's spans.
+    pub attention_combine: Kernel,
     /// SiLU · mul.
     pub silu_mul: Kernel,
     /// Row copy.
@@ -175,8 +177,9 @@ impl Kernels {
             embed,
             rms_norm: b.kernel("rms_norm", include_str!("../../../../shaders/rms_norm.wgsl"), "main", Layout::R2W1, &[]),
             rope: b.kernel("rope", include_str!("../../../../shaders/rope.wgsl"), "main", Layout::W1, &[]),
-            kv_store: b.kernel("kv_store", attention, "store", Layout::R3W3, &[]),
-            attention: b.kernel("attention", attention, "main", Layout::R3W3, &[]),
+            kv_store: b.kernel("kv_store", attention, "store", Layout::R3W4, &[]),
+            attention: b.kernel("attention", attention, "main", Layout::R3W4, &[]),
+            attention_combine: b.kernel("attention_combine", attention, "combine", Layout::R3W4, &[]),
             silu_mul: b.kernel("silu_mul", include_str!("../../../../shaders/silu_mul.wgsl"), "main", Layout::R2W1, &[]),
             copy_row: b.kernel("copy_row", include_str!("../../../../shaders/copy_row.wgsl"), "main", Layout::R1W1, &[]),
             penalize: b.kernel("penalize", include_str!("../../../../shaders/penalize.wgsl"), "main", Layout::R1W1, &[]),

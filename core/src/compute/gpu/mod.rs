@@ -52,9 +52,10 @@ struct GpuAct {
 /// Bind groups are cached by kernel layout and the buffers bound.
 type BindKey = (Layout, Vec<u64>);
 
-/// Candidates a top-k round writes, ping-ponged between rounds.
-struct TopKScratch {
-    bufs: [Buf; 2],
+/// Device scratch that grows to the largest size asked for: top-k's candidates (two, ping-ponged
+/// between rounds) and attention's per-span partial sums.
+struct Scratch {
+    bufs: Vec<Buf>,
     bytes: u64,
 }
 
@@ -80,7 +81,8 @@ pub struct GpuBackend {
     free_ids: Vec<usize>,
     binds: HashMap<BindKey, wgpu::BindGroup>,
     rec: Recorder,
-    top_k: Option<TopKScratch>,
+    top_k: Option<Scratch>,
+    spans: Option<Scratch>,
     next_uid: u64,
     stats: Stats,
 }
@@ -128,6 +130,7 @@ impl GpuBackend {
             binds: HashMap::new(),
             rec,
             top_k: None,
+            spans: None,
             next_uid: 0,
             stats: Stats::default(),
             gpu,
@@ -210,7 +213,10 @@ impl GpuBackend {
     fn flush(&mut self, read: Option<(&wgpu::Buffer, u64)>) -> BackendResult<Vec<u8>> {
         self.check()?;
         let dispatches = self.rec.len() as u64;
-        let (bytes, device_ns) = self.rec.submit(&self.gpu, read).map_err(lost)?;
+        let submitted = self.rec.submit(&self.gpu, read);
+        // A lost device says why better than the failed read-back does.
+        self.check()?;
+        let (bytes, device_ns) = submitted.map_err(lost)?;
         self.stats.dispatches += dispatches;
         self.stats.submits += 1;
         self.stats.device_ns += device_ns;
@@ -248,14 +254,14 @@ impl GpuBackend {
         Ok(GpuWeight { bits, cols: spec.cols, parts })
     }
 
-    fn top_k_scratch(&mut self, bytes: u64) {
-        if self.top_k.as_ref().is_none_or(|s| s.bytes < bytes) {
+    /// Makes `slot` hold `count` buffers of at least `bytes` each.
+    fn scratch(&mut self, slot: fn(&mut Self) -> &mut Option<Scratch>, count: usize, bytes: u64) {
+        if slot(self).as_ref().is_none_or(|s| s.bytes < bytes) {
             let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-            let bufs = [self.buffer(bytes, usage, false), self.buffer(bytes, usage, false)];
-            if let Some(old) = self.top_k.take() {
+            let bufs = (0..count).map(|_| self.buffer(bytes, usage, false)).collect();
+            if let Some(old) = slot(self).replace(Scratch { bufs, bytes }) {
                 self.forget(&old.bufs.iter().map(|b| b.uid).collect::<Vec<_>>());
             }
-            self.top_k = Some(TopKScratch { bufs, bytes });
         }
     }
 
@@ -392,9 +398,17 @@ impl Backend for GpuBackend {
     }
 
     fn attention(&mut self, io: AttentionIo, a: AttentionShape) -> BackendResult {
+        const CHUNK: usize = 64;
         let scale = 1.0 / (a.head_dim as f32).sqrt();
+        let len = a.pos + a.n;
+        // Spans of 64 positions, fewer and longer when their partial sums would not fit.
+        let per_span = a.n * a.heads * (a.head_dim + 2) * 4;
+        let most = (self.max_binding as usize / per_span).clamp(1, 1024);
+        let span = len.div_ceil(CHUNK).div_ceil(most) * CHUNK;
+        let spans = len.div_ceil(span);
+        self.scratch(|s| &mut s.spans, 1, if spans > 1 { (spans * per_span) as u64 } else { 16 });
         let (nx, ny) = grid((a.n * a.kv_heads * a.head_dim).div_ceil(64));
-        let params = Params::new().u(a.heads).u(a.kv_heads).u(a.head_dim).u(a.pos).u(a.n).f(scale).u(nx as usize);
+        let params = Params::new().u(a.heads).u(a.kv_heads).u(a.head_dim).u(a.pos).u(a.n).f(scale).u(nx as usize).u(span).u(spans);
         let bufs = self.resolve(&[
             Res::Act(io.q),
             Res::Act(io.k),
@@ -402,10 +416,17 @@ impl Backend for GpuBackend {
             Res::Act(io.k_cache),
             Res::Act(io.v_cache),
             Res::Act(io.out),
+            Res::Spans,
         ]);
-        let (store, attend) = (self.kernels.kv_store.clone(), self.kernels.attention.clone());
+        let k = &self.kernels;
+        let (store, attend, combine) = (k.kv_store.clone(), k.attention.clone(), k.attention_combine.clone());
+        let (heads, n) = (a.heads as u32, a.n as u32);
         self.dispatch_with(&store, &bufs, params, (nx, ny, 1))?;
-        self.dispatch_with(&attend, &bufs, params, (a.heads as u32, a.n as u32, 1))
+        self.dispatch_with(&attend, &bufs, params, (heads, n, spans as u32))?;
+        if spans > 1 {
+            self.dispatch_with(&combine, &bufs, params, (heads, n, 1))?;
+        }
+        Ok(())
     }
 
     fn silu_mul(&mut self, gate: ActId, up: ActId, rows: usize, out: ActId) -> BackendResult {
@@ -448,7 +469,7 @@ impl Backend for GpuBackend {
         const SEG: usize = 1024;
         let cols = self.act(logits).cols;
         let k = k.clamp(1, cols.min(super::MAX_TOP_K));
-        self.top_k_scratch((cols.div_ceil(SEG) * k * 8) as u64);
+        self.scratch(|s| &mut s.top_k, 2, (cols.div_ceil(SEG) * k * 8) as u64);
         let kernel = self.kernels.top_k.clone();
         let (mut input, mut count, mut at, mut stride) = (Res::Act(logits), cols, row * cols, 1);
         let mut round = 0;
@@ -489,6 +510,8 @@ enum Res {
     Ids,
     /// A top-k scratch buffer.
     TopK(usize),
+    /// Attention's partial sums.
+    Spans,
 }
 
 impl GpuBackend {
@@ -501,6 +524,7 @@ impl GpuBackend {
                     Res::Act(a) => &self.act(a).buf,
                     Res::Ids => &self.rec.ids,
                     Res::TopK(i) => &self.top_k.as_ref().expect("made before use").bufs[i],
+                    Res::Spans => &self.spans.as_ref().expect("made before use").bufs[0],
                 };
                 Buf { buf: b.buf.clone(), uid: b.uid }
             })

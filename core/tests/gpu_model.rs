@@ -1,0 +1,206 @@
+//! The whole model on the GPU backend (lavapipe in CI): forced decoding against the CPU
+//! backend's greedy sequence, a device lost mid-reply, and which backend `auto` picks.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use memmap2::Mmap;
+use murmur_core::compute::gpu::device::{find_adapter, AdapterPolicy};
+use murmur_core::compute::gpu::GpuOptions;
+use murmur_core::compute::{
+    ActId, AttentionIo, AttentionShape, Backend, BackendResult, CpuBackend, GpuBackend, RopeSpec, Stats, WeightId, WeightSpec,
+};
+use murmur_core::llm::{BackendChoice, Llm, LlmConfig, Sampling};
+
+/// Top-k results seen, best first (at least two per call, for near-tie checks).
+type Seen = Arc<Mutex<Vec<Vec<(u32, f32)>>>>;
+
+/// A backend that records what top-k returns and can run a hook before a given call.
+struct Probe<B> {
+    inner: B,
+    seen: Seen,
+    calls: usize,
+    before_top_k: Box<dyn FnMut(&mut B, usize) + Send>,
+}
+
+impl<B: Backend> Probe<B> {
+    fn new(inner: B, seen: &Seen) -> Self {
+        Self { inner, seen: Arc::clone(seen), calls: 0, before_top_k: Box::new(|_, _| {}) }
+    }
+}
+
+impl<B: Backend> Backend for Probe<B> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn device(&self) -> String {
+        self.inner.device()
+    }
+    fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+    fn weight(&mut self, spec: WeightSpec) -> BackendResult<WeightId> {
+        self.inner.weight(spec)
+    }
+    fn activation(&mut self, rows: usize, cols: usize) -> BackendResult<ActId> {
+        self.inner.activation(rows, cols)
+    }
+    fn free(&mut self, id: ActId) {
+        self.inner.free(id)
+    }
+    fn embed(&mut self, table: WeightId, tokens: &[u32], out: ActId) -> BackendResult {
+        self.inner.embed(table, tokens, out)
+    }
+    fn rms_norm(&mut self, x: ActId, weight: WeightId, eps: f32, rows: usize, out: ActId) -> BackendResult {
+        self.inner.rms_norm(x, weight, eps, rows, out)
+    }
+    fn matmul(&mut self, w: WeightId, x: ActId, rows: usize, out: ActId, accumulate: bool) -> BackendResult {
+        self.inner.matmul(w, x, rows, out, accumulate)
+    }
+    fn rope(&mut self, x: ActId, spec: RopeSpec) -> BackendResult {
+        self.inner.rope(x, spec)
+    }
+    fn attention(&mut self, io: AttentionIo, shape: AttentionShape) -> BackendResult {
+        self.inner.attention(io, shape)
+    }
+    fn silu_mul(&mut self, gate: ActId, up: ActId, rows: usize, out: ActId) -> BackendResult {
+        self.inner.silu_mul(gate, up, rows, out)
+    }
+    fn copy_row(&mut self, src: ActId, src_row: usize, dst: ActId, dst_row: usize) -> BackendResult {
+        self.inner.copy_row(src, src_row, dst, dst_row)
+    }
+    fn penalize(&mut self, logits: ActId, row: usize, tokens: &[u32], penalty: f32) -> BackendResult {
+        self.inner.penalize(logits, row, tokens, penalty)
+    }
+    fn read(&mut self, x: ActId) -> BackendResult<Vec<f32>> {
+        self.inner.read(x)
+    }
+    fn top_k(&mut self, logits: ActId, row: usize, k: usize) -> BackendResult<Vec<(u32, f32)>> {
+        self.calls += 1;
+        (self.before_top_k)(&mut self.inner, self.calls);
+        let best = self.inner.top_k(logits, row, k.max(2))?;
+        self.seen.lock().unwrap().push(best.clone());
+        Ok(best[..k.min(best.len())].to_vec())
+    }
+}
+
+fn gpu(model: Arc<Mmap>) -> GpuBackend {
+    GpuBackend::new(model, GpuOptions { policy: AdapterPolicy::Any, max_binding: None })
+        .expect("a GPU adapter (lavapipe: apt install mesa-vulkan-drivers)")
+}
+
+fn config(backend: BackendChoice) -> LlmConfig {
+    let mut c = LlmConfig::new(common::model_path());
+    c.backend = backend;
+    c.context = 256;
+    c
+}
+
+/// For each reference prompt: the CPU backend's greedy sequence is fed to the GPU backend one
+/// position at a time (the prompt plus the first i generated tokens), and the GPU's top token
+/// must be the CPU's wherever the CPU's top two logits are more than 0.5 apart.
+#[test]
+fn forced_decoding_agrees_with_the_cpu() {
+    const STEPS: usize = 20;
+    let reference = common::reference();
+    let cpu_seen: Seen = Arc::default();
+    let gpu_seen: Seen = Arc::default();
+    let mut cpu = Llm::load_on(config(BackendChoice::Cpu), |m| Box::new(Probe::new(CpuBackend::new(m, 2), &cpu_seen))).unwrap();
+    let mut gpu = Llm::load_on(config(BackendChoice::Gpu), |m| Box::new(Probe::new(gpu(m), &gpu_seen))).unwrap();
+    assert_eq!(gpu.backend_name(), "gpu");
+    let (mut checked, mut ties, mut skipped) = (0, 0, 0);
+    for case in reference["greedy"].as_array().unwrap() {
+        let prompt = case["prompt"].as_str().unwrap();
+        let prompt_ids = common::ids(&case["prompt_ids"]);
+        cpu_seen.lock().unwrap().clear();
+        let pieces: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = Arc::clone(&pieces);
+        let sampling = Sampling { ignore_eos: true, ..Sampling::greedy(STEPS as u32) };
+        let (g, _) = cpu
+            .complete(prompt, &sampling, move |text| {
+                sink.lock().unwrap().push(text.to_string());
+                true
+            })
+            .unwrap();
+        let cpu_steps = cpu_seen.lock().unwrap().clone();
+        let pieces = pieces.lock().unwrap().clone();
+        for i in 0..STEPS {
+            let cpu_best = &cpu_steps[i];
+            assert_eq!(cpu_best[0].0, g.token_ids[i], "the CPU's greedy token is its top-1");
+            let context = format!("{prompt}{}", pieces[..i].concat());
+            let expected: Vec<u32> = prompt_ids.iter().chain(&g.token_ids[..i]).copied().collect();
+            if gpu.tokenize(&context, true).unwrap() != expected {
+                skipped += 1; // this text tokenizes differently from the generated ids
+                continue;
+            }
+            gpu_seen.lock().unwrap().clear();
+            gpu.complete(&context, &Sampling::greedy(1), |_| true).unwrap();
+            let gpu_top = gpu_seen.lock().unwrap()[0][0].0;
+            if cpu_best[0].1 - cpu_best[1].1 < 0.5 {
+                ties += 1;
+                continue;
+            }
+            let name = &case["name"];
+            assert_eq!(gpu_top, cpu_best[0].0, "{name}: position {i} after {context:?}: CPU's top two {:?}", &cpu_best[..2]);
+            checked += 1;
+        }
+    }
+    eprintln!("{checked} positions agree, {ties} near-ties, {skipped} not re-tokenizable");
+    assert!(checked >= 30, "too few positions checked (of {}): {checked}", 3 * STEPS);
+}
+
+/// The GPU is destroyed (as a driver reset would) before the fourth token: the reply goes on
+/// from there on the CPU, is whole, and the user is told; later requests stay on the CPU.
+#[test]
+fn a_lost_gpu_hands_the_reply_to_the_cpu() {
+    let prompt = "The capital of France is";
+    let sampling = Sampling { ignore_eos: true, ..Sampling::greedy(12) };
+    let mut cpu = Llm::load(config(BackendChoice::Cpu)).unwrap();
+    let (expected, _) = cpu.complete(prompt, &sampling, |_| true).unwrap();
+
+    let seen: Seen = Arc::default();
+    let mut gpu = Llm::load_on(config(BackendChoice::Gpu), |m| {
+        let mut probe = Probe::new(gpu(m), &seen);
+        probe.before_top_k = Box::new(|g: &mut GpuBackend, call| {
+            if call == 4 {
+                g.lose_device();
+            }
+        });
+        Box::new(probe)
+    })
+    .unwrap();
+    let streamed: Arc<Mutex<String>> = Arc::default();
+    let sink = Arc::clone(&streamed);
+    let (g, _) = gpu
+        .complete(prompt, &sampling, move |t| {
+            sink.lock().unwrap().push_str(t);
+            true
+        })
+        .unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 3, "three tokens came from the GPU");
+    assert_eq!(g.token_ids.len(), 12, "the reply is whole: {g:?}");
+    assert_eq!(*streamed.lock().unwrap(), g.text, "what was streamed is the reply");
+    // The first three tokens agree on both backends for this prompt (no near-ties), so the
+    // CPU's continuation is the CPU's own greedy reply.
+    assert_eq!(g.text, expected.text);
+    let notes = gpu.take_notices();
+    assert!(notes.len() == 1 && notes[0].contains("GPU") && notes[0].contains("CPU"), "{notes:?}");
+    assert_eq!(gpu.backend_name(), "cpu");
+    let (again, _) = gpu.complete(prompt, &sampling, |_| true).unwrap();
+    assert_eq!(again.text, expected.text);
+    assert!(gpu.take_notices().is_empty(), "the user is told once");
+}
+
+/// `auto` takes a hardware GPU when there is one and the CPU otherwise: a software adapter
+/// such as lavapipe (all that CI has) is never chosen, while `gpu` takes it.
+#[test]
+fn auto_never_picks_a_software_adapter() {
+    let hardware = find_adapter(AdapterPolicy::Hardware).is_some();
+    let any = find_adapter(AdapterPolicy::Any).expect("some adapter (lavapipe in CI)");
+    let auto = Llm::load(config(BackendChoice::Auto)).unwrap();
+    assert_eq!(auto.backend_name(), if hardware { "gpu" } else { "cpu" }, "auto on {:?}", any.get_info());
+    let forced = Llm::load(config(BackendChoice::Gpu)).unwrap();
+    assert_eq!(forced.backend_name(), "gpu");
+    assert!(forced.device().contains(&any.get_info().name), "{}", forced.device());
+}
