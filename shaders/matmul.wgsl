@@ -1,72 +1,165 @@
-// out[t][row0 + r] (+)= dot(w[r], x[t]): one workgroup per weight row and tile of TILE tokens.
-// Threads walk the row a word at a time (coalesced), dequantise it, and reduce in shared memory.
+// out_k[t][row0 + r] (+)= dot(w_k[r], in[t]) for up to three weights w_0..w_2 that share one
+// input (COUNT), with the input made on the fly (INPUT): 0 the activation `x` as is; 1 RMSNorm
+// of `x` times the norm weight `aux`; 2 silu(`x`) * `aux`. Fusing the norm (or SiLU·mul) and
+// the matrices that read it saves dispatches: in the llama block, norm + q/k/v is one dispatch,
+// and so are norm + gate/up and SiLU·mul + down. The first workgroup also writes the made input
+// to `side`, so the tensor the guest named holds what it expects.
+//
+// One workgroup per weight row and tile of TILE tokens: threads walk the row a word at a time
+// (coalesced), dequantise it, and reduce in shared memory.
 
 struct Params {
-    rows: u32,       // rows in this part of the weight
+    rows0: u32,
+    rows1: u32,
+    rows2: u32,
     cols: u32,
     n: u32,          // tokens
     accumulate: u32,
-    row0: u32,       // first output column of this part
-    out_cols: u32,
+    row0: u32,       // first output column (a part of a split weight; COUNT = 1)
+    out_cols: u32,   // output row width (COUNT = 1; fused outputs are their weight's height)
     nx: u32,         // workgroups along x (rows = x + y * nx)
+    eps: f32,
 }
 
 override TILE: u32 = 1u;
+override INPUT: u32 = 0u;
+override COUNT: u32 = 1u;
 const WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(3) var<storage, read> x: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> wq1: array<u32>;
+@group(0) @binding(4) var<storage, read> ws1: array<vec2<f32>>;
+@group(0) @binding(5) var<storage, read> wq2: array<u32>;
+@group(0) @binding(6) var<storage, read> ws2: array<vec2<f32>>;
+@group(0) @binding(7) var<storage, read> x: array<f32>;
+@group(0) @binding(8) var<storage, read> aux: array<f32>;
+@group(0) @binding(9) var<storage, read_write> out0: array<f32>;
+@group(0) @binding(10) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(11) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(12) var<storage, read_write> side: array<f32>;
 
 var<workgroup> partial: array<f32, 512>;
+var<workgroup> scales: array<f32, 8>;
+
+fn word(k: u32, i: u32) -> u32 {
+    switch k {
+        case 0u: { return wq[i]; }
+        case 1u: { return wq1[i]; }
+        default: { return wq2[i]; }
+    }
+}
+
+fn scale_min(k: u32, i: u32) -> vec2<f32> {
+    switch k {
+        case 0u: { return ws[i]; }
+        case 1u: { return ws1[i]; }
+        default: { return ws2[i]; }
+    }
+}
+
+// Element c of token t's input.
+fn input(t: u32, tl: u32, c: u32) -> f32 {
+    let v = x[t * p.cols + c];
+    if INPUT == 1u {
+        return v * scales[tl] * aux[c];
+    }
+    if INPUT == 2u {
+        return v / (1.0 + exp(-v)) * aux[t * p.cols + c];
+    }
+    return v;
+}
+
+fn input4(t: u32, tl: u32, c: u32) -> vec4<f32> {
+    return vec4<f32>(input(t, tl, c), input(t, tl, c + 1u), input(t, tl, c + 2u), input(t, tl, c + 3u));
+}
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let r = wid.x + wid.y * p.nx;
+    var r = wid.x + wid.y * p.nx;
     let t0 = wid.z * TILE;
-    if r >= p.rows {
+    let tn = min(TILE, p.n - t0);
+    // Which weight this row belongs to.
+    var k = 0u;
+    if COUNT > 1u && r >= p.rows0 {
+        r -= p.rows0;
+        k = 1u;
+        if COUNT > 2u && r >= p.rows1 {
+            r -= p.rows1;
+            k = 2u;
+        }
+    }
+    let rows = select(select(p.rows2, p.rows1, k == 1u), p.rows0, k == 0u);
+    if r >= rows {
         return;
     }
-    let tn = min(TILE, p.n - t0);
+    if INPUT == 1u {
+        for (var t = 0u; t < TILE; t++) {
+            var s = 0.0;
+            if t < tn {
+                for (var c = li; c < p.cols; c += WG) {
+                    let v = x[(t0 + t) * p.cols + c];
+                    s += v * v;
+                }
+            }
+            partial[t * WG + li] = s;
+        }
+        workgroupBarrier();
+        for (var s = WG / 2u; s > 0u; s >>= 1u) {
+            if li < s {
+                for (var t = 0u; t < TILE; t++) {
+                    partial[t * WG + li] += partial[t * WG + li + s];
+                }
+            }
+            workgroupBarrier();
+        }
+        if li < TILE {
+            scales[li] = inverseSqrt(partial[li * WG] / f32(p.cols) + p.eps);
+        }
+        workgroupBarrier();
+    }
+    if INPUT != 0u && k == 0u && r == 0u {
+        for (var t = 0u; t < tn; t++) {
+            for (var c = li; c < p.cols; c += WG) {
+                side[(t0 + t) * p.cols + c] = input(t0 + t, t, c);
+            }
+        }
+    }
     var acc: array<f32, 8>;
     let words = row_words(p.cols);
     let wrow = r * words;
     for (var i = li; i < words; i += WG) {
-        let word = wq[wrow + i];
+        let w = word(k, wrow + i);
         if BITS == 32u {
-            let w = bitcast<f32>(word);
+            let wf = bitcast<f32>(w);
             for (var t = 0u; t < TILE; t++) {
                 if t < tn {
-                    acc[t] += w * x[(t0 + t) * p.cols + i];
+                    acc[t] += wf * input(t0 + t, t, i);
                 }
             }
             continue;
         }
         let b = i / BITS;
         let j = i % BITS;
-        let sm = ws[r * (p.cols / 32u) + b];
+        let sm = scale_min(k, r * (p.cols / 32u) + b);
         let c = b * 32u + 4u * j;
         if BITS == 4u {
-            let lo = vec4<f32>(f32(word & 0xFu), f32((word >> 8u) & 0xFu), f32((word >> 16u) & 0xFu), f32((word >> 24u) & 0xFu)) * sm.x + sm.y;
-            let hi = vec4<f32>(f32((word >> 4u) & 0xFu), f32((word >> 12u) & 0xFu), f32((word >> 20u) & 0xFu), f32(word >> 28u)) * sm.x + sm.y;
+            let lo = vec4<f32>(f32(w & 0xFu), f32((w >> 8u) & 0xFu), f32((w >> 16u) & 0xFu), f32((w >> 24u) & 0xFu)) * sm.x + sm.y;
+            let hi = vec4<f32>(f32((w >> 4u) & 0xFu), f32((w >> 12u) & 0xFu), f32((w >> 20u) & 0xFu), f32(w >> 28u)) * sm.x + sm.y;
             for (var t = 0u; t < TILE; t++) {
                 if t < tn {
-                    let xo = (t0 + t) * p.cols + c;
-                    let xl = vec4<f32>(x[xo], x[xo + 1u], x[xo + 2u], x[xo + 3u]);
-                    let xh = vec4<f32>(x[xo + 16u], x[xo + 17u], x[xo + 18u], x[xo + 19u]);
-                    acc[t] += dot(lo, xl) + dot(hi, xh);
+                    acc[t] += dot(lo, input4(t0 + t, t, c)) + dot(hi, input4(t0 + t, t, c + 16u));
                 }
             }
         } else {
-            let w = vec4<f32>(sbyte(word, 0u), sbyte(word, 1u), sbyte(word, 2u), sbyte(word, 3u)) * sm.x;
+            let wv = vec4<f32>(sbyte(w, 0u), sbyte(w, 1u), sbyte(w, 2u), sbyte(w, 3u)) * sm.x;
             for (var t = 0u; t < TILE; t++) {
                 if t < tn {
-                    let xo = (t0 + t) * p.cols + c;
-                    acc[t] += dot(w, vec4<f32>(x[xo], x[xo + 1u], x[xo + 2u], x[xo + 3u]));
+                    acc[t] += dot(wv, input4(t0 + t, t, c));
                 }
             }
         }
     }
+    workgroupBarrier();
     for (var t = 0u; t < TILE; t++) {
         partial[t * WG + li] = acc[t];
     }
@@ -80,12 +173,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         workgroupBarrier();
     }
     if li < tn {
-        let o = (t0 + li) * p.out_cols + p.row0 + r;
         let v = partial[li * WG];
-        if p.accumulate != 0u {
-            out[o] += v;
-        } else {
-            out[o] = v;
+        let t = t0 + li;
+        switch k {
+            case 0u: {
+                let o = t * select(p.out_cols, p.rows0, COUNT > 1u) + p.row0 + r;
+                out0[o] = select(v, out0[o] + v, p.accumulate != 0u);
+            }
+            case 1u: {
+                let o = t * p.rows1 + r;
+                out1[o] = v;
+            }
+            default: {
+                let o = t * p.rows2 + r;
+                out2[o] = v;
+            }
         }
     }
 }

@@ -312,3 +312,38 @@ fn weights_past_the_binding_limit_are_split() {
     let too_big = p.gpu.activation(5, 1000).map(|_| ()).unwrap_err().to_string();
     assert!(too_big.contains("larger than the GPU can bind"), "{too_big}");
 }
+
+/// The llama block's op runs that the GPU backend fuses — RMSNorm then three mat-muls of the
+/// normed rows, SiLU·mul then an accumulating mat-mul of the product — give the CPU's results,
+/// including the intermediate tensors, in two dispatches (one token and a tile of five).
+#[test]
+fn fused_ops_match_the_cpu() {
+    for n in [1, 5] {
+        let mut f = FileBuilder::new();
+        let (x, norm) = (f.weight(WeightType::F32, n, 576), f.weight(WeightType::F32, 1, 576));
+        let (wq, wk, wv) = (f.weight(WeightType::Q4_1, 576, 576), f.weight(WeightType::Q4_1, 192, 576), f.weight(WeightType::Q4_1, 192, 576));
+        let (g, u, down) = (f.weight(WeightType::F32, n, 1536), f.weight(WeightType::F32, n, 1536), f.weight(WeightType::Q8_0, 576, 1536));
+        let mut p = Pair::new(f.finish(), None);
+        let (xa, nw, ga, ua) = (p.input(x), p.weight(norm), p.input(g), p.input(u));
+        let (wq, wk, wv, down) = (p.weight(wq), p.weight(wk), p.weight(wv), p.weight(down));
+        let (xb, q, k, v, act, out) = (p.act(n, 576), p.act(n, 576), p.act(n, 192), p.act(n, 192), p.act(n, 1536), p.act(n, 576));
+        p.both(|b| b.read(xa).map(drop).unwrap());
+        let before = p.gpu.stats().dispatches;
+        p.both(|b| {
+            b.rms_norm(xa, nw, 1e-5, n, xb).unwrap();
+            b.matmul(wq, xb, n, q, false).unwrap();
+            b.matmul(wk, xb, n, k, false).unwrap();
+            b.matmul(wv, xb, n, v, false).unwrap();
+            b.silu_mul(ga, ua, n, act).unwrap();
+            b.matmul(down, act, n, out, true).unwrap();
+        });
+        p.check(&format!("{n}: normed input"), xb, 1e-5);
+        assert_eq!(p.gpu.stats().dispatches - before, 2, "norm+q/k/v and silu+down are one dispatch each");
+        let floor = 0.25 * 1.2 * 24.0;
+        for (name, t) in [("q", q), ("k", k), ("v", v)] {
+            p.check_scaled(&format!("{n}: fused {name}"), t, 2e-2, floor);
+        }
+        p.check(&format!("{n}: silu product"), act, 1e-6);
+        p.check_scaled(&format!("{n}: fused down"), out, 2e-2, 0.25 * 6.4 * 39.2);
+    }
+}

@@ -22,6 +22,9 @@ pub enum Layout {
     W1,
     /// Reads 3, writes 4 (attention: queries, new keys/values; caches, output, partial sums).
     R3W4,
+    /// Mat-mul: reads three weights' quants and scales, the input and its auxiliary; writes
+    /// three outputs and the made input.
+    Matmul,
 }
 
 impl Layout {
@@ -32,6 +35,7 @@ impl Layout {
             Layout::R3W1 => &[true, true, true, false],
             Layout::W1 => &[false],
             Layout::R3W4 => &[true, true, true, false, false, false, false],
+            Layout::Matmul => &[true, true, true, true, true, true, true, true, false, false, false, false],
         }
     }
 }
@@ -54,14 +58,40 @@ pub fn format_index(bits: u32) -> usize {
     }
 }
 
+/// How a mat-mul makes its input from the activation it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatmulInput {
+    /// The activation as is.
+    Plain = 0,
+    /// RMSNorm of the activation times a norm weight.
+    Norm = 1,
+    /// SiLU of the activation times a second activation.
+    Silu = 2,
+}
+
+/// One mat-mul pipeline's specialisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MatmulVariant {
+    /// Weight format (4, 8 or 32 bits).
+    pub bits: u32,
+    /// Tokens per workgroup (1 or [`MATMUL_TILE`]).
+    pub tile: u32,
+    /// Input transform.
+    pub input: MatmulInput,
+    /// Weights sharing the input (1–3).
+    pub count: u32,
+}
+
+/// Storage buffers the mat-mul kernel binds: what the backend requires of an adapter.
+pub const MATMUL_BINDINGS: u32 = 12;
+
 /// Every pipeline the backend records.
 pub struct Kernels {
     /// Bind group layouts by [`Layout`].
     pub layouts: Vec<(Layout, wgpu::BindGroupLayout)>,
-    /// Mat-vec (one token per workgroup) by weight format.
-    pub matvec: [Kernel; 3],
-    /// Mat-mul (tiles of eight tokens) by weight format.
-    pub matmul: [Kernel; 3],
+    /// Mat-mul pipelines, built on first use of each variant.
+    matmul: std::collections::HashMap<MatmulVariant, Kernel>,
+    device: wgpu::Device,
     /// Embedding row lookup by weight format.
     pub embed: [Kernel; 3],
     /// RMSNorm.
@@ -114,7 +144,7 @@ fn bind_group_layout(device: &wgpu::Device, layout: Layout) -> wgpu::BindGroupLa
 
 struct Builder<'a> {
     device: &'a wgpu::Device,
-    layouts: Vec<(Layout, wgpu::BindGroupLayout)>,
+    layouts: &'a mut Vec<(Layout, wgpu::BindGroupLayout)>,
 }
 
 impl Builder<'_> {
@@ -153,27 +183,22 @@ impl Builder<'_> {
         Kernel { pipeline, layout }
     }
 
-    fn per_format(&mut self, name: &str, source: &str, layout: Layout, extra: &[(&str, f64)]) -> [Kernel; 3] {
+    fn per_format(&mut self, name: &str, source: &str, layout: Layout) -> [Kernel; 3] {
         let source = format!("{QUANT}\n{source}");
-        [4.0, 8.0, 32.0].map(|bits| {
-            let constants: Vec<(&str, f64)> = std::iter::once(("BITS", bits)).chain(extra.iter().copied()).collect();
-            self.kernel(name, &source, "main", layout, &constants)
-        })
+        [4.0, 8.0, 32.0].map(|bits| self.kernel(name, &source, "main", layout, &[("BITS", bits)]))
     }
 }
 
 impl Kernels {
     /// Compiles every shader for `device` (once per backend; drivers cache the binaries).
     pub fn new(device: &wgpu::Device) -> Self {
-        let mut b = Builder { device, layouts: Vec::new() };
-        let matmul_src = include_str!("../../../../shaders/matmul.wgsl");
+        let mut layouts = Vec::new();
+        let mut b = Builder { device, layouts: &mut layouts };
         let attention = include_str!("../../../../shaders/attention.wgsl");
-        let matvec = b.per_format("matvec", matmul_src, Layout::R3W1, &[("TILE", 1.0)]);
-        let matmul = b.per_format("matmul", matmul_src, Layout::R3W1, &[("TILE", MATMUL_TILE as f64)]);
-        let embed = b.per_format("embed", include_str!("../../../../shaders/embed.wgsl"), Layout::R3W1, &[]);
+        let embed = b.per_format("embed", include_str!("../../../../shaders/embed.wgsl"), Layout::R3W1);
         Self {
-            matvec,
-            matmul,
+            matmul: std::collections::HashMap::new(),
+            device: device.clone(),
             embed,
             rms_norm: b.kernel("rms_norm", include_str!("../../../../shaders/rms_norm.wgsl"), "main", Layout::R2W1, &[]),
             rope: b.kernel("rope", include_str!("../../../../shaders/rope.wgsl"), "main", Layout::W1, &[]),
@@ -184,8 +209,26 @@ impl Kernels {
             copy_row: b.kernel("copy_row", include_str!("../../../../shaders/copy_row.wgsl"), "main", Layout::R1W1, &[]),
             penalize: b.kernel("penalize", include_str!("../../../../shaders/penalize.wgsl"), "main", Layout::R1W1, &[]),
             top_k: b.kernel("top_k", include_str!("../../../../shaders/top_k.wgsl"), "main", Layout::R1W1, &[]),
-            layouts: b.layouts,
+            layouts,
         }
+    }
+
+    /// The mat-mul pipeline for `v`, compiled on its first use.
+    pub fn matmul(&mut self, v: MatmulVariant) -> Kernel {
+        if let Some(k) = self.matmul.get(&v) {
+            return k.clone();
+        }
+        let source = format!("{QUANT}\n{}", include_str!("../../../../shaders/matmul.wgsl"));
+        let constants = [
+            ("BITS", v.bits as f64),
+            ("TILE", v.tile as f64),
+            ("INPUT", v.input as u32 as f64),
+            ("COUNT", v.count as f64),
+        ];
+        let mut b = Builder { device: &self.device, layouts: &mut self.layouts };
+        let k = b.kernel("matmul", &source, "main", Layout::Matmul, &constants);
+        self.matmul.insert(v, k.clone());
+        k
     }
 
     /// The bind group layout of `layout`.

@@ -7,6 +7,7 @@
 //! every token.
 
 pub mod device;
+mod fusion;
 pub mod kernels;
 mod recorder;
 pub mod weights;
@@ -18,7 +19,8 @@ use memmap2::Mmap;
 
 pub use device::AdapterPolicy;
 use device::Gpu;
-use kernels::{format_index, Kernel, Kernels, Layout, MATMUL_TILE};
+use fusion::{fuse_matmul, Aux, FusedMatmul, Pending, WeightShape};
+use kernels::{format_index, Kernel, Kernels, Layout, MatmulVariant, MATMUL_BINDINGS, MATMUL_TILE};
 use recorder::{Params, Recorder};
 
 use super::{ActId, AttentionIo, AttentionShape, Backend, BackendError, BackendResult, RopeSpec, Stats, WeightId, WeightSpec};
@@ -83,6 +85,9 @@ pub struct GpuBackend {
     rec: Recorder,
     top_k: Option<Scratch>,
     spans: Option<Scratch>,
+    /// Outputs for the unused slots of a mat-mul dispatch.
+    dummies: Vec<Buf>,
+    pending: Option<Pending>,
     next_uid: u64,
     stats: Stats,
 }
@@ -112,13 +117,20 @@ impl GpuBackend {
             AdapterPolicy::Any => "no GPU adapter was found (Vulkan, Metal or DX12; on Linux install a Vulkan driver such as mesa-vulkan-drivers)".to_string(),
         })?;
         let gpu = Gpu::open(&adapter)?;
+        let storage = gpu.limits.max_storage_buffers_per_shader_stage;
+        if storage < MATMUL_BINDINGS {
+            return Err(format!(
+                "{} binds {storage} storage buffers per shader; Murmur's kernels need {MATMUL_BINDINGS}",
+                gpu.description
+            ));
+        }
         let kernels = Kernels::new(&gpu.device);
         let device_max = (gpu.limits.max_storage_buffer_binding_size as u64).min(gpu.limits.max_buffer_size);
         let max_binding = options.max_binding.map_or(device_max, |m| m.min(device_max));
         let align = gpu.limits.min_uniform_buffer_offset_alignment as u64;
         let rec = Recorder::new(&gpu, align);
         tracing::info!(device = %gpu.description, max_binding, "GPU backend");
-        Ok(Self {
+        let mut backend = Self {
             kernels,
             model,
             max_binding,
@@ -131,10 +143,15 @@ impl GpuBackend {
             rec,
             top_k: None,
             spans: None,
+            dummies: Vec::new(),
+            pending: None,
             next_uid: 0,
             stats: Stats::default(),
             gpu,
-        })
+        };
+        let usage = wgpu::BufferUsages::STORAGE;
+        backend.dummies = (0..3).map(|_| backend.buffer(16, usage, false)).collect();
+        Ok(backend)
     }
 
     /// Destroys the device as a driver reset would (fault injection for tests): every later op
@@ -212,6 +229,7 @@ impl GpuBackend {
     /// Submits what is recorded; with `read`, copies those bytes back after it and returns them.
     fn flush(&mut self, read: Option<(&wgpu::Buffer, u64)>) -> BackendResult<Vec<u8>> {
         self.check()?;
+        self.settle()?;
         let dispatches = self.rec.len() as u64;
         let submitted = self.rec.submit(&self.gpu, read);
         // A lost device says why better than the failed read-back does.
@@ -263,6 +281,83 @@ impl GpuBackend {
                 self.forget(&old.bufs.iter().map(|b| b.uid).collect::<Vec<_>>());
             }
         }
+    }
+
+    fn weight_shape(&self, w: WeightId) -> WeightShape {
+        let w = &self.weights[w.0];
+        WeightShape { bits: w.bits, cols: w.cols, whole: w.parts.len() == 1 }
+    }
+
+    /// Records the op held back for fusion, if any.
+    fn settle(&mut self) -> BackendResult {
+        match self.pending.take() {
+            None => Ok(()),
+            Some(Pending::Norm { x, weight, eps, rows, out }) => {
+                let cols = self.act(x).cols;
+                let kernel = self.kernels.rms_norm.clone();
+                let bufs = self.resolve(&[Res::Act(x), Res::Weight(weight, 0), Res::Act(out)]);
+                self.dispatch_with(&kernel, &bufs, Params::new().u(cols).f(eps), (rows as u32, 1, 1))
+            }
+            Some(Pending::Silu { gate, up, rows, out }) => {
+                let count = rows * self.act(gate).cols;
+                let (nx, ny) = grid(count.div_ceil(256));
+                let kernel = self.kernels.silu_mul.clone();
+                let bufs = self.resolve(&[Res::Act(gate), Res::Act(up), Res::Act(out)]);
+                self.dispatch_with(&kernel, &bufs, Params::new().u(count).u(nx as usize), (nx, ny, 1))
+            }
+            Some(Pending::Matmul(m)) => self.record_matmul(m),
+        }
+    }
+
+    /// Records up to three mat-muls sharing an input as one dispatch per part of the weight.
+    fn record_matmul(&mut self, m: FusedMatmul) -> BackendResult {
+        let (w0, out0) = m.targets[0];
+        let WeightShape { bits, cols, .. } = self.weight_shape(w0);
+        let tile = if m.rows == 1 { 1 } else { MATMUL_TILE };
+        let variant = MatmulVariant { bits, tile, input: m.input, count: m.targets.len() as u32 };
+        let kernel = self.kernels.matmul(variant);
+        let out_cols = self.act(out0).cols;
+        let heights: Vec<usize> = m.targets.iter().map(|&(w, _)| self.weights[w.0].parts[0].rows).collect();
+        let aux = match m.aux {
+            Some(Aux::Weight(w)) => Res::Weight(w, 0),
+            Some(Aux::Act(a)) => Res::Act(a),
+            None => Res::Act(m.x),
+        };
+        for part in 0..self.weights[w0.0].parts.len() {
+            let p = &self.weights[w0.0].parts[part];
+            let (row0, rows) = (p.row0, p.rows);
+            let height = |k: usize| if k == 0 { rows } else { heights.get(k).copied().unwrap_or(0) };
+            let (nx, ny) = grid(height(0) + height(1) + height(2));
+            let params = Params::new()
+                .u(height(0))
+                .u(height(1))
+                .u(height(2))
+                .u(cols)
+                .u(m.rows)
+                .u(m.accumulate as usize)
+                .u(row0)
+                .u(out_cols)
+                .u(nx as usize)
+                .f(m.eps);
+            let weight = |k: usize| m.targets.get(k).map_or((w0, part), |&(w, _)| (w, if k == 0 { part } else { 0 }));
+            let out = |k: usize| m.targets.get(k).map_or(Res::Dummy(k), |&(_, o)| Res::Act(o));
+            let bufs = self.resolve(&[
+                Res::Weight(weight(0).0, weight(0).1),
+                Res::WeightScales(weight(0).0, weight(0).1),
+                Res::Weight(weight(1).0, weight(1).1),
+                Res::WeightScales(weight(1).0, weight(1).1),
+                Res::Weight(weight(2).0, weight(2).1),
+                Res::WeightScales(weight(2).0, weight(2).1),
+                Res::Act(m.x),
+                aux,
+                out(0),
+                out(1),
+                out(2),
+                m.side.map_or(Res::Dummy(0), Res::Act),
+            ]);
+            self.dispatch_with(&kernel, &bufs, params, (nx, ny, (m.rows as u32).div_ceil(tile)))?;
+        }
+        Ok(())
     }
 
     /// Drops cached bind groups that use any of `uids`.
@@ -334,6 +429,8 @@ impl Backend for GpuBackend {
     }
 
     fn free(&mut self, id: ActId) {
+        // The held-back op may name it; a failure here shows again at the next op.
+        let _ = self.settle();
         if let Some(act) = self.acts.get_mut(id.0).and_then(Option::take) {
             // Recorded work may still use it: the buffer lives on in the recorded bind groups
             // until they are submitted.
@@ -343,6 +440,7 @@ impl Backend for GpuBackend {
     }
 
     fn embed(&mut self, table: WeightId, tokens: &[u32], out: ActId) -> BackendResult {
+        self.settle()?;
         let at = self.ids(tokens)?;
         let w = &self.weights[table.0];
         let kernel = self.kernels.embed[format_index(w.bits)].clone();
@@ -362,33 +460,32 @@ impl Backend for GpuBackend {
     }
 
     fn rms_norm(&mut self, x: ActId, weight: WeightId, eps: f32, rows: usize, out: ActId) -> BackendResult {
-        let cols = self.act(x).cols;
-        let kernel = self.kernels.rms_norm.clone();
-        let params = Params::new().u(cols).f(eps);
-        let bufs = self.resolve(&[Res::Act(x), Res::Weight(weight, 0), Res::Act(out)]);
-        self.dispatch_with(&kernel, &bufs, params, (rows as u32, 1, 1))
+        self.check()?;
+        self.settle()?;
+        self.pending = Some(Pending::Norm { x, weight, eps, rows, out });
+        Ok(())
     }
 
     fn matmul(&mut self, w: WeightId, x: ActId, rows: usize, out: ActId, accumulate: bool) -> BackendResult {
-        let (bits, cols) = (self.weights[w.0].bits, self.weights[w.0].cols);
-        let out_cols = self.act(out).cols;
-        let (kernel, tile) = if rows == 1 {
-            (self.kernels.matvec[format_index(bits)].clone(), 1)
-        } else {
-            (self.kernels.matmul[format_index(bits)].clone(), MATMUL_TILE)
-        };
-        for i in 0..self.weights[w.0].parts.len() {
-            let part = &self.weights[w.0].parts[i];
-            let (row0, prows) = (part.row0, part.rows);
-            let (nx, ny) = grid(prows);
-            let params = Params::new().u(prows).u(cols).u(rows).u(accumulate as usize).u(row0).u(out_cols).u(nx as usize);
-            let bufs = self.resolve(&[Res::Weight(w, i), Res::WeightScales(w, i), Res::Act(x), Res::Act(out)]);
-            self.dispatch_with(&kernel, &bufs, params, (nx, ny, (rows as u32).div_ceil(tile)))?;
+        self.check()?;
+        let shape = self.weight_shape(w);
+        if let Some(pending) = &self.pending {
+            let first = match pending {
+                Pending::Matmul(m) => Some(self.weight_shape(m.targets[0].0)),
+                _ => None,
+            };
+            if let Some(fused) = fuse_matmul(pending, first, shape, (w, x, rows, out, accumulate)) {
+                self.pending = Some(Pending::Matmul(fused));
+                return Ok(());
+            }
         }
+        self.settle()?;
+        self.pending = Some(Pending::Matmul(FusedMatmul::plain(w, x, rows, out, accumulate)));
         Ok(())
     }
 
     fn rope(&mut self, x: ActId, s: RopeSpec) -> BackendResult {
+        self.settle()?;
         let cols = self.act(x).cols;
         let (nx, ny) = grid((s.n * cols / 2).div_ceil(64));
         let params = Params::new().u(cols).u(s.head_dim).u(s.pos).u(s.n).f(s.base).u(s.interleaved as usize).u(nx as usize);
@@ -398,6 +495,7 @@ impl Backend for GpuBackend {
     }
 
     fn attention(&mut self, io: AttentionIo, a: AttentionShape) -> BackendResult {
+        self.settle()?;
         const CHUNK: usize = 64;
         let scale = 1.0 / (a.head_dim as f32).sqrt();
         let len = a.pos + a.n;
@@ -430,14 +528,14 @@ impl Backend for GpuBackend {
     }
 
     fn silu_mul(&mut self, gate: ActId, up: ActId, rows: usize, out: ActId) -> BackendResult {
-        let count = rows * self.act(gate).cols;
-        let (nx, ny) = grid(count.div_ceil(256));
-        let kernel = self.kernels.silu_mul.clone();
-        let bufs = self.resolve(&[Res::Act(gate), Res::Act(up), Res::Act(out)]);
-        self.dispatch_with(&kernel, &bufs, Params::new().u(count).u(nx as usize), (nx, ny, 1))
+        self.check()?;
+        self.settle()?;
+        self.pending = Some(Pending::Silu { gate, up, rows, out });
+        Ok(())
     }
 
     fn copy_row(&mut self, src: ActId, src_row: usize, dst: ActId, dst_row: usize) -> BackendResult {
+        self.settle()?;
         let cols = self.act(src).cols;
         let kernel = self.kernels.copy_row.clone();
         let params = Params::new().u(cols).u(src_row * cols).u(dst_row * cols);
@@ -446,6 +544,7 @@ impl Backend for GpuBackend {
     }
 
     fn penalize(&mut self, logits: ActId, row: usize, tokens: &[u32], penalty: f32) -> BackendResult {
+        self.settle()?;
         let cols = self.act(logits).cols;
         let mut distinct = Vec::new();
         super::distinct_below(tokens, cols, &mut distinct);
@@ -466,6 +565,7 @@ impl Backend for GpuBackend {
     }
 
     fn top_k(&mut self, logits: ActId, row: usize, k: usize) -> BackendResult<Vec<(u32, f32)>> {
+        self.settle()?;
         const SEG: usize = 1024;
         let cols = self.act(logits).cols;
         let k = k.clamp(1, cols.min(super::MAX_TOP_K));
@@ -512,6 +612,8 @@ enum Res {
     TopK(usize),
     /// Attention's partial sums.
     Spans,
+    /// A write-only stand-in for an unused output slot.
+    Dummy(usize),
 }
 
 impl GpuBackend {
@@ -525,6 +627,7 @@ impl GpuBackend {
                     Res::Ids => &self.rec.ids,
                     Res::TopK(i) => &self.top_k.as_ref().expect("made before use").bufs[i],
                     Res::Spans => &self.spans.as_ref().expect("made before use").bufs[0],
+                    Res::Dummy(i) => &self.dummies[i],
                 };
                 Buf { buf: b.buf.clone(), uid: b.uid }
             })

@@ -1,0 +1,166 @@
+//! Which recorded ops merge into one dispatch. The backend holds the last op back; when the
+//! next one reads what it wrote in a way one kernel can do, they become one mat-mul:
+//! RMSNorm + the mat-muls that read the normed rows (up to three, sharing the input), and
+//! SiLU·mul + the mat-mul that reads the product. In a llama block that turns 11 dispatches
+//! into 5 (norm+q/k/v, attention, o, norm+gate/up, silu+down) besides rope and attention.
+
+use super::kernels::MatmulInput;
+use crate::compute::{ActId, WeightId};
+
+/// An op held back in case the next one fuses with it.
+#[derive(Debug, Clone)]
+pub enum Pending {
+    /// RMSNorm of `x` by `weight` into `out`.
+    Norm { x: ActId, weight: WeightId, eps: f32, rows: usize, out: ActId },
+    /// `out = silu(gate) * up`.
+    Silu { gate: ActId, up: ActId, rows: usize, out: ActId },
+    /// One dispatch of mat-muls.
+    Matmul(FusedMatmul),
+}
+
+/// Up to three mat-muls over one input, made from an activation on the fly.
+#[derive(Debug, Clone)]
+pub struct FusedMatmul {
+    /// How the input is made.
+    pub input: MatmulInput,
+    /// The activation read (the norm's or SiLU's source, or the input itself).
+    pub x: ActId,
+    /// The norm weight (a weight) or SiLU's `up` (an activation).
+    pub aux: Option<Aux>,
+    /// The made input, written back (the norm's or SiLU's output).
+    pub side: Option<ActId>,
+    /// Norm epsilon.
+    pub eps: f32,
+    /// Tokens.
+    pub rows: usize,
+    /// Add to the output instead of overwriting it (one weight only).
+    pub accumulate: bool,
+    /// Weights and the outputs they write.
+    pub targets: Vec<(WeightId, ActId)>,
+}
+
+/// What the input transform reads besides `x`.
+#[derive(Debug, Clone, Copy)]
+pub enum Aux {
+    /// A norm weight.
+    Weight(WeightId),
+    /// An activation.
+    Act(ActId),
+}
+
+/// What the backend knows of a weight when fusing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeightShape {
+    /// Storage format.
+    pub bits: u32,
+    /// Elements per row.
+    pub cols: usize,
+    /// Bound in one piece.
+    pub whole: bool,
+}
+
+impl FusedMatmul {
+    /// A single mat-mul of `x` as is.
+    pub fn plain(w: WeightId, x: ActId, rows: usize, out: ActId, accumulate: bool) -> Self {
+        Self { input: MatmulInput::Plain, x, aux: None, side: None, eps: 0.0, rows, accumulate, targets: vec![(w, out)] }
+    }
+
+    /// Every buffer the dispatch reads.
+    fn reads(&self) -> impl Iterator<Item = ActId> + '_ {
+        let aux = match self.aux {
+            Some(Aux::Act(a)) => Some(a),
+            _ => None,
+        };
+        std::iter::once(self.x).chain(aux)
+    }
+
+    /// Every buffer the dispatch writes.
+    fn writes(&self) -> impl Iterator<Item = ActId> + '_ {
+        self.targets.iter().map(|&(_, o)| o).chain(self.side)
+    }
+}
+
+/// `pending` followed by a mat-mul of `w` (shape `shape`; `first` is the shape of the pending
+/// mat-mul's first weight) as one dispatch, or `None` when they cannot be one.
+pub fn fuse_matmul(
+    pending: &Pending,
+    first: Option<WeightShape>,
+    shape: WeightShape,
+    (w, x, rows, out, accumulate): (WeightId, ActId, usize, ActId, bool),
+) -> Option<FusedMatmul> {
+    let fused = match *pending {
+        Pending::Norm { x: src, weight, eps, rows: r, out: normed } if normed == x && r == rows && shape.whole => FusedMatmul {
+            input: MatmulInput::Norm,
+            x: src,
+            aux: Some(Aux::Weight(weight)),
+            side: Some(normed),
+            eps,
+            rows,
+            accumulate,
+            targets: vec![(w, out)],
+        },
+        Pending::Silu { gate, up, rows: r, out: product } if product == x && r == rows && shape.whole => FusedMatmul {
+            input: MatmulInput::Silu,
+            x: gate,
+            aux: Some(Aux::Act(up)),
+            side: Some(product),
+            eps: 0.0,
+            rows,
+            accumulate,
+            targets: vec![(w, out)],
+        },
+        Pending::Matmul(ref m)
+            if m.targets.len() < 3
+                && m.side.or(Some(m.x)) == Some(x)
+                && m.rows == rows
+                && !m.accumulate
+                && !accumulate
+                && first == Some(shape)
+                && shape.whole =>
+        {
+            let mut m = m.clone();
+            m.targets.push((w, out));
+            m
+        }
+        _ => return None,
+    };
+    // One dispatch cannot read and write a buffer, nor write one twice.
+    let writes: Vec<ActId> = fused.writes().collect();
+    let distinct = writes.iter().enumerate().all(|(i, a)| !writes[..i].contains(a));
+    (distinct && !fused.reads().any(|r| writes.contains(&r))).then_some(fused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const Q4: WeightShape = WeightShape { bits: 4, cols: 576, whole: true };
+
+    #[test]
+    fn norm_then_three_matmuls_of_its_output_fuse() {
+        let norm = Pending::Norm { x: ActId(0), weight: WeightId(9), eps: 1e-5, rows: 1, out: ActId(1) };
+        let q = fuse_matmul(&norm, None, Q4, (WeightId(1), ActId(1), 1, ActId(2), false)).expect("norm + q");
+        let k = fuse_matmul(&Pending::Matmul(q), Some(Q4), Q4, (WeightId(2), ActId(1), 1, ActId(3), false)).expect("+ k");
+        let v = fuse_matmul(&Pending::Matmul(k), Some(Q4), Q4, (WeightId(3), ActId(1), 1, ActId(4), false)).expect("+ v");
+        assert_eq!(v.targets.len(), 3);
+        assert_eq!((v.x, v.side), (ActId(0), Some(ActId(1))));
+        let fourth = fuse_matmul(&Pending::Matmul(v), Some(Q4), Q4, (WeightId(4), ActId(1), 1, ActId(5), false));
+        assert!(fourth.is_none(), "at most three weights");
+    }
+
+    #[test]
+    fn hazards_and_mismatches_do_not_fuse() {
+        let norm = Pending::Norm { x: ActId(0), weight: WeightId(9), eps: 1e-5, rows: 2, out: ActId(1) };
+        // Writes the norm's source.
+        assert!(fuse_matmul(&norm, None, Q4, (WeightId(1), ActId(1), 2, ActId(0), true)).is_none());
+        // Reads something else, or other rows.
+        assert!(fuse_matmul(&norm, None, Q4, (WeightId(1), ActId(7), 2, ActId(2), false)).is_none());
+        assert!(fuse_matmul(&norm, None, Q4, (WeightId(1), ActId(1), 1, ActId(2), false)).is_none());
+        let q = fuse_matmul(&norm, None, Q4, (WeightId(1), ActId(1), 2, ActId(2), false)).unwrap();
+        let q8 = WeightShape { bits: 8, ..Q4 };
+        // Another format, the same output twice, or accumulation.
+        assert!(fuse_matmul(&Pending::Matmul(q.clone()), Some(Q4), q8, (WeightId(2), ActId(1), 2, ActId(3), false)).is_none());
+        assert!(fuse_matmul(&Pending::Matmul(q.clone()), Some(Q4), Q4, (WeightId(2), ActId(1), 2, ActId(2), false)).is_none());
+        assert!(fuse_matmul(&Pending::Matmul(q), Some(Q4), Q4, (WeightId(2), ActId(1), 2, ActId(3), true)).is_none());
+    }
+}
