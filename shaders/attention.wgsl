@@ -1,9 +1,11 @@
-// Causal grouped-query attention over the device-resident KV cache.
-// `store` writes the new keys and values at their positions. `main` runs one workgroup per
-// (head, token, span of `span` cache positions), streaming its span in chunks of 64 with an
-// online softmax, so any context fits fixed shared memory and a single decoded token still
-// spreads over many workgroups. With one span it writes the output; otherwise each span leaves
-// (unnormalised sum, max, total) in `partial` and `combine` merges the spans per head.
+// Causal grouped-query attention over the device-resident KV cache, one workgroup per (head,
+// token, span of `span` cache positions). Positions before `pos` come from the caches, the new
+// ones straight from this batch's keys and values — which the first span's workgroups of each
+// key/value head also store into the caches, so no separate store pass is needed. A span is
+// streamed in chunks of 64 positions with an online softmax, so any context fits fixed shared
+// memory and one decoded token still spreads over many workgroups. With one span the workgroup
+// writes the output; otherwise each span leaves (unnormalised sum, max, total) in `partial` and
+// `combine` merges the spans per head.
 
 struct Params {
     heads: u32,
@@ -12,7 +14,6 @@ struct Params {
     pos: u32,
     n: u32,
     scale: f32,
-    nx: u32,      // workgroups along x for `store`
     span: u32,    // cache positions per workgroup of `main` (a multiple of 64)
     spans: u32,
 }
@@ -28,20 +29,10 @@ const WG: u32 = 64u;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 @group(0) @binding(7) var<storage, read_write> partial: array<f32>;
 
-@compute @workgroup_size(64)
-fn store(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let kvd = p.kv_heads * p.head_dim;
-    let i = (wid.x + wid.y * p.nx) * 64u + li;
-    if i < p.n * kvd {
-        let at = p.pos * kvd + i;
-        k_cache[at] = k_new[i];
-        v_cache[at] = v_new[i];
-    }
-}
-
 var<workgroup> qs: array<f32, 256>;
 var<workgroup> probs: array<f32, 64>;
 var<workgroup> red: array<f32, 64>;
+var<workgroup> group_acc: array<f32, 1024>;
 
 fn reduce_max(li: u32, v: f32) -> f32 {
     red[li] = v;
@@ -71,6 +62,15 @@ fn reduce_sum(li: u32, v: f32) -> f32 {
     return r;
 }
 
+// Element d of value row j (head offset `ko`): cached before `pos`, new from it on.
+fn value(j: u32, ko: u32, d: u32) -> f32 {
+    let kvd = p.kv_heads * p.head_dim;
+    if j < p.pos {
+        return v_cache[j * kvd + ko + d];
+    }
+    return v_new[(j - p.pos) * kvd + ko + d];
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let h = wid.x;
@@ -79,29 +79,43 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let hd = p.head_dim;
     let qd = p.heads * hd;
     let kvd = p.kv_heads * hd;
-    let ko = (h / (p.heads / p.kv_heads)) * hd;
+    let group = p.heads / p.kv_heads;
+    let ko = (h / group) * hd;
+    if split == 0u && h % group == 0u {
+        let at = (p.pos + t) * kvd + ko;
+        for (var d = li; d < hd; d += WG) {
+            k_cache[at + d] = k_new[t * kvd + ko + d];
+            v_cache[at + d] = v_new[t * kvd + ko + d];
+        }
+    }
     for (var d = li; d < hd; d += WG) {
         qs[d] = q[t * qd + h * hd + d] * p.scale;
     }
     workgroupBarrier();
     let begin = split * p.span;
     let end = min(begin + p.span, p.pos + t + 1u);
+    // For the weighted sum, 4 groups of 16 lanes: group g takes every 4th position, lane l
+    // dimensions 4l..4l+3 (+64, +128, +192).
+    let g = li / 16u;
+    let lane = li % 16u;
     var m = -3.0e38;
     var l = 0.0;
-    var acc = vec4<f32>(0.0);
+    var acc: array<vec4<f32>, 4>;
     for (var c0 = begin; c0 < end; c0 += WG) {
         let j = c0 + li;
         var s = -3.0e38;
         if j < end {
             s = 0.0;
-            let kr = j * kvd + ko;
-            let whole = hd & ~3u;
-            for (var d = 0u; d < whole; d += 4u) {
-                s += dot(vec4<f32>(qs[d], qs[d + 1u], qs[d + 2u], qs[d + 3u]),
-                         vec4<f32>(k_cache[kr + d], k_cache[kr + d + 1u], k_cache[kr + d + 2u], k_cache[kr + d + 3u]));
-            }
-            for (var d = whole; d < hd; d++) {
-                s += qs[d] * k_cache[kr + d];
+            if j < p.pos {
+                let row = j * kvd + ko;
+                for (var d = 0u; d < hd; d++) {
+                    s += qs[d] * k_cache[row + d];
+                }
+            } else {
+                let row = (j - p.pos) * kvd + ko;
+                for (var d = 0u; d < hd; d++) {
+                    s += qs[d] * k_new[row + d];
+                }
             }
         }
         let m_new = max(m, reduce_max(li, s));
@@ -114,36 +128,42 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         l = l * corr + reduce_sum(li, e);
         let count = min(WG, end - c0);
         for (var part = 0u; part < 4u; part++) {
-            let d = li + part * WG;
-            if d < hd {
-                var a = acc[part] * corr;
-                for (var jj = 0u; jj < count; jj++) {
-                    a += probs[jj] * v_cache[(c0 + jj) * kvd + ko + d];
+            acc[part] *= corr;
+        }
+        for (var jj = g; jj < count; jj += 4u) {
+            let pr = probs[jj];
+            for (var part = 0u; part < 4u; part++) {
+                let d = part * 64u + lane * 4u;
+                if d < hd {
+                    let v = vec4<f32>(value(c0 + jj, ko, d), value(c0 + jj, ko, d + 1u), value(c0 + jj, ko, d + 2u), value(c0 + jj, ko, d + 3u));
+                    acc[part] += pr * v;
                 }
-                acc[part] = a;
             }
         }
         m = m_new;
         workgroupBarrier();
     }
-    if p.spans == 1u {
-        for (var part = 0u; part < 4u; part++) {
-            let d = li + part * WG;
-            if d < hd {
-                out[t * qd + h * hd + d] = acc[part] / l;
+    // Sum the four groups' partial vectors.
+    for (var part = 0u; part < 4u; part++) {
+        let d = part * 64u + lane * 4u;
+        if d < hd {
+            for (var e = 0u; e < 4u; e++) {
+                group_acc[g * 256u + d + e] = acc[part][e];
             }
         }
-        return;
     }
-    // An empty span (past this token's position) leaves l = 0 and adds nothing.
-    let at = ((t * p.heads + h) * p.spans + split) * (hd + 2u);
-    for (var part = 0u; part < 4u; part++) {
-        let d = li + part * WG;
-        if d < hd {
-            partial[at + d] = acc[part];
+    workgroupBarrier();
+    for (var d = li; d < hd; d += WG) {
+        let sum = group_acc[d] + group_acc[256u + d] + group_acc[512u + d] + group_acc[768u + d];
+        if p.spans == 1u {
+            out[t * qd + h * hd + d] = sum / l;
+        } else {
+            partial[((t * p.heads + h) * p.spans + split) * (hd + 2u) + d] = sum;
         }
     }
-    if li == 0u {
+    if p.spans > 1u && li == 0u {
+        // An empty span (past this token's position) leaves l = 0 and adds nothing.
+        let at = ((t * p.heads + h) * p.spans + split) * (hd + 2u);
         partial[at + hd] = m;
         partial[at + hd + 1u] = l;
     }

@@ -5,8 +5,10 @@
 // and so are norm + gate/up and SiLU·mul + down. The first workgroup also writes the made input
 // to `side`, so the tensor the guest named holds what it expects.
 //
-// One workgroup per weight row and tile of TILE tokens: threads walk the row a word at a time
-// (coalesced), dequantise it, and reduce in shared memory.
+// One workgroup per 64 / LANES weight rows and tile of TILE tokens: LANES threads per row walk it
+// a word at a time (coalesced), dequantise it, and reduce in shared memory; the input transform
+// (the norm's scale) is made once for the workgroup's rows. Many short rows run best four to a
+// workgroup (LANES = 16), few or long ones one to a workgroup (LANES = 64).
 
 struct Params {
     rows0: u32,
@@ -17,7 +19,7 @@ struct Params {
     accumulate: u32,
     row0: u32,       // first output column (a part of a split weight; COUNT = 1)
     out_cols: u32,   // output row width (COUNT = 1; fused outputs are their weight's height)
-    nx: u32,         // workgroups along x (rows = x + y * nx)
+    nx: u32,         // workgroups along x (rows = (x + y * nx) * 64 / LANES + lane group)
     eps: f32,
 }
 
@@ -25,6 +27,7 @@ override TILE: u32 = 1u;
 override INPUT: u32 = 0u;
 override COUNT: u32 = 1u;
 const WG: u32 = 64u;
+override LANES: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> wq1: array<u32>;
@@ -75,7 +78,8 @@ fn input4(t: u32, tl: u32, c: u32) -> vec4<f32> {
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    var r = wid.x + wid.y * p.nx;
+    let lane = li % LANES;
+    var r = (wid.x + wid.y * p.nx) * (WG / LANES) + li / LANES;
     let t0 = wid.z * TILE;
     let tn = min(TILE, p.n - t0);
     // Which weight this row belongs to.
@@ -89,9 +93,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
     }
     let rows = select(select(p.rows2, p.rows1, k == 1u), p.rows0, k == 0u);
-    if r >= rows {
-        return;
-    }
+    // Rows past the end still take part in the workgroup's barriers.
+    let valid = r < rows;
     if INPUT == 1u {
         for (var t = 0u; t < TILE; t++) {
             var s = 0.0;
@@ -119,15 +122,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     if INPUT != 0u && k == 0u && r == 0u {
         for (var t = 0u; t < tn; t++) {
-            for (var c = li; c < p.cols; c += WG) {
+            for (var c = lane; c < p.cols; c += LANES) {
                 side[(t0 + t) * p.cols + c] = input(t0 + t, t, c);
             }
         }
     }
     var acc: array<f32, 8>;
-    let words = row_words(p.cols);
+    let words = select(0u, row_words(p.cols), valid);
     let wrow = r * words;
-    for (var i = li; i < words; i += WG) {
+    for (var i = lane; i < words; i += LANES) {
         let w = word(k, wrow + i);
         if BITS == 32u {
             let wf = bitcast<f32>(w);
@@ -164,17 +167,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         partial[t * WG + li] = acc[t];
     }
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if li < s {
+    for (var s = LANES / 2u; s > 0u; s >>= 1u) {
+        if lane < s {
             for (var t = 0u; t < TILE; t++) {
                 partial[t * WG + li] += partial[t * WG + li + s];
             }
         }
         workgroupBarrier();
     }
-    if li < tn {
-        let v = partial[li * WG];
-        let t = t0 + li;
+    if valid && lane < tn {
+        let v = partial[lane * WG + li - lane];
+        let t = t0 + lane;
         switch k {
             case 0u: {
                 let o = t * select(p.out_cols, p.rows0, COUNT > 1u) + p.row0 + r;

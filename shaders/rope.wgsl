@@ -1,7 +1,9 @@
-// Rotary position embedding in place: one thread per rotated pair.
+// Rotary position embedding in place, of one tensor or two (queries and keys in one
+// dispatch): one thread per rotated pair.
 
 struct Params {
-    cols: u32,
+    cols: u32,       // row width of `x`
+    cols_y: u32,     // row width of `y` (0: no second tensor)
     head_dim: u32,
     pos: u32,
     n: u32,
@@ -14,32 +16,47 @@ const TAU: f32 = 6.283185307179586;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+// The rotation of pair `i` of a head at position `at`.
+fn rotation(at: u32, i: u32) -> vec2<f32> {
+    let theta = f32(at) * pow(p.base, -2.0 * f32(i) / f32(p.head_dim));
+    // Reduce to [-pi, pi) first: GPU sin/cos are only accurate there. theta = a + pi + k tau.
+    let a = (fract(theta / TAU) - 0.5) * TAU;
+    return vec2<f32>(-cos(a), -sin(a));
+}
+
+// Where pair `idx` of rows `cols` wide lies, and its rotation.
+fn pair(idx: u32, cols: u32) -> vec4<u32> {
+    let half = p.head_dim / 2u;
+    let pairs = cols / 2u;
+    let t = idx / pairs;
+    let head = (idx % pairs) / half;
+    let i = idx % half;
+    let o = t * cols + head * p.head_dim;
+    if p.interleaved != 0u {
+        return vec4<u32>(o + 2u * i, o + 2u * i + 1u, t, i);
+    }
+    return vec4<u32>(o + i, o + i + half, t, i);
+}
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let idx = (wid.x + wid.y * p.nx) * 64u + li;
-    let half = p.head_dim / 2u;
-    let pairs = p.cols / 2u;
-    if idx >= p.n * pairs {
-        return;
+    let in_x = p.n * (p.cols / 2u);
+    if idx < in_x {
+        let at = pair(idx, p.cols);
+        let cs = rotation(p.pos + at.z, at.w);
+        let x0 = x[at.x];
+        let x1 = x[at.y];
+        x[at.x] = x0 * cs.x - x1 * cs.y;
+        x[at.y] = x0 * cs.y + x1 * cs.x;
+    } else if idx < in_x + p.n * (p.cols_y / 2u) {
+        let at = pair(idx - in_x, p.cols_y);
+        let cs = rotation(p.pos + at.z, at.w);
+        let y0 = y[at.x];
+        let y1 = y[at.y];
+        y[at.x] = y0 * cs.x - y1 * cs.y;
+        y[at.y] = y0 * cs.y + y1 * cs.x;
     }
-    let t = idx / pairs;
-    let head = (idx % pairs) / half;
-    let i = idx % half;
-    let theta = f32(p.pos + t) * pow(p.base, -2.0 * f32(i) / f32(p.head_dim));
-    // Reduce to [-pi, pi) first: GPU sin/cos are only accurate there. theta = a + pi + k tau.
-    let a = (fract(theta / TAU) - 0.5) * TAU;
-    let c = -cos(a);
-    let s = -sin(a);
-    let o = t * p.cols + head * p.head_dim;
-    var ia = o + i;
-    var ib = o + i + half;
-    if p.interleaved != 0u {
-        ia = o + 2u * i;
-        ib = ia + 1u;
-    }
-    let x0 = x[ia];
-    let x1 = x[ib];
-    x[ia] = x0 * c - x1 * s;
-    x[ib] = x0 * s + x1 * c;
 }

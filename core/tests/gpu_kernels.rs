@@ -103,7 +103,7 @@ struct Pair {
 
 impl Pair {
     fn new(model: Arc<Mmap>, max_binding: Option<u64>) -> Self {
-        let gpu = GpuBackend::new(Arc::clone(&model), GpuOptions { policy: AdapterPolicy::Any, max_binding })
+        let gpu = GpuBackend::new(Arc::clone(&model), GpuOptions { policy: AdapterPolicy::Any, max_binding, profile: false })
             .expect("a GPU adapter (lavapipe: apt install mesa-vulkan-drivers)");
         Self { cpu: CpuBackend::new(model, 2), gpu }
     }
@@ -159,7 +159,7 @@ const ALL: [WeightType; 5] = [WeightType::Q4_0, WeightType::Q4_1, WeightType::Q8
 /// dot product of that width (¼ √cols times the largest weight).
 #[test]
 fn matmul_matches_the_cpu() {
-    let shapes = [(1, 32, 1), (37, 64, 3), (300, 576, 1), (129, 96, 11), (70, 1536, 2)];
+    let shapes = [(1, 32, 1), (37, 64, 3), (300, 576, 1), (129, 96, 11), (70, 1536, 2), (2100, 64, 1)];
     let mut f = FileBuilder::new();
     let mut cases = Vec::new();
     for ty in ALL {
@@ -314,8 +314,9 @@ fn weights_past_the_binding_limit_are_split() {
 }
 
 /// The llama block's op runs that the GPU backend fuses — RMSNorm then three mat-muls of the
-/// normed rows, SiLU·mul then an accumulating mat-mul of the product — give the CPU's results,
-/// including the intermediate tensors, in two dispatches (one token and a tile of five).
+/// normed rows, SiLU·mul then an accumulating mat-mul of the product, the rotary embeddings of
+/// queries and keys — give the CPU's results, including the intermediate tensors, in one
+/// dispatch each (one token and a tile of five).
 #[test]
 fn fused_ops_match_the_cpu() {
     for n in [1, 5] {
@@ -345,5 +346,14 @@ fn fused_ops_match_the_cpu() {
         }
         p.check(&format!("{n}: silu product"), act, 1e-6);
         p.check_scaled(&format!("{n}: fused down"), out, 2e-2, 0.25 * 6.4 * 39.2);
+        let before = p.gpu.stats().dispatches;
+        let spec = RopeSpec { head_dim: 64, pos: 17, n, base: 10_000.0, interleaved: true };
+        p.both(|b| {
+            b.rope(q, spec).unwrap();
+            b.rope(k, spec).unwrap();
+        });
+        p.check_scaled(&format!("{n}: rotated q"), q, 2e-2, floor);
+        assert_eq!(p.gpu.stats().dispatches - before, 1, "both rotations are one dispatch");
+        p.check_scaled(&format!("{n}: rotated k"), k, 2e-2, floor);
     }
 }

@@ -86,7 +86,7 @@ impl<B: Backend> Backend for Probe<B> {
 }
 
 fn gpu(model: Arc<Mmap>) -> GpuBackend {
-    GpuBackend::new(model, GpuOptions { policy: AdapterPolicy::Any, max_binding: None })
+    GpuBackend::new(model, GpuOptions { policy: AdapterPolicy::Any, max_binding: None, profile: false })
         .expect("a GPU adapter (lavapipe: apt install mesa-vulkan-drivers)")
 }
 

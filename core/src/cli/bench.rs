@@ -36,6 +36,9 @@ pub struct BenchArgs {
     /// Python with llama-cpp-python installed; without it, only Murmur is measured.
     #[arg(long, env = "MURMUR_BENCH_PYTHON")]
     reference_python: Option<String>,
+    /// Also time each GPU kernel on its own and print where a decoded token's device time goes.
+    #[arg(long)]
+    profile: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -80,6 +83,7 @@ impl BenchArgs {
             rows.push((t, device, ours, reference));
         }
         let ratio = |a: f64, b: Option<f64>| b.map(|b| a / b);
+        let profile = if self.profile && self.backend != BackendChoice::Cpu { self.kernel_profile(&model)? } else { Vec::new() };
         if self.json {
             let v: Vec<Value> = rows
                 .iter()
@@ -101,7 +105,9 @@ impl BenchArgs {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            let kernels: Vec<Value> =
+                profile.iter().map(|(name, d, us)| json!({"kernel": name, "dispatches_per_token": d, "us_per_token": us})).collect();
+            println!("{}", serde_json::to_string_pretty(&json!({"runs": v, "kernels": kernels}))?);
             return Ok(());
         }
         println!("model: {}{}", model.display(), if self.synthetic { " (synthetic weights)" } else { "" });
@@ -124,7 +130,43 @@ impl BenchArgs {
                 1e3 / o.decode,
             );
         }
+        if !profile.is_empty() {
+            let total: f64 = profile.iter().map(|k| k.2).sum();
+            println!("\nkernel | dispatches/token | µs/token | share  (each dispatch timed in its own pass)");
+            for (name, d, us) in &profile {
+                println!("{name} | {d:.1} | {us:.1} | {:.0} %", 100.0 * us / total);
+            }
+            println!("total | {:.0} | {total:.1} |", profile.iter().map(|k| k.1).sum::<f64>());
+        }
         Ok(())
+    }
+
+    /// Device time per kernel for one decoded token: a prefill, then `decode_tokens` steps; the
+    /// difference of the two profiles over the steps.
+    fn kernel_profile(&self, model: &PathBuf) -> anyhow::Result<Vec<(String, f64, f64)>> {
+        let mut config = LlmConfig::new(model);
+        config.backend = self.backend;
+        config.batch = self.prompt_tokens.max(1);
+        config.profile = true;
+        let mut llm = Llm::load(config)?;
+        let prompt = format!("x{}", " the".repeat(self.prompt_tokens as usize - 1));
+        llm.complete(&prompt, &Sampling::greedy(1), |_| true)?;
+        let before = llm.profile();
+        let sampling = Sampling { ignore_eos: true, ..Sampling::greedy(self.decode_tokens) };
+        let (g, _) = llm.complete(&format!("{prompt} the"), &sampling, |_| true)?;
+        let steps = g.token_ids.len().max(1) as f64;
+        let mut rows: Vec<(String, f64, f64)> = llm
+            .profile()
+            .into_iter()
+            .map(|k| {
+                let old = before.iter().find(|b| b.name == k.name);
+                let (d, ns) = (k.dispatches - old.map_or(0, |o| o.dispatches), k.ns - old.map_or(0, |o| o.ns));
+                (k.name, d as f64 / steps, ns as f64 / 1e3 / steps)
+            })
+            .filter(|r| r.1 > 0.0)
+            .collect();
+        rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+        Ok(rows)
     }
 
     /// Best of three: prefill of `prompt_tokens` (a fresh prompt each time, so no cache reuse),

@@ -104,6 +104,17 @@ pub struct Stats {
     pub device_ns: u64,
 }
 
+/// Device time spent in one kernel, from a profiling backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelTime {
+    /// The kernel (and its specialisation).
+    pub name: String,
+    /// Times it ran.
+    pub dispatches: u64,
+    /// Device nanoseconds, in total.
+    pub ns: u64,
+}
+
 /// The most candidates [`Backend::top_k`] returns.
 pub const MAX_TOP_K: usize = 256;
 
@@ -122,6 +133,11 @@ pub trait Backend: Send {
     fn device(&self) -> String;
     /// Work done so far.
     fn stats(&self) -> Stats;
+    /// Device time per kernel so far, slowest first, when the backend was opened to profile
+    /// (each dispatch then runs in its own timed pass: slower, for finding where time goes).
+    fn profile(&self) -> Vec<KernelTime> {
+        Vec::new()
+    }
     /// Takes a weight from the model file (the GPU uploads it once, here).
     fn weight(&mut self, spec: WeightSpec) -> BackendResult<WeightId>;
     /// A zero-filled `rows` x `cols` activation.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 pub use host::exports::murmur::llm::llm::{Generation, Message, ModelInfo, Sampling, StopReason};
 pub use sandbox::Sandbox;
 
-use crate::compute::{Backend, Stats};
+use crate::compute::{Backend, KernelTime, Stats};
 
 /// What can go wrong running the LLM.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +77,8 @@ pub struct LlmConfig {
     pub guest_memory: usize,
     /// Cap on the session's host tensors (activations, KV cache), in bytes.
     pub host_memory: usize,
+    /// Time each GPU kernel on its own (slower; see [`Llm::profile`]).
+    pub profile: bool,
 }
 
 impl LlmConfig {
@@ -90,6 +92,7 @@ impl LlmConfig {
             batch: 64,
             guest_memory: 512 << 20,
             host_memory: 1 << 30,
+            profile: false,
         }
     }
 }
@@ -287,6 +290,11 @@ impl Llm {
     /// The backend's work counters (dispatches, submits, device time) so far.
     pub fn stats(&self) -> Stats {
         self.session.as_ref().map_or_else(Stats::default, |s| s.backend().2)
+    }
+
+    /// Device time per kernel so far, slowest first (with [`LlmConfig::profile`] on the GPU).
+    pub fn profile(&self) -> Vec<KernelTime> {
+        self.session.as_ref().map_or_else(Vec::new, |s| s.profile())
     }
 
     /// Things the user should know that did not stop a request (such as a move to the CPU

@@ -150,6 +150,11 @@ impl Session {
         (b.name(), b.device(), b.stats())
     }
 
+    /// The backend's device time per kernel.
+    pub(super) fn profile(&self) -> Vec<crate::compute::KernelTime> {
+        self.store.data().backend().profile()
+    }
+
     pub(super) fn tokenize(&mut self, text: &str, parse_special: bool) -> Result<Vec<u32>, LlmError> {
         let r = self.bindings.murmur_llm_llm().call_tokenize(&mut self.store, text, parse_special);
         settle(&self.store, r)

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::num::NonZeroU64;
+use std::sync::Arc;
 
 /// Bytes of one op's parameters (a uniform struct of at most 16 words).
 pub const PARAMS_BYTES: u64 = 64;
@@ -18,8 +19,8 @@ pub enum Layout {
     R2W1,
     /// Reads 3, writes 1.
     R3W1,
-    /// Writes 1 (in place).
-    W1,
+    /// Writes 2 (in place).
+    W2,
     /// Reads 3, writes 4 (attention: queries, new keys/values; caches, output, partial sums).
     R3W4,
     /// Mat-mul: reads three weights' quants and scales, the input and its auxiliary; writes
@@ -33,7 +34,7 @@ impl Layout {
             Layout::R1W1 => &[true, false],
             Layout::R2W1 => &[true, true, false],
             Layout::R3W1 => &[true, true, true, false],
-            Layout::W1 => &[false],
+            Layout::W2 => &[false, false],
             Layout::R3W4 => &[true, true, true, false, false, false, false],
             Layout::Matmul => &[true, true, true, true, true, true, true, true, false, false, false, false],
         }
@@ -43,6 +44,8 @@ impl Layout {
 /// One kernel: its pipeline and how it binds.
 #[derive(Clone)]
 pub struct Kernel {
+    /// What it is, for profiles.
+    pub name: Arc<str>,
     /// The pipeline.
     pub pipeline: wgpu::ComputePipeline,
     /// Its bind group layout.
@@ -80,6 +83,8 @@ pub struct MatmulVariant {
     pub input: MatmulInput,
     /// Weights sharing the input (1–3).
     pub count: u32,
+    /// Threads per weight row (16 or 64; the workgroup has 64).
+    pub lanes: u32,
 }
 
 /// Storage buffers the mat-mul kernel binds: what the backend requires of an adapter.
@@ -98,8 +103,6 @@ pub struct Kernels {
     pub rms_norm: Kernel,
     /// Rotary embedding.
     pub rope: Kernel,
-    /// Key/value store into the caches.
-    pub kv_store: Kernel,
     /// Attention over spans of the cache.
     pub attention: Kernel,
     /// Merges attention's spans.
@@ -180,12 +183,12 @@ impl Builder<'_> {
             },
             cache: None,
         });
-        Kernel { pipeline, layout }
+        Kernel { name: name.into(), pipeline, layout }
     }
 
     fn per_format(&mut self, name: &str, source: &str, layout: Layout) -> [Kernel; 3] {
         let source = format!("{QUANT}\n{source}");
-        [4.0, 8.0, 32.0].map(|bits| self.kernel(name, &source, "main", layout, &[("BITS", bits)]))
+        [4.0, 8.0, 32.0].map(|bits| self.kernel(&format!("{name} q{bits}"), &source, "main", layout, &[("BITS", bits)]))
     }
 }
 
@@ -201,8 +204,7 @@ impl Kernels {
             device: device.clone(),
             embed,
             rms_norm: b.kernel("rms_norm", include_str!("../../../../shaders/rms_norm.wgsl"), "main", Layout::R2W1, &[]),
-            rope: b.kernel("rope", include_str!("../../../../shaders/rope.wgsl"), "main", Layout::W1, &[]),
-            kv_store: b.kernel("kv_store", attention, "store", Layout::R3W4, &[]),
+            rope: b.kernel("rope", include_str!("../../../../shaders/rope.wgsl"), "main", Layout::W2, &[]),
             attention: b.kernel("attention", attention, "main", Layout::R3W4, &[]),
             attention_combine: b.kernel("attention_combine", attention, "combine", Layout::R3W4, &[]),
             silu_mul: b.kernel("silu_mul", include_str!("../../../../shaders/silu_mul.wgsl"), "main", Layout::R2W1, &[]),
@@ -224,9 +226,11 @@ impl Kernels {
             ("TILE", v.tile as f64),
             ("INPUT", v.input as u32 as f64),
             ("COUNT", v.count as f64),
+            ("LANES", v.lanes as f64),
         ];
+        let name = format!("matmul q{} ×{} {:?} tile {} lanes {}", v.bits, v.count, v.input, v.tile, v.lanes);
         let mut b = Builder { device: &self.device, layouts: &mut self.layouts };
-        let k = b.kernel("matmul", &source, "main", Layout::Matmul, &constants);
+        let k = b.kernel(&name, &source, "main", Layout::Matmul, &constants);
         self.matmul.insert(v, k.clone());
         k
     }

@@ -19,11 +19,13 @@ use memmap2::Mmap;
 
 pub use device::AdapterPolicy;
 use device::Gpu;
-use fusion::{fuse_matmul, Aux, FusedMatmul, Pending, WeightShape};
+use fusion::{fuse_matmul, fuse_rope, Aux, FusedMatmul, Pending, WeightShape};
 use kernels::{format_index, Kernel, Kernels, Layout, MatmulVariant, MATMUL_BINDINGS, MATMUL_TILE};
 use recorder::{Params, Recorder};
 
-use super::{ActId, AttentionIo, AttentionShape, Backend, BackendError, BackendResult, RopeSpec, Stats, WeightId, WeightSpec};
+use super::{
+    ActId, AttentionIo, AttentionShape, Backend, BackendError, BackendResult, KernelTime, RopeSpec, Stats, WeightId, WeightSpec,
+};
 
 /// A device buffer with an id that names it in the bind-group cache.
 pub(crate) struct Buf {
@@ -68,6 +70,8 @@ pub struct GpuOptions {
     pub policy: AdapterPolicy,
     /// A binding size below the device's own, to exercise weight splitting.
     pub max_binding: Option<u64>,
+    /// Time every dispatch on its own (see [`Backend::profile`]).
+    pub profile: bool,
 }
 
 /// The GPU backend.
@@ -128,7 +132,7 @@ impl GpuBackend {
         let device_max = (gpu.limits.max_storage_buffer_binding_size as u64).min(gpu.limits.max_buffer_size);
         let max_binding = options.max_binding.map_or(device_max, |m| m.min(device_max));
         let align = gpu.limits.min_uniform_buffer_offset_alignment as u64;
-        let rec = Recorder::new(&gpu, align);
+        let rec = Recorder::new(&gpu, align, options.profile);
         tracing::info!(device = %gpu.description, max_binding, "GPU backend");
         let mut backend = Self {
             kernels,
@@ -222,7 +226,7 @@ impl GpuBackend {
             self.flush(None)?;
         }
         let group = self.bind(kernel.layout, bufs);
-        self.rec.record(kernel.pipeline.clone(), group, params, groups);
+        self.rec.record(kernel, group, params, groups);
         Ok(())
     }
 
@@ -306,6 +310,23 @@ impl GpuBackend {
                 self.dispatch_with(&kernel, &bufs, Params::new().u(count).u(nx as usize), (nx, ny, 1))
             }
             Some(Pending::Matmul(m)) => self.record_matmul(m),
+            Some(Pending::Rope { x, y, spec: s }) => {
+                let cols = self.act(x).cols;
+                let cols_y = y.map_or(0, |y| self.act(y).cols);
+                let (nx, ny) = grid((s.n * (cols + cols_y) / 2).div_ceil(64));
+                let params = Params::new()
+                    .u(cols)
+                    .u(cols_y)
+                    .u(s.head_dim)
+                    .u(s.pos)
+                    .u(s.n)
+                    .f(s.base)
+                    .u(s.interleaved as usize)
+                    .u(nx as usize);
+                let kernel = self.kernels.rope.clone();
+                let bufs = self.resolve(&[Res::Act(x), y.map_or(Res::Dummy(0), Res::Act)]);
+                self.dispatch_with(&kernel, &bufs, params, (nx, ny, 1))
+            }
         }
     }
 
@@ -314,10 +335,13 @@ impl GpuBackend {
         let (w0, out0) = m.targets[0];
         let WeightShape { bits, cols, .. } = self.weight_shape(w0);
         let tile = if m.rows == 1 { 1 } else { MATMUL_TILE };
-        let variant = MatmulVariant { bits, tile, input: m.input, count: m.targets.len() as u32 };
+        let heights: Vec<usize> = m.targets.iter().map(|&(w, _)| self.weights[w.0].parts[0].rows).collect();
+        // Four rows to a workgroup where that still leaves enough workgroups to fill a large GPU
+        // (measured on an H200: the output matrix and prefill gain, q/k/v and down lose).
+        let lanes = if tile > 1 || heights.iter().sum::<usize>() >= 2048 { 16 } else { 64 };
+        let variant = MatmulVariant { bits, tile, input: m.input, count: m.targets.len() as u32, lanes };
         let kernel = self.kernels.matmul(variant);
         let out_cols = self.act(out0).cols;
-        let heights: Vec<usize> = m.targets.iter().map(|&(w, _)| self.weights[w.0].parts[0].rows).collect();
         let aux = match m.aux {
             Some(Aux::Weight(w)) => Res::Weight(w, 0),
             Some(Aux::Act(a)) => Res::Act(a),
@@ -327,7 +351,7 @@ impl GpuBackend {
             let p = &self.weights[w0.0].parts[part];
             let (row0, rows) = (p.row0, p.rows);
             let height = |k: usize| if k == 0 { rows } else { heights.get(k).copied().unwrap_or(0) };
-            let (nx, ny) = grid(height(0) + height(1) + height(2));
+            let (nx, ny) = grid((height(0) + height(1) + height(2)).div_ceil(64 / lanes as usize));
             let params = Params::new()
                 .u(height(0))
                 .u(height(1))
@@ -377,6 +401,10 @@ impl Backend for GpuBackend {
 
     fn stats(&self) -> Stats {
         Stats { dispatches: self.stats.dispatches + self.rec.len() as u64, ..self.stats }
+    }
+
+    fn profile(&self) -> Vec<KernelTime> {
+        self.rec.profile()
     }
 
     fn weight(&mut self, spec: WeightSpec) -> BackendResult<WeightId> {
@@ -484,14 +512,15 @@ impl Backend for GpuBackend {
         Ok(())
     }
 
-    fn rope(&mut self, x: ActId, s: RopeSpec) -> BackendResult {
+    fn rope(&mut self, x: ActId, spec: RopeSpec) -> BackendResult {
+        self.check()?;
+        if let Some(fused) = self.pending.as_ref().and_then(|p| fuse_rope(p, x, spec)) {
+            self.pending = Some(fused);
+            return Ok(());
+        }
         self.settle()?;
-        let cols = self.act(x).cols;
-        let (nx, ny) = grid((s.n * cols / 2).div_ceil(64));
-        let params = Params::new().u(cols).u(s.head_dim).u(s.pos).u(s.n).f(s.base).u(s.interleaved as usize).u(nx as usize);
-        let kernel = self.kernels.rope.clone();
-        let bufs = self.resolve(&[Res::Act(x)]);
-        self.dispatch_with(&kernel, &bufs, params, (nx, ny, 1))
+        self.pending = Some(Pending::Rope { x, y: None, spec });
+        Ok(())
     }
 
     fn attention(&mut self, io: AttentionIo, a: AttentionShape) -> BackendResult {
@@ -505,8 +534,7 @@ impl Backend for GpuBackend {
         let span = len.div_ceil(CHUNK).div_ceil(most) * CHUNK;
         let spans = len.div_ceil(span);
         self.scratch(|s| &mut s.spans, 1, if spans > 1 { (spans * per_span) as u64 } else { 16 });
-        let (nx, ny) = grid((a.n * a.kv_heads * a.head_dim).div_ceil(64));
-        let params = Params::new().u(a.heads).u(a.kv_heads).u(a.head_dim).u(a.pos).u(a.n).f(scale).u(nx as usize).u(span).u(spans);
+        let params = Params::new().u(a.heads).u(a.kv_heads).u(a.head_dim).u(a.pos).u(a.n).f(scale).u(span).u(spans);
         let bufs = self.resolve(&[
             Res::Act(io.q),
             Res::Act(io.k),
@@ -517,9 +545,8 @@ impl Backend for GpuBackend {
             Res::Spans,
         ]);
         let k = &self.kernels;
-        let (store, attend, combine) = (k.kv_store.clone(), k.attention.clone(), k.attention_combine.clone());
+        let (attend, combine) = (k.attention.clone(), k.attention_combine.clone());
         let (heads, n) = (a.heads as u32, a.n as u32);
-        self.dispatch_with(&store, &bufs, params, (nx, ny, 1))?;
         self.dispatch_with(&attend, &bufs, params, (heads, n, spans as u32))?;
         if spans > 1 {
             self.dispatch_with(&combine, &bufs, params, (heads, n, 1))?;
