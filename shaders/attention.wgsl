@@ -22,14 +22,15 @@ const WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k_new: array<f32>;
-@group(0) @binding(3) var<storage, read> v_new: array<f32>;
-@group(0) @binding(4) var<storage, read_write> k_cache: array<f32>;
-@group(0) @binding(5) var<storage, read_write> v_cache: array<f32>;
+// Keys and values four at a time (head widths are multiples of 4).
+@group(0) @binding(2) var<storage, read> k_new: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> v_new: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> k_cache: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> v_cache: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 @group(0) @binding(7) var<storage, read_write> partial: array<f32>;
 
-var<workgroup> qs: array<f32, 256>;
+var<workgroup> qs: array<vec4<f32>, 64>;
 var<workgroup> probs: array<f32, 64>;
 var<workgroup> red: array<f32, 64>;
 var<workgroup> group_acc: array<f32, 1024>;
@@ -62,13 +63,14 @@ fn reduce_sum(li: u32, v: f32) -> f32 {
     return r;
 }
 
-// Element d of value row j (head offset `ko`): cached before `pos`, new from it on.
-fn value(j: u32, ko: u32, d: u32) -> f32 {
-    let kvd = p.kv_heads * p.head_dim;
+// Elements 4 d4 .. 4 d4 + 3 of value row j (head at `ko`, in fours): cached before `pos`, new
+// from it on.
+fn value(j: u32, ko: u32, d4: u32) -> vec4<f32> {
+    let kvd = p.kv_heads * p.head_dim / 4u;
     if j < p.pos {
-        return v_cache[j * kvd + ko + d];
+        return v_cache[j * kvd + ko + d4];
     }
-    return v_new[(j - p.pos) * kvd + ko + d];
+    return v_new[(j - p.pos) * kvd + ko + d4];
 }
 
 @compute @workgroup_size(64)
@@ -77,25 +79,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let t = wid.y;
     let split = wid.z;
     let hd = p.head_dim;
+    let hd4 = hd / 4u;
     let qd = p.heads * hd;
-    let kvd = p.kv_heads * hd;
+    let kvd = p.kv_heads * hd4;
     let group = p.heads / p.kv_heads;
-    let ko = (h / group) * hd;
+    let ko = (h / group) * hd4;
     if split == 0u && h % group == 0u {
         let at = (p.pos + t) * kvd + ko;
-        for (var d = li; d < hd; d += WG) {
+        for (var d = li; d < hd4; d += WG) {
             k_cache[at + d] = k_new[t * kvd + ko + d];
             v_cache[at + d] = v_new[t * kvd + ko + d];
         }
     }
-    for (var d = li; d < hd; d += WG) {
-        qs[d] = q[t * qd + h * hd + d] * p.scale;
+    for (var d = li; d < hd4; d += WG) {
+        let at = t * qd + h * hd + 4u * d;
+        qs[d] = vec4<f32>(q[at], q[at + 1u], q[at + 2u], q[at + 3u]) * p.scale;
     }
     workgroupBarrier();
     let begin = split * p.span;
     let end = min(begin + p.span, p.pos + t + 1u);
     // For the weighted sum, 4 groups of 16 lanes: group g takes every 4th position, lane l
-    // dimensions 4l..4l+3 (+64, +128, +192).
+    // dimensions 4l..4l+3 (and +64, +128, +192).
     let g = li / 16u;
     let lane = li % 16u;
     var m = -3.0e38;
@@ -108,13 +112,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             s = 0.0;
             if j < p.pos {
                 let row = j * kvd + ko;
-                for (var d = 0u; d < hd; d++) {
-                    s += qs[d] * k_cache[row + d];
+                for (var d = 0u; d < hd4; d++) {
+                    s += dot(qs[d], k_cache[row + d]);
                 }
             } else {
                 let row = (j - p.pos) * kvd + ko;
-                for (var d = 0u; d < hd; d++) {
-                    s += qs[d] * k_new[row + d];
+                for (var d = 0u; d < hd4; d++) {
+                    s += dot(qs[d], k_new[row + d]);
                 }
             }
         }
@@ -133,10 +137,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var jj = g; jj < count; jj += 4u) {
             let pr = probs[jj];
             for (var part = 0u; part < 4u; part++) {
-                let d = part * 64u + lane * 4u;
-                if d < hd {
-                    let v = vec4<f32>(value(c0 + jj, ko, d), value(c0 + jj, ko, d + 1u), value(c0 + jj, ko, d + 2u), value(c0 + jj, ko, d + 3u));
-                    acc[part] += pr * v;
+                let d4 = part * 16u + lane;
+                if d4 < hd4 {
+                    acc[part] += pr * value(c0 + jj, ko, d4);
                 }
             }
         }

@@ -34,8 +34,9 @@ override LANES: u32 = 64u;
 @group(0) @binding(4) var<storage, read> ws1: array<vec2<f32>>;
 @group(0) @binding(5) var<storage, read> wq2: array<u32>;
 @group(0) @binding(6) var<storage, read> ws2: array<vec2<f32>>;
-@group(0) @binding(7) var<storage, read> x: array<f32>;
-@group(0) @binding(8) var<storage, read> aux: array<f32>;
+// Read four at a time: rows of a quantised weight's input are whole blocks of 32.
+@group(0) @binding(7) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read> aux: array<vec4<f32>>;
 @group(0) @binding(9) var<storage, read_write> out0: array<f32>;
 @group(0) @binding(10) var<storage, read_write> out1: array<f32>;
 @group(0) @binding(11) var<storage, read_write> out2: array<f32>;
@@ -60,20 +61,37 @@ fn scale_min(k: u32, i: u32) -> vec2<f32> {
     }
 }
 
-// Element c of token t's input.
+fn x_at(i: u32) -> f32 {
+    return x[i / 4u][i % 4u];
+}
+
+fn aux_at(i: u32) -> f32 {
+    return aux[i / 4u][i % 4u];
+}
+
+// Element c of token t's input (tl: t's place in the tile).
 fn input(t: u32, tl: u32, c: u32) -> f32 {
-    let v = x[t * p.cols + c];
+    let v = x_at(t * p.cols + c);
     if INPUT == 1u {
-        return v * scales[tl] * aux[c];
+        return v * scales[tl] * aux_at(c);
     }
     if INPUT == 2u {
-        return v / (1.0 + exp(-v)) * aux[t * p.cols + c];
+        return v / (1.0 + exp(-v)) * aux_at(t * p.cols + c);
     }
     return v;
 }
 
+// Elements c..c+3 of token t's input, c a multiple of 4 (quantised weights only).
 fn input4(t: u32, tl: u32, c: u32) -> vec4<f32> {
-    return vec4<f32>(input(t, tl, c), input(t, tl, c + 1u), input(t, tl, c + 2u), input(t, tl, c + 3u));
+    let i = (t * p.cols + c) / 4u;
+    let v = x[i];
+    if INPUT == 1u {
+        return v * scales[tl] * aux[c / 4u];
+    }
+    if INPUT == 2u {
+        return v / (1.0 + exp(-v)) * aux[i];
+    }
+    return v;
 }
 
 @compute @workgroup_size(64)
@@ -100,7 +118,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             var s = 0.0;
             if t < tn {
                 for (var c = li; c < p.cols; c += WG) {
-                    let v = x[(t0 + t) * p.cols + c];
+                    let v = x_at((t0 + t) * p.cols + c);
                     s += v * v;
                 }
             }

@@ -5,6 +5,7 @@ use std::process::Command;
 
 use anyhow::Context;
 use clap::Args;
+use murmur_core::compute::Stats;
 use murmur_core::llm::{BackendChoice, Llm, LlmConfig, Sampling};
 use murmur_core::models;
 use serde_json::{json, Value};
@@ -52,9 +53,12 @@ struct Speed {
     dispatches: f64,
     /// Device submissions per forward pass.
     submits: f64,
-    /// Device milliseconds per decoded token (0 where the device cannot time itself): the
-    /// request's device time less a prefill's, over the decode steps.
+    /// Per decoded token (a request's time less a prefill's, over the decode steps), in ms:
+    /// device time (0 where the device cannot time itself), host time encoding the pass, and
+    /// host time waiting for the device.
     device_ms: f64,
+    encode_ms: f64,
+    wait_ms: f64,
 }
 
 /// llama.cpp's figures.
@@ -97,6 +101,8 @@ impl BenchArgs {
                             "dispatches_per_token": o.dispatches,
                             "submits_per_token": o.submits,
                             "device_ms_per_token": o.device_ms,
+                            "encode_ms_per_token": o.encode_ms,
+                            "wait_ms_per_token": o.wait_ms,
                             "wall_ms_per_token": 1e3 / o.decode,
                         },
                         "llama_cpp": r.as_ref().map(|r| json!({"prefill_tps": r.prefill, "decode_tps": r.decode})),
@@ -112,12 +118,12 @@ impl BenchArgs {
         }
         println!("model: {}{}", model.display(), if self.synthetic { " (synthetic weights)" } else { "" });
         let (pp, tg) = (self.prompt_tokens, self.decode_tokens);
-        println!("device | murmur pp{pp} | llama.cpp pp{pp} | ratio | murmur tg{tg} | llama.cpp tg{tg} | ratio | dispatches/token | submits/token | device ms/token | wall ms/token");
+        println!("device | murmur pp{pp} | llama.cpp pp{pp} | ratio | murmur tg{tg} | llama.cpp tg{tg} | ratio | dispatches/token | submits/token | device ms/token | wall ms/token | encode ms/token | wait ms/token");
         for (_, device, o, r) in rows {
             let fmt = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.1}"));
             let fr = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.2}x"));
             println!(
-                "{device} | {:.1} | {} | {} | {:.1} | {} | {} | {:.0} | {:.2} | {} | {:.3}",
+                "{device} | {:.1} | {} | {} | {:.1} | {} | {} | {:.0} | {:.2} | {} | {:.3} | {:.3} | {:.3}",
                 o.prefill,
                 fmt(r.as_ref().map(|r| r.prefill)),
                 fr(ratio(o.prefill, r.as_ref().map(|r| r.prefill))),
@@ -128,6 +134,8 @@ impl BenchArgs {
                 o.submits,
                 if o.device_ms > 0.0 { format!("{:.3}", o.device_ms) } else { "-".into() },
                 1e3 / o.decode,
+                o.encode_ms,
+                o.wait_ms,
             );
         }
         if !profile.is_empty() {
@@ -178,7 +186,7 @@ impl BenchArgs {
         config.backend = self.backend;
         config.batch = self.prompt_tokens.max(1);
         let mut llm = Llm::load(config)?;
-        let mut best = Speed { prefill: 0.0, decode: 0.0, dispatches: 0.0, submits: 0.0, device_ms: 0.0 };
+        let mut best = Speed { prefill: 0.0, decode: 0.0, dispatches: 0.0, submits: 0.0, device_ms: 0.0, encode_ms: 0.0, wait_ms: 0.0 };
         for round in 0..3 {
             // " the" repeated: one token each; a distinct first word defeats prefix reuse. A
             // prefill alone first, to tell its device time from the decode's.
@@ -186,7 +194,6 @@ impl BenchArgs {
             let at_start = llm.stats();
             llm.complete(&prompt("a"), &Sampling::greedy(1), |_| true)?;
             let before = llm.stats();
-            let prefill_ns = before.device_ns - at_start.device_ns;
             let sampling = Sampling { ignore_eos: true, ..Sampling::greedy(self.decode_tokens) };
             let (g, t) = llm.complete(&prompt("b"), &sampling, |_| true)?;
             let after = llm.stats();
@@ -196,8 +203,14 @@ impl BenchArgs {
                 best.decode = t.decode_tps;
                 best.dispatches = (after.dispatches - before.dispatches) as f64 / forwards;
                 best.submits = (after.submits - before.submits) as f64 / forwards;
-                let decode_ns = (after.device_ns - before.device_ns).saturating_sub(prefill_ns);
-                best.device_ms = decode_ns as f64 / 1e6 / (forwards - 1.0).max(1.0);
+                // Less the prefill's share (the first request was a prefill alone).
+                let per_token = |f: fn(&Stats) -> u64| {
+                    let ns = (f(&after) - f(&before)).saturating_sub(f(&before) - f(&at_start));
+                    ns as f64 / 1e6 / (forwards - 1.0).max(1.0)
+                };
+                best.device_ms = per_token(|s| s.device_ns);
+                best.encode_ms = per_token(|s| s.encode_ns);
+                best.wait_ms = per_token(|s| s.wait_ns);
             }
         }
         let device = match self.backend {

@@ -31,6 +31,9 @@ pub enum BackendError {
     /// More memory than the backend may use.
     #[error("{0}")]
     Exhausted(String),
+    /// A shape this backend cannot run.
+    #[error("{0}")]
+    Unsupported(String),
     /// The compute device stopped working (lost, reset, driver failure).
     #[error("the GPU stopped working: {0}")]
     DeviceLost(String),
@@ -102,6 +105,10 @@ pub struct Stats {
     pub submits: u64,
     /// Device time spent in submitted work, in nanoseconds, where the device can time it.
     pub device_ns: u64,
+    /// Host time turning recorded ops into command buffers and submitting them.
+    pub encode_ns: u64,
+    /// Host time blocked on the device, from a submit to its read-back.
+    pub wait_ns: u64,
 }
 
 /// Device time spent in one kernel, from a profiling backend.

@@ -101,6 +101,7 @@ impl State {
     fn settle<T>(&mut self, result: Result<T, BackendError>) -> Res<T> {
         result.map_err(|e| match e {
             BackendError::Exhausted(m) => ComputeError::Exhausted(m),
+            BackendError::Unsupported(m) => ComputeError::Unsupported(m),
             e @ BackendError::DeviceLost(_) => {
                 let m = e.to_string();
                 tracing::warn!(backend = self.backend.name(), "{m}");

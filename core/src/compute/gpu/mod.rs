@@ -166,7 +166,8 @@ impl GpuBackend {
 
     fn buffer(&mut self, size: u64, usage: wgpu::BufferUsages, mapped: bool) -> Buf {
         self.next_uid += 1;
-        let size = size.max(16).next_multiple_of(4);
+        // Whole 16-byte units: kernels read activations four floats at a time.
+        let size = size.max(16).next_multiple_of(16);
         let buf = self.gpu.device.create_buffer(&wgpu::BufferDescriptor { label: None, size, usage, mapped_at_creation: mapped });
         Buf { buf, uid: self.next_uid }
     }
@@ -238,12 +239,14 @@ impl GpuBackend {
         let submitted = self.rec.submit(&self.gpu, read);
         // A lost device says why better than the failed read-back does.
         self.check()?;
-        let (bytes, device_ns) = submitted.map_err(lost)?;
+        let s = submitted.map_err(lost)?;
         self.stats.dispatches += dispatches;
         self.stats.submits += 1;
-        self.stats.device_ns += device_ns;
+        self.stats.device_ns += s.device_ns;
+        self.stats.encode_ns += s.encode_ns;
+        self.stats.wait_ns += s.wait_ns;
         self.check()?;
-        Ok(bytes)
+        Ok(s.bytes)
     }
 
     fn upload_weight(&mut self, spec: WeightSpec) -> BackendResult<GpuWeight> {
@@ -525,6 +528,9 @@ impl Backend for GpuBackend {
 
     fn attention(&mut self, io: AttentionIo, a: AttentionShape) -> BackendResult {
         self.settle()?;
+        if a.head_dim % 4 != 0 {
+            return Err(BackendError::Unsupported(format!("attention heads {} wide (the GPU needs a multiple of 4)", a.head_dim)));
+        }
         const CHUNK: usize = 64;
         let scale = 1.0 / (a.head_dim as f32).sqrt();
         let len = a.pos + a.n;

@@ -16,6 +16,18 @@ const MAX_DISPATCHES: u64 = 4096;
 /// Token ids one submit can hold.
 pub const MAX_IDS: usize = 1 << 16;
 
+/// What a submit brought back, and how long it took.
+pub struct Submitted {
+    /// The bytes read back.
+    pub bytes: Vec<u8>,
+    /// Device time of the pass (0 where it cannot be timed).
+    pub device_ns: u64,
+    /// Host time encoding and submitting.
+    pub encode_ns: u64,
+    /// Host time waiting for the device.
+    pub wait_ns: u64,
+}
+
 /// One op's parameters: up to 16 words, written in order.
 #[derive(Debug, Clone, Copy)]
 pub struct Params {
@@ -177,8 +189,8 @@ impl Recorder {
     }
 
     /// Submits the recorded pass; with `read`, copies the first `n` bytes of that buffer back.
-    /// Returns them and the pass's device time in nanoseconds (0 where it cannot be timed).
-    pub fn submit(&mut self, gpu: &Gpu, read: Option<(&wgpu::Buffer, u64)>) -> Result<(Vec<u8>, u64), String> {
+    pub fn submit(&mut self, gpu: &Gpu, read: Option<(&wgpu::Buffer, u64)>) -> Result<Submitted, String> {
+        let start = std::time::Instant::now();
         let (device, queue) = (&gpu.device, &gpu.queue);
         if !self.param_bytes.is_empty() {
             queue.write_buffer(&self.params.buf, 0, &self.param_bytes);
@@ -189,7 +201,7 @@ impl Recorder {
         }
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         if self.profiler.is_some() {
-            return self.submit_profiled(gpu, encoder, read);
+            return self.submit_profiled(gpu, encoder, read, start);
         }
         let timed = self.timer.as_ref().filter(|_| !self.dispatches.is_empty());
         {
@@ -205,7 +217,7 @@ impl Recorder {
                 pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);
             }
         }
-        self.read_back(gpu, encoder, timed.is_some(), read)
+        self.read_back(gpu, encoder, timed.is_some(), read, start)
     }
 
     /// Copies the pass's timestamps (when `timed`) and `read` back after submitting `encoder`.
@@ -215,7 +227,8 @@ impl Recorder {
         mut encoder: wgpu::CommandEncoder,
         timed: bool,
         read: Option<(&wgpu::Buffer, u64)>,
-    ) -> Result<(Vec<u8>, u64), String> {
+        start: std::time::Instant,
+    ) -> Result<Submitted, String> {
         let (device, queue) = (&gpu.device, &gpu.queue);
         let timed = self.timer.as_ref().filter(|_| timed);
         let n = read.map_or(0, |(_, n)| n);
@@ -237,13 +250,16 @@ impl Recorder {
             encoder.copy_buffer_to_buffer(buf, 0, staging, 16, n);
         }
         queue.submit([encoder.finish()]);
+        let submitted = std::time::Instant::now();
+        let encode_ns = (submitted - start).as_nanos() as u64;
         self.param_bytes.clear();
         self.id_words.clear();
         self.dispatches.clear();
         if read.is_none() && timed.is_none() {
-            return Ok((Vec::new(), 0));
+            return Ok(Submitted { bytes: Vec::new(), device_ns: 0, encode_ns, wait_ns: 0 });
         }
         let data = map_read(gpu, staging, staging_bytes)?;
+        let wait_ns = submitted.elapsed().as_nanos() as u64;
         let ns = match timed {
             Some(t) => {
                 let stamp = |i: usize| u64::from_le_bytes(data[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
@@ -251,7 +267,7 @@ impl Recorder {
             }
             None => 0,
         };
-        Ok((data[16..].to_vec(), ns))
+        Ok(Submitted { bytes: data[16..].to_vec(), device_ns: ns, encode_ns, wait_ns })
     }
 
     /// Like [`Recorder::submit`], each dispatch in its own pass between two timestamps.
@@ -260,7 +276,8 @@ impl Recorder {
         gpu: &Gpu,
         mut encoder: wgpu::CommandEncoder,
         read: Option<(&wgpu::Buffer, u64)>,
-    ) -> Result<(Vec<u8>, u64), String> {
+        start: std::time::Instant,
+    ) -> Result<Submitted, String> {
         let p = self.profiler.as_mut().expect("profiling");
         let n = self.dispatches.len() as u32;
         for (i, d) in self.dispatches.iter().enumerate() {
@@ -279,7 +296,7 @@ impl Recorder {
             encoder.copy_buffer_to_buffer(&p.resolve, 0, &p.staging, 0, 16 * n as u64);
         }
         let names: Vec<_> = self.dispatches.iter().map(|d| d.name.clone()).collect();
-        let result = self.read_back(gpu, encoder, false, read)?;
+        let result = self.read_back(gpu, encoder, false, read, start)?;
         let p = self.profiler.as_mut().expect("profiling");
         if n > 0 {
             let data = map_read(gpu, &p.staging, 16 * n as u64)?;
