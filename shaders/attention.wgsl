@@ -63,14 +63,24 @@ fn reduce_sum(li: u32, v: f32) -> f32 {
     return r;
 }
 
-// Elements 4 d4 .. 4 d4 + 3 of value row j (head at `ko`, in fours): cached before `pos`, new
-// from it on.
+// The head width, fixed per pipeline so that loops over a row unroll and their loads overlap.
+override HEAD_DIM: u32 = 64u;
+override HD4: u32 = HEAD_DIM / 4u;
+// Vectors of four a lane takes in the weighted sum (16 lanes per row).
+override PARTS: u32 = (HD4 + 15u) / 16u;
+
+// Four elements (at `d4`, in fours) of key or value row j of the head at `ko`: cached before
+// `pos`, new from it on. Both are read and one kept, so the loads of a loop can overlap.
+fn key(j: u32, ko: u32, d4: u32) -> vec4<f32> {
+    let kvd = p.kv_heads * HD4;
+    let fresh = k_new[select(0u, j - p.pos, j >= p.pos) * kvd + ko + d4];
+    return select(fresh, k_cache[j * kvd + ko + d4], j < p.pos);
+}
+
 fn value(j: u32, ko: u32, d4: u32) -> vec4<f32> {
-    let kvd = p.kv_heads * p.head_dim / 4u;
-    if j < p.pos {
-        return v_cache[j * kvd + ko + d4];
-    }
-    return v_new[(j - p.pos) * kvd + ko + d4];
+    let kvd = p.kv_heads * HD4;
+    let fresh = v_new[select(0u, j - p.pos, j >= p.pos) * kvd + ko + d4];
+    return select(fresh, v_cache[j * kvd + ko + d4], j < p.pos);
 }
 
 @compute @workgroup_size(64)
@@ -78,21 +88,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let h = wid.x;
     let t = wid.y;
     let split = wid.z;
-    let hd = p.head_dim;
-    let hd4 = hd / 4u;
-    let qd = p.heads * hd;
-    let kvd = p.kv_heads * hd4;
+    let qd = p.heads * HEAD_DIM;
+    let kvd = p.kv_heads * HD4;
     let group = p.heads / p.kv_heads;
-    let ko = (h / group) * hd4;
+    let ko = (h / group) * HD4;
     if split == 0u && h % group == 0u {
         let at = (p.pos + t) * kvd + ko;
-        for (var d = li; d < hd4; d += WG) {
+        for (var d = li; d < HD4; d += WG) {
             k_cache[at + d] = k_new[t * kvd + ko + d];
             v_cache[at + d] = v_new[t * kvd + ko + d];
         }
     }
-    for (var d = li; d < hd4; d += WG) {
-        let at = t * qd + h * hd + 4u * d;
+    for (var d = li; d < HD4; d += WG) {
+        let at = t * qd + h * HEAD_DIM + 4u * d;
         qs[d] = vec4<f32>(q[at], q[at + 1u], q[at + 2u], q[at + 3u]) * p.scale;
     }
     workgroupBarrier();
@@ -106,69 +114,57 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var l = 0.0;
     var acc: array<vec4<f32>, 4>;
     for (var c0 = begin; c0 < end; c0 += WG) {
-        let j = c0 + li;
-        var s = -3.0e38;
-        if j < end {
-            s = 0.0;
-            if j < p.pos {
-                let row = j * kvd + ko;
-                for (var d = 0u; d < hd4; d++) {
-                    s += dot(qs[d], k_cache[row + d]);
-                }
-            } else {
-                let row = (j - p.pos) * kvd + ko;
-                for (var d = 0u; d < hd4; d++) {
-                    s += dot(qs[d], k_new[row + d]);
-                }
-            }
+        // Rows past the end are read as the last one and weighted 0.
+        let j = min(c0 + li, end - 1u);
+        var s = 0.0;
+        for (var d = 0u; d < HD4; d++) {
+            s += dot(qs[d], key(j, ko, d));
         }
+        let inside = c0 + li < end;
+        s = select(-3.0e38, s, inside);
         let m_new = max(m, reduce_max(li, s));
         let corr = exp(m - m_new);
-        var e = 0.0;
-        if j < end {
-            e = exp(s - m_new);
-        }
+        let e = select(0.0, exp(s - m_new), inside);
         probs[li] = e;
         l = l * corr + reduce_sum(li, e);
-        let count = min(WG, end - c0);
-        for (var part = 0u; part < 4u; part++) {
+        for (var part = 0u; part < PARTS; part++) {
             acc[part] *= corr;
         }
-        for (var jj = g; jj < count; jj += 4u) {
+        for (var i = 0u; i < WG / 4u; i++) {
+            let jj = g + 4u * i;
             let pr = probs[jj];
-            for (var part = 0u; part < 4u; part++) {
-                let d4 = part * 16u + lane;
-                if d4 < hd4 {
-                    acc[part] += pr * value(c0 + jj, ko, d4);
-                }
+            let row = min(c0 + jj, end - 1u);
+            for (var part = 0u; part < PARTS; part++) {
+                let d4 = min(part * 16u + lane, HD4 - 1u);
+                acc[part] += pr * value(row, ko, d4);
             }
         }
         m = m_new;
         workgroupBarrier();
     }
     // Sum the four groups' partial vectors.
-    for (var part = 0u; part < 4u; part++) {
-        let d = part * 64u + lane * 4u;
-        if d < hd {
+    for (var part = 0u; part < PARTS; part++) {
+        let d4 = part * 16u + lane;
+        if d4 < HD4 {
             for (var e = 0u; e < 4u; e++) {
-                group_acc[g * 256u + d + e] = acc[part][e];
+                group_acc[g * 256u + 4u * d4 + e] = acc[part][e];
             }
         }
     }
     workgroupBarrier();
-    for (var d = li; d < hd; d += WG) {
+    for (var d = li; d < HEAD_DIM; d += WG) {
         let sum = group_acc[d] + group_acc[256u + d] + group_acc[512u + d] + group_acc[768u + d];
         if p.spans == 1u {
-            out[t * qd + h * hd + d] = sum / l;
+            out[t * qd + h * HEAD_DIM + d] = sum / l;
         } else {
-            partial[((t * p.heads + h) * p.spans + split) * (hd + 2u) + d] = sum;
+            partial[((t * p.heads + h) * p.spans + split) * (HEAD_DIM + 2u) + d] = sum;
         }
     }
     if p.spans > 1u && li == 0u {
         // An empty span (past this token's position) leaves l = 0 and adds nothing.
-        let at = ((t * p.heads + h) * p.spans + split) * (hd + 2u);
-        partial[at + hd] = m;
-        partial[at + hd + 1u] = l;
+        let at = ((t * p.heads + h) * p.spans + split) * (HEAD_DIM + 2u);
+        partial[at + HEAD_DIM] = m;
+        partial[at + HEAD_DIM + 1u] = l;
     }
 }
 

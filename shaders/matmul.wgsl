@@ -14,7 +14,6 @@ struct Params {
     rows0: u32,
     rows1: u32,
     rows2: u32,
-    cols: u32,
     n: u32,          // tokens
     accumulate: u32,
     row0: u32,       // first output column (a part of a split weight; COUNT = 1)
@@ -24,6 +23,8 @@ struct Params {
 }
 
 override TILE: u32 = 1u;
+// The row width, fixed per pipeline so that loops over a row unroll and their loads overlap.
+override COLS: u32 = 32u;
 override INPUT: u32 = 0u;
 override COUNT: u32 = 1u;
 const WG: u32 = 64u;
@@ -71,19 +72,19 @@ fn aux_at(i: u32) -> f32 {
 
 // Element c of token t's input (tl: t's place in the tile).
 fn input(t: u32, tl: u32, c: u32) -> f32 {
-    let v = x_at(t * p.cols + c);
+    let v = x_at(t * COLS + c);
     if INPUT == 1u {
         return v * scales[tl] * aux_at(c);
     }
     if INPUT == 2u {
-        return v / (1.0 + exp(-v)) * aux_at(t * p.cols + c);
+        return v / (1.0 + exp(-v)) * aux_at(t * COLS + c);
     }
     return v;
 }
 
 // Elements c..c+3 of token t's input, c a multiple of 4 (quantised weights only).
 fn input4(t: u32, tl: u32, c: u32) -> vec4<f32> {
-    let i = (t * p.cols + c) / 4u;
+    let i = (t * COLS + c) / 4u;
     let v = x[i];
     if INPUT == 1u {
         return v * scales[tl] * aux[c / 4u];
@@ -117,9 +118,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var t = 0u; t < TILE; t++) {
             var s = 0.0;
             if t < tn {
-                for (var c = li; c < p.cols; c += WG) {
-                    let v = x_at((t0 + t) * p.cols + c);
-                    s += v * v;
+                if COLS % 4u == 0u {
+                    for (var c = li; c < COLS / 4u; c += WG) {
+                        let v = x[(t0 + t) * (COLS / 4u) + c];
+                        s += dot(v, v);
+                    }
+                } else {
+                    for (var c = li; c < COLS; c += WG) {
+                        let v = x_at((t0 + t) * COLS + c);
+                        s += v * v;
+                    }
                 }
             }
             partial[t * WG + li] = s;
@@ -134,19 +142,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             workgroupBarrier();
         }
         if li < TILE {
-            scales[li] = inverseSqrt(partial[li * WG] / f32(p.cols) + p.eps);
+            scales[li] = inverseSqrt(partial[li * WG] / f32(COLS) + p.eps);
         }
         workgroupBarrier();
     }
     if INPUT != 0u && k == 0u && r == 0u {
         for (var t = 0u; t < tn; t++) {
-            for (var c = lane; c < p.cols; c += LANES) {
-                side[(t0 + t) * p.cols + c] = input(t0 + t, t, c);
+            for (var c = lane; c < COLS; c += LANES) {
+                side[(t0 + t) * COLS + c] = input(t0 + t, t, c);
             }
         }
     }
     var acc: array<f32, 8>;
-    let words = select(0u, row_words(p.cols), valid);
+    let words = select(0u, row_words(COLS), valid);
     let wrow = r * words;
     for (var i = lane; i < words; i += LANES) {
         let w = word(k, wrow + i);
@@ -161,7 +169,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         let b = i / BITS;
         let j = i % BITS;
-        let sm = scale_min(k, r * (p.cols / 32u) + b);
+        let sm = scale_min(k, r * (COLS / 32u) + b);
         let c = b * 32u + 4u * j;
         if BITS == 4u {
             let lo = vec4<f32>(f32(w & 0xFu), f32((w >> 8u) & 0xFu), f32((w >> 16u) & 0xFu), f32((w >> 24u) & 0xFu)) * sm.x + sm.y;

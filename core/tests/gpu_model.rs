@@ -16,12 +16,15 @@ use murmur_core::llm::{BackendChoice, Llm, LlmConfig, Sampling};
 /// Top-k results seen, best first (at least two per call, for near-tie checks).
 type Seen = Arc<Mutex<Vec<Vec<(u32, f32)>>>>;
 
+/// Runs before the n-th top-k call (counted from 1) on the wrapped backend.
+type Hook<B> = Box<dyn FnMut(&mut B, usize) + Send>;
+
 /// A backend that records what top-k returns and can run a hook before a given call.
 struct Probe<B> {
     inner: B,
     seen: Seen,
     calls: usize,
-    before_top_k: Box<dyn FnMut(&mut B, usize) + Send>,
+    before_top_k: Hook<B>,
 }
 
 impl<B: Backend> Probe<B> {

@@ -109,13 +109,13 @@ impl Backend for CpuBackend {
 
     fn embed(&mut self, table: WeightId, tokens: &[u32], out: ActId) -> BackendResult {
         let spec = self.weights[table.0];
-        self.with_out(out, |b, k, o, _| k.embed(spec.view(&b.model), tokens, o));
+        self.with_out(out, |b, k, o, _| k.embed(spec.view(b.model), tokens, o));
         Ok(())
     }
 
     fn rms_norm(&mut self, x: ActId, weight: WeightId, eps: f32, rows: usize, out: ActId) -> BackendResult {
         let spec = self.weights[weight.0];
-        self.with_out(out, |b, k, o, _| k.rms_norm(&b.act(x).data, spec.view(&b.model), eps, rows, o));
+        self.with_out(out, |b, k, o, _| k.rms_norm(&b.act(x).data, spec.view(b.model), eps, rows, o));
         Ok(())
     }
 
@@ -123,7 +123,7 @@ impl Backend for CpuBackend {
         let spec = self.weights[w.0];
         self.with_out(out, |b, k, o, _| {
             let xs = &b.act(x).data[..rows * spec.cols];
-            k.matmul(spec.view(&b.model), xs, rows, o, accumulate).map_err(exhausted)
+            k.matmul(spec.view(b.model), xs, rows, o, accumulate).map_err(exhausted)
         })
     }
 

@@ -54,6 +54,7 @@ pub struct WeightSpec {
 
 impl WeightSpec {
     /// Bytes the weight takes in the file.
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
         self.rows * self.ty.row_bytes(self.cols).expect("checked by the caller")
     }

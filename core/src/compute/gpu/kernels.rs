@@ -85,6 +85,8 @@ pub struct MatmulVariant {
     pub count: u32,
     /// Threads per weight row (16 or 64; the workgroup has 64).
     pub lanes: u32,
+    /// Elements per weight row.
+    pub cols: u32,
 }
 
 /// Storage buffers the mat-mul kernel binds: what the backend requires of an adapter.
@@ -103,10 +105,9 @@ pub struct Kernels {
     pub rms_norm: Kernel,
     /// Rotary embedding.
     pub rope: Kernel,
-    /// Attention over spans of the cache.
-    pub attention: Kernel,
-    /// Merges attention's spans.
-    pub attention_combine: Kernel,
+    /// Attention over spans of the cache and the merge of the spans, by head width, built on
+    /// first use.
+    attention: std::collections::HashMap<usize, (Kernel, Kernel)>,
     /// SiLU · mul.
     pub silu_mul: Kernel,
     /// Row copy.
@@ -197,7 +198,6 @@ impl Kernels {
     pub fn new(device: &wgpu::Device) -> Self {
         let mut layouts = Vec::new();
         let mut b = Builder { device, layouts: &mut layouts };
-        let attention = include_str!("../../../../shaders/attention.wgsl");
         let embed = b.per_format("embed", include_str!("../../../../shaders/embed.wgsl"), Layout::R3W1);
         Self {
             matmul: std::collections::HashMap::new(),
@@ -205,14 +205,29 @@ impl Kernels {
             embed,
             rms_norm: b.kernel("rms_norm", include_str!("../../../../shaders/rms_norm.wgsl"), "main", Layout::R2W1, &[]),
             rope: b.kernel("rope", include_str!("../../../../shaders/rope.wgsl"), "main", Layout::W2, &[]),
-            attention: b.kernel("attention", attention, "main", Layout::R3W4, &[]),
-            attention_combine: b.kernel("attention_combine", attention, "combine", Layout::R3W4, &[]),
+            attention: std::collections::HashMap::new(),
             silu_mul: b.kernel("silu_mul", include_str!("../../../../shaders/silu_mul.wgsl"), "main", Layout::R2W1, &[]),
             copy_row: b.kernel("copy_row", include_str!("../../../../shaders/copy_row.wgsl"), "main", Layout::R1W1, &[]),
             penalize: b.kernel("penalize", include_str!("../../../../shaders/penalize.wgsl"), "main", Layout::R1W1, &[]),
             top_k: b.kernel("top_k", include_str!("../../../../shaders/top_k.wgsl"), "main", Layout::R1W1, &[]),
             layouts,
         }
+    }
+
+    /// The attention pipelines (attend, combine) for heads `head_dim` wide, compiled on first use.
+    pub fn attention(&mut self, head_dim: usize) -> (Kernel, Kernel) {
+        if let Some(k) = self.attention.get(&head_dim) {
+            return k.clone();
+        }
+        let source = include_str!("../../../../shaders/attention.wgsl");
+        let constants = [("HEAD_DIM", head_dim as f64)];
+        let mut b = Builder { device: &self.device, layouts: &mut self.layouts };
+        let k = (
+            b.kernel("attention", source, "main", Layout::R3W4, &constants),
+            b.kernel("attention_combine", source, "combine", Layout::R3W4, &constants),
+        );
+        self.attention.insert(head_dim, k.clone());
+        k
     }
 
     /// The mat-mul pipeline for `v`, compiled on its first use.
@@ -227,8 +242,9 @@ impl Kernels {
             ("INPUT", v.input as u32 as f64),
             ("COUNT", v.count as f64),
             ("LANES", v.lanes as f64),
+            ("COLS", v.cols as f64),
         ];
-        let name = format!("matmul q{} ×{} {:?} tile {} lanes {}", v.bits, v.count, v.input, v.tile, v.lanes);
+        let name = format!("matmul q{} ×{} {:?} tile {} lanes {} cols {}", v.bits, v.count, v.input, v.tile, v.lanes, v.cols);
         let mut b = Builder { device: &self.device, layouts: &mut self.layouts };
         let k = b.kernel(&name, &source, "main", Layout::Matmul, &constants);
         self.matmul.insert(v, k.clone());

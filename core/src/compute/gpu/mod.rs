@@ -342,7 +342,7 @@ impl GpuBackend {
         // Four rows to a workgroup where that still leaves enough workgroups to fill a large GPU
         // (measured on an H200: the output matrix and prefill gain, q/k/v and down lose).
         let lanes = if tile > 1 || heights.iter().sum::<usize>() >= 2048 { 16 } else { 64 };
-        let variant = MatmulVariant { bits, tile, input: m.input, count: m.targets.len() as u32, lanes };
+        let variant = MatmulVariant { bits, tile, input: m.input, count: m.targets.len() as u32, lanes, cols: cols as u32 };
         let kernel = self.kernels.matmul(variant);
         let out_cols = self.act(out0).cols;
         let aux = match m.aux {
@@ -359,7 +359,6 @@ impl GpuBackend {
                 .u(height(0))
                 .u(height(1))
                 .u(height(2))
-                .u(cols)
                 .u(m.rows)
                 .u(m.accumulate as usize)
                 .u(row0)
@@ -550,8 +549,7 @@ impl Backend for GpuBackend {
             Res::Act(io.out),
             Res::Spans,
         ]);
-        let k = &self.kernels;
-        let (attend, combine) = (k.attention.clone(), k.attention_combine.clone());
+        let (attend, combine) = self.kernels.attention(a.head_dim);
         let (heads, n) = (a.heads as u32, a.n as u32);
         self.dispatch_with(&attend, &bufs, params, (heads, n, spans as u32))?;
         if spans > 1 {

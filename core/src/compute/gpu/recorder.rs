@@ -158,7 +158,7 @@ impl Recorder {
         let mut v: Vec<KernelTime> = self.profiler.iter().flat_map(|p| &p.totals).map(|(name, &(dispatches, ns))| {
             KernelTime { name: name.to_string(), dispatches, ns }
         }).collect();
-        v.sort_by(|a, b| b.ns.cmp(&a.ns));
+        v.sort_by_key(|k| std::cmp::Reverse(k.ns));
         v
     }
 
