@@ -3,7 +3,9 @@
 // of `x` times the norm weight `aux`; 2 silu(`x`) * `aux`. Fusing the norm (or SiLU·mul) and
 // the matrices that read it saves dispatches: in the llama block, norm + q/k/v is one dispatch,
 // and so are norm + gate/up and SiLU·mul + down. The first workgroup also writes the made input
-// to `side`, so the tensor the guest named holds what it expects.
+// to `side`, so the tensor the guest named holds what it expects. Outputs whose bit is set in
+// `rope` are also rotated (adjacent pairs of rows, which share a workgroup when LANES <= 32):
+// norm + q/k/v + both rotations is one dispatch.
 //
 // One workgroup per 64 / LANES weight rows and tile of TILE tokens: LANES threads per row walk it
 // a word at a time (coalesced), dequantise it, and reduce in shared memory; the input transform
@@ -20,6 +22,10 @@ struct Params {
     out_cols: u32,   // output row width (COUNT = 1; fused outputs are their weight's height)
     nx: u32,         // workgroups along x (rows = (x + y * nx) * 64 / LANES + lane group)
     eps: f32,
+    rope: u32,       // bit k: rotate output k
+    rope_head_dim: u32,
+    rope_pos: u32,
+    rope_base: f32,
 }
 
 override TILE: u32 = 1u;
@@ -202,8 +208,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         workgroupBarrier();
     }
     if valid && lane < tn {
-        let v = partial[lane * WG + li - lane];
+        var v = partial[lane * WG + li - lane];
         let t = t0 + lane;
+        if ((p.rope >> k) & 1u) != 0u {
+            // The pair's other row is the same lane of the neighbouring row group.
+            let mate = partial[lane * WG + (li ^ LANES) - lane];
+            let cs = rotation(p.rope_pos + t, (r % p.rope_head_dim) / 2u, p.rope_head_dim, p.rope_base);
+            v = select(mate * cs.y + v * cs.x, v * cs.x - mate * cs.y, r % 2u == 0u);
+        }
         switch k {
             case 0u: {
                 let o = t * select(p.out_cols, p.rows0, COUNT > 1u) + p.row0 + r;

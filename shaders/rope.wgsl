@@ -12,19 +12,9 @@ struct Params {
     nx: u32,
 }
 
-const TAU: f32 = 6.283185307179586;
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
-
-// The rotation of pair `i` of a head at position `at`.
-fn rotation(at: u32, i: u32) -> vec2<f32> {
-    let theta = f32(at) * pow(p.base, -2.0 * f32(i) / f32(p.head_dim));
-    // Reduce to [-pi, pi) first: GPU sin/cos are only accurate there. theta = a + pi + k tau.
-    let a = (fract(theta / TAU) - 0.5) * TAU;
-    return vec2<f32>(-cos(a), -sin(a));
-}
 
 // Where pair `idx` of rows `cols` wide lies, and its rotation.
 fn pair(idx: u32, cols: u32) -> vec4<u32> {
@@ -46,14 +36,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let in_x = p.n * (p.cols / 2u);
     if idx < in_x {
         let at = pair(idx, p.cols);
-        let cs = rotation(p.pos + at.z, at.w);
+        let cs = rotation(p.pos + at.z, at.w, p.head_dim, p.base);
         let x0 = x[at.x];
         let x1 = x[at.y];
         x[at.x] = x0 * cs.x - x1 * cs.y;
         x[at.y] = x0 * cs.y + x1 * cs.x;
     } else if idx < in_x + p.n * (p.cols_y / 2u) {
         let at = pair(idx - in_x, p.cols_y);
-        let cs = rotation(p.pos + at.z, at.w);
+        let cs = rotation(p.pos + at.z, at.w, p.head_dim, p.base);
         let y0 = y[at.x];
         let y1 = y[at.y];
         y[at.x] = y0 * cs.x - y1 * cs.y;

@@ -314,9 +314,9 @@ fn weights_past_the_binding_limit_are_split() {
 }
 
 /// The llama block's op runs that the GPU backend fuses — RMSNorm then three mat-muls of the
-/// normed rows, SiLU·mul then an accumulating mat-mul of the product, the rotary embeddings of
-/// queries and keys — give the CPU's results, including the intermediate tensors, in one
-/// dispatch each (one token and a tile of five).
+/// normed rows and the rotations of two of their outputs, SiLU·mul then an accumulating mat-mul
+/// of the product, two rotations on their own — give the CPU's results, including the
+/// intermediate tensors, in one dispatch each (one token and a tile of five).
 #[test]
 fn fused_ops_match_the_cpu() {
     for n in [1, 5] {
@@ -330,16 +330,19 @@ fn fused_ops_match_the_cpu() {
         let (xb, q, k, v, act, out) = (p.act(n, 576), p.act(n, 576), p.act(n, 192), p.act(n, 192), p.act(n, 1536), p.act(n, 576));
         p.both(|b| b.read(xa).map(drop).unwrap());
         let before = p.gpu.stats().dispatches;
+        let spec = RopeSpec { head_dim: 64, pos: 17, n, base: 10_000.0, interleaved: true };
         p.both(|b| {
             b.rms_norm(xa, nw, 1e-5, n, xb).unwrap();
             b.matmul(wq, xb, n, q, false).unwrap();
             b.matmul(wk, xb, n, k, false).unwrap();
             b.matmul(wv, xb, n, v, false).unwrap();
+            b.rope(q, spec).unwrap();
+            b.rope(k, spec).unwrap();
             b.silu_mul(ga, ua, n, act).unwrap();
             b.matmul(down, act, n, out, true).unwrap();
         });
         p.check(&format!("{n}: normed input"), xb, 1e-5);
-        assert_eq!(p.gpu.stats().dispatches - before, 2, "norm+q/k/v and silu+down are one dispatch each");
+        assert_eq!(p.gpu.stats().dispatches - before, 2, "norm+q/k/v+rope and silu+down are one dispatch each");
         let floor = 0.25 * 1.2 * 24.0;
         for (name, t) in [("q", q), ("k", k), ("v", v)] {
             p.check_scaled(&format!("{n}: fused {name}"), t, 2e-2, floor);
@@ -347,7 +350,6 @@ fn fused_ops_match_the_cpu() {
         p.check(&format!("{n}: silu product"), act, 1e-6);
         p.check_scaled(&format!("{n}: fused down"), out, 2e-2, 0.25 * 6.4 * 39.2);
         let before = p.gpu.stats().dispatches;
-        let spec = RopeSpec { head_dim: 64, pos: 17, n, base: 10_000.0, interleaved: true };
         p.both(|b| {
             b.rope(q, spec).unwrap();
             b.rope(k, spec).unwrap();

@@ -1,9 +1,10 @@
 //! Which recorded ops merge into one dispatch. The backend holds the last op back; when the
 //! next one reads what it wrote in a way one kernel can do, they become one mat-mul:
 //! RMSNorm + the mat-muls that read the normed rows (up to three, sharing the input), and
-//! SiLU·mul + the mat-mul that reads the product; and the rotary embeddings of two tensors
-//! (queries and keys). With attention storing its own keys and values, a llama block takes 6
-//! dispatches instead of 14: norm+q/k/v, rope q+k, attention, o, norm+gate/up, silu+down.
+//! SiLU·mul + the mat-mul that reads the product; the rotary embedding of a mat-mul's output
+//! (or else of two tensors at once). With attention storing its own keys and values, a llama
+//! block takes 5 dispatches instead of 14: norm+q/k/v+rope, attention, o, norm+gate/up,
+//! silu+down (and a merge of attention's spans past 64 positions).
 
 use super::kernels::MatmulInput;
 use crate::compute::{ActId, RopeSpec, WeightId};
@@ -40,6 +41,8 @@ pub struct FusedMatmul {
     pub accumulate: bool,
     /// Weights and the outputs they write.
     pub targets: Vec<(WeightId, ActId)>,
+    /// Rotary embedding of the outputs whose bit is set in the mask (adjacent pairs only).
+    pub rope: Option<(RopeSpec, u32)>,
 }
 
 /// What the input transform reads besides `x`.
@@ -65,7 +68,7 @@ pub struct WeightShape {
 impl FusedMatmul {
     /// A single mat-mul of `x` as is.
     pub fn plain(w: WeightId, x: ActId, rows: usize, out: ActId, accumulate: bool) -> Self {
-        Self { input: MatmulInput::Plain, x, aux: None, side: None, eps: 0.0, rows, accumulate, targets: vec![(w, out)] }
+        Self { input: MatmulInput::Plain, x, aux: None, side: None, eps: 0.0, rows, accumulate, targets: vec![(w, out)], rope: None }
     }
 
     /// Every buffer the dispatch reads.
@@ -83,14 +86,25 @@ impl FusedMatmul {
     }
 }
 
-/// `pending` followed by a rotary embedding of `x` as one dispatch, or `None`.
+/// `pending` followed by a rotary embedding of `x` as one dispatch, or `None`: the rotation of
+/// a mat-mul's output (adjacent pairs, not accumulated), or of a second tensor.
 pub fn fuse_rope(pending: &Pending, x: ActId, spec: RopeSpec) -> Option<Pending> {
+    let same = |s: &RopeSpec| {
+        (s.head_dim, s.pos, s.n, s.base.to_bits(), s.interleaved) == (spec.head_dim, spec.pos, spec.n, spec.base.to_bits(), spec.interleaved)
+    };
     match *pending {
-        Pending::Rope { x: first, y: None, spec: s }
-            if first != x
-                && (s.head_dim, s.pos, s.n, s.base.to_bits(), s.interleaved)
-                    == (spec.head_dim, spec.pos, spec.n, spec.base.to_bits(), spec.interleaved) =>
-        {
+        Pending::Matmul(ref m) if spec.interleaved && !m.accumulate && spec.n == m.rows => {
+            let k = m.targets.iter().position(|&(_, out)| out == x)?;
+            let mask = match m.rope {
+                None => 0,
+                Some((s, mask)) if same(&s) && mask & (1 << k) == 0 => mask,
+                Some(_) => return None,
+            };
+            let mut m = m.clone();
+            m.rope = Some((spec, mask | 1 << k));
+            Some(Pending::Matmul(m))
+        }
+        Pending::Rope { x: first, y: None, spec: s } if first != x && same(&s) => {
             Some(Pending::Rope { x: first, y: Some(x), spec })
         }
         _ => None,
@@ -115,6 +129,7 @@ pub fn fuse_matmul(
             rows,
             accumulate,
             targets: vec![(w, out)],
+            rope: None,
         },
         Pending::Silu { gate, up, rows: r, out: product } if product == x && r == rows && shape.whole => FusedMatmul {
             input: MatmulInput::Silu,
@@ -125,9 +140,11 @@ pub fn fuse_matmul(
             rows,
             accumulate,
             targets: vec![(w, out)],
+            rope: None,
         },
         Pending::Matmul(ref m)
             if m.targets.len() < 3
+                && m.rope.is_none()
                 && m.side.or(Some(m.x)) == Some(x)
                 && m.rows == rows
                 && !m.accumulate
@@ -163,6 +180,22 @@ mod tests {
         assert_eq!((v.x, v.side), (ActId(0), Some(ActId(1))));
         let fourth = fuse_matmul(&Pending::Matmul(v), Some(Q4), Q4, (WeightId(4), ActId(1), 1, ActId(5), false));
         assert!(fourth.is_none(), "at most three weights");
+    }
+
+    #[test]
+    fn rotations_of_fused_outputs_fuse_once_each() {
+        let norm = Pending::Norm { x: ActId(0), weight: WeightId(9), eps: 1e-5, rows: 1, out: ActId(1) };
+        let q = fuse_matmul(&norm, None, Q4, (WeightId(1), ActId(1), 1, ActId(2), false)).unwrap();
+        let k = fuse_matmul(&Pending::Matmul(q), Some(Q4), Q4, (WeightId(2), ActId(1), 1, ActId(3), false)).unwrap();
+        let spec = RopeSpec { head_dim: 64, pos: 5, n: 1, base: 1e4, interleaved: true };
+        let rq = fuse_rope(&Pending::Matmul(k), ActId(2), spec).expect("rope q");
+        let rk = fuse_rope(&rq, ActId(3), spec).expect("rope k");
+        let Pending::Matmul(m) = &rk else { panic!("still one mat-mul") };
+        assert_eq!(m.rope.map(|r| r.1), Some(0b11));
+        assert!(fuse_rope(&rk, ActId(3), spec).is_none(), "twice is two rotations");
+        assert!(fuse_rope(&rq, ActId(3), RopeSpec { pos: 6, ..spec }).is_none(), "another position");
+        assert!(fuse_rope(&rq, ActId(3), RopeSpec { interleaved: false, ..spec }).is_none(), "halves pair rows apart");
+        assert!(fuse_matmul(&rk, Some(Q4), Q4, (WeightId(3), ActId(1), 1, ActId(4), false)).is_none(), "rotated: closed");
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub const PARAMS_BYTES: u64 = 64;
 
 /// Weight-reading shaders are prefixed with the shared weight layout.
 const QUANT: &str = include_str!("../../../../shaders/quant.wgsl");
+/// Rotating shaders are prefixed with the rotation.
+const ROTATION: &str = include_str!("../../../../shaders/rotation.wgsl");
 
 /// Which storage buffers a kernel binds, in binding order from 1 (binding 0 is its parameters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -204,7 +206,7 @@ impl Kernels {
             device: device.clone(),
             embed,
             rms_norm: b.kernel("rms_norm", include_str!("../../../../shaders/rms_norm.wgsl"), "main", Layout::R2W1, &[]),
-            rope: b.kernel("rope", include_str!("../../../../shaders/rope.wgsl"), "main", Layout::W2, &[]),
+            rope: b.kernel("rope", &format!("{ROTATION}\n{}", include_str!("../../../../shaders/rope.wgsl")), "main", Layout::W2, &[]),
             attention: std::collections::HashMap::new(),
             silu_mul: b.kernel("silu_mul", include_str!("../../../../shaders/silu_mul.wgsl"), "main", Layout::R2W1, &[]),
             copy_row: b.kernel("copy_row", include_str!("../../../../shaders/copy_row.wgsl"), "main", Layout::R1W1, &[]),
@@ -235,7 +237,7 @@ impl Kernels {
         if let Some(k) = self.matmul.get(&v) {
             return k.clone();
         }
-        let source = format!("{QUANT}\n{}", include_str!("../../../../shaders/matmul.wgsl"));
+        let source = format!("{QUANT}\n{ROTATION}\n{}", include_str!("../../../../shaders/matmul.wgsl"));
         let constants = [
             ("BITS", v.bits as f64),
             ("TILE", v.tile as f64),

@@ -341,7 +341,15 @@ impl GpuBackend {
         let heights: Vec<usize> = m.targets.iter().map(|&(w, _)| self.weights[w.0].parts[0].rows).collect();
         // Four rows to a workgroup where that still leaves enough workgroups to fill a large GPU
         // (measured on an H200: the output matrix and prefill gain, q/k/v and down lose).
-        let lanes = if tile > 1 || heights.iter().sum::<usize>() >= 2048 { 16 } else { 64 };
+        // A rotation pairs adjacent rows, which must share a workgroup.
+        let lanes = if tile > 1 || heights.iter().sum::<usize>() >= 2048 {
+            16
+        } else if m.rope.is_some() {
+            32
+        } else {
+            64
+        };
+        let (rope, rope_mask) = m.rope.map_or((RopeSpec { head_dim: 2, pos: 0, n: 0, base: 1.0, interleaved: true }, 0), |r| r);
         let variant = MatmulVariant { bits, tile, input: m.input, count: m.targets.len() as u32, lanes, cols: cols as u32 };
         let kernel = self.kernels.matmul(variant);
         let out_cols = self.act(out0).cols;
@@ -364,7 +372,11 @@ impl GpuBackend {
                 .u(row0)
                 .u(out_cols)
                 .u(nx as usize)
-                .f(m.eps);
+                .f(m.eps)
+                .u(rope_mask as usize)
+                .u(rope.head_dim)
+                .u(rope.pos)
+                .f(rope.base);
             let weight = |k: usize| m.targets.get(k).map_or((w0, part), |&(w, _)| (w, if k == 0 { part } else { 0 }));
             let out = |k: usize| m.targets.get(k).map_or(Res::Dummy(k), |&(_, o)| Res::Act(o));
             let bufs = self.resolve(&[
@@ -516,7 +528,12 @@ impl Backend for GpuBackend {
 
     fn rope(&mut self, x: ActId, spec: RopeSpec) -> BackendResult {
         self.check()?;
-        if let Some(fused) = self.pending.as_ref().and_then(|p| fuse_rope(p, x, spec)) {
+        // Rotated pairs of rows must not straddle the parts of a split weight.
+        let whole = match &self.pending {
+            Some(Pending::Matmul(m)) => m.targets.iter().all(|&(w, _)| self.weight_shape(w).whole),
+            _ => true,
+        };
+        if let Some(fused) = self.pending.as_ref().filter(|_| whole).and_then(|p| fuse_rope(p, x, spec)) {
             self.pending = Some(fused);
             return Ok(());
         }
