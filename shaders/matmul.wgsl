@@ -47,7 +47,7 @@ override LANES: u32 = 64u;
 @group(0) @binding(9) var<storage, read_write> out0: array<f32>;
 @group(0) @binding(10) var<storage, read_write> out1: array<f32>;
 @group(0) @binding(11) var<storage, read_write> out2: array<f32>;
-@group(0) @binding(12) var<storage, read_write> side: array<f32>;
+@group(0) @binding(12) var<storage, read_write> side: array<vec4<f32>>;
 
 var<workgroup> partial: array<f32, 512>;
 var<workgroup> scales: array<f32, 8>;
@@ -152,10 +152,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         workgroupBarrier();
     }
-    if INPUT != 0u && k == 0u && r == 0u {
+    // The first workgroup of each tile writes the made input, all its threads four at a time
+    // (this is on the dispatch's critical path).
+    if INPUT != 0u && wid.x == 0u && wid.y == 0u {
         for (var t = 0u; t < tn; t++) {
-            for (var c = lane; c < COLS; c += LANES) {
-                side[(t0 + t) * COLS + c] = input(t0 + t, t, c);
+            if COLS % 4u == 0u {
+                for (var c = li; c < COLS / 4u; c += WG) {
+                    side[(t0 + t) * (COLS / 4u) + c] = input4(t0 + t, t, 4u * c);
+                }
+            } else {
+                for (var c = li; c < COLS; c += WG) {
+                    let i = (t0 + t) * COLS + c;
+                    side[i / 4u][i % 4u] = input(t0 + t, t, c);
+                }
             }
         }
     }
