@@ -48,6 +48,34 @@ fn ask_json_reports_counts_and_speed() {
 }
 
 #[test]
+fn the_gpu_backend_answers() {
+    let out = run(&["ask", "--backend", "gpu", "--temp", "0", "--json", "--max-tokens", "12", "What is the capital of France?"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["backend"], "gpu");
+    assert!(v["answer"].as_str().unwrap().to_lowercase().contains("paris"), "{v}");
+}
+
+#[test]
+fn gpu_bench_on_a_synthetic_model_counts_dispatches_and_submits() {
+    let out = run(&["bench", "--backend", "gpu", "--synthetic", "--json", "--prompt-tokens", "8", "--decode-tokens", "3"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let run = &v["runs"][0]["murmur"];
+    assert!(run["decode_tps"].as_f64().unwrap() > 0.0, "{v}");
+    // One submit per token; a llama block in five dispatches (30 blocks, SmolLM2's shape).
+    assert_eq!(run["submits_per_token"].as_f64().unwrap(), 1.0, "{v}");
+    let dispatches = run["dispatches_per_token"].as_f64().unwrap();
+    assert!((150.0..=220.0).contains(&dispatches), "{v}");
+}
+
+#[test]
+fn a_synthetic_model_needs_a_gguf_head() {
+    let out = murmur().args(["bench", "--synthetic", "--model", "Cargo.toml"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a usable GGUF header"), "{err}");
+}
+
+#[test]
 fn complete_json_gives_llama_cpp_tokens() {
     let out = run(&["complete", "--json", "--ignore-eos", "--max-tokens", "8", "The capital of France is"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
