@@ -129,7 +129,7 @@ impl GpuBackend {
             ));
         }
         let kernels = Kernels::new(&gpu.device);
-        let device_max = (gpu.limits.max_storage_buffer_binding_size as u64).min(gpu.limits.max_buffer_size);
+        let device_max = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
         let max_binding = options.max_binding.map_or(device_max, |m| m.min(device_max));
         let align = gpu.limits.min_uniform_buffer_offset_alignment as u64;
         let rec = Recorder::new(&gpu, align, options.profile);
