@@ -154,7 +154,7 @@ impl GpuBackend {
             gpu,
         };
         let usage = wgpu::BufferUsages::STORAGE;
-        backend.dummies = (0..3).map(|_| backend.buffer(16, usage, false)).collect();
+        backend.dummies = (0..3).map(|_| backend.buffer(16, usage)).collect();
         Ok(backend)
     }
 
@@ -164,11 +164,11 @@ impl GpuBackend {
         self.gpu.destroy();
     }
 
-    fn buffer(&mut self, size: u64, usage: wgpu::BufferUsages, mapped: bool) -> Buf {
+    fn buffer(&mut self, size: u64, usage: wgpu::BufferUsages) -> Buf {
         self.next_uid += 1;
         // Whole 16-byte units: kernels read activations four floats at a time.
         let size = size.max(16).next_multiple_of(16);
-        let buf = self.gpu.device.create_buffer(&wgpu::BufferDescriptor { label: None, size, usage, mapped_at_creation: mapped });
+        let buf = self.gpu.device.create_buffer(&wgpu::BufferDescriptor { label: None, size, usage, mapped_at_creation: false });
         Buf { buf, uid: self.next_uid }
     }
 
@@ -209,12 +209,13 @@ impl GpuBackend {
         group
     }
 
-    /// Stores token ids for the next dispatch (submitting what is recorded if they do not fit).
-    fn ids(&mut self, ids: &[u32]) -> BackendResult<usize> {
+    /// Stores token ids for the next `dispatches` dispatches (submitting what is recorded first
+    /// if they do not fit).
+    fn ids(&mut self, ids: &[u32], dispatches: usize) -> BackendResult<usize> {
         if ids.len() > recorder::MAX_IDS {
             return Err(BackendError::Exhausted(format!("{} token ids in one op; the GPU backend takes {}", ids.len(), recorder::MAX_IDS)));
         }
-        if self.rec.full(ids.len()) {
+        if self.rec.full(dispatches, ids.len()) {
             self.flush(None)?;
         }
         Ok(self.rec.push_ids(ids))
@@ -223,7 +224,7 @@ impl GpuBackend {
     /// Records one dispatch of `kernel` over `bufs` with `params`.
     fn dispatch(&mut self, kernel: &Kernel, bufs: &[&Buf], params: Params, groups: (u32, u32, u32)) -> BackendResult {
         self.check()?;
-        if self.rec.full(0) {
+        if self.rec.full(1, 0) {
             self.flush(None)?;
         }
         let group = self.bind(kernel.layout, bufs);
@@ -270,7 +271,7 @@ impl GpuBackend {
                 let (q, s) = (&mut qd[r * qrow..(r + 1) * qrow], &mut sd[r * srow..(r + 1) * srow]);
                 weights::repack_row(&spec, bits, file, row0 + r, q, s);
             }
-            let (q, s) = (self.buffer(qd.len() as u64, usage, false), self.buffer(sd.len() as u64, usage, false));
+            let (q, s) = (self.buffer(qd.len() as u64, usage), self.buffer(sd.len() as u64, usage));
             self.gpu.queue.write_buffer(&q.buf, 0, &qd);
             self.gpu.queue.write_buffer(&s.buf, 0, &sd);
             parts.push(Part { row0, rows, q, s });
@@ -283,7 +284,7 @@ impl GpuBackend {
     fn scratch(&mut self, slot: fn(&mut Self) -> &mut Option<Scratch>, count: usize, bytes: u64) {
         if slot(self).as_ref().is_none_or(|s| s.bytes < bytes) {
             let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-            let bufs = (0..count).map(|_| self.buffer(bytes, usage, false)).collect();
+            let bufs = (0..count).map(|_| self.buffer(bytes, usage)).collect();
             if let Some(old) = slot(self).replace(Scratch { bufs, bytes }) {
                 self.forget(&old.bufs.iter().map(|b| b.uid).collect::<Vec<_>>());
             }
@@ -449,14 +450,14 @@ impl Backend for GpuBackend {
     fn activation(&mut self, rows: usize, cols: usize) -> BackendResult<ActId> {
         self.check()?;
         let bytes = (rows * cols * 4) as u64;
-        if bytes > self.max_binding {
+        if bytes.next_multiple_of(16) > self.max_binding {
             return Err(BackendError::Exhausted(format!(
                 "a {rows}x{cols} activation ({bytes} bytes) is larger than the GPU can bind ({} bytes)",
                 self.max_binding
             )));
         }
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
-        let buf = self.buffer(bytes, usage, false);
+        let buf = self.buffer(bytes, usage);
         let act = GpuAct { cols, len: rows * cols, buf };
         Ok(ActId(match self.free_ids.pop() {
             Some(i) => {
@@ -483,7 +484,7 @@ impl Backend for GpuBackend {
 
     fn embed(&mut self, table: WeightId, tokens: &[u32], out: ActId) -> BackendResult {
         self.settle()?;
-        let at = self.ids(tokens)?;
+        let at = self.ids(tokens, self.weights[table.0].parts.len())?;
         let w = &self.weights[table.0];
         let kernel = self.kernels.embed[format_index(w.bits)].clone();
         let cols = w.cols;
@@ -601,7 +602,7 @@ impl Backend for GpuBackend {
         if distinct.is_empty() {
             return Ok(());
         }
-        let at = self.ids(&distinct)?;
+        let at = self.ids(&distinct, 1)?;
         let kernel = self.kernels.penalize.clone();
         let params = Params::new().u(distinct.len()).u(at).u(row * cols).f(penalty);
         let bufs = self.resolve(&[Res::Ids, Res::Act(logits)]);

@@ -167,10 +167,10 @@ impl Recorder {
         self.dispatches.len()
     }
 
-    /// Whether another dispatch, with `ids` more token ids, needs a submit first.
-    pub fn full(&self, ids: usize) -> bool {
+    /// Whether `dispatches` more dispatches, with `ids` more token ids, need a submit first.
+    pub fn full(&self, dispatches: usize, ids: usize) -> bool {
         let most = if self.profiler.is_some() { PROFILED_DISPATCHES } else { MAX_DISPATCHES };
-        self.dispatches.len() as u64 >= most || self.id_words.len() + ids > MAX_IDS
+        (self.dispatches.len() + dispatches) as u64 > most || self.id_words.len() + ids > MAX_IDS
     }
 
     /// Stores `ids` for the next dispatch; returns where they start.
