@@ -1,7 +1,7 @@
 //! Murmur's engine: everything that works without a window.
 //!
 //! - [`llm`]: the sandboxed LLM (Wasmtime host for the `inference-guest` component).
-//! - [`compute`]: the kernel backends the guest's math runs on.
+//! - [`compute`]: the kernel backends the guest's math runs on (native CPU; WGSL on the GPU via wgpu).
 //! - [`models`]: the default-model manifest, fetching and verification.
 //! - [`audio`]: WAV files, microphone capture and resampling.
 //! - [`speech`]: speech to text (Whisper) and the model converter.
