@@ -4,7 +4,7 @@
 //! reads need, and their f16 scales would need `shader-f16`. So each quantised matrix becomes
 //! two arrays: the blocks' quants as whole u32 words (same byte order), and an f32
 //! (scale, minimum) pair per block — Q4_0 and Q4_1 then share one kernel (Q4_0's minimum is
-//! -8 × scale). That costs 20–33 % more memory than the file; everything else (F32, F16, and any
+//! -8 × scale). That costs 18–33 % more memory than the file; everything else (F32, F16, and any
 //! one-row weight such as a norm) is stored as f32. A weight larger than the device's binding
 //! limit is split into parts of whole rows, each bound on its own.
 
