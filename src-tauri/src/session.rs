@@ -24,7 +24,7 @@ use crate::settings::Settings;
 pub enum Status {
     /// Loading (the text says what).
     Loading(String),
-    /// Ready (the text names the model).
+    /// Ready (the text names the model and where it runs).
     Ready(String),
     /// Failed (the text says what to do).
     Failed(String),
@@ -119,11 +119,12 @@ impl Session {
                 }
                 pump(Arc::downgrade(&assistant), Arc::downgrade(&me));
                 assistant.send(Command::Converse(me.conversation_messages().unwrap_or_default()));
+                let device = assistant.device().to_string();
                 *slot = Some(assistant);
                 drop(slot);
                 let model = settings.model.clone().unwrap_or_else(models::default_llm_path);
                 let name = model.file_name().map_or_else(|| model.display().to_string(), |n| n.to_string_lossy().into_owned());
-                me.set_status(Status::Ready(name));
+                me.set_status(Status::Ready(format!("{name} on {device}")));
             }
             Err(e) if me.loads.load(Ordering::SeqCst) == load => {
                 me.set_status(Status::Failed(format!("{e}. Fix it in Settings.")));

@@ -16,9 +16,13 @@ fn app() -> PathBuf {
     bin
 }
 
-/// Waits for the models to load.
+/// Waits for the models to load; the status line then says where the LLM runs (in CI the CPU:
+/// `auto` never takes a software GPU such as lavapipe).
 fn ready(s: &Session<'_>) {
     s.wait("the models to load", "return document.querySelector('#status').dataset.kind === 'ready'");
+    let status = s.js("return document.querySelector('#status').textContent");
+    let named = |t: &str| t.contains(" on CPU") || t.contains("Gpu)");
+    assert!(status.as_str().is_some_and(named), "status line: {status}");
 }
 
 /// Asks `question` by typing it; returns every text the answer bubble showed while streaming.

@@ -64,6 +64,11 @@ impl Brain {
         Ok(Self { llm, speech, sampling: config.sampling.clone(), system, history: Vec::new(), owner, voice })
     }
 
+    /// Where the LLM runs, in words.
+    pub fn device(&self) -> String {
+        self.llm.device().to_string()
+    }
+
     /// Works until the owner hangs up.
     pub fn run(mut self, work: Receiver<Work>) {
         for w in work {

@@ -260,6 +260,7 @@ pub struct Assistant {
     commands: Mutex<Sender<owner::Msg>>,
     events: Mutex<Receiver<Event>>,
     owner: Option<JoinHandle<()>>,
+    device: String,
 }
 
 impl Assistant {
@@ -268,8 +269,13 @@ impl Assistant {
     pub fn start(config: AssistantConfig, capture: CaptureFactory) -> Result<Self, AssistantError> {
         let (commands, inbox) = mpsc::channel();
         let (events_tx, events) = mpsc::channel();
-        let owner = owner::spawn(config, capture, commands.clone(), inbox, events_tx)?;
-        Ok(Self { commands: Mutex::new(commands), events: Mutex::new(events), owner: Some(owner) })
+        let (owner, device) = owner::spawn(config, capture, commands.clone(), inbox, events_tx)?;
+        Ok(Self { commands: Mutex::new(commands), events: Mutex::new(events), owner: Some(owner), device })
+    }
+
+    /// Where the LLM runs, in words (the GPU's name, or the CPU and its threads), as loaded.
+    pub fn device(&self) -> &str {
+        &self.device
     }
 
     /// Sends a command.

@@ -59,14 +59,15 @@ struct Owner {
     turn: Option<Turn>,
 }
 
-/// Opens the output, loads the models on their threads, and starts the owner.
+/// Opens the output, loads the models on their threads, and starts the owner. Returns it and
+/// where the LLM runs.
 pub(super) fn spawn(
     config: AssistantConfig,
     capture: CaptureFactory,
     me: Sender<Msg>,
     inbox: Receiver<Msg>,
     events: Sender<Event>,
-) -> Result<JoinHandle<()>, AssistantError> {
+) -> Result<(JoinHandle<()>, String), AssistantError> {
     let notice = |message: String| {
         // Logged quietly: the notice itself is what the user sees.
         tracing::info!("{message}");
@@ -102,14 +103,14 @@ pub(super) fn spawn(
     let (ready_tx, ready_rx) = mpsc::channel();
     let brain_thread = thread("murmur-brain", move || match Brain::load(&config, me, voice_jobs) {
         Ok(brain) => {
-            let _ = ready_tx.send(Ok(()));
+            let _ = ready_tx.send(Ok(brain.device()));
             brain.run(brain_rx);
         }
         Err(e) => {
             let _ = ready_tx.send(Err(e));
         }
     })?;
-    ready_rx.recv().map_err(|_| AssistantError::Start("the model thread stopped while loading".into()))??;
+    let device = ready_rx.recv().map_err(|_| AssistantError::Start("the model thread stopped while loading".into()))??;
 
     thread("murmur-assistant", move || {
         let mut capture = capture().map_err(|e| {
@@ -148,6 +149,7 @@ pub(super) fn spawn(
             let _ = worker.join();
         }
     })
+    .map(|owner| (owner, device))
 }
 
 fn thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, AssistantError> {
