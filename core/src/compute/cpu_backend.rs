@@ -6,6 +6,7 @@ use std::sync::Arc;
 use memmap2::Mmap;
 
 use super::cpu::{top_k, CpuKernels};
+use super::slab::Slab;
 use super::{ActId, AttentionIo, AttentionShape, Backend, BackendError, BackendResult, RopeSpec, Stats, WeightId, WeightSpec};
 
 /// An activation's elements and row width.
@@ -20,8 +21,7 @@ pub struct CpuBackend {
     threads: usize,
     model: Arc<Mmap>,
     weights: Vec<WeightSpec>,
-    acts: Vec<Option<Act>>,
-    free_ids: Vec<usize>,
+    acts: Slab<Act>,
     ops: u64,
 }
 
@@ -36,8 +36,7 @@ impl CpuBackend {
             threads,
             model,
             weights: Vec::new(),
-            acts: Vec::new(),
-            free_ids: Vec::new(),
+            acts: Slab::new(),
             ops: 0,
         }
     }
@@ -45,23 +44,23 @@ impl CpuBackend {
     /// Runs `f` with `out`'s buffer checked out, so inputs can be borrowed beside it.
     fn with_out<R>(&mut self, out: ActId, f: impl FnOnce(&Inputs<'_>, &mut CpuKernels, &mut [f32], usize) -> R) -> R {
         self.ops += 1;
-        let slot = self.acts[out.0].as_mut().expect("the host passes live ids");
+        let slot = self.acts.get_mut(out);
         let (mut data, cols) = (std::mem::take(&mut slot.data), slot.cols);
         let result = f(&Inputs { acts: &self.acts, model: &self.model }, &mut self.kernels, &mut data, cols);
-        self.acts[out.0].as_mut().expect("still live").data = data;
+        self.acts.get_mut(out).data = data;
         result
     }
 }
 
 /// The tensors an op reads while its output is checked out.
 struct Inputs<'a> {
-    acts: &'a [Option<Act>],
+    acts: &'a Slab<Act>,
     model: &'a [u8],
 }
 
 impl Inputs<'_> {
     fn act(&self, id: ActId) -> &Act {
-        self.acts[id.0].as_ref().expect("the host passes live ids")
+        self.acts.get(id)
     }
 }
 
@@ -88,23 +87,11 @@ impl Backend for CpuBackend {
     }
 
     fn activation(&mut self, rows: usize, cols: usize) -> BackendResult<ActId> {
-        let act = Act { cols, data: vec![0.0; rows * cols] };
-        Ok(ActId(match self.free_ids.pop() {
-            Some(i) => {
-                self.acts[i] = Some(act);
-                i
-            }
-            None => {
-                self.acts.push(Some(act));
-                self.acts.len() - 1
-            }
-        }))
+        Ok(self.acts.insert(Act { cols, data: vec![0.0; rows * cols] }))
     }
 
     fn free(&mut self, id: ActId) {
-        if self.acts.get_mut(id.0).and_then(Option::take).is_some() {
-            self.free_ids.push(id.0);
-        }
+        self.acts.remove(id);
     }
 
     fn embed(&mut self, table: WeightId, tokens: &[u32], out: ActId) -> BackendResult {
@@ -133,13 +120,13 @@ impl Backend for CpuBackend {
     }
 
     fn attention(&mut self, io: AttentionIo, shape: AttentionShape) -> BackendResult {
-        let mut kc = std::mem::take(&mut self.acts[io.k_cache.0].as_mut().expect("live").data);
-        let mut vc = std::mem::take(&mut self.acts[io.v_cache.0].as_mut().expect("live").data);
+        let mut kc = std::mem::take(&mut self.acts.get_mut(io.k_cache).data);
+        let mut vc = std::mem::take(&mut self.acts.get_mut(io.v_cache).data);
         self.with_out(io.out, |b, k, o, _| {
             k.attention(&b.act(io.q).data, &b.act(io.k).data, &b.act(io.v).data, &mut kc, &mut vc, shape, o)
         });
-        self.acts[io.k_cache.0].as_mut().expect("live").data = kc;
-        self.acts[io.v_cache.0].as_mut().expect("live").data = vc;
+        self.acts.get_mut(io.k_cache).data = kc;
+        self.acts.get_mut(io.v_cache).data = vc;
         Ok(())
     }
 
@@ -165,12 +152,12 @@ impl Backend for CpuBackend {
     }
 
     fn read(&mut self, x: ActId) -> BackendResult<Vec<f32>> {
-        Ok(self.acts[x.0].as_ref().expect("the host passes live ids").data.clone())
+        Ok(self.acts.get(x).data.clone())
     }
 
     fn top_k(&mut self, logits: ActId, row: usize, k: usize) -> BackendResult<Vec<(u32, f32)>> {
         self.ops += 1;
-        let a = self.acts[logits.0].as_ref().expect("the host passes live ids");
+        let a = self.acts.get(logits);
         Ok(top_k(&a.data[row * a.cols..(row + 1) * a.cols], k))
     }
 }

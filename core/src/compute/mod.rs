@@ -11,6 +11,7 @@ pub mod packed;
 pub mod pool;
 pub mod quant;
 pub mod simd;
+mod slab;
 
 pub use cpu::{AttentionShape, WeightView};
 pub use quant::WeightType;

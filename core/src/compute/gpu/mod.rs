@@ -22,6 +22,7 @@ use device::Gpu;
 use fusion::{fuse_matmul, fuse_rope, Aux, FusedMatmul, Pending, WeightShape};
 use kernels::{format_index, Kernel, Kernels, Layout, MatmulVariant, MATMUL_BINDINGS, MATMUL_TILE};
 use recorder::{Params, Recorder};
+use super::slab::Slab;
 
 use super::{
     ActId, AttentionIo, AttentionShape, Backend, BackendError, BackendResult, KernelTime, RopeSpec, Stats, WeightId, WeightSpec,
@@ -83,8 +84,7 @@ pub struct GpuBackend {
     weights: Vec<GpuWeight>,
     weight_ids: HashMap<WeightSpec, WeightId>,
     weight_bytes: u64,
-    acts: Vec<Option<GpuAct>>,
-    free_ids: Vec<usize>,
+    acts: Slab<GpuAct>,
     binds: HashMap<BindKey, wgpu::BindGroup>,
     rec: Recorder,
     top_k: Option<Scratch>,
@@ -141,8 +141,7 @@ impl GpuBackend {
             weights: Vec::new(),
             weight_ids: HashMap::new(),
             weight_bytes: 0,
-            acts: Vec::new(),
-            free_ids: Vec::new(),
+            acts: Slab::new(),
             binds: HashMap::new(),
             rec,
             top_k: None,
@@ -180,7 +179,7 @@ impl GpuBackend {
     }
 
     fn act(&self, id: ActId) -> &GpuAct {
-        self.acts[id.0].as_ref().expect("the host passes live ids")
+        self.acts.get(id)
     }
 
     /// The cached bind group of `layout` over `bufs` (binding 1 onwards), made on first use.
@@ -458,27 +457,16 @@ impl Backend for GpuBackend {
         }
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
         let buf = self.buffer(bytes, usage);
-        let act = GpuAct { cols, len: rows * cols, buf };
-        Ok(ActId(match self.free_ids.pop() {
-            Some(i) => {
-                self.acts[i] = Some(act);
-                i
-            }
-            None => {
-                self.acts.push(Some(act));
-                self.acts.len() - 1
-            }
-        }))
+        Ok(self.acts.insert(GpuAct { cols, len: rows * cols, buf }))
     }
 
     fn free(&mut self, id: ActId) {
         // The held-back op may name it; a failure here shows again at the next op.
         let _ = self.settle();
-        if let Some(act) = self.acts.get_mut(id.0).and_then(Option::take) {
+        if let Some(act) = self.acts.remove(id) {
             // Recorded work may still use it: the buffer lives on in the recorded bind groups
             // until they are submitted.
             self.forget(&[act.buf.uid]);
-            self.free_ids.push(id.0);
         }
     }
 
