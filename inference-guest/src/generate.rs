@@ -3,7 +3,7 @@
 use crate::bindings::exports::murmur::llm::llm::{Generation, Message, ModelInfo, Sampling, StopReason};
 use crate::bindings::murmur::llm::output;
 use crate::error::{Error, Result};
-use crate::gguf::Gguf;
+use crate::gguf::{Gguf, HostModel};
 use crate::model::{Config, Llama};
 use crate::sampler::Sampler;
 use crate::template::ChatTemplate;
@@ -27,7 +27,7 @@ pub struct Engine {
 impl Engine {
     /// Parses the host's model file and binds its weights.
     pub fn load(context: u32, batch: u32) -> Result<Self> {
-        let g = Gguf::parse()?;
+        let g = Gguf::parse(&HostModel)?;
         let cfg = Config::from_gguf(&g)?;
         let tokenizer = Tokenizer::from_gguf(&g)?;
         if tokenizer.vocab_size() != cfg.vocab as usize {

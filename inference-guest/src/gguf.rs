@@ -1,4 +1,5 @@
-//! GGUF v2/v3 parsing: header, metadata and tensor infos, read through the host's `read-model`.
+//! GGUF v2/v3 parsing: header, metadata and tensor infos, read through the host's `read-model`
+//! (or, for the fuzz targets, from a byte slice: see [`ModelBytes`]).
 //!
 //! Every count, length and offset is checked against the file size before anything is
 //! allocated, so a hostile file cannot make the guest allocate more than the file is large.
@@ -45,17 +46,49 @@ pub struct Gguf {
     pub tensors: HashMap<String, TensorInfo>,
 }
 
-/// Buffered sequential reader over the host's model file.
-struct Reader {
+/// Random access to a model file's bytes.
+pub trait ModelBytes {
+    /// The file's length in bytes.
+    fn size(&self) -> u64;
+    /// `len` bytes at `offset` (the caller keeps both inside [`ModelBytes::size`]).
+    fn read(&self, offset: u64, len: u32) -> Result<Vec<u8>>;
+}
+
+/// The model file the host has opened, read through `compute.read-model`.
+pub struct HostModel;
+
+impl ModelBytes for HostModel {
+    fn size(&self) -> u64 {
+        compute::model_size()
+    }
+
+    fn read(&self, offset: u64, len: u32) -> Result<Vec<u8>> {
+        Ok(compute::read_model(offset, len)?)
+    }
+}
+
+impl ModelBytes for [u8] {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+
+    fn read(&self, offset: u64, len: u32) -> Result<Vec<u8>> {
+        Ok(self[offset as usize..][..len as usize].to_vec())
+    }
+}
+
+/// Buffered sequential reader over a model file.
+struct Reader<'a, S: ModelBytes + ?Sized> {
+    source: &'a S,
     size: u64,
     buf: Vec<u8>,
     buf_start: u64,
     pos: u64,
 }
 
-impl Reader {
-    fn new() -> Self {
-        Self { size: compute::model_size(), buf: Vec::new(), buf_start: 0, pos: 0 }
+impl<'a, S: ModelBytes + ?Sized> Reader<'a, S> {
+    fn new(source: &'a S) -> Self {
+        Self { source, size: source.size(), buf: Vec::new(), buf_start: 0, pos: 0 }
     }
 
     fn remaining(&self) -> u64 {
@@ -73,7 +106,7 @@ impl Reader {
         if self.pos < self.buf_start || self.pos + len > buf_end {
             let want = len.max(CHUNK as u64).min(self.remaining());
             let want = u32::try_from(want).map_err(|_| Error::Model("metadata entry too large".into()))?;
-            self.buf = compute::read_model(self.pos, want)?;
+            self.buf = self.source.read(self.pos, want)?;
             self.buf_start = self.pos;
         }
         let at = (self.pos - self.buf_start) as usize;
@@ -189,9 +222,9 @@ pub fn block_layout(dtype: Dtype) -> (u64, u64) {
 }
 
 impl Gguf {
-    /// Parses the model file the host has opened.
-    pub fn parse() -> Result<Self> {
-        let mut r = Reader::new();
+    /// Parses the model file `source` (the host's: [`HostModel`]).
+    pub fn parse<S: ModelBytes + ?Sized>(source: &S) -> Result<Self> {
+        let mut r = Reader::new(source);
         if &r.array::<4>()? != MAGIC {
             return Err(Error::Model("not a GGUF file (bad magic); Murmur's LLM needs a .gguf model".into()));
         }

@@ -58,3 +58,44 @@ impl Guest for Component {
 }
 
 bindings::export!(Component with_types_in bindings);
+
+/// Entry points for the fuzz targets in `fuzz/` (built natively with `--cfg fuzzing`): the
+/// parsers that see untrusted model files, fed from bytes instead of the host.
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    use crate::bindings::exports::murmur::llm::llm::Message;
+    use crate::gguf::Gguf;
+    use crate::model::Config;
+    use crate::template::ChatTemplate;
+    use crate::tokenizer::Tokenizer;
+
+    /// Parses `data` as a GGUF file and, where that succeeds, builds what `load` builds from
+    /// its metadata: the model shape, the tokenizer (then encodes a line) and the chat template.
+    pub fn gguf(data: &[u8]) {
+        let Ok(g) = Gguf::parse(data) else { return };
+        let _ = Config::from_gguf(&g);
+        if let Ok(mut tokenizer) = Tokenizer::from_gguf(&g) {
+            let _ = tokenizer.encode("<|im_start|>user\nHello, world!<|im_end|>", true);
+            if let Ok(t) = ChatTemplate::new(g.str("tokenizer.chat_template"), tokenizer.text(tokenizer.bos), tokenizer.text(tokenizer.eos)) {
+                let _ = t.render(&[Message { role: "user".into(), content: "Hi".into() }]);
+            }
+        }
+    }
+
+    /// Compiles the text before the first NUL of `data` as a chat template and renders the
+    /// conversation after it (`role:content` lines).
+    pub fn template(data: &[u8]) {
+        let text = String::from_utf8_lossy(data);
+        let (source, chat) = text.split_once('\0').unwrap_or((&text, "user:Hi"));
+        let messages: Vec<Message> = chat
+            .lines()
+            .map(|l| {
+                let (role, content) = l.split_once(':').unwrap_or(("user", l));
+                Message { role: role.into(), content: content.into() }
+            })
+            .collect();
+        if let Ok(t) = ChatTemplate::new(Some(source), "<s>", "</s>") {
+            let _ = t.render(&messages);
+        }
+    }
+}

@@ -9,7 +9,7 @@ mod wav;
 pub use capture::{Microphone, Recording};
 pub use playback::{AudioOut, OnStart};
 pub use resample::resample;
-pub use wav::read_wav;
+pub use wav::{decode_wav, read_wav};
 
 use std::path::PathBuf;
 

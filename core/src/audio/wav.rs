@@ -1,23 +1,50 @@
 //! WAV files at any rate, depth and channel count, read as 16 kHz mono f32.
 
+use std::io::Read;
 use std::path::Path;
 
 use super::{resample, AudioError, SAMPLE_RATE};
 
+/// The lowest and highest sample rates accepted (telephone audio to studio masters).
+const RATES: std::ops::RangeInclusive<u32> = 4_000..=384_000;
+
 /// The audio of the WAV file at `path`, mixed down to mono and resampled to 16 kHz.
 pub fn read_wav(path: &Path) -> Result<Vec<f32>, AudioError> {
-    let err = |reason: String| AudioError::File { path: path.to_path_buf(), reason };
-    let mut reader = hound::WavReader::open(path).map_err(|e| err(format!("not a readable WAV file ({e})")))?;
+    let file = std::fs::File::open(path).map_err(|e| AudioError::File { path: path.to_path_buf(), reason: format!("cannot open it ({e})") })?;
+    decode_wav(std::io::BufReader::new(file)).map_err(|reason| AudioError::File { path: path.to_path_buf(), reason })
+}
+
+/// The audio of a WAV stream, mixed down to mono and resampled to 16 kHz; the error says
+/// what is wrong with the data.
+pub fn decode_wav(input: impl Read) -> Result<Vec<f32>, String> {
+    let reader = hound::WavReader::new(input).map_err(|e| format!("not a readable WAV file ({e})"))?;
     let spec = reader.spec();
+    if !RATES.contains(&spec.sample_rate) {
+        return Err(format!(
+            "its sample rate, {} Hz, is outside the {}–{} Hz Murmur reads",
+            spec.sample_rate,
+            RATES.start(),
+            RATES.end()
+        ));
+    }
     let channels = spec.channels.max(1) as usize;
-    let samples: Vec<f32> = match spec.sample_format {
-        hound::SampleFormat::Float => reader.samples::<f32>().collect::<Result<_, _>>(),
+    let damaged = |e: hound::Error| format!("the audio data is damaged ({e})");
+    // Samples are collected as they are read, not into a buffer sized by the header's length
+    // (a damaged header may claim gigabytes).
+    let mut samples = Vec::new();
+    match spec.sample_format {
+        hound::SampleFormat::Float => {
+            for s in reader.into_samples::<f32>() {
+                samples.push(s.map_err(damaged)?);
+            }
+        }
         hound::SampleFormat::Int => {
             let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
-            reader.samples::<i32>().map(|s| s.map(|v| v as f32 * scale)).collect::<Result<_, _>>()
+            for s in reader.into_samples::<i32>() {
+                samples.push(s.map_err(damaged)? as f32 * scale);
+            }
         }
     }
-    .map_err(|e| err(format!("the audio data is damaged ({e})")))?;
     let mono: Vec<f32> = samples.chunks(channels).map(|frame| frame.iter().sum::<f32>() / frame.len() as f32).collect();
-    resample(&mono, spec.sample_rate, SAMPLE_RATE)
+    resample(&mono, spec.sample_rate, SAMPLE_RATE).map_err(|e| e.to_string())
 }

@@ -5,6 +5,7 @@
 //! its own tensors.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use memmap2::Mmap;
 use wasmtime::component::{Resource, ResourceTable};
@@ -40,7 +41,16 @@ pub struct State {
     pub sink: Option<TokenSink>,
     /// Set when the backend's device stopped working; the session is then unusable.
     pub device_lost: Option<String>,
+    /// When the guest last got work done through the host (the stall deadline's clock).
+    pub last_progress: Instant,
+    weight_bytes: usize,
+    tensors: usize,
 }
+
+/// Most tensors a session may hold at once (a llama of 100 blocks needs about 1,000).
+const MAX_TENSORS: usize = 1 << 16;
+/// Most bytes one `read-model` call returns (the guest reads in 1 MiB chunks).
+const MAX_READ: u32 = 64 << 20;
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -68,7 +78,24 @@ impl State {
             host_cap,
             sink: None,
             device_lost: None,
+            last_progress: Instant::now(),
+            weight_bytes: 0,
+            tensors: 0,
         }
+    }
+
+    /// Room for one more tensor handle, or the reason there is none.
+    fn tensor_slot(&self) -> Res<()> {
+        if self.tensors >= MAX_TENSORS {
+            return Err(ComputeError::Exhausted(format!("a session may hold at most {MAX_TENSORS} tensors")));
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, tensor: Tensor) -> Res<Resource<Tensor>> {
+        let handle = self.table.push(tensor).map_err(|e| ComputeError::Exhausted(e.to_string()))?;
+        self.tensors += 1;
+        Ok(handle)
     }
 
     /// The kernels.
@@ -99,6 +126,7 @@ impl State {
     /// Records a failed device so the session can fall back, and turns the error into the
     /// guest's terms.
     fn settle<T>(&mut self, result: Result<T, BackendError>) -> Res<T> {
+        self.last_progress = Instant::now();
         result.map_err(|e| match e {
             BackendError::Exhausted(m) => ComputeError::Exhausted(m),
             BackendError::Unsupported(m) => ComputeError::Unsupported(m),
@@ -166,9 +194,13 @@ impl compute::HostTensor for State {
 
     fn drop(&mut self, t: Resource<Tensor>) -> wasmtime::Result<()> {
         let tensor = self.table.delete(t)?;
-        if let Kind::Activation(id) = tensor.kind {
-            self.host_bytes -= tensor.len() * 4;
-            self.backend.free(id);
+        self.tensors -= 1;
+        match tensor.kind {
+            Kind::Activation(id) => {
+                self.host_bytes -= tensor.len() * 4;
+                self.backend.free(id);
+            }
+            Kind::Weight(spec, _) => self.weight_bytes -= spec.len(),
         }
         Ok(())
     }
@@ -180,6 +212,10 @@ impl compute::Host for State {
     }
 
     fn read_model(&mut self, offset: u64, len: u32) -> Res<Vec<u8>> {
+        self.last_progress = Instant::now();
+        if len > MAX_READ {
+            return Err(ComputeError::OutOfRange(format!("a read of {len} bytes; at most {MAX_READ} per call")));
+        }
         let end = offset.checked_add(len as u64).filter(|&e| e <= self.model.len() as u64);
         match end {
             Some(end) => Ok(self.model[offset as usize..end as usize].to_vec()),
@@ -204,10 +240,21 @@ impl compute::Host for State {
             )));
         }
         let spec = WeightSpec { ty, rows: rows as usize, cols: cols as usize, offset: offset as usize };
+        // Weights are views of the file, but a backend may copy them (repacked, or uploaded):
+        // a guest may hold twice the file's bytes at once, which a real model never needs.
+        let cap = 2 * self.model.len() + (1 << 20);
+        if self.weight_bytes + spec.len() > cap {
+            return Err(ComputeError::Exhausted(format!(
+                "weights of more than twice the model file's {} bytes at once",
+                self.model.len()
+            )));
+        }
+        self.tensor_slot()?;
         let result = self.backend.weight(spec);
         let id = self.settle(result)?;
+        self.weight_bytes += spec.len();
         let tensor = Tensor { rows: spec.rows, cols: spec.cols, kind: Kind::Weight(spec, id) };
-        self.table.push(tensor).map_err(|e| ComputeError::Exhausted(e.to_string()))
+        self.push(tensor)
     }
 
     fn activation(&mut self, rows: u32, cols: u32) -> Res<Resource<Tensor>> {
@@ -219,11 +266,12 @@ impl compute::Host for State {
                 self.host_cap >> 20
             )));
         }
+        self.tensor_slot()?;
         let result = self.backend.activation(rows as usize, cols as usize);
         let id = self.settle(result)?;
         self.host_bytes += bytes;
         let tensor = Tensor { rows: rows as usize, cols: cols as usize, kind: Kind::Activation(id) };
-        self.table.push(tensor).map_err(|e| ComputeError::Exhausted(e.to_string()))
+        self.push(tensor)
     }
 
     fn embed(&mut self, table: Resource<Tensor>, tokens: Vec<u32>, out: Resource<Tensor>) -> Res<()> {
@@ -376,6 +424,7 @@ impl compute::Host for State {
 
 impl murmur::llm::output::Host for State {
     fn token(&mut self, id: u32, text: String) -> bool {
+        self.last_progress = Instant::now();
         self.sink.as_mut().is_none_or(|sink| sink(id, &text))
     }
 }

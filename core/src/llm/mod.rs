@@ -45,6 +45,9 @@ pub enum LlmError {
     /// The GPU failed during the request (the CPU takes over where it can).
     #[error("{0}")]
     DeviceLost(String),
+    /// The model file changed while it was being read.
+    #[error("the model file {0} changed while it was being read; wait until whatever is writing it has finished, then try again")]
+    Changed(PathBuf),
 }
 
 /// Which kernels run the guest's math.
@@ -79,10 +82,14 @@ pub struct LlmConfig {
     pub host_memory: usize,
     /// Time each GPU kernel on its own (slower; see [`Llm::profile`]).
     pub profile: bool,
+    /// How long the guest may run without getting anything done through the host (a kernel,
+    /// a read, a token) before it is stopped as hung.
+    pub stall_limit: Duration,
 }
 
 impl LlmConfig {
-    /// Defaults for `model`: all cores, 512 MiB guest memory, 1 GiB of host tensors.
+    /// Defaults for `model`: all cores, 512 MiB guest memory, 1 GiB of host tensors, 30 s
+    /// stall limit.
     pub fn new(model: impl Into<PathBuf>) -> Self {
         Self {
             model: model.into(),
@@ -93,6 +100,7 @@ impl LlmConfig {
             guest_memory: 512 << 20,
             host_memory: 1 << 30,
             profile: false,
+            stall_limit: Duration::from_secs(30),
         }
     }
 }
@@ -200,17 +208,22 @@ enum Request<'a> {
 type TextSink = Arc<Mutex<Box<dyn FnMut(&str) -> bool + Send>>>;
 
 impl Llm {
-    /// Maps the model file and loads it into a fresh guest on the backend `config` asks for.
+    /// Reads the model file and loads it into a fresh guest on the backend `config` asks for.
     pub fn load(config: LlmConfig) -> Result<Self, LlmError> {
-        let model = Arc::new(map_file(&config.model)?);
+        Self::load_in(Sandbox::shared()?, config)
+    }
+
+    /// Like [`Llm::load`], with the guest of `sandbox` (see [`Sandbox::with_guest`]).
+    pub fn load_in(sandbox: Arc<Sandbox>, config: LlmConfig) -> Result<Self, LlmError> {
+        let model = Arc::new(snapshot(&config.model)?);
         let backend = backends::open(&config, &model)?;
-        Self::start(Sandbox::shared()?, config, model, backend)
+        Self::start(sandbox, config, model, backend)
     }
 
     /// Like [`Llm::load`], with the first session on a given backend (a later restart opens
     /// the one `config` asks for).
     pub fn load_on(config: LlmConfig, backend: impl FnOnce(Arc<memmap2::Mmap>) -> Box<dyn Backend>) -> Result<Self, LlmError> {
-        let model = Arc::new(map_file(&config.model)?);
+        let model = Arc::new(snapshot(&config.model)?);
         let backend = backend(Arc::clone(&model));
         Self::start(Sandbox::shared()?, config, model, backend)
     }
@@ -431,10 +444,27 @@ fn sink(progress: &Arc<Mutex<Progress>>, on_text: &TextSink, cancel: &Arc<Atomic
     })
 }
 
-fn map_file(path: &Path) -> Result<memmap2::Mmap, LlmError> {
+/// The model file copied into private memory (copy on open). A file that is truncated,
+/// rewritten or deleted while Murmur runs then changes nothing the model sees, and no read can
+/// fault the way a read past the end of a shrunken file mapping does (SIGBUS). A file that
+/// changes while it is being read is refused.
+fn snapshot(path: &Path) -> Result<memmap2::Mmap, LlmError> {
     let open = |source| LlmError::Open { path: path.to_path_buf(), source };
-    let file = std::fs::File::open(path).map_err(open)?;
-    // SAFETY: the map is read-only; a file truncated underneath is the known mmap hazard,
-    // handled by checking sizes at load (the guest validates every range).
-    unsafe { memmap2::Mmap::map(&file) }.map_err(open)
+    let mut file = std::fs::File::open(path).map_err(open)?;
+    let before = file.metadata().map_err(open)?;
+    let len = usize::try_from(before.len()).map_err(|_| open(std::io::Error::other("the file does not fit in memory")))?;
+    if len == 0 {
+        return Err(open(std::io::Error::other("the file is empty")));
+    }
+    let mut copy = memmap2::MmapMut::map_anon(len).map_err(open)?;
+    let read = std::io::Read::read_exact(&mut file, &mut copy);
+    let after = file.metadata().map_err(open)?;
+    let changed = after.len() != before.len() || after.modified().ok() != before.modified().ok();
+    match read {
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(LlmError::Changed(path.to_path_buf())),
+        Err(e) => return Err(open(e)),
+        Ok(()) if changed => return Err(LlmError::Changed(path.to_path_buf())),
+        Ok(()) => {}
+    }
+    copy.make_read_only().map_err(open)
 }

@@ -1,12 +1,13 @@
 //! The Wasmtime side: one engine and compiled guest per process, one store per session.
 //!
 //! The guest is granted nothing: an empty WASI context (no files, sockets, environment or
-//! arguments), a linear-memory cap, and an epoch deadline that lets the host interrupt it.
+//! arguments), a linear-memory cap, and an epoch deadline that lets the host interrupt it and
+//! stops a guest that stalls (runs without getting anything done through the host).
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use memmap2::Mmap;
 use wasmtime::component::{Component, Linker};
@@ -39,17 +40,27 @@ fn trap(e: wasmtime::Error) -> LlmError {
 }
 
 impl Sandbox {
-    /// The process-wide sandbox, compiled (or loaded from the cache) on first use.
+    /// The process-wide sandbox for Murmur's model runtime, compiled (or loaded from the cache)
+    /// on first use.
     pub fn shared() -> Result<Arc<Self>, LlmError> {
         static SHARED: OnceLock<Result<Arc<Sandbox>, String>> = OnceLock::new();
-        SHARED.get_or_init(|| Sandbox::new().map(Arc::new).map_err(|e| e.to_string())).clone().map_err(LlmError::Runtime)
+        SHARED.get_or_init(|| Sandbox::new(None).map(Arc::new).map_err(|e| e.to_string())).clone().map_err(LlmError::Runtime)
     }
 
-    fn new() -> Result<Self, LlmError> {
+    /// A sandbox for another component of the same `inference` world (Murmur's sandbox tests
+    /// run a hostile guest through it), with the same grants and limits as the real one.
+    pub fn with_guest(wasm: &[u8]) -> Result<Arc<Self>, LlmError> {
+        Sandbox::new(Some(wasm)).map(Arc::new)
+    }
+
+    fn new(guest: Option<&[u8]>) -> Result<Self, LlmError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(runtime)?;
-        let component = load_component(&engine)?;
+        let component = match guest {
+            Some(wasm) => Component::new(&engine, wasm).map_err(runtime)?,
+            None => load_component(&engine)?,
+        };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(runtime)?;
         Inference::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s).map_err(runtime)?;
@@ -80,10 +91,23 @@ impl Sandbox {
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
         let interrupt = Arc::clone(&canceller.interrupt);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if interrupt.load(Ordering::SeqCst) { UpdateDeadline::Interrupt } else { UpdateDeadline::Continue(1) })
+        let stall_limit = cfg.stall_limit;
+        store.epoch_deadline_callback(move |store| {
+            if interrupt.load(Ordering::SeqCst) {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            let stalled = store.data().last_progress.elapsed();
+            if stalled > stall_limit {
+                return Err(wasmtime::Error::msg(format!(
+                    "it ran for {:.1} s without getting anything done (the limit is {:.1} s), so it was stopped",
+                    stalled.as_secs_f64(),
+                    stall_limit.as_secs_f64()
+                )));
+            }
+            Ok(UpdateDeadline::Continue(1))
         });
         let bindings = Inference::instantiate(&mut store, &self.component, &self.linker).map_err(runtime)?;
+        store.data_mut().last_progress = Instant::now();
         let loaded = bindings.murmur_llm_llm().call_load(&mut store, cfg.context, cfg.batch);
         let info = settle(&store, loaded)?;
         Ok(Session { store, bindings, info })
@@ -156,16 +180,19 @@ impl Session {
     }
 
     pub(super) fn tokenize(&mut self, text: &str, parse_special: bool) -> Result<Vec<u32>, LlmError> {
+        self.store.data_mut().last_progress = Instant::now();
         let r = self.bindings.murmur_llm_llm().call_tokenize(&mut self.store, text, parse_special);
         settle(&self.store, r)
     }
 
     pub(super) fn chat(&mut self, messages: &[Message], sampling: &Sampling) -> Result<Generation, LlmError> {
+        self.store.data_mut().last_progress = Instant::now();
         let r = self.bindings.murmur_llm_llm().call_chat(&mut self.store, messages, sampling);
         settle(&self.store, r)
     }
 
     pub(super) fn complete(&mut self, prompt: &str, sampling: &Sampling) -> Result<Generation, LlmError> {
+        self.store.data_mut().last_progress = Instant::now();
         let r = self.bindings.murmur_llm_llm().call_complete(&mut self.store, prompt, sampling);
         settle(&self.store, r)
     }

@@ -71,20 +71,29 @@ fn read(path: &Path) -> Result<Vec<u8>, ConvertError> {
 /// Converts `export` into a ggml file at `out` (checked by parsing it back, written to a
 /// temporary name, then renamed, so `out` is either absent or complete).
 pub fn convert(export: &Ct2Export, out: &Path) -> Result<Converted, ConvertError> {
-    fn bad(path: &Path) -> impl FnOnce(ReadError) -> ConvertError + '_ {
-        move |e| ConvertError::Input { path: path.into(), reason: e.0 }
-    }
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ConvertError + '_ {
         move |source| ConvertError::Io { path: path.into(), source }
     }
-    let model_bytes = read(&export.model)?;
-    let model = Ct2Model::parse(&model_bytes).map_err(bad(&export.model))?;
+    let (converted, written) = to_ggml(export, &read(&export.model)?, &read(&export.tokenizer)?)?;
+    let tmp = out.with_extension("partial");
+    let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    (&file).write_all(&written).and_then(|()| file.sync_all()).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, out).map_err(io(out))?;
+    tracing::info!(out = %out.display(), tensors = converted.tensors, "converted Whisper model");
+    Ok(converted)
+}
+
+/// The ggml file for the bytes of `export`'s `model.bin` and `tokenizer.json` (its paths name
+/// the culprit in errors), built in memory and checked by parsing it back.
+pub fn to_ggml(export: &Ct2Export, model_bytes: &[u8], tokenizer_bytes: &[u8]) -> Result<(Converted, Vec<u8>), ConvertError> {
+    fn bad(path: &Path) -> impl FnOnce(ReadError) -> ConvertError + '_ {
+        move |e| ConvertError::Input { path: path.into(), reason: e.0 }
+    }
+    let vocab = vocabulary(tokenizer_bytes).map_err(bad(&export.tokenizer))?;
+    let model = Ct2Model::parse(model_bytes).map_err(bad(&export.model))?;
     let h = hparams(&model).map_err(bad(&export.model))?;
-    let tok_bytes = read(&export.tokenizer)?;
-    let vocab = vocabulary(&tok_bytes).map_err(bad(&export.tokenizer))?;
     let specs = expected_tensors(&h);
-    // Built in memory (writes to a Vec cannot fail) and checked by parsing it back before
-    // anything touches the disk.
+    // Writes to a Vec cannot fail.
     let in_memory = "writing to memory";
     let mut w = GgmlWriter::new(Vec::new(), &h).expect(in_memory);
     w.filters(h.n_mels, &mel::filters(h.n_mels)).expect(in_memory);
@@ -94,13 +103,9 @@ pub fn convert(export: &Ct2Export, out: &Path) -> Result<Converted, ConvertError
         w.tensor(spec, &data).expect(in_memory);
     }
     let written = w.finish();
-    GgmlWhisper::parse(&written).map_err(|e| ConvertError::Input { path: out.into(), reason: format!("the converted model does not check out: {}", e.0) })?;
-    let tmp = out.with_extension("partial");
-    let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    (&file).write_all(&written).and_then(|()| file.sync_all()).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, out).map_err(io(out))?;
-    tracing::info!(out = %out.display(), tensors = specs.len(), "converted Whisper model");
-    Ok(Converted { hparams: h, tensors: specs.len(), bytes: written.len() as u64 })
+    GgmlWhisper::parse(&written)
+        .map_err(|e| ConvertError::Input { path: export.model.clone(), reason: format!("the converted model does not check out: {}", e.0) })?;
+    Ok((Converted { hparams: h, tensors: specs.len(), bytes: written.len() as u64 }, written))
 }
 
 fn flag(model: &Ct2Model, name: &str) -> Option<i64> {

@@ -3,7 +3,7 @@
 
 mod bytes;
 pub mod convert;
-mod ct2;
+pub mod ct2;
 pub mod ggml;
 pub mod mel;
 mod transcriber;
