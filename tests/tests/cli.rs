@@ -1,15 +1,8 @@
 //! The `murmur` CLI as a user runs it, on the real default model.
 
 use std::path::PathBuf;
-use std::process::Command;
 
-fn murmur() -> Command {
-    let bin = std::env::var_os("MURMUR_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/murmur"));
-    assert!(bin.exists(), "{} is missing: build with `cargo build --release` (./dev test does)", bin.display());
-    Command::new(bin)
-}
+use murmur_e2e::murmur;
 
 fn run(args: &[&str]) -> String {
     let out = murmur().args(args).output().expect("murmur runs");

@@ -26,18 +26,29 @@ pub(super) struct Voice {
 impl Voice {
     /// Speaks until the brain hangs up.
     pub fn run(mut self, jobs: Receiver<Job>) {
-        // (turn, samples queued for it)
-        let mut current = (0, 0usize);
+        // (turn, samples queued for it, whether its speech failed and the user was told)
+        let mut current = (0, 0usize, false);
         for job in jobs {
             match job {
                 Job::Speak { turn, epoch, text } => {
                     if current.0 != turn {
-                        current = (turn, 0);
+                        current = (turn, 0, false);
                     }
-                    current.1 += self.speak(turn, epoch, &text, current.1 == 0);
+                    match self.speak(turn, epoch, &text, current.1 == 0) {
+                        Ok(queued) => current.1 += queued,
+                        Err(why) if !current.2 => {
+                            current.2 = true;
+                            self.tell(turn, why);
+                        }
+                        Err(_) => {}
+                    }
                 }
                 Job::Finish { turn, epoch } => {
                     let at = self.out.drain(epoch);
+                    // The device may also fail after the last sentence was queued.
+                    if let (Err(e), false) = (self.out.check(), current.0 == turn && current.2) {
+                        self.tell(turn, e.to_string());
+                    }
                     let seconds = if current.0 == turn { current.1 as f64 / f64::from(self.out.rate()) } else { 0.0 };
                     let _ = self.owner.send(Msg::Progress(turn, Progress::AudioDone { at, seconds }));
                 }
@@ -45,11 +56,17 @@ impl Voice {
         }
     }
 
-    /// Synthesizes `text` into the output chunk by chunk; returns the samples queued.
-    fn speak(&mut self, turn: u64, epoch: u64, text: &str, first: bool) -> usize {
-        let Some(words) = speakable(text) else { return 0 };
+    fn tell(&self, turn: u64, why: String) {
+        tracing::warn!(turn, "speaking failed: {why}");
+        let _ = self.owner.send(Msg::Progress(turn, Progress::Notice(format!("speaking failed: {why}"))));
+    }
+
+    /// Synthesizes `text` into the output chunk by chunk; returns the samples queued, or why
+    /// speaking failed.
+    fn speak(&mut self, turn: u64, epoch: u64, text: &str, first: bool) -> Result<usize, String> {
+        let Some(words) = speakable(text) else { return Ok(0) };
         if self.out.epoch() != epoch {
-            return 0;
+            return Ok(0);
         }
         let owner = self.owner.clone();
         let mut on_start: Option<OnStart> =
@@ -65,10 +82,9 @@ impl Voice {
                 false
             }
         });
-        if let Some(why) = result.err().map(|e| e.to_string()).or(failed) {
-            tracing::warn!(turn, "speaking failed: {why}");
-            let _ = self.owner.send(Msg::Progress(turn, Progress::Notice(format!("speaking failed: {why}"))));
+        match result.err().map(|e| e.to_string()).or(failed) {
+            Some(why) => Err(why),
+            None => Ok(queued),
         }
-        queued
     }
 }

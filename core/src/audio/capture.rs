@@ -91,6 +91,12 @@ impl Microphone {
         c.interrupted = None;
     }
 
+    /// Whether the input stream has failed (the microphone was unplugged or its sound server
+    /// went away) since the recording started.
+    pub fn is_interrupted(&self) -> bool {
+        lock(&self.capture).interrupted.is_some()
+    }
+
     /// Ends the recording after the grace period; the audio comes back at 16 kHz.
     pub fn release(&self) -> Result<Recording, AudioError> {
         if lock(&self.capture).interrupted.is_none() {

@@ -74,9 +74,13 @@ impl AudioOut {
         let source = QueueSource { shared: Arc::clone(&shared), rate, buffer: VecDeque::new(), epoch: 0 };
         let watcher = Arc::clone(&shared);
         let on_error = move |e: cpal::StreamError| {
-            tracing::warn!("audio output failed: {e}");
-            *lock(&watcher.failed) = Some(e.to_string());
-            watcher.idle.notify_all();
+            // A dead stream reports again on every poll: the first report is the one to keep.
+            let mut failed = lock(&watcher.failed);
+            if failed.is_none() {
+                tracing::warn!("audio output failed: {e}");
+                *failed = Some(e.to_string());
+                watcher.idle.notify_all();
+            }
         };
         std::thread::Builder::new()
             .name("murmur-speaker".into())
@@ -133,9 +137,7 @@ impl AudioOut {
     /// current; `on_start` is called when its first sample goes out. Returns false (and drops
     /// the samples) when a [`AudioOut::stop`] came in between.
     pub fn queue(&self, epoch: u64, samples: &[f32], on_start: Option<OnStart>) -> Result<bool, AudioError> {
-        if let Some(why) = self.failure() {
-            return Err(AudioError::NoOutput(format!("the output device '{}' stopped: {why}", self.target)));
-        }
+        self.check()?;
         let mut state = self.shared.lock();
         if self.epoch() != epoch {
             return Ok(false);
@@ -170,6 +172,19 @@ impl AudioOut {
     /// Why the output device stopped working, if it did.
     fn failure(&self) -> Option<String> {
         lock(&self.shared.failed).clone()
+    }
+
+    /// An error if the output device stopped working (unplugged, or its server went away),
+    /// saying how much had been heard.
+    pub fn check(&self) -> Result<(), AudioError> {
+        match self.failure() {
+            Some(why) => Err(AudioError::NoOutput(format!(
+                "the output device '{}' stopped after {:.2} s of speech: {why}",
+                self.target,
+                self.played_seconds()
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Blocks until everything queued in `epoch` has gone out, or a stop ended it, or the device

@@ -34,8 +34,11 @@ pub fn decode_wav(input: impl Read) -> Result<Vec<f32>, String> {
     let mut samples = Vec::new();
     match spec.sample_format {
         hound::SampleFormat::Float => {
+            // Float files may hold anything: NaN and infinities become silence and the rest is
+            // clipped to full scale (the resampler's FFT fails on non-finite input).
             for s in reader.into_samples::<f32>() {
-                samples.push(s.map_err(damaged)?);
+                let v = s.map_err(damaged)?;
+                samples.push(if v.is_finite() { v.clamp(-1.0, 1.0) } else { 0.0 });
             }
         }
         hound::SampleFormat::Int => {

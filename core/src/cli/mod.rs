@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_voice;
+mod chat;
 mod llm;
 mod models;
 mod speech;
@@ -24,6 +25,8 @@ enum Command {
     Models(models::ModelsCommand),
     /// Ask the assistant a question; the answer streams to stdout.
     Ask(llm::AskArgs),
+    /// A typed conversation, one question per line of input (optionally saved to a history).
+    Chat(chat::ChatArgs),
     /// Continue a raw prompt (no chat template).
     Complete(llm::CompleteArgs),
     /// Print the token ids of a text as a JSON array (special tokens parsed).
@@ -49,6 +52,7 @@ impl Cli {
         match self.command {
             Command::Models(c) => c.run(),
             Command::Ask(a) => a.run(),
+            Command::Chat(a) => a.run(),
             Command::Complete(a) => a.run(),
             Command::Tokenize(a) => a.run(),
             Command::Bench(a) => a.run(),

@@ -99,7 +99,10 @@ impl ListenArgs {
         match self.seconds {
             Some(s) => {
                 eprintln!("listening on {} for {s} s…", mic.name());
-                std::thread::sleep(Duration::from_secs_f32(s.max(0.0)));
+                let end = Instant::now() + Duration::from_secs_f32(s.max(0.0));
+                while Instant::now() < end && !mic.is_interrupted() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
             }
             None => {
                 eprintln!("listening on {}; press Enter to stop", mic.name());

@@ -74,6 +74,7 @@ impl SayArgs {
         }
         out.drain(epoch);
         out.finish()?;
+        out.check()?;
         eprintln!("{:.2} s of speech → {}", out.played_seconds(), out.target());
         Ok(())
     }

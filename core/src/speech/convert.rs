@@ -282,6 +282,11 @@ fn vocabulary(json: &[u8]) -> Result<Vec<Vec<u8>>, ReadError> {
         .map(|a| a.id)
         .or_else(|| t.model.vocab.get("<|endoftext|>").copied())
         .ok_or_else(|| ReadError("the vocabulary has no <|endoftext|> token".into()))? as usize;
+    // Every id below <|endoftext|> needs a token, so its id cannot exceed the vocabulary's size
+    // (checked before sizing anything by it).
+    if eot > t.model.vocab.len() {
+        return Err(ReadError(format!("<|endoftext|> has id {eot}, beyond the {}-token vocabulary", t.model.vocab.len())));
+    }
     let bytes_of = unicode_to_byte();
     let mut tokens: Vec<Option<Vec<u8>>> = vec![None; eot];
     for (text, &id) in &t.model.vocab {

@@ -1,0 +1,107 @@
+//! `murmur chat`: a typed conversation in the terminal, one question per line, through the same
+//! assistant as the app, optionally saved into a chat history (the app's, or any file).
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use clap::Args;
+use murmur_core::assistant::{Assistant, AssistantConfig, CaptureFactory, Command, Event, Output, DEFAULT_SYSTEM};
+use murmur_core::audio::AudioError;
+use murmur_core::history::History;
+use murmur_core::llm::Sampling;
+use serde_json::json;
+
+use super::llm::ModelArgs;
+
+#[derive(Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Save each completed exchange into this chat history (the app keeps its own as
+    /// `history.sqlite` in its data directory).
+    #[arg(long, value_name = "FILE")]
+    history: Option<PathBuf>,
+    /// Most tokens per reply.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: u32,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.2)]
+    temp: f32,
+    /// The system prompt.
+    #[arg(long, default_value = DEFAULT_SYSTEM)]
+    system: String,
+    /// Print JSON lines instead of text: `{"token": …}` as the reply streams, then
+    /// `{"question": …, "answer": …, "conversation": id}` once the exchange is saved.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ChatArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let mut history = self.history.as_deref().map(History::open).transpose()?;
+        let no_mic: CaptureFactory = Box::new(|| Err(AudioError::NoInput("a typed chat has no microphone".into())));
+        let config = AssistantConfig {
+            system: self.system.clone(),
+            sampling: Sampling { temperature: self.temp, max_tokens: self.max_tokens, ..Sampling::default() },
+            speech_model: None,
+            output: Output::Silent,
+            ..AssistantConfig::new(self.model.config())
+        };
+        let assistant = Assistant::start(config, no_mic)?;
+        if !self.json {
+            eprintln!("model on {}; one question per line, /new starts a new conversation, end of input quits", assistant.device());
+        }
+        let mut conversation = None;
+        for line in std::io::stdin().lock().lines() {
+            let question = line?;
+            match question.trim() {
+                "" => continue,
+                "/new" => {
+                    conversation = None;
+                    assistant.send(Command::Converse(Vec::new()));
+                    continue;
+                }
+                _ => {}
+            }
+            assistant.send(Command::Ask(question.clone()));
+            let answer = self.follow(&assistant)?;
+            let saved = match history.as_mut() {
+                Some(h) if !answer.trim().is_empty() => Some(h.save_exchange(conversation, &question, &answer)?),
+                _ => None,
+            };
+            conversation = saved.or(conversation);
+            if self.json {
+                println!("{}", json!({ "question": question, "answer": answer, "conversation": saved }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams one reply to stdout; returns it whole.
+    fn follow(&self, assistant: &Assistant) -> anyhow::Result<String> {
+        let mut answer = String::new();
+        while let Some(event) = assistant.recv() {
+            match event {
+                Event::Notice { message } => eprintln!("note: {message}"),
+                Event::Error { message, .. } => anyhow::bail!(message),
+                Event::Token { text, .. } => {
+                    let mut out = std::io::stdout().lock();
+                    let _ = match self.json {
+                        true => writeln!(out, "{}", json!({ "token": text })),
+                        false => out.write_all(text.as_bytes()),
+                    };
+                    let _ = out.flush();
+                }
+                Event::Reply { text, .. } => answer = text,
+                Event::Done { .. } => {
+                    if !self.json {
+                        println!();
+                    }
+                    return Ok(answer);
+                }
+                _ => {}
+            }
+        }
+        anyhow::bail!("the assistant stopped before the reply ended")
+    }
+}
