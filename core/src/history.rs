@@ -42,6 +42,12 @@ pub enum HistoryError {
         /// Why.
         source: rusqlite::Error,
     },
+    /// The disk holding the history is full.
+    #[error("the disk holding the chat history {path} is full, so this exchange was not saved (earlier ones are safe): free some space")]
+    DiskFull {
+        /// The file.
+        path: PathBuf,
+    },
     /// The file was written by a newer Murmur.
     #[error("chat history {path} has schema version {found}; this Murmur knows up to {known}: update Murmur (the file is left untouched)")]
     TooNew {
@@ -55,6 +61,15 @@ pub enum HistoryError {
     /// No such conversation.
     #[error("no conversation {0} in the history")]
     NotFound(i64),
+}
+
+impl HistoryError {
+    fn from_sqlite(path: &Path, source: rusqlite::Error) -> Self {
+        match source.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => Self::DiskFull { path: path.to_path_buf() },
+            _ => Self::Sqlite { path: path.to_path_buf(), source },
+        }
+    }
 }
 
 /// One conversation in a list.
@@ -93,7 +108,7 @@ impl History {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let err = |source| HistoryError::Sqlite { path: path.to_path_buf(), source };
+        let err = |source| HistoryError::from_sqlite(path, source);
         let mut db = Connection::open(path).map_err(err)?;
         db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;").map_err(err)?;
         let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
@@ -111,14 +126,14 @@ impl History {
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> HistoryError + '_ {
-        |source| HistoryError::Sqlite { path: self.path.clone(), source }
+        |source| HistoryError::from_sqlite(&self.path, source)
     }
 
     /// Saves one exchange; `conversation` `None` starts a new one. Returns the conversation's id.
     pub fn save_exchange(&mut self, conversation: Option<i64>, question: &str, answer: &str) -> Result<i64, HistoryError> {
         let now = now_ms();
         let path = self.path.clone();
-        let err = |source| HistoryError::Sqlite { path: path.clone(), source };
+        let err = |source| HistoryError::from_sqlite(&path, source);
         let tx = self.db.transaction().map_err(err)?;
         let id = match conversation {
             Some(id) => {

@@ -99,3 +99,81 @@ fn killing_mid_reply_never_loses_a_completed_exchange_nor_damages_the_history() 
     assert!(killed_mid_reply >= KILLS / 2);
     assert!(completed.len() >= KILLS / 2);
 }
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(bytes: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "murmur-test", dir.path().to_str().unwrap()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mounting a small tmpfs needs root or CAP_SYS_ADMIN (CI runs as root)");
+        Self(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_loses_only_the_exchanges_it_could_not_hold() {
+    let disk = SmallDisk::mount(512 << 10);
+    let db = disk.0.path().join("history.sqlite");
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = murmur()
+        .args(["chat", "--json", "--temp", "0", "--max-tokens", "48", "--backend", "cpu", "--history"])
+        .arg(&db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut ask = |n: usize| -> Option<i64> {
+        writeln!(stdin, "Question {n}: describe the sea in one long sentence.").unwrap();
+        stdin.flush().unwrap();
+        for line in lines.by_ref() {
+            let event: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            if event.get("answer").is_some() {
+                return event["conversation"].as_i64();
+            }
+        }
+        panic!("murmur chat ended");
+    };
+    assert!(ask(0).is_some(), "the first exchange is saved");
+    // Fill the disk to the last byte.
+    let filler = disk.0.path().join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    while f.write_all(&[0u8; 4096]).is_ok() {}
+    while f.write_all(&[0u8]).is_ok() {}
+    drop(f);
+    let mut saved = vec![0];
+    let mut refused = Vec::new();
+    for n in 1..=12 {
+        match ask(n) {
+            Some(_) => saved.push(n),
+            None => refused.push(n),
+        }
+    }
+    assert!(!refused.is_empty(), "nothing was refused on a full disk");
+    let notes = std::fs::read_to_string(log.path()).unwrap();
+    assert!(notes.contains("is full"), "no clear error: {notes}");
+    // Space comes back: saving resumes, in the same process.
+    std::fs::remove_file(&filler).unwrap();
+    assert!(ask(13).is_some(), "saving did not resume once space was freed");
+    saved.push(13);
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    let questions: Vec<String> = stored(&db).into_iter().map(|(q, _)| q).collect();
+    for n in saved {
+        assert!(questions.iter().any(|q| q.starts_with(&format!("Question {n}:"))), "saved exchange {n} is missing");
+    }
+    eprintln!("on a full disk: {} exchanges refused, {} saved, history intact", refused.len(), questions.len());
+}

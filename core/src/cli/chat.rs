@@ -31,7 +31,8 @@ pub struct ChatArgs {
     #[arg(long, default_value = DEFAULT_SYSTEM)]
     system: String,
     /// Print JSON lines instead of text: `{"token": …}` as the reply streams, then
-    /// `{"question": …, "answer": …, "conversation": id}` once the exchange is saved.
+    /// `{"question": …, "answer": …, "conversation": id}` once the exchange is saved (`null`
+    /// when it was not).
     #[arg(long)]
     json: bool,
 }
@@ -65,8 +66,15 @@ impl ChatArgs {
             }
             assistant.send(Command::Ask(question.clone()));
             let answer = self.follow(&assistant)?;
+            // A failed save (a full disk, say) loses only this exchange's record: the chat goes on.
             let saved = match history.as_mut() {
-                Some(h) if !answer.trim().is_empty() => Some(h.save_exchange(conversation, &question, &answer)?),
+                Some(h) if !answer.trim().is_empty() => match h.save_exchange(conversation, &question, &answer) {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        eprintln!("note: {e}");
+                        None
+                    }
+                },
                 _ => None,
             };
             conversation = saved.or(conversation);
