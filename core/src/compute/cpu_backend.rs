@@ -1,4 +1,4 @@
-//! [`Backend`] on the native CPU kernels: weights are read in place from the mapped model
+//! [`Backend`] on the native CPU kernels: weights are read in place from the host's copy of the model
 //! file (quantised ones repacked once on first use), activations are plain `Vec<f32>`s.
 
 use std::sync::Arc;
@@ -15,7 +15,7 @@ struct Act {
     data: Vec<f32>,
 }
 
-/// The CPU backend: [`CpuKernels`] over the mapped model file.
+/// The CPU backend: [`CpuKernels`] over the host's copy of the model file.
 pub struct CpuBackend {
     kernels: CpuKernels,
     threads: usize,
