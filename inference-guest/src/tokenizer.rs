@@ -74,6 +74,13 @@ impl Tokenizer {
             Some(a) => a.iter().map(|v| if let Value::Int(i) = v { *i } else { 1 }).collect(),
             None => vec![1; tokens.len()],
         };
+        if types.len() != tokens.len() {
+            return Err(Error::Model(format!(
+                "the vocabulary has {} tokens but {} token types (tokenizer.ggml.token_type)",
+                tokens.len(),
+                types.len()
+            )));
+        }
         let model = g.str("tokenizer.ggml.model").unwrap_or("gpt2");
         let pre = g.str("tokenizer.ggml.pre").unwrap_or("default");
         let vocab: HashMap<String, u32> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
