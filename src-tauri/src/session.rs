@@ -72,9 +72,11 @@ impl Session {
         lock(&self.status).clone()
     }
 
+    /// Stores `status`, then tells the windows: a window that asks right after the event
+    /// hears the same status.
     fn set_status(&self, status: Status) {
+        *lock(&self.status) = status.clone();
         let _ = self.app.emit("status", &status);
-        *lock(&self.status) = status;
     }
 
     /// The current settings.

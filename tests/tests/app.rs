@@ -156,12 +156,11 @@ fn quick_query_answers_in_a_popup_and_saves_to_history() {
 
 /// The real app killed with SIGKILL while a reply streams in, over and over (after one
 /// exchange completes each time): its history always opens, passes SQLite's integrity check,
-/// and holds every exchange that had completed. Ten kills here, each a window start; the
-/// 100-kill run is `tests/tests/durability.rs` on `murmur chat`, which saves through the same
-/// code without a window.
+/// and holds every exchange that had completed. 100 kills, each a fresh window start (about
+/// 4 s apiece); `tests/tests/durability.rs` kills `murmur chat` at chosen tokens.
 #[test]
 fn the_app_killed_mid_reply_keeps_every_completed_exchange() {
-    const KILLS: usize = 10;
+    const KILLS: usize = 100;
     let data = tempfile::tempdir().unwrap();
     let driver = Driver::start(data.path());
     let mut completed = Vec::new();

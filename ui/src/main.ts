@@ -199,7 +199,14 @@ if (quick) {
 }
 
 listen<AssistantEvent>("assistant", (e) => onAssistant(e.payload));
-listen<Status>("status", (e) => showStatus(e.payload));
+// The status is asked for only once its listener is in place, so a change in between is
+// not lost; a status event that arrives before the answer is newer than it.
+let statusHeard = false;
+listen<Status>("status", (e) => {
+  statusHeard = true;
+  showStatus(e.payload);
+})
+  .then(() => call<Status>("status"))
+  .then((s) => s && !statusHeard && showStatus(s));
 listen("history", refreshHistory);
-call<Status>("status").then((s) => s && showStatus(s));
 refreshHistory();
