@@ -184,9 +184,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         let b = i / BITS;
         let j = i % BITS;
-        let sm = scale_min(k, r * (COLS / 32u) + b);
         let c = b * 32u + 4u * j;
         if BITS == 4u {
+            let sm = scale_min(k, r * (COLS / 32u) + b);
             let lo = vec4<f32>(f32(w & 0xFu), f32((w >> 8u) & 0xFu), f32((w >> 16u) & 0xFu), f32((w >> 24u) & 0xFu)) * sm.x + sm.y;
             let hi = vec4<f32>(f32((w >> 4u) & 0xFu), f32((w >> 12u) & 0xFu), f32((w >> 20u) & 0xFu), f32(w >> 28u)) * sm.x + sm.y;
             for (var t = 0u; t < TILE; t++) {
@@ -195,7 +195,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 }
             }
         } else {
-            let wv = vec4<f32>(sbyte(w, 0u), sbyte(w, 1u), sbyte(w, 2u), sbyte(w, 3u)) * sm.x;
+            let sm = scale_min(k, r * (COLS / 16u) + c / 16u);
+            let wv = vec4<f32>(sbyte(w, 0u), sbyte(w, 1u), sbyte(w, 2u), sbyte(w, 3u)) * sm.x + sm.y;
             for (var t = 0u; t < TILE; t++) {
                 if t < tn {
                     acc[t] += dot(wv, input4(t0 + t, t, c));

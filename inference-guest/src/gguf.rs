@@ -88,7 +88,13 @@ struct Reader<'a, S: ModelBytes + ?Sized> {
 
 impl<'a, S: ModelBytes + ?Sized> Reader<'a, S> {
     fn new(source: &'a S) -> Self {
-        Self { source, size: source.size(), buf: Vec::new(), buf_start: 0, pos: 0 }
+        Self {
+            source,
+            size: source.size(),
+            buf: Vec::new(),
+            buf_start: 0,
+            pos: 0,
+        }
     }
 
     fn remaining(&self) -> u64 {
@@ -105,7 +111,8 @@ impl<'a, S: ModelBytes + ?Sized> Reader<'a, S> {
         let buf_end = self.buf_start + self.buf.len() as u64;
         if self.pos < self.buf_start || self.pos + len > buf_end {
             let want = len.max(CHUNK as u64).min(self.remaining());
-            let want = u32::try_from(want).map_err(|_| Error::Model("metadata entry too large".into()))?;
+            let want =
+                u32::try_from(want).map_err(|_| Error::Model("metadata entry too large".into()))?;
             self.buf = self.source.read(self.pos, want)?;
             self.buf_start = self.pos;
         }
@@ -164,61 +171,82 @@ impl<'a, S: ModelBytes + ?Sized> Reader<'a, S> {
             10 => Value::Int(self.u64()? as i64),
             11 => Value::Int(i64::from_le_bytes(self.array()?)),
             12 => Value::Float(f64::from_le_bytes(self.array()?)),
-            9 => return Err(Error::Model("corrupt GGUF: nested arrays are not supported".into())),
-            other => return Err(Error::Model(format!("corrupt GGUF: unknown metadata type {other}"))),
+            9 => {
+                return Err(Error::Model(
+                    "corrupt GGUF: nested arrays are not supported".into(),
+                ))
+            }
+            other => {
+                return Err(Error::Model(format!(
+                    "corrupt GGUF: unknown metadata type {other}"
+                )))
+            }
         })
     }
 }
 
-/// The name of a ggml tensor type, for error messages.
-fn ggml_type_name(t: u32) -> &'static str {
+/// The ggml tensor types Murmur runs: ggml's number, name, the contract's type, and bytes and
+/// elements per block.
+const TYPES: [(u32, &str, Dtype, u64, u64); 15] = [
+    (0, "F32", Dtype::F32, 4, 1),
+    (1, "F16", Dtype::F16, 2, 1),
+    (2, "Q4_0", Dtype::Q40, 18, 32),
+    (3, "Q4_1", Dtype::Q41, 20, 32),
+    (6, "Q5_0", Dtype::Q50, 22, 32),
+    (7, "Q5_1", Dtype::Q51, 24, 32),
+    (8, "Q8_0", Dtype::Q80, 34, 32),
+    (10, "Q2_K", Dtype::Q2k, 84, 256),
+    (11, "Q3_K", Dtype::Q3k, 110, 256),
+    (12, "Q4_K", Dtype::Q4k, 144, 256),
+    (13, "Q5_K", Dtype::Q5k, 176, 256),
+    (14, "Q6_K", Dtype::Q6k, 210, 256),
+    (20, "IQ4_NL", Dtype::Iq4nl, 18, 32),
+    (23, "IQ4_XS", Dtype::Iq4xs, 136, 256),
+    (30, "BF16", Dtype::Bf16, 2, 1),
+];
+
+/// The name of a ggml tensor type Murmur does not run, for error messages.
+fn other_type_name(t: u32) -> &'static str {
     match t {
-        6 => "Q5_0",
-        7 => "Q5_1",
         9 => "Q8_1",
-        10 => "Q2_K",
-        11 => "Q3_K",
-        12 => "Q4_K",
-        13 => "Q5_K",
-        14 => "Q6_K",
         15 => "Q8_K",
-        16..=23 | 29 => "IQ (importance) quantisation",
+        16 => "IQ2_XXS",
+        17 => "IQ2_XS",
+        18 => "IQ3_XXS",
+        19 => "IQ1_S",
+        21 => "IQ3_S",
+        22 => "IQ2_S",
+        29 => "IQ1_M",
         24 => "I8",
         25 => "I16",
         26 => "I32",
         27 => "I64",
         28 => "F64",
-        30 => "BF16",
         _ => "unknown",
     }
 }
 
 fn dtype_of(t: u32, name: &str) -> Result<Dtype> {
-    Ok(match t {
-        0 => Dtype::F32,
-        1 => Dtype::F16,
-        2 => Dtype::Q40,
-        3 => Dtype::Q41,
-        8 => Dtype::Q80,
-        other => {
-            return Err(Error::Unsupported(format!(
-                "tensor '{name}' uses ggml type {other} ({}); Murmur supports F32, F16, Q4_0, Q4_1 and Q8_0 — \
-                 pick a GGUF quantised with one of those",
-                ggml_type_name(other)
+    match TYPES.iter().find(|e| e.0 == t) {
+        Some(e) => Ok(e.2),
+        None => {
+            let supported: Vec<&str> = TYPES.iter().map(|e| e.1).collect();
+            Err(Error::Unsupported(format!(
+                "tensor '{name}' uses ggml type {t} ({}); Murmur supports {} — pick a GGUF quantised with one of those",
+                other_type_name(t),
+                supported.join(", ")
             )))
         }
-    })
+    }
 }
 
 /// Bytes per block and elements per block of a storage type.
 pub fn block_layout(dtype: Dtype) -> (u64, u64) {
-    match dtype {
-        Dtype::F32 => (4, 1),
-        Dtype::F16 => (2, 1),
-        Dtype::Q40 => (18, 32),
-        Dtype::Q41 => (20, 32),
-        Dtype::Q80 => (34, 32),
-    }
+    let e = TYPES
+        .iter()
+        .find(|e| e.2 == dtype)
+        .expect("every dtype is in the table");
+    (e.3, e.4)
 }
 
 impl Gguf {
@@ -226,11 +254,15 @@ impl Gguf {
     pub fn parse<S: ModelBytes + ?Sized>(source: &S) -> Result<Self> {
         let mut r = Reader::new(source);
         if &r.array::<4>()? != MAGIC {
-            return Err(Error::Model("not a GGUF file (bad magic); Murmur's LLM needs a .gguf model".into()));
+            return Err(Error::Model(
+                "not a GGUF file (bad magic); Murmur's LLM needs a .gguf model".into(),
+            ));
         }
         let version = r.u32()?;
         if !(2..=3).contains(&version) {
-            return Err(Error::Unsupported(format!("GGUF version {version}; Murmur reads versions 2 and 3")));
+            return Err(Error::Unsupported(format!(
+                "GGUF version {version}; Murmur reads versions 2 and 3"
+            )));
         }
         let n_tensors = r.count("tensor", 24)?;
         let n_kv = r.count("metadata", 12)?;
@@ -244,14 +276,20 @@ impl Gguf {
         let alignment = match meta.get("general.alignment") {
             Some(Value::Int(a)) if *a > 0 && (*a as u64).is_power_of_two() => *a as u64,
             None => 32,
-            Some(other) => return Err(Error::Model(format!("corrupt GGUF: general.alignment is {other:?}"))),
+            Some(other) => {
+                return Err(Error::Model(format!(
+                    "corrupt GGUF: general.alignment is {other:?}"
+                )))
+            }
         };
         let mut infos = Vec::with_capacity(n_tensors as usize);
         for _ in 0..n_tensors {
             let name = r.string()?;
             let n_dims = r.u32()?;
             if n_dims == 0 || n_dims > 4 {
-                return Err(Error::Model(format!("corrupt GGUF: tensor '{name}' has {n_dims} dimensions")));
+                return Err(Error::Model(format!(
+                    "corrupt GGUF: tensor '{name}' has {n_dims} dimensions"
+                )));
             }
             let dims = (0..n_dims).map(|_| r.u64()).collect::<Result<Vec<_>>>()?;
             let ty = r.u32()?;
@@ -277,7 +315,14 @@ impl Gguf {
                     )))
                 }
             }
-            tensors.insert(name, TensorInfo { dims, dtype, offset: offset.expect("checked") });
+            tensors.insert(
+                name,
+                TensorInfo {
+                    dims,
+                    dtype,
+                    offset: offset.expect("checked"),
+                },
+            );
         }
         Ok(Self { meta, tensors })
     }

@@ -6,6 +6,7 @@ use murmur_core::assistant::Command;
 use murmur_core::history::{Conversation, SavedMessage};
 use tauri::State;
 
+use crate::downloads::{CatalogModel, Downloads};
 use crate::session::{Session, Status};
 use crate::settings::Settings;
 
@@ -49,7 +50,10 @@ pub fn new_chat(session: Shared<'_>) {
 
 /// Conversations, newest first, optionally only those mentioning `query`.
 #[tauri::command]
-pub fn conversations(session: Shared<'_>, query: Option<String>) -> Result<Vec<Conversation>, String> {
+pub fn conversations(
+    session: Shared<'_>,
+    query: Option<String>,
+) -> Result<Vec<Conversation>, String> {
     session.conversations(query.as_deref())
 }
 
@@ -75,4 +79,22 @@ pub fn get_settings(session: Shared<'_>) -> Settings {
 #[tauri::command]
 pub fn set_settings(session: Shared<'_>, settings: Settings) -> Result<(), String> {
     session.set_settings(settings)
+}
+
+/// The catalog's chat models and whether each is installed.
+#[tauri::command]
+pub fn catalog() -> Vec<CatalogModel> {
+    Downloads::catalog()
+}
+
+/// Starts downloading a catalog model; progress arrives as `download` events.
+#[tauri::command]
+pub fn download_model(downloads: State<'_, Arc<Downloads>>, id: String) -> Result<(), String> {
+    downloads.start(id)
+}
+
+/// Cancels the running download.
+#[tauri::command]
+pub fn cancel_download(downloads: State<'_, Arc<Downloads>>) {
+    downloads.cancel();
 }

@@ -3,6 +3,7 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 mod commands;
+mod downloads;
 mod hotkey;
 mod session;
 mod settings;
@@ -25,7 +26,10 @@ fn mic_file() -> Option<PathBuf> {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MURMUR_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MURMUR_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     tauri::Builder::default()
@@ -39,6 +43,9 @@ fn main() {
             let session = session::Session::start(app.handle().clone(), data_dir, mic_file())?;
             let settings = session.settings();
             app.manage(session);
+            app.manage(std::sync::Arc::new(downloads::Downloads::new(
+                app.handle().clone(),
+            )));
             if let Err(e) = hotkey::register(app.handle(), &settings) {
                 tracing::warn!("{e}");
             }
@@ -57,6 +64,9 @@ fn main() {
             commands::delete_conversation,
             commands::get_settings,
             commands::set_settings,
+            commands::catalog,
+            commands::download_model,
+            commands::cancel_download,
         ])
         .run(tauri::generate_context!())
         .expect("error while running the Murmur window");

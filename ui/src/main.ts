@@ -5,7 +5,7 @@ import { invoke } from "@tauri-apps/api/core";
 import { listen } from "@tauri-apps/api/event";
 import { getCurrentWindow } from "@tauri-apps/api/window";
 import { renderMarkdown } from "./markdown";
-import type { AssistantEvent, Conversation, SavedMessage, Settings, Status } from "./types";
+import type { AssistantEvent, CatalogModel, Conversation, DownloadEvent, SavedMessage, Settings, Status } from "./types";
 
 const $ = <T extends HTMLElement>(sel: string) => document.querySelector<T>(sel)!;
 const log = $("#log");
@@ -146,11 +146,69 @@ $("#search").addEventListener("input", refreshHistory);
 
 const dialog = $<HTMLDialogElement>("#settings");
 const form = $<HTMLFormElement>("#settings-form");
+const picker = $<HTMLSelectElement>("#catalog");
+let catalog: CatalogModel[] = [];
+
+/// Fills the model picker from the catalog, selecting the model of `path` (null: the default);
+/// a path outside the catalog goes to the own-file field.
+async function showCatalog(path: string | null): Promise<void> {
+  catalog = (await call<CatalogModel[]>("catalog")) ?? [];
+  const chosen = catalog.find((m) => (path === null ? m.default : m.path === path));
+  picker.replaceChildren(
+    ...catalog.map((m) => {
+      const size = m.size >= 1e9 ? `${(m.size / 1e9).toFixed(2)} GB` : `${Math.round(m.size / 1e6)} MB`;
+      const state = m.installed ? "" : " — not installed";
+      const option = new Option(`${m.name} (${m.family} ${m.quantization}, ${size})${state}`, m.id);
+      option.title = m.description;
+      return option;
+    }),
+  );
+  picker.value = chosen?.id ?? catalog.find((m) => m.default)?.id ?? "";
+  const own = form.elements.namedItem("model") as HTMLInputElement;
+  own.value = chosen || path === null ? "" : path;
+  showPicked();
+}
+
+/// Offers the Download button for a picked model that is not installed.
+function showPicked(): void {
+  const m = catalog.find((c) => c.id === picker.value);
+  const busy = !$("#cancel-download").hidden;
+  $("#download-model").hidden = busy || !m || m.installed;
+}
+picker.addEventListener("change", showPicked);
+$("#download-model").addEventListener("click", async () => {
+  $("#download-text").textContent = "starting…";
+  try {
+    await invoke("download_model", { id: picker.value });
+    $("#download-model").hidden = true;
+    $<HTMLProgressElement>("#download-progress").hidden = false;
+    $("#cancel-download").hidden = false;
+  } catch (e) {
+    $("#download-text").textContent = String(e);
+  }
+});
+$("#cancel-download").addEventListener("click", () => call("cancel_download"));
+listen<DownloadEvent>("download", async (e) => {
+  const d = e.payload;
+  const bar = $<HTMLProgressElement>("#download-progress");
+  const name = catalog.find((m) => m.id === d.id)?.name ?? d.id;
+  if (d.kind === "progress") {
+    bar.value = d.fraction;
+    $("#download-text").textContent = `${name}: ${d.text} (${Math.round(d.fraction * 100)} %)`;
+    return;
+  }
+  bar.hidden = true;
+  $("#cancel-download").hidden = true;
+  $("#download-text").textContent = d.kind === "finished" ? `${name} is installed` : d.message;
+  const picked = picker.value;
+  await showCatalog(catalog.find((m) => m.id === picked)?.path ?? null);
+});
+
 $("#open-settings").addEventListener("click", async () => {
   const s = await call<Settings>("get_settings");
   if (!s) return;
   const f = form.elements as unknown as Record<string, HTMLInputElement>;
-  f.model.value = s.model ?? "";
+  await showCatalog(s.model);
   f.backend.value = s.backend;
   f.voice_output.checked = s.voice_output;
   f.voice.value = s.voice;
@@ -171,8 +229,16 @@ form.addEventListener("submit", async (ev) => {
   if ((ev.submitter as HTMLButtonElement | null)?.value !== "save") return;
   ev.preventDefault();
   const f = form.elements as unknown as Record<string, HTMLInputElement>;
+  const picked = catalog.find((m) => m.id === picker.value);
+  const own = f.model.value.trim();
+  if (!own && picked && !picked.installed) {
+    const err = $("#settings-error");
+    err.textContent = `${picked.name} is not installed yet: download it first, or pick another model.`;
+    err.hidden = false;
+    return;
+  }
   const settings: Settings = {
-    model: f.model.value.trim() || null,
+    model: own || (picked && !picked.default ? picked.path : null),
     backend: f.backend.value as Settings["backend"],
     voice_output: f.voice_output.checked,
     voice: f.voice.value.trim(),

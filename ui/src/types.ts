@@ -40,3 +40,20 @@ export interface Settings {
   temperature: number;
   system_prompt: string;
 }
+
+export interface CatalogModel {
+  id: string;
+  name: string;
+  description: string;
+  family: string;
+  quantization: string;
+  size: number;
+  path: string;
+  installed: boolean;
+  default: boolean;
+}
+
+export type DownloadEvent =
+  | { kind: "progress"; id: string; text: string; fraction: number }
+  | { kind: "finished"; id: string }
+  | { kind: "failed"; id: string; message: string };

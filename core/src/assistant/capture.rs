@@ -41,7 +41,9 @@ pub struct Clip {
 impl Clip {
     /// The WAV file at `path` (any rate, depth and channel count).
     pub fn open(path: &Path) -> Result<Self, AudioError> {
-        Ok(Self { audio: read_wav(path)? })
+        Ok(Self {
+            audio: read_wav(path)?,
+        })
     }
 }
 
@@ -51,6 +53,9 @@ impl Capture for Clip {
     }
 
     fn release(&mut self) -> Result<Recording, AudioError> {
-        Ok(Recording { audio: self.audio.clone(), interrupted: None })
+        Ok(Recording {
+            audio: self.audio.clone(),
+            interrupted: None,
+        })
     }
 }

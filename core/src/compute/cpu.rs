@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::packed::{kernel_for, PackedWeight, ROWS, TOKENS};
 use super::pool::{share, ThreadPool};
-use super::quant::{dequantize_row, quantize_row_q8, BlockQ8, WeightType, QK};
+use super::quant::{dequantize_row, quantize_activations, BlockQ8, WeightType, QK};
 use super::simd::{attend, dot_f32};
 
 /// Packing a weight would take the packed copies past their budget.
@@ -33,7 +33,11 @@ impl PackCache {
         if !self.packed.contains_key(&key) {
             let size = PackedWeight::size_of(&w);
             if self.bytes + size > self.budget {
-                return Err(PackError { rows: w.rows, cols: w.cols, budget: self.budget });
+                return Err(PackError {
+                    rows: w.rows,
+                    cols: w.cols,
+                    budget: self.budget,
+                });
             }
             self.bytes += size;
             let packed = PackedWeight::new(w);
@@ -58,7 +62,9 @@ pub struct WeightView<'a> {
 
 impl WeightView<'_> {
     fn row_bytes(&self) -> usize {
-        self.ty.row_bytes(self.cols).expect("checked when the weight was created")
+        self.ty
+            .row_bytes(self.cols)
+            .expect("checked when the weight was created")
     }
 
     /// The bytes of row `r`.
@@ -110,6 +116,7 @@ pub struct CpuKernels {
     xq: Vec<BlockQ8>,
     rows_f32: Vec<Vec<f32>>,
     scores: Vec<Vec<f32>>,
+    /// One dequantised weight row (a norm's scales, a bias).
     norm_w: Vec<f32>,
     dedup: Vec<u32>,
     packed: PackCache,
@@ -127,7 +134,11 @@ impl CpuKernels {
             scores: vec![Vec::new(); shares],
             norm_w: Vec::new(),
             dedup: Vec::new(),
-            packed: PackCache { packed: HashMap::new(), bytes: 0, budget: pack_budget },
+            packed: PackCache {
+                packed: HashMap::new(),
+                bytes: 0,
+                budget: pack_budget,
+            },
         }
     }
 
@@ -135,12 +146,19 @@ impl CpuKernels {
     ///
     /// Quantised weights are repacked on first use (see [`super::packed`]); that fails once the
     /// packed copies would outgrow the budget given to [`CpuKernels::new`].
-    pub fn matmul(&mut self, w: WeightView, x: &[f32], n: usize, out: &mut [f32], accumulate: bool) -> Result<(), PackError> {
+    pub fn matmul(
+        &mut self,
+        w: WeightView,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+        accumulate: bool,
+    ) -> Result<(), PackError> {
         let (rows, cols) = (w.rows, w.cols);
         let out_ptr = SharedMut(out.as_mut_ptr());
         let shares = self.pool.threads();
-        match w.ty {
-            WeightType::F32 | WeightType::F16 => {
+        match w.ty.family() {
+            None => {
                 for buf in &mut self.rows_f32 {
                     buf.resize(cols, 0.0);
                 }
@@ -158,12 +176,16 @@ impl CpuKernels {
                     }
                 });
             }
-            _ => {
+            Some(_) => {
                 let packed = self.packed.get(w)?;
                 let blocks = cols / QK;
                 self.xq.resize(n * blocks, BlockQ8::default());
                 for t in 0..n {
-                    quantize_row_q8(&x[t * cols..(t + 1) * cols], &mut self.xq[t * blocks..(t + 1) * blocks]);
+                    quantize_activations(
+                        w.ty,
+                        &x[t * cols..(t + 1) * cols],
+                        &mut self.xq[t * blocks..(t + 1) * blocks],
+                    );
                 }
                 let xq = &self.xq;
                 let kernel = kernel_for(w.ty);
@@ -174,11 +196,23 @@ impl CpuKernels {
                         let lanes = (rows - g * ROWS).min(ROWS);
                         for t0 in (0..n).step_by(TOKENS) {
                             let tokens = (n - t0).min(TOKENS);
-                            kernel(packed.group(g), &xq[t0 * blocks..], blocks, tokens, &mut res);
+                            kernel(
+                                packed.group(g),
+                                &xq[t0 * blocks..],
+                                blocks,
+                                tokens,
+                                &mut res,
+                            );
                             for (t, r) in res.iter().enumerate().take(tokens) {
                                 for (lane, &v) in r.iter().enumerate().take(lanes) {
                                     // SAFETY: the rows of group g belong to this share.
-                                    unsafe { out_ptr.write((t0 + t) * rows + g * ROWS + lane, v, accumulate) };
+                                    unsafe {
+                                        out_ptr.write(
+                                            (t0 + t) * rows + g * ROWS + lane,
+                                            v,
+                                            accumulate,
+                                        )
+                                    };
                                 }
                             }
                         }
@@ -203,6 +237,16 @@ impl CpuKernels {
         }
     }
 
+    /// `x[t] += bias` for the first `n` rows of `x`.
+    pub fn add_bias(&mut self, bias: WeightView, n: usize, x: &mut [f32]) {
+        let cols = bias.cols;
+        self.norm_w.resize(cols, 0.0);
+        bias.dequantize_row(0, &mut self.norm_w);
+        for row in x.chunks_exact_mut(cols).take(n) {
+            row.iter_mut().zip(&self.norm_w).for_each(|(v, b)| *v += b);
+        }
+    }
+
     /// `out[i] = table[tokens[i]]`.
     pub fn embed(&mut self, table: WeightView, tokens: &[u32], out: &mut [f32]) {
         for (&t, o) in tokens.iter().zip(out.chunks_exact_mut(table.cols)) {
@@ -218,7 +262,15 @@ impl CpuKernels {
     }
 
     /// Rotary position embedding, in place, for `n` rows of `cols` (heads of `head_dim`).
-    pub fn rope(x: &mut [f32], cols: usize, head_dim: usize, pos: usize, n: usize, base: f32, interleaved: bool) {
+    pub fn rope(
+        x: &mut [f32],
+        cols: usize,
+        head_dim: usize,
+        pos: usize,
+        n: usize,
+        base: f32,
+        interleaved: bool,
+    ) {
         let half = head_dim / 2;
         let theta_scale = base.powf(-2.0 / head_dim as f32);
         let mut cs = [(0f32, 0f32); 256];
@@ -230,7 +282,11 @@ impl CpuKernels {
             }
             for head in row.chunks_exact_mut(head_dim) {
                 for (i, &(cos, sin)) in cs.iter().take(half).enumerate() {
-                    let (a, b) = if interleaved { (2 * i, 2 * i + 1) } else { (i, i + half) };
+                    let (a, b) = if interleaved {
+                        (2 * i, 2 * i + 1)
+                    } else {
+                        (i, i + half)
+                    };
                     let (x0, x1) = (head[a], head[b]);
                     head[a] = x0 * cos - x1 * sin;
                     head[b] = x0 * sin + x1 * cos;
@@ -251,7 +307,13 @@ impl CpuKernels {
         shape: AttentionShape,
         out: &mut [f32],
     ) {
-        let AttentionShape { heads, kv_heads, head_dim: hd, pos, n } = shape;
+        let AttentionShape {
+            heads,
+            kv_heads,
+            head_dim: hd,
+            pos,
+            n,
+        } = shape;
         let (qd, kvd) = (heads * hd, kv_heads * hd);
         k_cache[pos * kvd..(pos + n) * kvd].copy_from_slice(&k[..n * kvd]);
         v_cache[pos * kvd..(pos + n) * kvd].copy_from_slice(&v[..n * kvd]);
@@ -273,7 +335,16 @@ impl CpuKernels {
                 let qh = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
                 let kvo = (h / group) * hd;
                 let o = &mut [0f32; 256][..hd];
-                attend(qh, &k_cache[kvo..], &v_cache[kvo..], kvd, len, scale, &mut sc[..len], o);
+                attend(
+                    qh,
+                    &k_cache[kvo..],
+                    &v_cache[kvo..],
+                    kvd,
+                    len,
+                    scale,
+                    &mut sc[..len],
+                    o,
+                );
                 for (d, &a) in o.iter().enumerate() {
                     // SAFETY: (t, h) belongs to this share.
                     unsafe { out_ptr.write(t * qd + h * hd + d, a, false) };
@@ -336,13 +407,24 @@ mod tests {
     #[test]
     fn threaded_matmul_equals_single_threaded() {
         let (rows, cols, n) = (37, 64, 3);
-        let data: Vec<u8> = (0..rows * cols / 32 * 20).map(|i| (i * 13 % 251) as u8 & 0x7F).collect();
-        let w = WeightView { ty: WeightType::Q4_1, rows, cols, data: &data };
+        let data: Vec<u8> = (0..rows * cols / 32 * 20)
+            .map(|i| (i * 13 % 251) as u8 & 0x7F)
+            .collect();
+        let w = WeightView {
+            ty: WeightType::Q4_1,
+            rows,
+            cols,
+            data: &data,
+        };
         let x: Vec<f32> = (0..n * cols).map(|i| (i as f32 * 0.1).cos()).collect();
         let mut one = vec![0f32; n * rows];
         let mut two = vec![0f32; n * rows];
-        CpuKernels::new(1, 2 * data.len()).matmul(w, &x, n, &mut one, false).unwrap();
-        CpuKernels::new(2, 2 * data.len()).matmul(w, &x, n, &mut two, false).unwrap();
+        CpuKernels::new(1, 2 * data.len())
+            .matmul(w, &x, n, &mut one, false)
+            .unwrap();
+        CpuKernels::new(2, 2 * data.len())
+            .matmul(w, &x, n, &mut two, false)
+            .unwrap();
         assert_eq!(one, two);
     }
 }

@@ -14,9 +14,9 @@ pub mod simd;
 mod slab;
 
 pub use cpu::{AttentionShape, WeightView};
-pub use quant::WeightType;
 pub use cpu_backend::CpuBackend;
 pub use gpu::GpuBackend;
+pub use quant::WeightType;
 
 /// A weight a backend holds: a range of the model file, in the backend's own layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,7 +62,12 @@ impl WeightSpec {
 
     /// The weight viewed in place in `model`.
     pub fn view<'a>(&self, model: &'a [u8]) -> WeightView<'a> {
-        WeightView { ty: self.ty, rows: self.rows, cols: self.cols, data: &model[self.offset..self.offset + self.len()] }
+        WeightView {
+            ty: self.ty,
+            rows: self.rows,
+            cols: self.cols,
+            data: &model[self.offset..self.offset + self.len()],
+        }
     }
 }
 
@@ -134,7 +139,7 @@ pub type BackendResult<T = ()> = Result<T, BackendError>;
 /// the next [`Backend::top_k`] (GPU); results are the same either way.
 ///
 /// Callers guarantee what the host checks: ids exist, shapes fit, an output is not also an
-/// input (except the in-place `rope` and `penalize`), and `rows` never exceeds a tensor's rows.
+/// input (except the in-place `add_bias`, `rope` and `penalize`), and `rows` never exceeds a tensor's rows.
 pub trait Backend: Send {
     /// `"cpu"` or `"gpu"`.
     fn name(&self) -> &'static str;
@@ -156,9 +161,25 @@ pub trait Backend: Send {
     /// `out[i] = table[tokens[i]]`.
     fn embed(&mut self, table: WeightId, tokens: &[u32], out: ActId) -> BackendResult;
     /// `out = x / rms(x) * weight` for the first `rows` rows.
-    fn rms_norm(&mut self, x: ActId, weight: WeightId, eps: f32, rows: usize, out: ActId) -> BackendResult;
+    fn rms_norm(
+        &mut self,
+        x: ActId,
+        weight: WeightId,
+        eps: f32,
+        rows: usize,
+        out: ActId,
+    ) -> BackendResult;
     /// `out[t][r] (+)= dot(w[r], x[t])` for the first `rows` rows of `x`.
-    fn matmul(&mut self, w: WeightId, x: ActId, rows: usize, out: ActId, accumulate: bool) -> BackendResult;
+    fn matmul(
+        &mut self,
+        w: WeightId,
+        x: ActId,
+        rows: usize,
+        out: ActId,
+        accumulate: bool,
+    ) -> BackendResult;
+    /// `x[t] += bias` for the first `rows` rows, in place (`bias` is one row as wide as `x`).
+    fn add_bias(&mut self, x: ActId, bias: WeightId, rows: usize) -> BackendResult;
     /// Rotary position embedding of `x`, in place.
     fn rope(&mut self, x: ActId, spec: RopeSpec) -> BackendResult;
     /// Stores the new keys/values at their positions, then causal grouped-query attention.
@@ -166,9 +187,16 @@ pub trait Backend: Send {
     /// `out = silu(gate) * up` for the first `rows` rows.
     fn silu_mul(&mut self, gate: ActId, up: ActId, rows: usize, out: ActId) -> BackendResult;
     /// Copies row `src_row` of `src` to row `dst_row` of `dst`.
-    fn copy_row(&mut self, src: ActId, src_row: usize, dst: ActId, dst_row: usize) -> BackendResult;
+    fn copy_row(&mut self, src: ActId, src_row: usize, dst: ActId, dst_row: usize)
+        -> BackendResult;
     /// Repetition penalty on row `row` of `logits` for each distinct listed token in range.
-    fn penalize(&mut self, logits: ActId, row: usize, tokens: &[u32], penalty: f32) -> BackendResult;
+    fn penalize(
+        &mut self,
+        logits: ActId,
+        row: usize,
+        tokens: &[u32],
+        penalty: f32,
+    ) -> BackendResult;
     /// Runs what is pending and returns the whole tensor, row-major. For tests and diagnostics:
     /// the guest only ever reads [`Backend::top_k`].
     fn read(&mut self, x: ActId) -> BackendResult<Vec<f32>>;

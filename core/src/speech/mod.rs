@@ -8,4 +8,6 @@ pub mod ggml;
 pub mod mel;
 mod transcriber;
 
-pub use transcriber::{SpeechConfig, DEFAULT_BEAM, SpeechError, SpeechTimings, Transcriber, Transcript};
+pub use transcriber::{
+    SpeechConfig, SpeechError, SpeechTimings, Transcriber, Transcript, DEFAULT_BEAM,
+};

@@ -1,23 +1,33 @@
 //! Weights repacked once at load into the layout the shaders read (see `shaders/quant.wgsl`).
 //!
-//! GGUF's Q4_0 (18-byte) and Q8_0 (34-byte) blocks break the 4-byte alignment that WGSL storage
-//! reads need, and their f16 scales would need `shader-f16`. So each quantised matrix becomes
-//! two arrays: the blocks' quants as whole u32 words (same byte order), and an f32
-//! (scale, minimum) pair per block — Q4_0 and Q4_1 then share one kernel (Q4_0's minimum is
-//! -8 × scale). That costs 18–33 % more memory than the file; everything else (F32, F16, and any
-//! one-row weight such as a norm) is stored as f32. A weight larger than the device's binding
-//! limit is split into parts of whole rows, each bound on its own.
+//! GGUF's blocks break the 4-byte alignment that WGSL storage reads need, and their f16 scales
+//! would need `shader-f16`. So each quantised matrix becomes two arrays, built from its decoded
+//! blocks ([`decode_block`]): the quants as whole u32 words, and f32 (scale, minimum) pairs.
+//! Types of 4-bit unsigned values with one pair per 32 elements (Q4_0, Q4_1, Q4_K) keep 4 bits;
+//! every other quantised type becomes signed bytes with one pair per 16 elements, which holds
+//! each of them exactly (Q6_K's and Q3_K's sub-block scales, Q5's fifth bit, IQ4's code book).
+//! Floats (F32, F16, BF16, and any one-row weight such as a norm) are stored as f32. A weight
+//! larger than the device's binding limit is split into parts of whole rows, each bound on its own.
 
-use crate::compute::quant::{dequantize_row, Q4_0_BYTES, Q4_1_BYTES, Q8_0_BYTES, QK};
-use crate::compute::{WeightSpec, WeightType};
+use crate::compute::quant::{decode_block, dequantize_row, Family, QK};
+use crate::compute::WeightSpec;
 
-/// How the shaders read a weight: 4- or 8-bit quants with per-block (scale, minimum), or f32.
+/// How the shaders read a weight: 4- or 8-bit quants with (scale, minimum) pairs, or f32.
 pub fn bits_of(spec: &WeightSpec) -> u32 {
-    match spec.ty {
+    match spec.ty.family() {
         _ if spec.rows == 1 => 32,
-        WeightType::Q4_0 | WeightType::Q4_1 => 4,
-        WeightType::Q8_0 => 8,
-        WeightType::F32 | WeightType::F16 => 32,
+        Some(Family::Nibbles) => 4,
+        Some(Family::Nibbles5 | Family::Bytes | Family::Bytes16) => 8,
+        None => 32,
+    }
+}
+
+/// Elements that share one (scale, minimum) pair.
+fn per_scale(bits: u32) -> usize {
+    if bits == 4 {
+        QK
+    } else {
+        QK / 2
     }
 }
 
@@ -26,12 +36,12 @@ pub fn row_bytes(bits: u32, cols: usize) -> (usize, usize) {
     if bits == 32 {
         (cols * 4, 0)
     } else {
-        (cols / QK * bits as usize * 4, cols / QK * 8)
+        (cols / QK * bits as usize * 4, cols / per_scale(bits) * 8)
     }
 }
 
 /// Writes row `r` of `spec` (read from `file`, the weight's bytes) into `q` (quant words) and
-/// `s` (per-block scale and minimum), both as little-endian bytes.
+/// `s` (the scale and minimum pairs), both as little-endian bytes.
 pub fn repack_row(spec: &WeightSpec, bits: u32, file: &[u8], r: usize, q: &mut [u8], s: &mut [u8]) {
     let rb = spec.ty.row_bytes(spec.cols).expect("checked by the host");
     let row = &file[r * rb..(r + 1) * rb];
@@ -43,35 +53,46 @@ pub fn repack_row(spec: &WeightSpec, bits: u32, file: &[u8], r: usize, q: &mut [
         }
         return;
     }
-    let (block, quants_at) = match spec.ty {
-        WeightType::Q4_0 => (Q4_0_BYTES, 2),
-        WeightType::Q4_1 => (Q4_1_BYTES, 4),
-        _ => (Q8_0_BYTES, 2),
+    let pairs = QK / per_scale(bits);
+    let put = |s: &mut [u8], scale: f32, min: f32| {
+        s[..4].copy_from_slice(&scale.to_le_bytes());
+        s[4..8].copy_from_slice(&min.to_le_bytes());
     };
-    let qlen = bits as usize * 4;
-    let f16 = |b: &[u8], at: usize| half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32();
-    for ((b, qd), sd) in row.chunks_exact(block).zip(q.chunks_exact_mut(qlen)).zip(s.chunks_exact_mut(8)) {
-        qd.copy_from_slice(&b[quants_at..quants_at + qlen]);
-        let d = f16(b, 0);
-        let m = match spec.ty {
-            WeightType::Q4_0 => -8.0 * d,
-            WeightType::Q4_1 => f16(b, 2),
-            _ => 0.0,
-        };
-        sd[..4].copy_from_slice(&d.to_le_bytes());
-        sd[4..].copy_from_slice(&m.to_le_bytes());
+    for (b, (qd, sd)) in q
+        .chunks_exact_mut(bits as usize * 4)
+        .zip(s.chunks_exact_mut(8 * pairs))
+        .enumerate()
+    {
+        let blk = decode_block(spec.ty, row, b);
+        if bits == 4 {
+            for i in 0..16 {
+                qd[i] = (blk.q[i] as u8) | ((blk.q[i + 16] as u8) << 4);
+            }
+            put(sd, blk.scale[0], blk.min[0]);
+        } else {
+            qd.iter_mut().zip(blk.q).for_each(|(d, v)| *d = v as u8);
+            for h in 0..2 {
+                put(&mut sd[8 * h..], blk.scale[h], blk.min[h]);
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compute::WeightType;
 
     #[test]
     fn q4_0_becomes_scale_and_minus_eight_scales() {
         let mut block = half::f16::from_f32(0.5).to_le_bytes().to_vec();
         block.extend((0..16).map(|i| i as u8));
-        let spec = WeightSpec { ty: WeightType::Q4_0, rows: 2, cols: 32, offset: 0 };
+        let spec = WeightSpec {
+            ty: WeightType::Q4_0,
+            rows: 2,
+            cols: 32,
+            offset: 0,
+        };
         let file = [block.clone(), block].concat();
         let (mut q, mut s) = (vec![0u8; 16], vec![0u8; 8]);
         repack_row(&spec, bits_of(&spec), &file, 1, &mut q, &mut s);
