@@ -66,13 +66,8 @@ pub enum HistoryError {
 impl HistoryError {
     fn from_sqlite(path: &Path, source: rusqlite::Error) -> Self {
         match source.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::DiskFull) => Self::DiskFull {
-                path: path.to_path_buf(),
-            },
-            _ => Self::Sqlite {
-                path: path.to_path_buf(),
-                source,
-            },
+            Some(rusqlite::ErrorCode::DiskFull) => Self::DiskFull { path: path.to_path_buf() },
+            _ => Self::Sqlite { path: path.to_path_buf(), source },
         }
     }
 }
@@ -115,32 +110,19 @@ impl History {
         }
         let err = |source| HistoryError::from_sqlite(path, source);
         let mut db = Connection::open(path).map_err(err)?;
-        db.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-        )
-        .map_err(err)?;
-        let version: i64 = db
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(err)?;
+        db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;").map_err(err)?;
+        let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
         if version > MIGRATIONS.len() as i64 {
-            return Err(HistoryError::TooNew {
-                path: path.to_path_buf(),
-                found: version,
-                known: MIGRATIONS.len(),
-            });
+            return Err(HistoryError::TooNew { path: path.to_path_buf(), found: version, known: MIGRATIONS.len() });
         }
         let tx = db.transaction().map_err(err)?;
         for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(migration).map_err(err)?;
-            tx.pragma_update(None, "user_version", i as i64 + 1)
-                .map_err(err)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1).map_err(err)?;
             tracing::info!(path = %path.display(), version = i + 1, "chat history migrated");
         }
         tx.commit().map_err(err)?;
-        Ok(Self {
-            db,
-            path: path.to_path_buf(),
-        })
+        Ok(Self { db, path: path.to_path_buf() })
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> HistoryError + '_ {
@@ -148,24 +130,14 @@ impl History {
     }
 
     /// Saves one exchange; `conversation` `None` starts a new one. Returns the conversation's id.
-    pub fn save_exchange(
-        &mut self,
-        conversation: Option<i64>,
-        question: &str,
-        answer: &str,
-    ) -> Result<i64, HistoryError> {
+    pub fn save_exchange(&mut self, conversation: Option<i64>, question: &str, answer: &str) -> Result<i64, HistoryError> {
         let now = now_ms();
         let path = self.path.clone();
         let err = |source| HistoryError::from_sqlite(&path, source);
         let tx = self.db.transaction().map_err(err)?;
         let id = match conversation {
             Some(id) => {
-                let updated = tx
-                    .execute(
-                        "UPDATE conversations SET updated_ms = ?1 WHERE id = ?2",
-                        params![now, id],
-                    )
-                    .map_err(err)?;
+                let updated = tx.execute("UPDATE conversations SET updated_ms = ?1 WHERE id = ?2", params![now, id]).map_err(err)?;
                 if updated == 0 {
                     return Err(HistoryError::NotFound(id));
                 }
@@ -195,9 +167,7 @@ impl History {
     /// within one millisecond still order right); with `query`, only those with a message
     /// containing it (case-insensitive for ASCII).
     pub fn list(&self, query: Option<&str>) -> Result<Vec<Conversation>, HistoryError> {
-        let pattern = query
-            .filter(|q| !q.trim().is_empty())
-            .map(|q| format!("%{}%", escape_like(q.trim())));
+        let pattern = query.filter(|q| !q.trim().is_empty()).map(|q| format!("%{}%", escape_like(q.trim())));
         let mut stmt = self
             .db
             .prepare(
@@ -209,12 +179,7 @@ impl History {
             .map_err(self.err())?;
         let rows = stmt
             .query_map(params![pattern], |r| {
-                Ok(Conversation {
-                    id: r.get(0)?,
-                    title: r.get(1)?,
-                    created_ms: r.get(2)?,
-                    updated_ms: r.get(3)?,
-                })
+                Ok(Conversation { id: r.get(0)?, title: r.get(1)?, created_ms: r.get(2)?, updated_ms: r.get(3)? })
             })
             .map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
@@ -224,11 +189,7 @@ impl History {
     pub fn messages(&self, conversation: i64) -> Result<Vec<SavedMessage>, HistoryError> {
         let exists = self
             .db
-            .query_row(
-                "SELECT 1 FROM conversations WHERE id = ?1",
-                [conversation],
-                |_| Ok(()),
-            )
+            .query_row("SELECT 1 FROM conversations WHERE id = ?1", [conversation], |_| Ok(()))
             .optional()
             .map_err(self.err())?;
         if exists.is_none() {
@@ -239,24 +200,14 @@ impl History {
             .prepare("SELECT role, content, created_ms FROM messages WHERE conversation_id = ?1 ORDER BY id")
             .map_err(self.err())?;
         let rows = stmt
-            .query_map([conversation], |r| {
-                Ok(SavedMessage {
-                    role: r.get(0)?,
-                    content: r.get(1)?,
-                    created_ms: r.get(2)?,
-                })
-            })
+            .query_map([conversation], |r| Ok(SavedMessage { role: r.get(0)?, content: r.get(1)?, created_ms: r.get(2)? }))
             .map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
     /// Deletes a conversation and its messages.
     pub fn delete(&mut self, conversation: i64) -> Result<(), HistoryError> {
-        match self
-            .db
-            .execute("DELETE FROM conversations WHERE id = ?1", [conversation])
-            .map_err(self.err())?
-        {
+        match self.db.execute("DELETE FROM conversations WHERE id = ?1", [conversation]).map_err(self.err())? {
             0 => Err(HistoryError::NotFound(conversation)),
             _ => Ok(()),
         }
@@ -265,11 +216,7 @@ impl History {
 
 /// The first line of `question`, cut to [`TITLE_CHARS`].
 fn title(question: &str) -> String {
-    let line = question
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("(empty)");
+    let line = question.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("(empty)");
     match line.char_indices().nth(TITLE_CHARS) {
         Some((i, _)) => format!("{}…", &line[..i]),
         None => line.to_string(),
@@ -277,15 +224,11 @@ fn title(question: &str) -> String {
 }
 
 fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]
@@ -298,33 +241,16 @@ mod tests {
         let path = dir.path().join("history.sqlite");
         let (first, second) = {
             let mut h = History::open(&path).unwrap();
-            let first = h
-                .save_exchange(None, "What is the capital of France?", "Paris.")
-                .unwrap();
-            let second = h
-                .save_exchange(None, "How many days are in a week?", "Seven.")
-                .unwrap();
-            assert_eq!(
-                h.save_exchange(Some(first), "And of Italy?", "Rome.")
-                    .unwrap(),
-                first
-            );
+            let first = h.save_exchange(None, "What is the capital of France?", "Paris.").unwrap();
+            let second = h.save_exchange(None, "How many days are in a week?", "Seven.").unwrap();
+            assert_eq!(h.save_exchange(Some(first), "And of Italy?", "Rome.").unwrap(), first);
             (first, second)
         };
         let h = History::open(&path).unwrap();
         let list = h.list(None).unwrap();
-        assert_eq!(
-            list.iter().map(|c| c.id).collect::<Vec<_>>(),
-            [first, second],
-            "continued conversation first"
-        );
+        assert_eq!(list.iter().map(|c| c.id).collect::<Vec<_>>(), [first, second], "continued conversation first");
         assert_eq!(list[0].title, "What is the capital of France?");
-        let roles: Vec<(String, String)> = h
-            .messages(first)
-            .unwrap()
-            .into_iter()
-            .map(|m| (m.role, m.content))
-            .collect();
+        let roles: Vec<(String, String)> = h.messages(first).unwrap().into_iter().map(|m| (m.role, m.content)).collect();
         assert_eq!(roles.len(), 4);
         assert_eq!(roles[3], ("assistant".to_string(), "Rome.".to_string()));
     }
@@ -333,30 +259,11 @@ mod tests {
     fn search_and_delete() {
         let dir = tempfile::tempdir().unwrap();
         let mut h = History::open(&dir.path().join("h.sqlite")).unwrap();
-        let a = h
-            .save_exchange(None, "Tell me about ROME", "It is old.")
-            .unwrap();
+        let a = h.save_exchange(None, "Tell me about ROME", "It is old.").unwrap();
         let b = h.save_exchange(None, "100% sure?", "Yes.").unwrap();
-        assert_eq!(
-            h.list(Some("rome"))
-                .unwrap()
-                .iter()
-                .map(|c| c.id)
-                .collect::<Vec<_>>(),
-            [a]
-        );
-        assert_eq!(
-            h.list(Some("100%"))
-                .unwrap()
-                .iter()
-                .map(|c| c.id)
-                .collect::<Vec<_>>(),
-            [b]
-        );
-        assert!(
-            h.list(Some("0_")).unwrap().is_empty(),
-            "LIKE wildcards are literal"
-        );
+        assert_eq!(h.list(Some("rome")).unwrap().iter().map(|c| c.id).collect::<Vec<_>>(), [a]);
+        assert_eq!(h.list(Some("100%")).unwrap().iter().map(|c| c.id).collect::<Vec<_>>(), [b]);
+        assert!(h.list(Some("0_")).unwrap().is_empty(), "LIKE wildcards are literal");
         h.delete(a).unwrap();
         assert!(matches!(h.messages(a), Err(HistoryError::NotFound(_))));
         assert!(matches!(h.delete(a), Err(HistoryError::NotFound(_))));
@@ -367,15 +274,9 @@ mod tests {
     fn a_file_from_a_newer_murmur_or_not_sqlite_is_refused_untouched() {
         let dir = tempfile::tempdir().unwrap();
         let newer = dir.path().join("newer.sqlite");
-        Connection::open(&newer)
-            .unwrap()
-            .pragma_update(None, "user_version", 99)
-            .unwrap();
+        Connection::open(&newer).unwrap().pragma_update(None, "user_version", 99).unwrap();
         let e = History::open(&newer).err().expect("refused").to_string();
-        assert!(
-            e.contains("schema version 99") && e.contains("update Murmur"),
-            "{e}"
-        );
+        assert!(e.contains("schema version 99") && e.contains("update Murmur"), "{e}");
         let junk = dir.path().join("junk.sqlite");
         std::fs::write(&junk, vec![0x42; 8192]).unwrap();
         let e = History::open(&junk).err().expect("refused").to_string();

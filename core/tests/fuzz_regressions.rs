@@ -9,12 +9,8 @@ use murmur_core::speech::convert::{to_ggml, Ct2Export};
 use murmur_core::speech::ggml::GgmlWhisper;
 
 fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/regressions")
-        .join(target);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions").join(target);
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
     entries
         .map(|e| {
             let path = e.unwrap().path();
@@ -30,11 +26,7 @@ fn wav_inputs_decode_or_get_a_reason() {
     assert!(!cases.is_empty(), "the regression inputs are missing");
     for (path, bytes) in cases {
         match decode_wav(bytes.as_slice()) {
-            Ok(audio) => assert!(
-                audio.iter().all(|s| s.is_finite()),
-                "{}: non-finite samples",
-                path.display()
-            ),
+            Ok(audio) => assert!(audio.iter().all(|s| s.is_finite()), "{}: non-finite samples", path.display()),
             Err(reason) => assert!(!reason.is_empty(), "{}", path.display()),
         }
     }
@@ -45,21 +37,13 @@ fn whisper_model_inputs_are_refused_with_a_reason() {
     let export = Ct2Export::in_dir(Path::new("regression"));
     let tokenizer = br#"{"model":{"vocab":{"a":0,"b":1,"<|endoftext|>":2}}}"#;
     for (path, bytes) in inputs("whisper_model") {
-        let Some((&which, file)) = bytes.split_first() else {
-            continue;
-        };
+        let Some((&which, file)) = bytes.split_first() else { continue };
         let reason = match which % 3 {
             0 => GgmlWhisper::parse(file).err().map(|e| e.to_string()),
-            1 => to_ggml(&export, file, tokenizer)
-                .err()
-                .map(|e| e.to_string()),
+            1 => to_ggml(&export, file, tokenizer).err().map(|e| e.to_string()),
             _ => to_ggml(&export, &[], file).err().map(|e| e.to_string()),
         };
-        assert!(
-            reason.is_some_and(|r| !r.is_empty()),
-            "{}: accepted",
-            path.display()
-        );
+        assert!(reason.is_some_and(|r| !r.is_empty()), "{}: accepted", path.display());
     }
 }
 

@@ -9,8 +9,7 @@ use memmap2::{Mmap, MmapMut};
 use murmur_core::compute::gpu::{AdapterPolicy, GpuOptions};
 use murmur_core::compute::quant::dequantize_row;
 use murmur_core::compute::{
-    ActId, AttentionIo, AttentionShape, Backend, CpuBackend, GpuBackend, RopeSpec, WeightId,
-    WeightSpec, WeightType,
+    ActId, AttentionIo, AttentionShape, Backend, CpuBackend, GpuBackend, RopeSpec, WeightId, WeightSpec, WeightType,
 };
 
 /// xorshift64*: fresh but reproducible inputs (the seed is printed on failure).
@@ -18,11 +17,7 @@ struct Rng(u64);
 
 impl Rng {
     fn new() -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-            | 1;
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
         eprintln!("seed {seed}");
         Self(seed)
     }
@@ -52,10 +47,7 @@ struct FileBuilder {
 
 impl FileBuilder {
     fn new() -> Self {
-        Self {
-            bytes: Vec::new(),
-            rng: Rng::new(),
-        }
+        Self { bytes: Vec::new(), rng: Rng::new() }
     }
 
     /// Random weights of `ty`, laid out as in a GGUF file: random bytes with sane f16 scales
@@ -67,29 +59,19 @@ impl FileBuilder {
         for _ in 0..rows * cols / elems {
             match ty {
                 WeightType::F32 => self.bytes.extend(r.f(-1.0, 1.0).to_le_bytes()),
-                WeightType::F16 => self
-                    .bytes
-                    .extend(f16::from_f32(r.f(-1.0, 1.0)).to_le_bytes()),
-                WeightType::BF16 => self
-                    .bytes
-                    .extend(half::bf16::from_f32(r.f(-1.0, 1.0)).to_le_bytes()),
+                WeightType::F16 => self.bytes.extend(f16::from_f32(r.f(-1.0, 1.0)).to_le_bytes()),
+                WeightType::BF16 => self.bytes.extend(half::bf16::from_f32(r.f(-1.0, 1.0)).to_le_bytes()),
                 _ => {
                     let at = self.bytes.len();
                     self.bytes.extend((0..bytes).map(|_| r.byte()));
                     let unit = if elems == 32 { 1.0 } else { 1.0 / 32.0 };
                     for &f in ty.f16_fields() {
-                        self.bytes[at + f..at + f + 2]
-                            .copy_from_slice(&f16::from_f32(r.f(0.002, 0.05) * unit).to_le_bytes());
+                        self.bytes[at + f..at + f + 2].copy_from_slice(&f16::from_f32(r.f(0.002, 0.05) * unit).to_le_bytes());
                     }
                 }
             }
         }
-        WeightSpec {
-            ty,
-            rows,
-            cols,
-            offset,
-        }
+        WeightSpec { ty, rows, cols, offset }
     }
 
     /// The largest magnitude of weight `w`'s elements.
@@ -118,19 +100,9 @@ struct Pair {
 
 impl Pair {
     fn new(model: Arc<Mmap>, max_binding: Option<u64>) -> Self {
-        let gpu = GpuBackend::new(
-            Arc::clone(&model),
-            GpuOptions {
-                policy: AdapterPolicy::Any,
-                max_binding,
-                profile: false,
-            },
-        )
-        .expect("a GPU adapter (lavapipe: apt install mesa-vulkan-drivers)");
-        Self {
-            cpu: CpuBackend::new(model, 2),
-            gpu,
-        }
+        let gpu = GpuBackend::new(Arc::clone(&model), GpuOptions { policy: AdapterPolicy::Any, max_binding, profile: false })
+            .expect("a GPU adapter (lavapipe: apt install mesa-vulkan-drivers)");
+        Self { cpu: CpuBackend::new(model, 2), gpu }
     }
 
     fn both<T>(&mut self, mut f: impl FnMut(&mut dyn Backend) -> T) -> (T, T) {
@@ -168,19 +140,13 @@ impl Pair {
         let (c, g) = self.both(|b| b.read(x).unwrap());
         assert_eq!(c.len(), g.len(), "{what}: lengths");
         let scale = c.iter().fold(0f32, |m, v| m.max(v.abs())).max(floor);
-        let (at, err) = c
-            .iter()
-            .zip(&g)
-            .map(|(a, b)| (a - b).abs())
-            .enumerate()
-            .fold((0, 0f32), |m, (i, e)| if e > m.1 { (i, e) } else { m });
-        assert!(
-            err <= rel * scale,
-            "{what}: element {at}: cpu {} gpu {} (error {err}, bound {})",
-            c[at],
-            g[at],
-            rel * scale
-        );
+        let (at, err) =
+            c.iter()
+                .zip(&g)
+                .map(|(a, b)| (a - b).abs())
+                .enumerate()
+                .fold((0, 0f32), |m, (i, e)| if e > m.1 { (i, e) } else { m });
+        assert!(err <= rel * scale, "{what}: element {at}: cpu {} gpu {} (error {err}, bound {})", c[at], g[at], rel * scale);
         c
     }
 }
@@ -200,14 +166,8 @@ fn quantised(ty: WeightType) -> bool {
 /// times the largest weight).
 #[test]
 fn matmul_matches_the_cpu() {
-    let shapes = [
-        (1, 32, 1),
-        (37, 64, 3),
-        (300, 576, 1),
-        (129, 96, 11),
-        (70, 1536, 2),
-        (2100, 64, 1),
-    ];
+    let shapes: [(usize, usize, usize); 6] =
+        [(1, 32, 1), (37, 64, 3), (300, 576, 1), (129, 96, 11), (70, 1536, 2), (2100, 64, 1)];
     let mut f = FileBuilder::new();
     let mut cases = Vec::new();
     for ty in ALL {
@@ -227,13 +187,7 @@ fn matmul_matches_the_cpu() {
         let first = p.check_scaled(&what, out, rel, floor);
         p.both(|b| b.matmul(wid, xa, n, out, true).unwrap());
         let twice = p.check_scaled(&format!("{what}, accumulated"), out, rel, floor);
-        assert!(
-            first
-                .iter()
-                .zip(&twice)
-                .all(|(a, b)| (2.0 * a - b).abs() <= 1e-4 * a.abs().max(1.0)),
-            "{what}: accumulate adds"
-        );
+        assert!(first.iter().zip(&twice).all(|(a, b)| (2.0 * a - b).abs() <= 1e-4 * a.abs().max(1.0)), "{what}: accumulate adds");
     }
 }
 
@@ -243,30 +197,15 @@ fn add_bias_matches_the_cpu() {
     let mut f = FileBuilder::new();
     let cases: Vec<_> = [(1, 896), (5, 128), (3, 1000)]
         .iter()
-        .map(|&(n, cols)| {
-            (
-                f.weight(WeightType::F32, n + 2, cols),
-                f.weight(WeightType::F32, 1, cols),
-                n,
-            )
-        })
+        .map(|&(n, cols)| (f.weight(WeightType::F32, n + 2, cols), f.weight(WeightType::F32, 1, cols), n))
         .collect();
     let mut p = Pair::new(f.finish(), None);
     for (x, bias, n) in cases {
         let (xa, b) = (p.input(x), p.weight(bias));
+        let before = p.cpu.read(xa).unwrap();
         p.both(|be| be.add_bias(xa, b, n).unwrap());
-        let got = p.check(
-            &format!("bias on {n} of {} rows of {}", x.rows, x.cols),
-            xa,
-            1e-6,
-        );
-        let untouched = p.input(x);
-        let before = p.cpu.read(untouched).unwrap();
-        assert_eq!(
-            got[n * x.cols..],
-            before[n * x.cols..],
-            "rows past n are left alone"
-        );
+        let got = p.check(&format!("bias on {n} of {} rows of {}", x.rows, x.cols), xa, 1e-6);
+        assert_eq!(got[n * x.cols..], before[n * x.cols..], "rows past n are left alone");
         assert_ne!(got[..x.cols], before[..x.cols], "the bias was added");
     }
 }
@@ -275,10 +214,7 @@ fn add_bias_matches_the_cpu() {
 #[test]
 fn embed_matches_the_cpu() {
     let mut f = FileBuilder::new();
-    let tables: Vec<_> = ALL
-        .iter()
-        .map(|&ty| f.weight(ty, 50, 96usize.next_multiple_of(ty.block().1)))
-        .collect();
+    let tables: Vec<_> = ALL.iter().map(|&ty| f.weight(ty, 50, 96usize.next_multiple_of(ty.block().1))).collect();
     let mut p = Pair::new(f.finish(), None);
     for t in tables {
         let (w, out) = (p.weight(t), p.act(6, t.cols));
@@ -293,13 +229,7 @@ fn rms_norm_matches_the_cpu() {
     let mut f = FileBuilder::new();
     let cases: Vec<_> = [(1, 576), (3, 100), (2, 1000)]
         .iter()
-        .map(|&(n, cols)| {
-            (
-                f.weight(WeightType::F32, n, cols),
-                f.weight(WeightType::F32, 1, cols),
-                n,
-            )
-        })
+        .map(|&(n, cols)| (f.weight(WeightType::F32, n, cols), f.weight(WeightType::F32, 1, cols), n))
         .collect();
     let mut p = Pair::new(f.finish(), None);
     for (x, w, n) in cases {
@@ -314,24 +244,14 @@ fn rms_norm_matches_the_cpu() {
 #[test]
 fn rope_matches_the_cpu() {
     let mut f = FileBuilder::new();
-    let cases: Vec<_> = [
-        (64, 576, 3, 0, true),
-        (32, 96, 5, 1000, false),
-        (64, 192, 1, 2047, true),
-    ]
-    .iter()
-    .map(|&(hd, cols, n, pos, inter)| (f.weight(WeightType::F32, n, cols), hd, pos, inter))
-    .collect();
+    let cases: Vec<_> = [(64, 576, 3, 0, true), (32, 96, 5, 1000, false), (64, 192, 1, 2047, true)]
+        .iter()
+        .map(|&(hd, cols, n, pos, inter)| (f.weight(WeightType::F32, n, cols), hd, pos, inter))
+        .collect();
     let mut p = Pair::new(f.finish(), None);
     for (x, head_dim, pos, interleaved) in cases {
         let xa = p.input(x);
-        let spec = RopeSpec {
-            head_dim,
-            pos,
-            n: x.rows,
-            base: 10_000.0,
-            interleaved,
-        };
+        let spec = RopeSpec { head_dim, pos, n: x.rows, base: 10_000.0, interleaved };
         p.both(|b| b.rope(xa, spec).unwrap());
         p.check(&format!("rope head {head_dim} at {pos}"), xa, 2e-4);
     }
@@ -341,23 +261,12 @@ fn rope_matches_the_cpu() {
 /// across the 64-position chunks of the GPU kernel: 1e-4.
 #[test]
 fn attention_matches_the_cpu() {
-    for (heads, kv_heads, hd, steps) in [
-        (9, 3, 64, vec![5, 1, 70, 1]),
-        (4, 4, 32, vec![1, 130]),
-        (2, 1, 80, vec![3]),
-    ] {
+    for (heads, kv_heads, hd, steps) in [(9, 3, 64, vec![5, 1, 70, 1]), (4, 4, 32, vec![1, 130]), (2, 1, 80, vec![3])] {
         let (qd, kvd) = (heads * hd, kv_heads * hd);
         let mut f = FileBuilder::new();
         let inputs: Vec<_> = steps
             .iter()
-            .map(|&n| {
-                (
-                    f.weight(WeightType::F32, n, qd),
-                    f.weight(WeightType::F32, n, kvd),
-                    f.weight(WeightType::F32, n, kvd),
-                    n,
-                )
-            })
+            .map(|&n| (f.weight(WeightType::F32, n, qd), f.weight(WeightType::F32, n, kvd), f.weight(WeightType::F32, n, kvd), n))
             .collect();
         let mut p = Pair::new(f.finish(), None);
         let total: usize = steps.iter().sum();
@@ -365,27 +274,10 @@ fn attention_matches_the_cpu() {
         let mut pos = 0;
         for (q, k, v, n) in inputs {
             let (q, k, v, out) = (p.input(q), p.input(k), p.input(v), p.act(n, qd));
-            let io = AttentionIo {
-                q,
-                k,
-                v,
-                k_cache: kc,
-                v_cache: vc,
-                out,
-            };
-            let shape = AttentionShape {
-                heads,
-                kv_heads,
-                head_dim: hd,
-                pos,
-                n,
-            };
+            let io = AttentionIo { q, k, v, k_cache: kc, v_cache: vc, out };
+            let shape = AttentionShape { heads, kv_heads, head_dim: hd, pos, n };
             p.both(|b| b.attention(io, shape).unwrap());
-            p.check(
-                &format!("attention {heads}/{kv_heads} heads of {hd}, {n} at {pos}"),
-                out,
-                1e-4,
-            );
+            p.check(&format!("attention {heads}/{kv_heads} heads of {hd}, {n} at {pos}"), out, 1e-4);
             pos += n;
         }
         p.check("key cache", kc, 0.0);
@@ -397,19 +289,9 @@ fn attention_matches_the_cpu() {
 #[test]
 fn elementwise_ops_match_the_cpu() {
     let mut f = FileBuilder::new();
-    let (g, u, l) = (
-        f.weight(WeightType::F32, 3, 1000),
-        f.weight(WeightType::F32, 3, 1000),
-        f.weight(WeightType::F32, 2, 300),
-    );
+    let (g, u, l) = (f.weight(WeightType::F32, 3, 1000), f.weight(WeightType::F32, 3, 1000), f.weight(WeightType::F32, 2, 300));
     let mut p = Pair::new(f.finish(), None);
-    let (ga, ua, la, out, row) = (
-        p.input(g),
-        p.input(u),
-        p.input(l),
-        p.act(3, 1000),
-        p.act(1, 1000),
-    );
+    let (ga, ua, la, out, row) = (p.input(g), p.input(u), p.input(l), p.act(3, 1000), p.act(1, 1000));
     p.both(|b| b.silu_mul(ga, ua, 2, out).unwrap());
     p.check("silu-mul", out, 1e-6);
     p.both(|b| b.copy_row(ga, 2, row, 0).unwrap());
@@ -440,37 +322,18 @@ fn top_k_matches_the_cpu() {
 #[test]
 fn weights_past_the_binding_limit_are_split() {
     let mut f = FileBuilder::new();
-    let (w, x1, x4) = (
-        f.weight(WeightType::Q8_0, 1000, 64),
-        f.weight(WeightType::F32, 1, 64),
-        f.weight(WeightType::F32, 4, 64),
-    );
+    let (w, x1, x4) = (f.weight(WeightType::Q8_0, 1000, 64), f.weight(WeightType::F32, 1, 64), f.weight(WeightType::F32, 4, 64));
     let limit = 16_384; // 64 rows of Q8_0 quants per part: 16 parts
     let mut p = Pair::new(f.finish(), Some(limit));
-    let (wid, a1, a4, o1, o4, e) = (
-        p.weight(w),
-        p.input(x1),
-        p.input(x4),
-        p.act(1, 1000),
-        p.act(4, 1000),
-        p.act(4, 64),
-    );
+    let (wid, a1, a4, o1, o4, e) = (p.weight(w), p.input(x1), p.input(x4), p.act(1, 1000), p.act(4, 1000), p.act(4, 64));
     p.both(|b| b.matmul(wid, a1, 1, o1, false).unwrap());
     p.check_scaled("split mat-vec", o1, 2e-2, 12.8);
     p.both(|b| b.matmul(wid, a4, 4, o4, false).unwrap());
     p.check_scaled("split mat-mul", o4, 2e-2, 12.8);
     p.both(|b| b.embed(wid, &[0, 63, 64, 999], e).unwrap());
     p.check("split embedding", e, 1e-6);
-    let too_big = p
-        .gpu
-        .activation(5, 1000)
-        .map(|_| ())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        too_big.contains("larger than the GPU can bind"),
-        "{too_big}"
-    );
+    let too_big = p.gpu.activation(5, 1000).map(|_| ()).unwrap_err().to_string();
+    assert!(too_big.contains("larger than the GPU can bind"), "{too_big}");
 }
 
 /// The llama block's op runs that the GPU backend fuses — RMSNorm then three mat-muls of the
@@ -481,40 +344,18 @@ fn weights_past_the_binding_limit_are_split() {
 fn fused_ops_match_the_cpu() {
     for n in [1, 5] {
         let mut f = FileBuilder::new();
-        let (x, norm) = (
-            f.weight(WeightType::F32, n, 576),
-            f.weight(WeightType::F32, 1, 576),
-        );
-        let (wq, wk, wv) = (
-            f.weight(WeightType::Q4_1, 576, 576),
-            f.weight(WeightType::Q4_1, 192, 576),
-            f.weight(WeightType::Q4_1, 192, 576),
-        );
-        let (g, u, down) = (
-            f.weight(WeightType::F32, n, 1536),
-            f.weight(WeightType::F32, n, 1536),
-            f.weight(WeightType::Q8_0, 576, 1536),
-        );
+        let (x, norm) = (f.weight(WeightType::F32, n, 576), f.weight(WeightType::F32, 1, 576));
+        let (wq, wk, wv) =
+            (f.weight(WeightType::Q4_1, 576, 576), f.weight(WeightType::Q4_1, 192, 576), f.weight(WeightType::Q4_1, 192, 576));
+        let (g, u, down) =
+            (f.weight(WeightType::F32, n, 1536), f.weight(WeightType::F32, n, 1536), f.weight(WeightType::Q8_0, 576, 1536));
         let mut p = Pair::new(f.finish(), None);
         let (xa, nw, ga, ua) = (p.input(x), p.weight(norm), p.input(g), p.input(u));
         let (wq, wk, wv, down) = (p.weight(wq), p.weight(wk), p.weight(wv), p.weight(down));
-        let (xb, q, k, v, act, out) = (
-            p.act(n, 576),
-            p.act(n, 576),
-            p.act(n, 192),
-            p.act(n, 192),
-            p.act(n, 1536),
-            p.act(n, 576),
-        );
+        let (xb, q, k, v, act, out) = (p.act(n, 576), p.act(n, 576), p.act(n, 192), p.act(n, 192), p.act(n, 1536), p.act(n, 576));
         p.both(|b| b.read(xa).map(drop).unwrap());
         let before = p.gpu.stats().dispatches;
-        let spec = RopeSpec {
-            head_dim: 64,
-            pos: 17,
-            n,
-            base: 10_000.0,
-            interleaved: true,
-        };
+        let spec = RopeSpec { head_dim: 64, pos: 17, n, base: 10_000.0, interleaved: true };
         p.both(|b| {
             b.rms_norm(xa, nw, 1e-5, n, xb).unwrap();
             b.matmul(wq, xb, n, q, false).unwrap();
@@ -526,11 +367,7 @@ fn fused_ops_match_the_cpu() {
             b.matmul(down, act, n, out, true).unwrap();
         });
         p.check(&format!("{n}: normed input"), xb, 1e-5);
-        assert_eq!(
-            p.gpu.stats().dispatches - before,
-            2,
-            "norm+q/k/v+rope and silu+down are one dispatch each"
-        );
+        assert_eq!(p.gpu.stats().dispatches - before, 2, "norm+q/k/v+rope and silu+down are one dispatch each");
         let floor = 0.25 * 1.2 * 24.0;
         for (name, t) in [("q", q), ("k", k), ("v", v)] {
             p.check_scaled(&format!("{n}: fused {name}"), t, 2e-2, floor);
@@ -543,11 +380,7 @@ fn fused_ops_match_the_cpu() {
             b.rope(k, spec).unwrap();
         });
         p.check_scaled(&format!("{n}: rotated q"), q, 2e-2, floor);
-        assert_eq!(
-            p.gpu.stats().dispatches - before,
-            1,
-            "both rotations are one dispatch"
-        );
+        assert_eq!(p.gpu.stats().dispatches - before, 1, "both rotations are one dispatch");
         p.check_scaled(&format!("{n}: rotated k"), k, 2e-2, floor);
     }
 }

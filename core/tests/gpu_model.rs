@@ -9,8 +9,7 @@ use memmap2::Mmap;
 use murmur_core::compute::gpu::device::{find_adapter, AdapterPolicy};
 use murmur_core::compute::gpu::GpuOptions;
 use murmur_core::compute::{
-    ActId, AttentionIo, AttentionShape, Backend, BackendResult, CpuBackend, GpuBackend, RopeSpec,
-    Stats, WeightId, WeightSpec,
+    ActId, AttentionIo, AttentionShape, Backend, BackendResult, CpuBackend, GpuBackend, RopeSpec, Stats, WeightId, WeightSpec,
 };
 use murmur_core::llm::{BackendChoice, Llm, LlmConfig, Sampling};
 
@@ -30,12 +29,7 @@ struct Probe<B> {
 
 impl<B: Backend> Probe<B> {
     fn new(inner: B, seen: &Seen) -> Self {
-        Self {
-            inner,
-            seen: Arc::clone(seen),
-            calls: 0,
-            before_top_k: Box::new(|_, _| {}),
-        }
+        Self { inner, seen: Arc::clone(seen), calls: 0, before_top_k: Box::new(|_, _| {}) }
     }
 }
 
@@ -61,24 +55,10 @@ impl<B: Backend> Backend for Probe<B> {
     fn embed(&mut self, table: WeightId, tokens: &[u32], out: ActId) -> BackendResult {
         self.inner.embed(table, tokens, out)
     }
-    fn rms_norm(
-        &mut self,
-        x: ActId,
-        weight: WeightId,
-        eps: f32,
-        rows: usize,
-        out: ActId,
-    ) -> BackendResult {
+    fn rms_norm(&mut self, x: ActId, weight: WeightId, eps: f32, rows: usize, out: ActId) -> BackendResult {
         self.inner.rms_norm(x, weight, eps, rows, out)
     }
-    fn matmul(
-        &mut self,
-        w: WeightId,
-        x: ActId,
-        rows: usize,
-        out: ActId,
-        accumulate: bool,
-    ) -> BackendResult {
+    fn matmul(&mut self, w: WeightId, x: ActId, rows: usize, out: ActId, accumulate: bool) -> BackendResult {
         self.inner.matmul(w, x, rows, out, accumulate)
     }
     fn add_bias(&mut self, x: ActId, bias: WeightId, rows: usize) -> BackendResult {
@@ -93,22 +73,10 @@ impl<B: Backend> Backend for Probe<B> {
     fn silu_mul(&mut self, gate: ActId, up: ActId, rows: usize, out: ActId) -> BackendResult {
         self.inner.silu_mul(gate, up, rows, out)
     }
-    fn copy_row(
-        &mut self,
-        src: ActId,
-        src_row: usize,
-        dst: ActId,
-        dst_row: usize,
-    ) -> BackendResult {
+    fn copy_row(&mut self, src: ActId, src_row: usize, dst: ActId, dst_row: usize) -> BackendResult {
         self.inner.copy_row(src, src_row, dst, dst_row)
     }
-    fn penalize(
-        &mut self,
-        logits: ActId,
-        row: usize,
-        tokens: &[u32],
-        penalty: f32,
-    ) -> BackendResult {
+    fn penalize(&mut self, logits: ActId, row: usize, tokens: &[u32], penalty: f32) -> BackendResult {
         self.inner.penalize(logits, row, tokens, penalty)
     }
     fn read(&mut self, x: ActId) -> BackendResult<Vec<f32>> {
@@ -124,15 +92,8 @@ impl<B: Backend> Backend for Probe<B> {
 }
 
 fn gpu(model: Arc<Mmap>) -> GpuBackend {
-    GpuBackend::new(
-        model,
-        GpuOptions {
-            policy: AdapterPolicy::Any,
-            max_binding: None,
-            profile: false,
-        },
-    )
-    .expect("a GPU adapter (lavapipe: apt install mesa-vulkan-drivers)")
+    GpuBackend::new(model, GpuOptions { policy: AdapterPolicy::Any, max_binding: None, profile: false })
+        .expect("a GPU adapter (lavapipe: apt install mesa-vulkan-drivers)")
 }
 
 fn config(backend: BackendChoice) -> LlmConfig {
@@ -159,9 +120,7 @@ fn forced_decoding_agrees_with_the_cpu() {
 #[test]
 fn forced_decoding_agrees_with_the_cpu_on_a_k_quant_variant() {
     let stem = "SmolLM2-135M-Instruct.Q4_K_M";
-    let path = murmur_core::paths::cache_dir()
-        .join("variants")
-        .join(format!("{stem}.gguf"));
+    let path = murmur_core::paths::cache_dir().join("variants").join(format!("{stem}.gguf"));
     forced_decoding(path, &common::reference_for(stem));
 }
 
@@ -169,14 +128,10 @@ fn forced_decoding(model: std::path::PathBuf, reference: &serde_json::Value) {
     const STEPS: usize = 20;
     let cpu_seen: Seen = Arc::default();
     let gpu_seen: Seen = Arc::default();
-    let mut cpu = Llm::load_on(config_for(model.clone(), BackendChoice::Cpu), |m| {
-        Box::new(Probe::new(CpuBackend::new(m, 2), &cpu_seen))
-    })
-    .unwrap();
-    let mut gpu = Llm::load_on(config_for(model, BackendChoice::Gpu), |m| {
-        Box::new(Probe::new(gpu(m), &gpu_seen))
-    })
-    .unwrap();
+    let mut cpu =
+        Llm::load_on(config_for(model.clone(), BackendChoice::Cpu), |m| Box::new(Probe::new(CpuBackend::new(m, 2), &cpu_seen)))
+            .unwrap();
+    let mut gpu = Llm::load_on(config_for(model, BackendChoice::Gpu), |m| Box::new(Probe::new(gpu(m), &gpu_seen))).unwrap();
     assert_eq!(gpu.backend_name(), "gpu");
     let (mut checked, mut ties, mut skipped) = (0, 0, 0);
     for case in reference["greedy"].as_array().unwrap() {
@@ -185,10 +140,7 @@ fn forced_decoding(model: std::path::PathBuf, reference: &serde_json::Value) {
         cpu_seen.lock().unwrap().clear();
         let pieces: Arc<Mutex<Vec<String>>> = Arc::default();
         let sink = Arc::clone(&pieces);
-        let sampling = Sampling {
-            ignore_eos: true,
-            ..Sampling::greedy(STEPS as u32)
-        };
+        let sampling = Sampling { ignore_eos: true, ..Sampling::greedy(STEPS as u32) };
         let (g, _) = cpu
             .complete(prompt, &sampling, move |text| {
                 sink.lock().unwrap().push(text.to_string());
@@ -199,44 +151,27 @@ fn forced_decoding(model: std::path::PathBuf, reference: &serde_json::Value) {
         let pieces = pieces.lock().unwrap().clone();
         for i in 0..STEPS {
             let cpu_best = &cpu_steps[i];
-            assert_eq!(
-                cpu_best[0].0, g.token_ids[i],
-                "the CPU's greedy token is its top-1"
-            );
+            assert_eq!(cpu_best[0].0, g.token_ids[i], "the CPU's greedy token is its top-1");
             let context = format!("{prompt}{}", pieces[..i].concat());
-            let expected: Vec<u32> = prompt_ids
-                .iter()
-                .chain(&g.token_ids[..i])
-                .copied()
-                .collect();
+            let expected: Vec<u32> = prompt_ids.iter().chain(&g.token_ids[..i]).copied().collect();
             if gpu.tokenize(&context, true).unwrap() != expected {
                 skipped += 1; // this text tokenizes differently from the generated ids
                 continue;
             }
             gpu_seen.lock().unwrap().clear();
-            gpu.complete(&context, &Sampling::greedy(1), |_| true)
-                .unwrap();
+            gpu.complete(&context, &Sampling::greedy(1), |_| true).unwrap();
             let gpu_top = gpu_seen.lock().unwrap()[0][0].0;
             if cpu_best[0].1 - cpu_best[1].1 < 0.5 {
                 ties += 1;
                 continue;
             }
             let name = &case["name"];
-            assert_eq!(
-                gpu_top,
-                cpu_best[0].0,
-                "{name}: position {i} after {context:?}: CPU's top two {:?}",
-                &cpu_best[..2]
-            );
+            assert_eq!(gpu_top, cpu_best[0].0, "{name}: position {i} after {context:?}: CPU's top two {:?}", &cpu_best[..2]);
             checked += 1;
         }
     }
     eprintln!("{checked} positions agree, {ties} near-ties, {skipped} not re-tokenizable");
-    assert!(
-        checked >= 30,
-        "too few positions checked (of {}): {checked}",
-        3 * STEPS
-    );
+    assert!(checked >= 30, "too few positions checked (of {}): {checked}", 3 * STEPS);
 }
 
 /// The GPU is destroyed (as a driver reset would) before the fourth token: the reply goes on
@@ -244,10 +179,7 @@ fn forced_decoding(model: std::path::PathBuf, reference: &serde_json::Value) {
 #[test]
 fn a_lost_gpu_hands_the_reply_to_the_cpu() {
     let prompt = "The capital of France is";
-    let sampling = Sampling {
-        ignore_eos: true,
-        ..Sampling::greedy(12)
-    };
+    let sampling = Sampling { ignore_eos: true, ..Sampling::greedy(12) };
     let mut cpu = Llm::load(config(BackendChoice::Cpu)).unwrap();
     let (expected, _) = cpu.complete(prompt, &sampling, |_| true).unwrap();
 
@@ -270,25 +202,14 @@ fn a_lost_gpu_hands_the_reply_to_the_cpu() {
             true
         })
         .unwrap();
-    assert_eq!(
-        seen.lock().unwrap().len(),
-        3,
-        "three tokens came from the GPU"
-    );
+    assert_eq!(seen.lock().unwrap().len(), 3, "three tokens came from the GPU");
     assert_eq!(g.token_ids.len(), 12, "the reply is whole: {g:?}");
-    assert_eq!(
-        *streamed.lock().unwrap(),
-        g.text,
-        "what was streamed is the reply"
-    );
+    assert_eq!(*streamed.lock().unwrap(), g.text, "what was streamed is the reply");
     // The first three tokens agree on both backends for this prompt (no near-ties), so the
     // CPU's continuation is the CPU's own greedy reply.
     assert_eq!(g.text, expected.text);
     let notes = gpu.take_notices();
-    assert!(
-        notes.len() == 1 && notes[0].contains("GPU") && notes[0].contains("CPU"),
-        "{notes:?}"
-    );
+    assert!(notes.len() == 1 && notes[0].contains("GPU") && notes[0].contains("CPU"), "{notes:?}");
     assert_eq!(gpu.backend_name(), "cpu");
     let (again, _) = gpu.complete(prompt, &sampling, |_| true).unwrap();
     assert_eq!(again.text, expected.text);
@@ -302,17 +223,8 @@ fn auto_never_picks_a_software_adapter() {
     let hardware = find_adapter(AdapterPolicy::Hardware).is_some();
     let any = find_adapter(AdapterPolicy::Any).expect("some adapter (lavapipe in CI)");
     let auto = Llm::load(config(BackendChoice::Auto)).unwrap();
-    assert_eq!(
-        auto.backend_name(),
-        if hardware { "gpu" } else { "cpu" },
-        "auto on {:?}",
-        any.get_info()
-    );
+    assert_eq!(auto.backend_name(), if hardware { "gpu" } else { "cpu" }, "auto on {:?}", any.get_info());
     let forced = Llm::load(config(BackendChoice::Gpu)).unwrap();
     assert_eq!(forced.backend_name(), "gpu");
-    assert!(
-        forced.device().contains(&any.get_info().name),
-        "{}",
-        forced.device()
-    );
+    assert!(forced.device().contains(&any.get_info().name), "{}", forced.device());
 }

@@ -27,24 +27,14 @@ fn sandbox() -> Arc<Sandbox> {
         let target = root().join("target/hostile-guest");
         let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
             .current_dir(root())
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "-p",
-                "murmur-hostile-guest",
-                "--target",
-                "wasm32-wasip2",
-                "--target-dir",
-            ])
+            .args(["build", "--release", "--locked", "-p", "murmur-hostile-guest", "--target", "wasm32-wasip2", "--target-dir"])
             .arg(&target)
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building the hostile guest failed");
-        let wasm = std::fs::read(target.join("wasm32-wasip2/release/murmur_hostile_guest.wasm"))
-            .expect("the guest was built");
+        let wasm = std::fs::read(target.join("wasm32-wasip2/release/murmur_hostile_guest.wasm")).expect("the guest was built");
         Sandbox::with_guest(&wasm).expect("the hostile guest compiles")
     }))
 }
@@ -54,8 +44,7 @@ fn model_file() -> &'static Path {
     FILE.get_or_init(|| {
         let mut bytes: Vec<u8> = SECRET.iter().flat_map(|f| f.to_le_bytes()).collect();
         bytes.extend((0..MODEL_BYTES - bytes.len()).map(|i| i as u8));
-        let path =
-            std::env::temp_dir().join(format!("murmur-hostile-model-{}.bin", std::process::id()));
+        let path = std::env::temp_dir().join(format!("murmur-hostile-model-{}.bin", std::process::id()));
         std::fs::write(&path, bytes).expect("writing the test model");
         path
     })
@@ -95,19 +84,13 @@ fn assert_refused(llm: &mut Llm, case: &str, expected: &[(&str, &str)]) {
     assert_eq!(got.len(), expected.len(), "{case}: {got:#?}");
     for ((op, outcome), (want_op, want)) in got.iter().zip(expected) {
         assert_eq!(op, want_op);
-        assert!(
-            outcome.starts_with(&format!("ComputeError::{want}")),
-            "{op}: expected {want}, got {outcome}"
-        );
+        assert!(outcome.starts_with(&format!("ComputeError::{want}")), "{op}: expected {want}, got {outcome}");
     }
 }
 
 /// After a trap, the next request starts a fresh guest and works.
 fn assert_serves(llm: &mut Llm) {
-    assert_eq!(
-        llm.tokenize("ping", false).expect("the next request works"),
-        [1]
-    );
+    assert_eq!(llm.tokenize("ping", false).expect("the next request works"), [1]);
 }
 
 #[test]
@@ -149,18 +132,13 @@ fn reads_and_tensors_outside_the_file_or_the_caps_are_refused() {
 fn misused_ops_are_refused_and_valid_ones_still_work() {
     let mut llm = session();
     let got = report(&mut llm, "misuse");
-    let (valid, misused): (Vec<_>, Vec<_>) =
-        got.iter().partition(|(op, _)| op.starts_with("a valid"));
+    let (valid, misused): (Vec<_>, Vec<_>) = got.iter().partition(|(op, _)| op.starts_with("a valid"));
     assert_eq!(misused.len(), 26, "{got:#?}");
     for (op, outcome) in misused {
         let want = if op.contains("an activation") || op.contains("of a weight") {
             "BadHandle"
         } else if op.contains("past") || op.contains("100000") {
-            if op.starts_with("top-k of 100000") {
-                "Unsupported"
-            } else {
-                "OutOfRange"
-            }
+            if op.starts_with("top-k of 100000") { "Unsupported" } else { "OutOfRange" }
         } else {
             "BadShape"
         };
@@ -169,16 +147,10 @@ fn misused_ops_are_refused_and_valid_ones_still_work() {
             assert_eq!(outcome, "ok");
             continue;
         }
-        assert!(
-            outcome.starts_with(&format!("ComputeError::{want}")),
-            "{op}: expected {want}, got {outcome}"
-        );
+        assert!(outcome.starts_with(&format!("ComputeError::{want}")), "{op}: expected {want}, got {outcome}");
     }
     assert_eq!(valid.len(), 2);
-    assert!(
-        valid.iter().all(|(_, outcome)| outcome == "ok"),
-        "{valid:?}"
-    );
+    assert!(valid.iter().all(|(_, outcome)| outcome == "ok"), "{valid:?}");
 }
 
 #[test]
@@ -194,16 +166,9 @@ fn floods_of_allocations_hit_a_cap_and_freeing_makes_room_again() {
         let got = report(&mut llm, case);
         assert_eq!(got.len(), 2, "{got:?}");
         let (op, outcome) = &got[0];
-        let held: usize = op
-            .rsplit(' ')
-            .next()
-            .and_then(|n| n.parse().ok())
-            .expect("a count");
+        let held: usize = op.rsplit(' ').next().and_then(|n| n.parse().ok()).expect("a count");
         assert!(held <= limit, "{case}: {held} held, the cap is {limit}");
-        assert!(
-            outcome.starts_with("ComputeError::Exhausted"),
-            "{case}: {outcome}"
-        );
+        assert!(outcome.starts_with("ComputeError::Exhausted"), "{case}: {outcome}");
         assert_eq!(got[1], (format!("{what} once freed"), "ok".to_string()));
     }
 }
@@ -225,30 +190,15 @@ fn another_sessions_handles_reach_nothing_of_it() {
     let secret: Vec<u32> = SECRET.iter().map(|f| f.to_bits()).collect();
     let mut a = session();
     let planted = a.tokenize("plant", false).expect("planting works");
-    let handles = planted
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    let handles = planted.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
     // The probe can see a secret where one is reachable: session A reads its own tensor back.
-    let own = a
-        .tokenize(&format!("probe:{handles}"), false)
-        .expect("A reads its own tensor");
-    assert!(
-        secret.iter().all(|s| own.contains(s)),
-        "A's own read lacks its secret: {own:?}"
-    );
+    let own = a.tokenize(&format!("probe:{handles}"), false).expect("A reads its own tensor");
+    assert!(secret.iter().all(|s| own.contains(s)), "A's own read lacks its secret: {own:?}");
     // Session B, given A's handle numbers (and a few around them), reads nothing of A's.
     let mut b = session();
-    let guesses: Vec<String> = (0..16)
-        .chain(planted.iter().copied())
-        .map(|h| h.to_string())
-        .collect();
+    let guesses: Vec<String> = (0..16).chain(planted.iter().copied()).map(|h| h.to_string()).collect();
     match b.tokenize(&format!("probe:{}", guesses.join(",")), false) {
-        Ok(bits) => assert!(
-            bits.iter().all(|b| !secret.contains(b)),
-            "B read A's data: {bits:?}"
-        ),
+        Ok(bits) => assert!(bits.iter().all(|b| !secret.contains(b)), "B read A's data: {bits:?}"),
         Err(LlmError::Trap(why)) => assert!(why.contains("handle"), "{why}"),
         Err(other) => panic!("unexpected error: {other}"),
     }
@@ -264,10 +214,7 @@ fn a_spinning_guest_is_stopped_by_the_stall_deadline_and_the_next_request_works(
         other => panic!("expected the stall deadline to stop it, got {other:?}"),
     }
     let took = start.elapsed();
-    assert!(
-        took < Duration::from_secs(10),
-        "stopped after {took:?} (the limit is 1 s)"
-    );
+    assert!(took < Duration::from_secs(10), "stopped after {took:?} (the limit is 1 s)");
     assert_serves(&mut llm);
 }
 
@@ -292,43 +239,18 @@ fn the_guest_cannot_reach_files_sockets_or_the_environment() {
 
     let mut llm = session();
     let got = report(&mut llm, &format!("capabilities:{port}"));
-    let outcome = |op: &str| {
-        got.iter()
-            .find(|(o, _)| o == op)
-            .map(|(_, r)| r.as_str())
-            .unwrap_or_else(|| panic!("no {op}: {got:#?}"))
-    };
+    let outcome = |op: &str| got.iter().find(|(o, _)| o == op).map(|(_, r)| r.as_str()).unwrap_or_else(|| panic!("no {op}: {got:#?}"));
     assert_eq!(outcome("environment"), "0 variables");
     assert_eq!(outcome("arguments"), "0");
     assert_eq!(outcome("preopened directories"), "0");
-    for op in [
-        "std open /etc/passwd",
-        "std list /",
-        "std create /tmp/murmur-escape",
-        "resolve localhost",
-    ] {
+    for op in ["std open /etc/passwd", "std list /", "std create /tmp/murmur-escape", "resolve localhost"] {
         assert_ne!(outcome(op), "ok", "{op}");
     }
-    let connected = got
-        .iter()
-        .any(|(op, r)| op.starts_with("tcp connect finished") && r == "ok")
-        || got.iter().any(|(op, r)| {
-            op == "tcp connect"
-                && r == "ok"
-                && !got.iter().any(|(o, _)| o == "tcp connect finished")
-        });
+    let connected = got.iter().any(|(op, r)| op.starts_with("tcp connect finished") && r == "ok")
+        || got.iter().any(|(op, r)| op == "tcp connect" && r == "ok" && !got.iter().any(|(o, _)| o == "tcp connect finished"));
     assert!(!connected, "the guest connected: {got:#?}");
-    assert!(
-        got.iter().any(|(op, r)| op.starts_with("tcp") && r != "ok"),
-        "{got:#?}"
-    );
-    assert!(
-        got.iter().any(|(op, r)| op.starts_with("udp") && r != "ok"),
-        "{got:#?}"
-    );
-    assert!(
-        listener.accept().is_err(),
-        "a connection reached the host's listener"
-    );
+    assert!(got.iter().any(|(op, r)| op.starts_with("tcp") && r != "ok"), "{got:#?}");
+    assert!(got.iter().any(|(op, r)| op.starts_with("udp") && r != "ok"), "{got:#?}");
+    assert!(listener.accept().is_err(), "a connection reached the host's listener");
     assert!(!escape.exists(), "the guest wrote a host file");
 }

@@ -11,14 +11,8 @@ use std::sync::Arc;
 use murmur_core::llm::{BackendChoice, Llm, LlmConfig, LlmError, Message, Sampling};
 
 fn ask(llm: &mut Llm) -> String {
-    let question = [Message {
-        role: "user".into(),
-        content: "What is the capital of France?".into(),
-    }];
-    llm.chat(&question, &Sampling::greedy(12), |_| true)
-        .expect("the reply works")
-        .0
-        .text
+    let question = [Message { role: "user".into(), content: "What is the capital of France?".into() }];
+    llm.chat(&question, &Sampling::greedy(12), |_| true).expect("the reply works").0.text
 }
 
 /// The default model's answer, from an untouched file.
@@ -42,25 +36,12 @@ fn a_loaded_model_survives_its_file_being_truncated_overwritten_and_deleted() {
     assert_eq!(before, reference_answer());
 
     // Truncated in place (the same inode a mapping would see).
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(4096)
-        .unwrap();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(4096).unwrap();
     assert_eq!(ask(&mut llm), before);
     // A trapped guest restarts from the model in memory, not from the file.
     let canceller = llm.canceller();
-    let s = Sampling {
-        ignore_eos: true,
-        ..Sampling::greedy(50)
-    };
-    let err = llm
-        .complete("Once upon a time", &s, move |_| {
-            canceller.interrupt();
-            true
-        })
-        .unwrap_err();
+    let s = Sampling { ignore_eos: true, ..Sampling::greedy(50) };
+    let err = llm.complete("Once upon a time", &s, move |_| { canceller.interrupt(); true }).unwrap_err();
     assert!(matches!(err, LlmError::Trap(_)), "{err}");
     assert_eq!(ask(&mut llm), before);
 
@@ -73,13 +54,8 @@ fn a_loaded_model_survives_its_file_being_truncated_overwritten_and_deleted() {
     assert_eq!(ask(&mut llm), before);
 
     // Loading what is left gets a clear error.
-    let err = Llm::load(cpu(&path))
-        .err()
-        .expect("a deleted file does not load");
-    assert!(
-        err.to_string().contains("cannot open the model file"),
-        "{err}"
-    );
+    let err = Llm::load(cpu(&path)).err().expect("a deleted file does not load");
+    assert!(err.to_string().contains("cannot open the model file"), "{err}");
 }
 
 #[test]
@@ -115,8 +91,9 @@ fn a_model_file_rewritten_while_it_loads_is_refused_or_loads_whole() {
     let rewrites = writer.join().unwrap();
     assert!(rewrites > 0);
     for o in &outcomes {
-        let clear =
-            *o == whole || o.contains("changed while it was being read") || o.contains("truncated");
+        let clear = *o == whole
+            || o.contains("changed while it was being read")
+            || o.contains("truncated");
         assert!(clear, "unexpected outcome: {o}");
     }
     eprintln!("{rewrites} rewrites; outcomes: {outcomes:#?}");

@@ -6,19 +6,16 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{transcriber, word_errors};
 use murmur_core::audio::read_wav;
 use murmur_core::models;
 use murmur_core::speech::convert::{convert, Ct2Export};
 use murmur_core::speech::ggml::{GgmlWhisper, TensorType};
+use common::{transcriber, word_errors};
 use murmur_core::speech::{mel, SpeechConfig, SpeechError, Transcriber};
 
 fn transcribe(path: &Path) -> String {
     let audio = read_wav(path).unwrap_or_else(|e| panic!("{e}"));
-    transcriber()
-        .transcribe(&audio)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .text
+    transcriber().transcribe(&audio).unwrap_or_else(|e| panic!("{}: {e}", path.display())).text
 }
 
 /// The converter's file has exactly the tensors, shapes and types the format notes list, the
@@ -27,69 +24,29 @@ fn transcribe(path: &Path) -> String {
 fn converter_output_matches_the_format_notes() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("tiny.en.bin");
-    let done = convert(
-        &Ct2Export::in_dir(&models::default_speech_export_dir()),
-        &out,
-    )
-    .expect("conversion");
+    let done = convert(&Ct2Export::in_dir(&models::default_speech_export_dir()), &out).expect("conversion");
     assert_eq!(done.tensors, 167);
     let bytes = std::fs::read(&out).unwrap();
     let file = GgmlWhisper::parse(&bytes).expect("the output checks out");
     let h = file.hparams;
-    let dims = [
-        h.n_vocab,
-        h.n_audio_ctx,
-        h.n_audio_state,
-        h.n_audio_head,
-        h.n_audio_layer,
-        h.n_text_ctx,
-        h.n_text_state,
-        h.n_text_head,
-        h.n_text_layer,
-        h.n_mels,
-        h.ftype,
-    ];
+    let dims = [h.n_vocab, h.n_audio_ctx, h.n_audio_state, h.n_audio_head, h.n_audio_layer, h.n_text_ctx, h.n_text_state, h.n_text_head, h.n_text_layer, h.n_mels, h.ftype];
     assert_eq!(dims, [51864, 1500, 384, 6, 4, 448, 384, 6, 4, 80, 1]);
     assert_eq!(file.filters, mel::filters(80));
     assert_eq!(file.vocab.len(), 50256, "ids 0 .. <|endoftext|>");
     assert_eq!(file.vocab[220], b" ", "Ġ maps back to a space");
     assert_eq!(file.vocab[1770], b" Mr");
-    let find = |name: &str| {
-        file.tensors
-            .iter()
-            .find(|(s, _)| s.name == name)
-            .unwrap_or_else(|| panic!("{name}"))
-    };
+    let find = |name: &str| file.tensors.iter().find(|(s, _)| s.name == name).unwrap_or_else(|| panic!("{name}"));
     assert_eq!(find("encoder.positional_embedding").0.ty, TensorType::F32);
-    assert_eq!(
-        find("encoder.conv1.bias").0.ne,
-        [1, 384],
-        "conv biases are (n, 1)"
-    );
-    assert_eq!(
-        find("decoder.blocks.3.cross_attn.value.weight").0.ty,
-        TensorType::F16
-    );
-    assert!(
-        file.tensors
-            .iter()
-            .all(|(s, _)| !s.name.ends_with("key.bias")),
-        "key biases are dropped"
-    );
-    assert!(
-        file.tensors
-            .iter()
-            .all(|(s, _)| s.ne.len() != 1 || s.ty == TensorType::F32),
-        "1-D tensors are f32"
-    );
+    assert_eq!(find("encoder.conv1.bias").0.ne, [1, 384], "conv biases are (n, 1)");
+    assert_eq!(find("decoder.blocks.3.cross_attn.value.weight").0.ty, TensorType::F16);
+    assert!(file.tensors.iter().all(|(s, _)| !s.name.ends_with("key.bias")), "key biases are dropped");
+    assert!(file.tensors.iter().all(|(s, _)| s.ne.len() != 1 || s.ty == TensorType::F32), "1-D tensors are f32");
     // The cross-attention value rows are the second half of CTranslate2's fused K/V: its first
     // element is the f16 at row 384 of `decoder/layer_3/attention/linear_1/weight`.
     let value = find("decoder.blocks.3.cross_attn.value.weight").1;
     assert!(value[..2] != [0, 0] && value.len() == 384 * 384 * 2);
     // A file cut short is refused by name, before whisper.cpp could see it.
-    let err = GgmlWhisper::parse(&bytes[..bytes.len() - 1000])
-        .unwrap_err()
-        .to_string();
+    let err = GgmlWhisper::parse(&bytes[..bytes.len() - 1000]).unwrap_err().to_string();
     assert!(err.contains("ends inside tensor 'decoder"), "{err}");
 }
 
@@ -97,10 +54,7 @@ fn converter_output_matches_the_format_notes() {
 #[test]
 fn jfk_transcribes_exactly() {
     let refs = std::fs::read_to_string(common::shared_dir().join("audio/refs.tsv")).unwrap();
-    let reference = refs
-        .lines()
-        .find_map(|l| l.strip_prefix("jfk\t"))
-        .expect("jfk in refs.tsv");
+    let reference = refs.lines().find_map(|l| l.strip_prefix("jfk\t")).expect("jfk in refs.tsv");
     let text = transcribe(&common::shared_dir().join("audio/jfk.wav"));
     assert_eq!(word_errors(reference, &text).0, 0, "{text}");
 }
@@ -111,26 +65,14 @@ fn jfk_transcribes_exactly() {
 #[test]
 fn alsa_voice_recordings_transcribe_to_their_names() {
     let mut errors = Vec::new();
-    for name in [
-        "Front_Left",
-        "Front_Right",
-        "Front_Center",
-        "Rear_Left",
-        "Rear_Right",
-        "Rear_Center",
-        "Side_Left",
-        "Side_Right",
-    ] {
+    for name in ["Front_Left", "Front_Right", "Front_Center", "Rear_Left", "Rear_Right", "Rear_Center", "Side_Left", "Side_Right"] {
         let text = transcribe(&PathBuf::from(format!("/usr/share/sounds/alsa/{name}.wav")));
         let (wrong, _) = word_errors(&name.replace('_', " "), &text);
         if wrong > 0 {
             errors.push(format!("{name}: {text:?} ({wrong} wrong)"));
         }
     }
-    assert!(
-        errors.iter().all(|e| e.starts_with("Rear_Right:")),
-        "{errors:?}"
-    );
+    assert!(errors.iter().all(|e| e.starts_with("Rear_Right:")), "{errors:?}");
 }
 
 /// Sentences spoken by espeak-ng (a voice unlike any in Whisper's training data) at its own
@@ -153,12 +95,7 @@ fn synthesized_sentences_reach_wer_20_percent() {
     ];
     let (wrong, total) = common::word_error_rate(&sentences, |i, s| {
         let wav = dir.path().join(format!("{i}.wav"));
-        let ok = std::process::Command::new("espeak-ng")
-            .arg("-w")
-            .arg(&wav)
-            .arg(s)
-            .status()
-            .expect("espeak-ng runs");
+        let ok = std::process::Command::new("espeak-ng").arg("-w").arg(&wav).arg(s).status().expect("espeak-ng runs");
         assert!(ok.success());
         read_wav(&wav).unwrap()
     });
@@ -169,21 +106,12 @@ fn synthesized_sentences_reach_wer_20_percent() {
 #[test]
 fn silence_noise_and_short_presses_are_refused() {
     let mut t = transcriber();
-    assert!(matches!(
-        t.transcribe(&vec![0.0; 32_000]),
-        Err(SpeechError::NoSpeech)
-    ));
+    assert!(matches!(t.transcribe(&vec![0.0; 32_000]), Err(SpeechError::NoSpeech)));
     let noise = read_wav(Path::new("/usr/share/sounds/alsa/Noise.wav")).unwrap();
-    assert!(
-        matches!(t.transcribe(&noise), Err(SpeechError::NoSpeech)),
-        "noise must not become words"
-    );
+    assert!(matches!(t.transcribe(&noise), Err(SpeechError::NoSpeech)), "noise must not become words");
     let speech = read_wav(&common::shared_dir().join("audio/jfk.wav")).unwrap();
     let err = t.transcribe(&speech[..1600]).unwrap_err();
-    assert!(
-        matches!(err, SpeechError::TooShort { .. }) && err.to_string().contains("hold the key"),
-        "{err}"
-    );
+    assert!(matches!(err, SpeechError::TooShort { .. }) && err.to_string().contains("hold the key"), "{err}");
 }
 
 /// A damaged model file is refused with its name and the reason; a missing one says what to run.
@@ -193,22 +121,10 @@ fn damaged_or_missing_models_get_clear_errors() {
     let bytes = std::fs::read(models::default_speech_path()).unwrap();
     let cut = dir.path().join("cut.bin");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let err = Transcriber::load(&cut, SpeechConfig::default())
-        .err()
-        .expect("refused")
-        .to_string();
-    assert!(
-        err.contains("cut.bin") && err.contains("the file ends inside"),
-        "{err}"
-    );
-    let gguf = Transcriber::load(&common::model_path(), SpeechConfig::default())
-        .err()
-        .expect("refused")
-        .to_string();
+    let err = Transcriber::load(&cut, SpeechConfig::default()).err().expect("refused").to_string();
+    assert!(err.contains("cut.bin") && err.contains("the file ends inside"), "{err}");
+    let gguf = Transcriber::load(&common::model_path(), SpeechConfig::default()).err().expect("refused").to_string();
     assert!(gguf.contains("not a ggml Whisper model"), "{gguf}");
-    let missing = Transcriber::load(&dir.path().join("none.bin"), SpeechConfig::default())
-        .err()
-        .expect("refused")
-        .to_string();
+    let missing = Transcriber::load(&dir.path().join("none.bin"), SpeechConfig::default()).err().expect("refused").to_string();
     assert!(missing.contains("murmur models convert"), "{missing}");
 }

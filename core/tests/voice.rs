@@ -11,9 +11,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use murmur_core::assistant::{
-    Assistant, AssistantConfig, Clip, Command, Event, Output, State, DEFAULT_SYSTEM,
-};
+use murmur_core::assistant::{Assistant, AssistantConfig, Clip, Command, Event, Output, State, DEFAULT_SYSTEM};
 use murmur_core::audio::{resample, AudioOut, SAMPLE_RATE};
 use murmur_core::llm::{LlmConfig, Sampling, StopReason};
 use murmur_core::tts::{Espeak, VoiceConfig};
@@ -34,9 +32,7 @@ fn speaker() -> MutexGuard<'static, ()> {
 #[test]
 fn synthesized_speech_round_trips_through_whisper() {
     let _turn = speaker();
-    let mut tts = VoiceConfig::default()
-        .synthesizer()
-        .expect("espeak-ng starts");
+    let mut tts = VoiceConfig::default().synthesizer().expect("espeak-ng starts");
     let rate = tts.sample_rate();
     let sentences = [
         "The weather is sunny and warm today.",
@@ -50,11 +46,7 @@ fn synthesized_speech_round_trips_through_whisper() {
     ];
     let (wrong, total) = common::word_error_rate(&sentences, |_, s| {
         let audio = tts.synthesize_all(s).expect("synthesis works");
-        assert!(
-            audio.len() > rate as usize / 2,
-            "{s:?}: only {} samples",
-            audio.len()
-        );
+        assert!(audio.len() > rate as usize / 2, "{s:?}: only {} samples", audio.len());
         resample(&audio, rate, SAMPLE_RATE).unwrap()
     });
     assert!(wrong * 4 <= total, "WER {wrong}/{total}");
@@ -63,13 +55,8 @@ fn synthesized_speech_round_trips_through_whisper() {
 /// A voice or rate espeak-ng does not have is refused by name, with where to look.
 #[test]
 fn unknown_voices_and_rates_are_refused_clearly() {
-    let e = Espeak::new("no-such-voice", 175)
-        .expect_err("refused")
-        .to_string();
-    assert!(
-        e.contains("'no-such-voice'") && e.contains("espeak-ng --voices"),
-        "{e}"
-    );
+    let e = Espeak::new("no-such-voice", 175).expect_err("refused").to_string();
+    assert!(e.contains("'no-such-voice'") && e.contains("espeak-ng --voices"), "{e}");
     let e = Espeak::new("en-us", 20).expect_err("refused").to_string();
     assert!(e.contains("20 words per minute") && e.contains("80"), "{e}");
 }
@@ -83,15 +70,7 @@ struct Monitor {
 impl Monitor {
     fn start() -> Self {
         let mut child = Process::new("parec")
-            .args([
-                "-d",
-                "@DEFAULT_MONITOR@",
-                "--raw",
-                "--format=s16le",
-                "--channels=1",
-                "--rate=16000",
-                "--latency-msec=20",
-            ])
+            .args(["-d", "@DEFAULT_MONITOR@", "--raw", "--format=s16le", "--channels=1", "--rate=16000", "--latency-msec=20"])
             .stdout(Stdio::piped())
             .spawn()
             .expect("parec runs (pulseaudio-utils; ./dev test starts the audio server)");
@@ -100,9 +79,7 @@ impl Monitor {
         std::thread::spawn(move || {
             let mut buf = [0u8; 3200];
             while let Ok(n @ 1..) = stdout.read(&mut buf) {
-                let samples = buf[..n & !1]
-                    .chunks_exact(2)
-                    .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0);
+                let samples = buf[..n & !1].chunks_exact(2).map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0);
                 if tx.send(samples.collect()).is_err() {
                     break;
                 }
@@ -114,30 +91,22 @@ impl Monitor {
     /// Records until `seconds` of audio have come out since the first loud sample and then
     /// half a second of quiet (a fresh null-sink stream may pause mid-speech while it starts).
     fn until_quiet_after(&self, seconds: f64) -> Vec<f32> {
-        let (mut audio, mut first_loud, mut loud_until) =
-            (Vec::new(), None::<usize>, None::<usize>);
+        let (mut audio, mut first_loud, mut loud_until) = (Vec::new(), None::<usize>, None::<usize>);
         let span = (seconds * f64::from(SAMPLE_RATE)) as usize;
         let deadline = Instant::now() + PATIENCE;
         while Instant::now() < deadline {
-            let Ok(chunk) = self.chunks.recv_timeout(Duration::from_millis(100)) else {
-                continue;
-            };
+            let Ok(chunk) = self.chunks.recv_timeout(Duration::from_millis(100)) else { continue };
             if let Some(i) = chunk.iter().position(|s| s.abs() > 0.01) {
                 first_loud.get_or_insert(audio.len() + i);
                 loud_until = Some(audio.len() + chunk.len());
             }
             audio.extend(chunk);
             let long_enough = first_loud.is_some_and(|start| audio.len() >= start + span);
-            if long_enough
-                && loud_until.is_some_and(|end| audio.len() >= end + SAMPLE_RATE as usize / 2)
-            {
+            if long_enough && loud_until.is_some_and(|end| audio.len() >= end + SAMPLE_RATE as usize / 2) {
                 return audio;
             }
         }
-        panic!(
-            "the monitor heard no speech followed by quiet (recorded {} samples)",
-            audio.len()
-        );
+        panic!("the monitor heard no speech followed by quiet (recorded {} samples)", audio.len());
     }
 }
 
@@ -154,41 +123,22 @@ impl Drop for Monitor {
 fn speech_plays_through_the_output_device() {
     let _turn = speaker();
     let mut tts = VoiceConfig::default().synthesizer().unwrap();
-    let out = AudioOut::speaker(None, tts.sample_rate())
-        .expect("an output device (./dev test starts a null one)");
+    let out = AudioOut::speaker(None, tts.sample_rate()).expect("an output device (./dev test starts a null one)");
     let monitor = Monitor::start();
     let epoch = out.epoch();
     let sentence = "Please turn off the lights in the kitchen.";
-    tts.synthesize(sentence, &mut |chunk| {
-        out.queue(epoch, chunk, None).unwrap()
-    })
-    .unwrap();
+    tts.synthesize(sentence, &mut |chunk| out.queue(epoch, chunk, None).unwrap()).unwrap();
     out.drain(epoch);
     let recorded = monitor.until_quiet_after(out.played_seconds());
-    let heard = common::transcriber()
-        .transcribe(&recorded)
-        .expect("speech was recorded")
-        .text;
+    let heard = common::transcriber().transcribe(&recorded).expect("speech was recorded").text;
     let (wrong, total) = common::word_errors(sentence, &heard);
-    assert!(
-        wrong * 4 <= total,
-        "played {sentence:?}, recorded {heard:?}"
-    );
-    assert!(
-        out.played_seconds() > 1.0,
-        "{} s played",
-        out.played_seconds()
-    );
+    assert!(wrong * 4 <= total, "played {sentence:?}, recorded {heard:?}");
+    assert!(out.played_seconds() > 1.0, "{} s played", out.played_seconds());
 }
 
 fn assistant(question: &str, output: Output, system: &str, sampling: Sampling) -> Assistant {
     let clip = Clip::open(&common::shared_dir().join("audio").join(question)).unwrap();
-    let config = AssistantConfig {
-        sampling,
-        system: system.into(),
-        output,
-        ..AssistantConfig::new(LlmConfig::new(common::model_path()))
-    };
+    let config = AssistantConfig { sampling, system: system.into(), output, ..AssistantConfig::new(LlmConfig::new(common::model_path())) };
     Assistant::start(config, Box::new(move || Ok(Box::new(clip)))).expect("the assistant starts")
 }
 
@@ -196,9 +146,7 @@ fn assistant(question: &str, output: Output, system: &str, sampling: Sampling) -
 fn events_until(a: &Assistant, last: impl Fn(&Event) -> bool) -> Vec<Event> {
     let mut seen = Vec::new();
     loop {
-        let e = a
-            .next_event(PATIENCE)
-            .unwrap_or_else(|| panic!("no event for {PATIENCE:?}; so far: {seen:#?}"));
+        let e = a.next_event(PATIENCE).unwrap_or_else(|| panic!("no event for {PATIENCE:?}; so far: {seen:#?}"));
         if let Event::Error { message, .. } = &e {
             panic!("the turn failed: {message}");
         }
@@ -211,94 +159,28 @@ fn events_until(a: &Assistant, last: impl Fn(&Event) -> bool) -> Vec<Event> {
 }
 
 fn states(events: &[Event]) -> Vec<State> {
-    events
-        .iter()
-        .filter_map(|e| {
-            if let Event::State { state } = e {
-                Some(*state)
-            } else {
-                None
-            }
-        })
-        .collect()
+    events.iter().filter_map(|e| if let Event::State { state } = e { Some(*state) } else { None }).collect()
 }
 
 /// A spoken question goes through every state, is answered, and the answer is heard.
 #[test]
 fn a_spoken_question_is_answered_aloud() {
     let _turn = speaker();
-    let a = assistant(
-        "question-france.wav",
-        Output::Speaker(None),
-        DEFAULT_SYSTEM,
-        Sampling::default(),
-    );
+    let a = assistant("question-france.wav", Output::Speaker(None), DEFAULT_SYSTEM, Sampling::default());
     let monitor = Monitor::start();
     a.send(Command::Press);
     a.send(Command::Release);
     let events = events_until(&a, |e| matches!(e, Event::State { state: State::Idle }));
-    assert_eq!(
-        states(&events),
-        [
-            State::Listening,
-            State::Transcribing,
-            State::Thinking,
-            State::Speaking,
-            State::Idle
-        ]
-    );
-    let heard = events
-        .iter()
-        .find_map(|e| {
-            if let Event::Question {
-                text, spoken: true, ..
-            } = e
-            {
-                Some(text.clone())
-            } else {
-                None
-            }
-        })
-        .unwrap();
+    assert_eq!(states(&events), [State::Listening, State::Transcribing, State::Thinking, State::Speaking, State::Idle]);
+    let heard = events.iter().find_map(|e| if let Event::Question { text, spoken: true, .. } = e { Some(text.clone()) } else { None }).unwrap();
     assert!(heard.to_lowercase().contains("capital"), "heard {heard:?}");
-    let reply = events
-        .iter()
-        .find_map(|e| {
-            if let Event::Reply { text, .. } = e {
-                Some(text.clone())
-            } else {
-                None
-            }
-        })
-        .unwrap();
+    let reply = events.iter().find_map(|e| if let Event::Reply { text, .. } = e { Some(text.clone()) } else { None }).unwrap();
     assert!(reply.contains("Paris"), "replied {reply:?}");
-    let t = events
-        .iter()
-        .find_map(|e| {
-            if let Event::Done { timeline, .. } = e {
-                Some(timeline.clone())
-            } else {
-                None
-            }
-        })
-        .unwrap();
-    let marks = [
-        t.transcript_ms,
-        t.first_token_ms,
-        t.first_sentence_ms,
-        t.first_audio_ms,
-        t.last_audio_ms,
-    ]
-    .map(Option::unwrap);
-    assert!(
-        marks.windows(2).all(|w| w[0] <= w[1]),
-        "stages out of order: {t:?}"
-    );
+    let t = events.iter().find_map(|e| if let Event::Done { timeline, .. } = e { Some(timeline.clone()) } else { None }).unwrap();
+    let marks = [t.transcript_ms, t.first_token_ms, t.first_sentence_ms, t.first_audio_ms, t.last_audio_ms].map(Option::unwrap);
+    assert!(marks.windows(2).all(|w| w[0] <= w[1]), "stages out of order: {t:?}");
     assert!(t.audio_seconds > 1.0, "{t:?}");
-    let played = common::transcriber()
-        .transcribe(&monitor.until_quiet_after(t.audio_seconds))
-        .expect("the answer was heard")
-        .text;
+    let played = common::transcriber().transcribe(&monitor.until_quiet_after(t.audio_seconds)).expect("the answer was heard").text;
     assert!(played.contains("Paris"), "the speaker said {played:?}");
 }
 
@@ -309,101 +191,32 @@ fn pressing_while_speaking_interrupts_and_listens() {
     let _turn = speaker();
     // Long enough to still be generating when the first audio is heard, even when the audio
     // server takes a second or two to start a fresh stream.
-    let sampling = Sampling {
-        max_tokens: 1500,
-        ignore_eos: true,
-        ..Sampling::default()
-    };
-    let a = assistant(
-        "question-planets.wav",
-        Output::Speaker(None),
-        "You are a storyteller. Tell long stories.",
-        sampling,
-    );
-    a.send(Command::Ask(
-        "Tell me a long story about a brave knight and a dragon.".into(),
-    ));
-    events_until(&a, |e| {
-        matches!(
-            e,
-            Event::State {
-                state: State::Speaking
-            }
-        )
-    });
+    let sampling = Sampling { max_tokens: 1500, ignore_eos: true, ..Sampling::default() };
+    let a = assistant("question-planets.wav", Output::Speaker(None), "You are a storyteller. Tell long stories.", sampling);
+    a.send(Command::Ask("Tell me a long story about a brave knight and a dragon.".into()));
+    events_until(&a, |e| matches!(e, Event::State { state: State::Speaking }));
 
     a.send(Command::Press);
-    let pressed = events_until(&a, |e| {
-        matches!(
-            e,
-            Event::State {
-                state: State::Listening
-            }
-        )
-    });
+    let pressed = events_until(&a, |e| matches!(e, Event::State { state: State::Listening }));
     let unspoken = pressed.iter().find_map(|e| match e {
-        Event::Interrupted {
-            turn: 1,
-            unspoken_seconds,
-        } => Some(*unspoken_seconds),
+        Event::Interrupted { turn: 1, unspoken_seconds } => Some(*unspoken_seconds),
         _ => None,
     });
-    assert!(
-        unspoken.is_some_and(|s| s > 0.3),
-        "the queued speech was not dropped: {pressed:#?}"
-    );
+    assert!(unspoken.is_some_and(|s| s > 0.3), "the queued speech was not dropped: {pressed:#?}");
 
     a.send(Command::Release);
-    let mut rest = events_until(&a, |e| {
-        matches!(
-            e,
-            Event::Question {
-                turn: 2,
-                spoken: true,
-                ..
-            }
-        )
-    });
+    let mut rest = events_until(&a, |e| matches!(e, Event::Question { turn: 2, spoken: true, .. }));
     a.send(Command::Stop);
-    rest.extend(events_until(&a, |e| {
-        matches!(e, Event::State { state: State::Idle })
-    }));
-    let after: Vec<&Event> = pressed
-        .iter()
-        .chain(&rest)
-        .skip_while(|e| !matches!(e, Event::Interrupted { .. }))
-        .collect();
+    rest.extend(events_until(&a, |e| matches!(e, Event::State { state: State::Idle })));
+    let after: Vec<&Event> = pressed.iter().chain(&rest).skip_while(|e| !matches!(e, Event::Interrupted { .. })).collect();
     let cancelled = after.iter().find_map(|e| match e {
         Event::Reply { turn: 1, stop, .. } => Some(*stop),
         _ => None,
     });
     assert_eq!(cancelled, Some(StopReason::Cancelled), "{after:#?}");
-    let stale = after.iter().any(|e| {
-        matches!(
-            e,
-            Event::Token { turn: 1, .. } | Event::Sentence { turn: 1, .. }
-        )
-    });
-    assert!(
-        !stale,
-        "the interrupted reply went on streaming: {after:#?}"
-    );
-    assert_eq!(
-        states(&rest),
-        [State::Transcribing, State::Thinking, State::Idle]
-    );
-    let heard = rest
-        .iter()
-        .find_map(|e| {
-            if let Event::Question {
-                text, spoken: true, ..
-            } = e
-            {
-                Some(text.clone())
-            } else {
-                None
-            }
-        })
-        .unwrap();
+    let stale = after.iter().any(|e| matches!(e, Event::Token { turn: 1, .. } | Event::Sentence { turn: 1, .. }));
+    assert!(!stale, "the interrupted reply went on streaming: {after:#?}");
+    assert_eq!(states(&rest), [State::Transcribing, State::Thinking, State::Idle]);
+    let heard = rest.iter().find_map(|e| if let Event::Question { text, spoken: true, .. } = e { Some(text.clone()) } else { None }).unwrap();
     assert!(heard.to_lowercase().contains("planets"), "heard {heard:?}");
 }

@@ -1,8 +1,6 @@
 //! One loaded model and its session: prompt building, KV-cache reuse, and the generation loop.
 
-use crate::bindings::exports::murmur::llm::llm::{
-    Generation, Message, ModelInfo, Sampling, StopReason,
-};
+use crate::bindings::exports::murmur::llm::llm::{Generation, Message, ModelInfo, Sampling, StopReason};
 use crate::bindings::murmur::llm::output;
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, HostModel};
@@ -50,13 +48,7 @@ impl Engine {
         };
         let batch = if batch == 0 { DEFAULT_BATCH } else { batch }.min(context);
         let model = Llama::load(&g, cfg, context, batch)?;
-        Ok(Self {
-            tokenizer,
-            model,
-            template,
-            cached: Vec::new(),
-            name: g.str("general.name").unwrap_or("").to_string(),
-        })
+        Ok(Self { tokenizer, model, template, cached: Vec::new(), name: g.str("general.name").unwrap_or("").to_string() })
     }
 
     /// What was loaded.
@@ -80,11 +72,8 @@ impl Engine {
         let keep_first = usize::from(messages.first().is_some_and(|m| m.role == "system"));
         let mut dropped = 0;
         loop {
-            let kept: Vec<Message> = messages[..keep_first]
-                .iter()
-                .chain(&messages[keep_first + dropped..])
-                .cloned()
-                .collect();
+            let kept: Vec<Message> =
+                messages[..keep_first].iter().chain(&messages[keep_first + dropped..]).cloned().collect();
             let prompt = self.template.render(&kept)?;
             let tokens = self.tokenizer.encode(&prompt, true)?;
             if tokens.len() + reserve <= self.model.context as usize {
@@ -120,17 +109,9 @@ impl Engine {
     fn generate(&mut self, prompt: &[u32], p: &Sampling) -> Result<Generation> {
         let context = self.model.context as usize;
         if prompt.len() >= context {
-            return Err(Error::Context(format!(
-                "the prompt has {} tokens; the context holds {context}",
-                prompt.len()
-            )));
+            return Err(Error::Context(format!("the prompt has {} tokens; the context holds {context}", prompt.len())));
         }
-        let common = self
-            .cached
-            .iter()
-            .zip(prompt)
-            .take_while(|(a, b)| a == b)
-            .count();
+        let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         // At least one token must run to produce fresh logits.
         let reused = common.min(prompt.len() - 1);
         self.cached.truncate(reused);
@@ -193,12 +174,7 @@ impl Engine {
 /// How much of `text` may be shown: up to a stop string (`true`: one was found), or else all but
 /// a tail that could still become one.
 fn visible_text(text: &str, stops: &[String]) -> (usize, bool) {
-    if let Some(at) = stops
-        .iter()
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| text.find(s.as_str()))
-        .min()
-    {
+    if let Some(at) = stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min() {
         return (at, true);
     }
     let held = stops

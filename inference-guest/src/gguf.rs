@@ -88,13 +88,7 @@ struct Reader<'a, S: ModelBytes + ?Sized> {
 
 impl<'a, S: ModelBytes + ?Sized> Reader<'a, S> {
     fn new(source: &'a S) -> Self {
-        Self {
-            source,
-            size: source.size(),
-            buf: Vec::new(),
-            buf_start: 0,
-            pos: 0,
-        }
+        Self { source, size: source.size(), buf: Vec::new(), buf_start: 0, pos: 0 }
     }
 
     fn remaining(&self) -> u64 {
@@ -111,8 +105,7 @@ impl<'a, S: ModelBytes + ?Sized> Reader<'a, S> {
         let buf_end = self.buf_start + self.buf.len() as u64;
         if self.pos < self.buf_start || self.pos + len > buf_end {
             let want = len.max(CHUNK as u64).min(self.remaining());
-            let want =
-                u32::try_from(want).map_err(|_| Error::Model("metadata entry too large".into()))?;
+            let want = u32::try_from(want).map_err(|_| Error::Model("metadata entry too large".into()))?;
             self.buf = self.source.read(self.pos, want)?;
             self.buf_start = self.pos;
         }
@@ -171,16 +164,8 @@ impl<'a, S: ModelBytes + ?Sized> Reader<'a, S> {
             10 => Value::Int(self.u64()? as i64),
             11 => Value::Int(i64::from_le_bytes(self.array()?)),
             12 => Value::Float(f64::from_le_bytes(self.array()?)),
-            9 => {
-                return Err(Error::Model(
-                    "corrupt GGUF: nested arrays are not supported".into(),
-                ))
-            }
-            other => {
-                return Err(Error::Model(format!(
-                    "corrupt GGUF: unknown metadata type {other}"
-                )))
-            }
+            9 => return Err(Error::Model("corrupt GGUF: nested arrays are not supported".into())),
+            other => return Err(Error::Model(format!("corrupt GGUF: unknown metadata type {other}"))),
         })
     }
 }
@@ -242,10 +227,7 @@ fn dtype_of(t: u32, name: &str) -> Result<Dtype> {
 
 /// Bytes per block and elements per block of a storage type.
 pub fn block_layout(dtype: Dtype) -> (u64, u64) {
-    let e = TYPES
-        .iter()
-        .find(|e| e.2 == dtype)
-        .expect("every dtype is in the table");
+    let e = TYPES.iter().find(|e| e.2 == dtype).expect("every dtype is in the table");
     (e.3, e.4)
 }
 
@@ -254,15 +236,11 @@ impl Gguf {
     pub fn parse<S: ModelBytes + ?Sized>(source: &S) -> Result<Self> {
         let mut r = Reader::new(source);
         if &r.array::<4>()? != MAGIC {
-            return Err(Error::Model(
-                "not a GGUF file (bad magic); Murmur's LLM needs a .gguf model".into(),
-            ));
+            return Err(Error::Model("not a GGUF file (bad magic); Murmur's LLM needs a .gguf model".into()));
         }
         let version = r.u32()?;
         if !(2..=3).contains(&version) {
-            return Err(Error::Unsupported(format!(
-                "GGUF version {version}; Murmur reads versions 2 and 3"
-            )));
+            return Err(Error::Unsupported(format!("GGUF version {version}; Murmur reads versions 2 and 3")));
         }
         let n_tensors = r.count("tensor", 24)?;
         let n_kv = r.count("metadata", 12)?;
@@ -276,20 +254,14 @@ impl Gguf {
         let alignment = match meta.get("general.alignment") {
             Some(Value::Int(a)) if *a > 0 && (*a as u64).is_power_of_two() => *a as u64,
             None => 32,
-            Some(other) => {
-                return Err(Error::Model(format!(
-                    "corrupt GGUF: general.alignment is {other:?}"
-                )))
-            }
+            Some(other) => return Err(Error::Model(format!("corrupt GGUF: general.alignment is {other:?}"))),
         };
         let mut infos = Vec::with_capacity(n_tensors as usize);
         for _ in 0..n_tensors {
             let name = r.string()?;
             let n_dims = r.u32()?;
             if n_dims == 0 || n_dims > 4 {
-                return Err(Error::Model(format!(
-                    "corrupt GGUF: tensor '{name}' has {n_dims} dimensions"
-                )));
+                return Err(Error::Model(format!("corrupt GGUF: tensor '{name}' has {n_dims} dimensions")));
             }
             let dims = (0..n_dims).map(|_| r.u64()).collect::<Result<Vec<_>>>()?;
             let ty = r.u32()?;
@@ -302,9 +274,8 @@ impl Gguf {
             let dtype = dtype_of(ty, &name)?;
             let (block_bytes, block_elems) = block_layout(dtype);
             let elems = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
-            let bytes = elems
-                .filter(|e| dims[0] % block_elems == 0 && *e > 0)
-                .and_then(|e| (e / block_elems).checked_mul(block_bytes));
+            let bytes =
+                elems.filter(|e| dims[0] % block_elems == 0 && *e > 0).and_then(|e| (e / block_elems).checked_mul(block_bytes));
             let offset = data_start.checked_add(rel);
             match (bytes, offset) {
                 (Some(b), Some(o)) if o.checked_add(b).is_some_and(|end| end <= r.size) => {}
@@ -315,14 +286,7 @@ impl Gguf {
                     )))
                 }
             }
-            tensors.insert(
-                name,
-                TensorInfo {
-                    dims,
-                    dtype,
-                    offset: offset.expect("checked"),
-                },
-            );
+            tensors.insert(name, TensorInfo { dims, dtype, offset: offset.expect("checked") });
         }
         Ok(Self { meta, tensors })
     }

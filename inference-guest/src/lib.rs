@@ -35,9 +35,7 @@ thread_local! {
 }
 
 fn with_engine<T>(f: impl FnOnce(&mut Engine) -> error::Result<T>) -> Result<T, String> {
-    ENGINE
-        .with_borrow_mut(|e| f(e.as_mut().ok_or(Error::NotLoaded)?))
-        .map_err(|e| e.to_string())
+    ENGINE.with_borrow_mut(|e| f(e.as_mut().ok_or(Error::NotLoaded)?)).map_err(|e| e.to_string())
 }
 
 struct Component;
@@ -85,15 +83,8 @@ pub mod fuzzing {
         let _ = Config::from_gguf(&g);
         if let Ok(mut tokenizer) = Tokenizer::from_gguf(&g) {
             let _ = tokenizer.encode("<|im_start|>user\nHello, world!<|im_end|>", true);
-            if let Ok(t) = ChatTemplate::new(
-                g.str("tokenizer.chat_template"),
-                tokenizer.text(tokenizer.bos),
-                tokenizer.text(tokenizer.eos),
-            ) {
-                let _ = t.render(&[Message {
-                    role: "user".into(),
-                    content: "Hi".into(),
-                }]);
+            if let Ok(t) = ChatTemplate::new(g.str("tokenizer.chat_template"), tokenizer.text(tokenizer.bos), tokenizer.text(tokenizer.eos)) {
+                let _ = t.render(&[Message { role: "user".into(), content: "Hi".into() }]);
             }
         }
     }
@@ -107,10 +98,7 @@ pub mod fuzzing {
             .lines()
             .map(|l| {
                 let (role, content) = l.split_once(':').unwrap_or(("user", l));
-                Message {
-                    role: role.into(),
-                    content: content.into(),
-                }
+                Message { role: role.into(), content: content.into() }
             })
             .collect();
         if let Ok(t) = ChatTemplate::new(Some(source), "<s>", "</s>") {

@@ -36,11 +36,8 @@ pub struct Config {
 /// Architectures whose GGUF tensors follow the llama layout, and how each rotates: llama's
 /// GGUF export permutes q/k into adjacent pairs; qwen2 keeps the NeoX halves (and adds q/k/v
 /// biases, loaded where present).
-const LLAMA_LIKE: [(&str, RopeStyle); 3] = [
-    ("llama", RopeStyle::Interleaved),
-    ("mistral", RopeStyle::Interleaved),
-    ("qwen2", RopeStyle::Halves),
-];
+const LLAMA_LIKE: [(&str, RopeStyle); 3] =
+    [("llama", RopeStyle::Interleaved), ("mistral", RopeStyle::Interleaved), ("qwen2", RopeStyle::Halves)];
 
 impl Config {
     /// Reads the hyper-parameters, rejecting architectures Murmur cannot run.
@@ -54,22 +51,15 @@ impl Config {
         let key = |k: &str| format!("{arch}.{k}");
         let dim = g.req_u32(&key("embedding_length"))?;
         let heads = g.req_u32(&key("attention.head_count"))?;
-        let kv_heads = g
-            .int(&key("attention.head_count_kv"))
-            .map_or(Ok(heads), |_| g.req_u32(&key("attention.head_count_kv")))?;
+        let kv_heads =
+            g.int(&key("attention.head_count_kv")).map_or(Ok(heads), |_| g.req_u32(&key("attention.head_count_kv")))?;
         if dim % heads != 0 || heads % kv_heads != 0 {
-            return Err(Error::Model(format!(
-                "inconsistent heads: width {dim}, {heads} heads, {kv_heads} KV heads"
-            )));
+            return Err(Error::Model(format!("inconsistent heads: width {dim}, {heads} heads, {kv_heads} KV heads")));
         }
         let head_dim = dim / heads;
-        let rope_dims = g
-            .int(&key("rope.dimension_count"))
-            .unwrap_or(head_dim as i64);
+        let rope_dims = g.int(&key("rope.dimension_count")).unwrap_or(head_dim as i64);
         if rope_dims != head_dim as i64 {
-            return Err(Error::Unsupported(format!(
-                "partial rotary embedding ({rope_dims} of {head_dim} dimensions)"
-            )));
+            return Err(Error::Unsupported(format!("partial rotary embedding ({rope_dims} of {head_dim} dimensions)")));
         }
         let embd = tensor(g, "token_embd.weight")?;
         Ok(Self {
@@ -79,9 +69,7 @@ impl Config {
             kv_heads,
             head_dim,
             ffn: g.req_u32(&key("feed_forward_length"))?,
-            eps: g
-                .float(&key("attention.layer_norm_rms_epsilon"))
-                .unwrap_or(1e-5) as f32,
+            eps: g.float(&key("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5) as f32,
             rope_base: g.float(&key("rope.freq_base")).unwrap_or(10_000.0) as f32,
             train_context: g.req_u32(&key("context_length"))?,
             vocab: embd.dims.get(1).copied().unwrap_or(0) as u32,
@@ -92,9 +80,7 @@ impl Config {
 }
 
 fn tensor<'a>(g: &'a Gguf, name: &str) -> Result<&'a TensorInfo> {
-    g.tensors
-        .get(name)
-        .ok_or_else(|| Error::Model(format!("the model lacks tensor '{name}'")))
+    g.tensors.get(name).ok_or_else(|| Error::Model(format!("the model lacks tensor '{name}'")))
 }
 
 /// A weight handle for tensor `name`, checked to be `rows` x `cols`.
@@ -102,10 +88,7 @@ fn weight(g: &Gguf, name: &str, rows: u32, cols: u32) -> Result<Tensor> {
     let info = tensor(g, name)?;
     let (c, r) = (info.dims[0], info.dims.get(1).copied().unwrap_or(1));
     if (r, c) != (rows as u64, cols as u64) || info.dims.iter().skip(2).any(|&d| d != 1) {
-        return Err(Error::Model(format!(
-            "tensor '{name}' is {:?}, expected [{cols}, {rows}]",
-            info.dims
-        )));
+        return Err(Error::Model(format!("tensor '{name}' is {:?}, expected [{cols}, {rows}]", info.dims)));
     }
     Ok(compute::weight(info.dtype, rows, cols, info.offset)?)
 }
@@ -206,16 +189,7 @@ impl Llama {
             last_norm: compute::activation(1, d)?,
             logits: compute::activation(1, cfg.vocab)?,
         };
-        Ok(Self {
-            out_norm: weight(g, "output_norm.weight", 1, d)?,
-            cfg,
-            context,
-            batch,
-            embd,
-            output,
-            layers,
-            s,
-        })
+        Ok(Self { out_norm: weight(g, "output_norm.weight", 1, d)?, cfg, context, batch, embd, output, layers, s })
     }
 
     /// Runs `tokens` at positions `pos..`, filling the KV cache and leaving the last token's
@@ -246,9 +220,7 @@ impl Llama {
                 }
                 compute::rope(&s.q, c.head_dim, pos, n, c.rope_base, c.rope_style)?;
                 compute::rope(&s.k, c.head_dim, pos, n, c.rope_base, c.rope_style)?;
-                compute::attention(
-                    &s.q, &s.k, &s.v, &l.k_cache, &l.v_cache, c.head_dim, pos, n, &s.att,
-                )?;
+                compute::attention(&s.q, &s.k, &s.v, &l.k_cache, &l.v_cache, c.head_dim, pos, n, &s.att)?;
                 compute::matmul(&l.wo, &s.att, n, &s.x, true)?;
                 compute::rms_norm(&s.x, &l.ffn_norm, c.eps, n, &s.xb)?;
                 compute::matmul(&l.gate, &s.xb, n, &s.gate, false)?;

@@ -17,10 +17,7 @@ pub struct Sampler {
 impl Sampler {
     /// A sampler whose choices depend only on `seed` and the logits.
     pub fn new(seed: u64) -> Self {
-        Self {
-            state: seed ^ 0x9E37_79B9_7F4A_7C15,
-            probs: Vec::with_capacity(DEFAULT_CANDIDATES as usize),
-        }
+        Self { state: seed ^ 0x9E37_79B9_7F4A_7C15, probs: Vec::with_capacity(DEFAULT_CANDIDATES as usize) }
     }
 
     /// How many candidates the host should return for `p`.
@@ -50,8 +47,7 @@ impl Sampler {
         }
         let max = cands[0].logit;
         self.probs.clear();
-        self.probs
-            .extend(cands.iter().map(|c| (c.logit - max).exp()));
+        self.probs.extend(cands.iter().map(|c| (c.logit - max).exp()));
         let total: f32 = self.probs.iter().sum();
         let mut keep = self.probs.len();
         if p.top_p < 1.0 {
@@ -65,13 +61,7 @@ impl Sampler {
             }
         }
         if p.min_p > 0.0 {
-            keep = keep.min(
-                self.probs
-                    .iter()
-                    .take_while(|&&pr| pr >= p.min_p)
-                    .count()
-                    .max(1),
-            );
+            keep = keep.min(self.probs.iter().take_while(|&&pr| pr >= p.min_p).count().max(1));
         }
         self.probs.truncate(keep);
         for (pr, c) in self.probs.iter_mut().zip(cands) {

@@ -6,8 +6,7 @@ use crate::bindings::exports::murmur::llm::llm::Message;
 use crate::error::{Error, Result};
 
 /// ChatML, used when the model names no template.
-const CHATML: &str =
-    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}\
+const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}\
 {% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
 /// A compiled chat template.
@@ -28,28 +27,18 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_template_owned("chat", source.unwrap_or(CHATML).to_string())
-            .map_err(|e| {
-                Error::Template(format!("the model's chat template does not compile: {e}"))
-            })?;
-        Ok(Self {
-            env,
-            bos: bos.to_string(),
-            eos: eos.to_string(),
-        })
+            .map_err(|e| Error::Template(format!("the model's chat template does not compile: {e}")))?;
+        Ok(Self { env, bos: bos.to_string(), eos: eos.to_string() })
     }
 
     /// The prompt text for `messages`, ending with the cue for the assistant's reply. When the
     /// last message is the assistant's, the reply continues it (a prefill, or a reply resumed
     /// after the host changed devices).
     pub fn render(&self, messages: &[Message]) -> Result<String> {
-        if let Some((last, earlier)) = messages.split_last().filter(|(m, _)| m.role == "assistant")
-        {
+        if let Some((last, earlier)) = messages.split_last().filter(|(m, _)| m.role == "assistant") {
             return Ok(self.render(earlier)? + &last.content);
         }
-        let msgs: Vec<_> = messages
-            .iter()
-            .map(|m| context! { role => m.role, content => m.content })
-            .collect();
+        let msgs: Vec<_> = messages.iter().map(|m| context! { role => m.role, content => m.content }).collect();
         let tmpl = self.env.get_template("chat").expect("added in new");
         tmpl.render(context! {
             messages => msgs,

@@ -47,10 +47,7 @@ pub struct Tokenizer {
 /// GPT-2's reversible byte → printable character map, inverted.
 fn byte_decoder() -> HashMap<char, u8> {
     let mut printable: Vec<u32> = (33..=126).chain(161..=172).chain(174..=255).collect();
-    let mut map: HashMap<char, u8> = printable
-        .iter()
-        .map(|&b| (char::from_u32(b).unwrap(), b as u8))
-        .collect();
+    let mut map: HashMap<char, u8> = printable.iter().map(|&b| (char::from_u32(b).unwrap(), b as u8)).collect();
     let mut extra = 0;
     for b in 0..=255u32 {
         if !printable.contains(&b) {
@@ -74,10 +71,7 @@ impl Tokenizer {
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
         let tokens: Vec<String> = strings(g, "tokenizer.ggml.tokens")?;
         let types: Vec<i64> = match g.array("tokenizer.ggml.token_type") {
-            Some(a) => a
-                .iter()
-                .map(|v| if let Value::Int(i) = v { *i } else { 1 })
-                .collect(),
+            Some(a) => a.iter().map(|v| if let Value::Int(i) = v { *i } else { 1 }).collect(),
             None => vec![1; tokens.len()],
         };
         if types.len() != tokens.len() {
@@ -89,16 +83,8 @@ impl Tokenizer {
         }
         let model = g.str("tokenizer.ggml.model").unwrap_or("gpt2");
         let pre = g.str("tokenizer.ggml.pre").unwrap_or("default");
-        let vocab: HashMap<String, u32> = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
-            .collect();
-        let token_id = |key: &str| {
-            g.int(key)
-                .and_then(|i| u32::try_from(i).ok())
-                .filter(|&i| (i as usize) < tokens.len())
-        };
+        let vocab: HashMap<String, u32> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let token_id = |key: &str| g.int(key).and_then(|i| u32::try_from(i).ok()).filter(|&i| (i as usize) < tokens.len());
 
         let (mut inner, pieces, default_bos) = match model {
             "gpt2" => {
@@ -185,34 +171,18 @@ impl Tokenizer {
             .filter(|(_, ty)| matches!(**ty, TOKEN_CONTROL | TOKEN_USER_DEFINED))
             .map(|(t, _)| AddedToken::from(t.clone(), true))
             .collect();
-        inner
-            .add_special_tokens(specials)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        inner.add_special_tokens(specials).map_err(|e| Error::Tokenizer(e.to_string()))?;
 
         let bos = token_id("tokenizer.ggml.bos_token_id");
         let eos = token_id("tokenizer.ggml.eos_token_id");
-        let mut eog: Vec<u32> = [
-            eos,
-            token_id("tokenizer.ggml.eot_token_id"),
-            token_id("tokenizer.ggml.eom_token_id"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        const EOG_TEXTS: [&str; 7] = [
-            "<|im_end|>",
-            "<|endoftext|>",
-            "<|eot_id|>",
-            "<|end|>",
-            "<end_of_turn>",
-            "<|end_of_text|>",
-            "</s>",
-        ];
+        let mut eog: Vec<u32> = [eos, token_id("tokenizer.ggml.eot_token_id"), token_id("tokenizer.ggml.eom_token_id")]
+            .into_iter()
+            .flatten()
+            .collect();
+        const EOG_TEXTS: [&str; 7] =
+            ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|end_of_text|>", "</s>"];
         for (i, t) in tokens.iter().enumerate() {
-            if types[i] == TOKEN_CONTROL
-                && EOG_TEXTS.contains(&t.as_str())
-                && !eog.contains(&(i as u32))
-            {
+            if types[i] == TOKEN_CONTROL && EOG_TEXTS.contains(&t.as_str()) && !eog.contains(&(i as u32)) {
                 eog.push(i as u32);
             }
         }
@@ -223,19 +193,14 @@ impl Tokenizer {
             eog,
             bos,
             eos,
-            add_bos: g
-                .bool("tokenizer.ggml.add_bos_token")
-                .unwrap_or(default_bos),
+            add_bos: g.bool("tokenizer.ggml.add_bos_token").unwrap_or(default_bos),
         })
     }
 
     /// Token ids of `text`. With `parse_special`, special-token text becomes those tokens.
     pub fn encode(&mut self, text: &str, parse_special: bool) -> Result<Vec<u32>> {
         self.inner.set_encode_special_tokens(!parse_special);
-        let enc = self
-            .inner
-            .encode_fast(text, false)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let enc = self.inner.encode_fast(text, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -251,8 +216,7 @@ impl Tokenizer {
 
     /// The vocabulary text of a token (e.g. `<|im_end|>`), for chat templates.
     pub fn text(&self, id: Option<u32>) -> &str {
-        id.and_then(|i| self.texts.get(i as usize))
-            .map_or("", String::as_str)
+        id.and_then(|i| self.texts.get(i as usize)).map_or("", String::as_str)
     }
 
     /// Number of tokens in the vocabulary.
@@ -262,9 +226,7 @@ impl Tokenizer {
 }
 
 fn strings(g: &Gguf, key: &str) -> Result<Vec<String>> {
-    let arr = g
-        .array(key)
-        .ok_or_else(|| Error::Model(format!("the model's metadata lacks '{key}'")))?;
+    let arr = g.array(key).ok_or_else(|| Error::Model(format!("the model's metadata lacks '{key}'")))?;
     arr.iter()
         .map(|v| match v {
             Value::Str(s) => Ok(s.clone()),
@@ -280,12 +242,7 @@ fn byte_token(t: &str) -> Option<u8> {
 
 /// Merges for a SentencePiece vocabulary: every split of a token into two vocabulary entries,
 /// ranked by the merged token's score (higher merges first).
-fn spm_merges(
-    tokens: &[String],
-    types: &[i64],
-    scores: &[f64],
-    vocab: &HashMap<String, u32>,
-) -> Vec<(String, String)> {
+fn spm_merges(tokens: &[String], types: &[i64], scores: &[f64], vocab: &HashMap<String, u32>) -> Vec<(String, String)> {
     let mut ranked = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
         if types.get(i) != Some(&1) {
@@ -294,13 +251,7 @@ fn spm_merges(
         for (at, _) in t.char_indices().skip(1) {
             let (a, b) = t.split_at(at);
             if let (Some(&ia), Some(&ib)) = (vocab.get(a), vocab.get(b)) {
-                ranked.push((
-                    -scores.get(i).copied().unwrap_or(0.0),
-                    ia,
-                    ib,
-                    a.to_string(),
-                    b.to_string(),
-                ));
+                ranked.push((-scores.get(i).copied().unwrap_or(0.0), ia, ib, a.to_string(), b.to_string()));
             }
         }
     }
@@ -327,9 +278,7 @@ impl Utf8Stream {
                 }
                 Err(e) => {
                     let valid = e.valid_up_to();
-                    out.push_str(
-                        std::str::from_utf8(&self.pending[..valid]).expect("valid prefix"),
-                    );
+                    out.push_str(std::str::from_utf8(&self.pending[..valid]).expect("valid prefix"));
                     match e.error_len() {
                         // An incomplete sequence at the end: wait for more bytes.
                         None => {

@@ -50,10 +50,7 @@ pub fn new_chat(session: Shared<'_>) {
 
 /// Conversations, newest first, optionally only those mentioning `query`.
 #[tauri::command]
-pub fn conversations(
-    session: Shared<'_>,
-    query: Option<String>,
-) -> Result<Vec<Conversation>, String> {
+pub fn conversations(session: Shared<'_>, query: Option<String>) -> Result<Vec<Conversation>, String> {
     session.conversations(query.as_deref())
 }
 

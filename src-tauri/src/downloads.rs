@@ -69,11 +69,7 @@ pub struct Downloads {
 impl Downloads {
     /// No download running.
     pub fn new(app: AppHandle) -> Self {
-        Self {
-            app,
-            running: Mutex::new(None),
-            cancel: Arc::new(AtomicBool::new(false)),
-        }
+        Self { app, running: Mutex::new(None), cancel: Arc::new(AtomicBool::new(false)) }
     }
 
     /// The catalog's chat models.
@@ -85,8 +81,7 @@ impl Downloads {
             .filter(|m| m.role == Role::Llm)
             .map(|m| {
                 let path = models::llm_path(m);
-                let installed =
-                    std::fs::metadata(&path).is_ok_and(|md| md.len() == m.files[0].size);
+                let installed = std::fs::metadata(&path).is_ok_and(|md| md.len() == m.files[0].size);
                 CatalogModel {
                     id: m.id.clone(),
                     name: m.name.clone(),
@@ -105,16 +100,11 @@ impl Downloads {
     /// Starts downloading catalog model `id` (one download at a time).
     pub fn start(self: &Arc<Self>, id: String) -> Result<(), String> {
         let manifest = Manifest::builtin();
-        let entry = manifest
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| models::ModelError::Unknown(id.clone()).to_string())?;
+        let entry = manifest.get(&id).cloned().ok_or_else(|| models::ModelError::Unknown(id.clone()).to_string())?;
         {
             let mut running = lock(&self.running);
             if let Some(other) = running.as_ref() {
-                return Err(format!(
-                    "{other} is still downloading; wait for it or cancel it first"
-                ));
+                return Err(format!("{other} is still downloading; wait for it or cancel it first"));
             }
             *running = Some(id.clone());
         }
@@ -122,52 +112,30 @@ impl Downloads {
         let me = Arc::clone(self);
         std::thread::spawn(move || {
             let python = std::env::var("MURMUR_PYTHON").unwrap_or_else(|_| "python3".into());
-            let opts = FetchOptions {
-                dir: murmur_core::paths::models_dir(),
-                python,
-            };
+            let opts = FetchOptions { dir: murmur_core::paths::models_dir(), python };
             let parts = entry.archives.len() as f64;
             let mut last = (String::new(), -1.0);
             let result = models::fetch(&entry, &opts, &mut |p| {
-                let within = if p.total > 0 {
-                    p.done as f64 / p.total as f64
-                } else {
-                    0.0
-                };
+                let within = if p.total > 0 { p.done as f64 / p.total as f64 } else { 0.0 };
                 // Downloads and checks are most of the time; installing is the last tenth.
                 let (text, fraction) = match p.step {
-                    FetchStep::Download { part, parts: n, .. } => (
-                        format!("downloading part {part} of {n}"),
-                        (part as f64 - 1.0) / parts * 0.9,
-                    ),
-                    FetchStep::Verify { package } => {
-                        (format!("checking {package}"), 0.9 * within / parts.max(1.0))
+                    FetchStep::Download { part, parts: n, .. } => {
+                        (format!("downloading part {part} of {n}"), (part as f64 - 1.0) / parts * 0.9)
                     }
+                    FetchStep::Verify { package } => (format!("checking {package}"), 0.9 * within / parts.max(1.0)),
                     FetchStep::Install { .. } => ("installing".to_string(), 0.9 + 0.1 * within),
                 };
                 // One event per step and per percent: a gigabyte is a thousand progress calls.
                 if text != last.0 || fraction - last.1 >= 0.01 {
                     last = (text.clone(), fraction);
-                    let _ = me.app.emit(
-                        "download",
-                        DownloadEvent::Progress {
-                            id: entry.id.clone(),
-                            text,
-                            fraction,
-                        },
-                    );
+                    let _ = me.app.emit("download", DownloadEvent::Progress { id: entry.id.clone(), text, fraction });
                 }
                 !me.cancel.load(Ordering::SeqCst)
             });
             *lock(&me.running) = None;
             let event = match result {
-                Ok(_) => DownloadEvent::Finished {
-                    id: entry.id.clone(),
-                },
-                Err(e) => DownloadEvent::Failed {
-                    id: entry.id.clone(),
-                    message: e.to_string(),
-                },
+                Ok(_) => DownloadEvent::Finished { id: entry.id.clone() },
+                Err(e) => DownloadEvent::Failed { id: entry.id.clone(), message: e.to_string() },
             };
             let _ = me.app.emit("download", event);
         });

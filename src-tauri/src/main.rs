@@ -26,10 +26,7 @@ fn mic_file() -> Option<PathBuf> {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MURMUR_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MURMUR_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     tauri::Builder::default()
@@ -43,9 +40,7 @@ fn main() {
             let session = session::Session::start(app.handle().clone(), data_dir, mic_file())?;
             let settings = session.settings();
             app.manage(session);
-            app.manage(std::sync::Arc::new(downloads::Downloads::new(
-                app.handle().clone(),
-            )));
+            app.manage(std::sync::Arc::new(downloads::Downloads::new(app.handle().clone())));
             if let Err(e) = hotkey::register(app.handle(), &settings) {
                 tracing::warn!("{e}");
             }

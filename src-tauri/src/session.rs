@@ -7,9 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use murmur_core::assistant::{
-    Assistant, AssistantConfig, Capture, CaptureFactory, Clip, Command, Event, Output,
-};
+use murmur_core::assistant::{Assistant, AssistantConfig, Capture, CaptureFactory, Clip, Command, Event, Output};
 use murmur_core::audio::Microphone;
 use murmur_core::history::{Conversation, History, SavedMessage};
 use murmur_core::llm::{LlmConfig, Message, Sampling};
@@ -50,11 +48,7 @@ pub struct Session {
 
 impl Session {
     /// Opens the history and settings in `data_dir` and starts loading the assistant.
-    pub fn start(
-        app: AppHandle,
-        data_dir: PathBuf,
-        mic_file: Option<PathBuf>,
-    ) -> Result<Arc<Self>, String> {
+    pub fn start(app: AppHandle, data_dir: PathBuf, mic_file: Option<PathBuf>) -> Result<Arc<Self>, String> {
         let history = History::open(&data_dir.join("history.sqlite")).map_err(|e| e.to_string())?;
         let settings_path = data_dir.join("settings.json");
         let settings = Settings::load(&settings_path);
@@ -117,38 +111,28 @@ impl Session {
         self.set_status(Status::Loading("loading the models…".into()));
         let load = self.loads.fetch_add(1, Ordering::SeqCst) + 1;
         let (me, settings, mic_file) = (Arc::clone(self), self.settings(), self.mic_file.clone());
-        std::thread::spawn(
-            move || match Assistant::start(config(&settings), capture(mic_file)) {
-                Ok(assistant) => {
-                    let assistant = Arc::new(assistant);
-                    // Under the slot's lock, so a conversation opened meanwhile is not missed.
-                    let mut slot = lock(&me.assistant);
-                    if me.loads.load(Ordering::SeqCst) != load {
-                        return;
-                    }
-                    pump(Arc::downgrade(&assistant), Arc::downgrade(&me));
-                    assistant.send(Command::Converse(
-                        me.conversation_messages().unwrap_or_default(),
-                    ));
-                    let device = assistant.device().to_string();
-                    *slot = Some(assistant);
-                    drop(slot);
-                    let model = settings
-                        .model
-                        .clone()
-                        .unwrap_or_else(models::default_llm_path);
-                    let name = model.file_name().map_or_else(
-                        || model.display().to_string(),
-                        |n| n.to_string_lossy().into_owned(),
-                    );
-                    me.set_status(Status::Ready(format!("{name} on {device}")));
+        std::thread::spawn(move || match Assistant::start(config(&settings), capture(mic_file)) {
+            Ok(assistant) => {
+                let assistant = Arc::new(assistant);
+                // Under the slot's lock, so a conversation opened meanwhile is not missed.
+                let mut slot = lock(&me.assistant);
+                if me.loads.load(Ordering::SeqCst) != load {
+                    return;
                 }
-                Err(e) if me.loads.load(Ordering::SeqCst) == load => {
-                    me.set_status(Status::Failed(format!("{e}. Fix it in Settings.")));
-                }
-                Err(_) => {}
-            },
-        );
+                pump(Arc::downgrade(&assistant), Arc::downgrade(&me));
+                assistant.send(Command::Converse(me.conversation_messages().unwrap_or_default()));
+                let device = assistant.device().to_string();
+                *slot = Some(assistant);
+                drop(slot);
+                let model = settings.model.clone().unwrap_or_else(models::default_llm_path);
+                let name = model.file_name().map_or_else(|| model.display().to_string(), |n| n.to_string_lossy().into_owned());
+                me.set_status(Status::Ready(format!("{name} on {device}")));
+            }
+            Err(e) if me.loads.load(Ordering::SeqCst) == load => {
+                me.set_status(Status::Failed(format!("{e}. Fix it in Settings.")));
+            }
+            Err(_) => {}
+        });
     }
 
     /// Sends a command to the assistant, if it is loaded.
@@ -186,9 +170,7 @@ impl Session {
 
     /// Opens a conversation to read and continue; returns its messages.
     pub fn open(&self, id: i64) -> Result<Vec<SavedMessage>, String> {
-        let messages = lock(&self.history)
-            .messages(id)
-            .map_err(|e| e.to_string())?;
+        let messages = lock(&self.history).messages(id).map_err(|e| e.to_string())?;
         *lock(&self.conversation) = Some(id);
         self.converse(messages.iter().map(to_message).collect());
         Ok(messages)
@@ -205,14 +187,7 @@ impl Session {
 
     fn conversation_messages(&self) -> Option<Vec<Message>> {
         let id = (*lock(&self.conversation))?;
-        Some(
-            lock(&self.history)
-                .messages(id)
-                .ok()?
-                .iter()
-                .map(to_message)
-                .collect(),
-        )
+        Some(lock(&self.history).messages(id).ok()?.iter().map(to_message).collect())
     }
 
     /// Saves a completed exchange and tells the windows the history changed.
@@ -225,23 +200,14 @@ impl Session {
             }
             Err(e) => {
                 tracing::error!("{e}");
-                let _ = self.app.emit(
-                    "assistant",
-                    Event::Error {
-                        turn: None,
-                        message: format!("the exchange was not saved: {e}"),
-                    },
-                );
+                let _ = self.app.emit("assistant", Event::Error { turn: None, message: format!("the exchange was not saved: {e}") });
             }
         }
     }
 }
 
 fn to_message(m: &SavedMessage) -> Message {
-    Message {
-        role: m.role.clone(),
-        content: m.content.clone(),
-    }
+    Message { role: m.role.clone(), content: m.content.clone() }
 }
 
 fn config(s: &Settings) -> AssistantConfig {
@@ -249,22 +215,12 @@ fn config(s: &Settings) -> AssistantConfig {
     llm.backend = s.backend;
     let speech = models::default_speech_path();
     AssistantConfig {
-        sampling: Sampling {
-            temperature: s.temperature,
-            ..Sampling::default()
-        },
+        sampling: Sampling { temperature: s.temperature, ..Sampling::default() },
         system: s.system_prompt.clone(),
         // Without the speech model, typed questions still work (push-to-talk says why not).
         speech_model: speech.exists().then_some(speech),
-        voice: VoiceConfig {
-            voice: s.voice.clone(),
-            ..VoiceConfig::default()
-        },
-        output: if s.voice_output {
-            Output::Speaker(None)
-        } else {
-            Output::Silent
-        },
+        voice: VoiceConfig { voice: s.voice.clone(), ..VoiceConfig::default() },
+        output: if s.voice_output { Output::Speaker(None) } else { Output::Silent },
         ..AssistantConfig::new(llm)
     }
 }
@@ -286,9 +242,7 @@ fn pump(assistant: Weak<Assistant>, session: Weak<Session>) {
             let Some(a) = assistant.upgrade() else { return };
             let event = a.next_event(Duration::from_millis(200));
             drop(a);
-            let (Some(event), Some(session)) = (event, session.upgrade()) else {
-                continue;
-            };
+            let (Some(event), Some(session)) = (event, session.upgrade()) else { continue };
             match &event {
                 Event::Question { turn, text, .. } => {
                     questions.insert(*turn, text.clone());

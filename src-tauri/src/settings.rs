@@ -63,36 +63,18 @@ impl Settings {
 
     /// Writes the settings to `path` (through a temporary file, so a crash keeps the old ones).
     pub fn save(&self, path: &Path) -> Result<(), String> {
-        let fail =
-            |e: std::io::Error| format!("cannot save the settings to {}: {e}", path.display());
+        let fail = |e: std::io::Error| format!("cannot save the settings to {}: {e}", path.display());
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(fail)?;
         }
         let partial = path.with_extension("json.partial");
-        std::fs::write(
-            &partial,
-            serde_json::to_string_pretty(self).expect("settings serialise"),
-        )
-        .map_err(fail)?;
+        std::fs::write(&partial, serde_json::to_string_pretty(self).expect("settings serialise")).map_err(fail)?;
         std::fs::rename(&partial, path).map_err(fail)
     }
 
     /// Whether going from `self` to `other` needs the models reloaded.
     pub fn needs_reload(&self, other: &Self) -> bool {
-        (
-            &self.model,
-            self.backend,
-            self.voice_output,
-            &self.voice,
-            self.temperature.to_bits(),
-            &self.system_prompt,
-        ) != (
-            &other.model,
-            other.backend,
-            other.voice_output,
-            &other.voice,
-            other.temperature.to_bits(),
-            &other.system_prompt,
-        )
+        (&self.model, self.backend, self.voice_output, &self.voice, self.temperature.to_bits(), &self.system_prompt)
+            != (&other.model, other.backend, other.voice_output, &other.voice, other.temperature.to_bits(), &other.system_prompt)
     }
 }

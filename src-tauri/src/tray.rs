@@ -18,19 +18,8 @@ pub fn build(app: &App) -> tauri::Result<()> {
     let quick = MenuItem::with_id(app, "quick", "Quick query…", true, None::<&str>)?;
     let voice = CheckMenuItem::with_id(app, "voice", "Voice output", true, voice_on, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
-    let menu = Menu::with_items(
-        app,
-        &[
-            &show,
-            &quick,
-            &voice,
-            &PredefinedMenuItem::separator(app)?,
-            &quit,
-        ],
-    )?;
-    let mut tray = TrayIconBuilder::with_id("murmur")
-        .tooltip("Murmur")
-        .menu(&menu);
+    let menu = Menu::with_items(app, &[&show, &quick, &voice, &PredefinedMenuItem::separator(app)?, &quit])?;
+    let mut tray = TrayIconBuilder::with_id("murmur").tooltip("Murmur").menu(&menu);
     if let Some(icon) = app.default_window_icon() {
         tray = tray.icon(icon.clone());
     }

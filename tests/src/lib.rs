@@ -7,13 +7,7 @@ use std::process::Command;
 pub fn murmur() -> Command {
     let bin = std::env::var_os("MURMUR_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/murmur")
-        });
-    assert!(
-        bin.exists(),
-        "{} is missing: build with `cargo build --release` (./dev test does)",
-        bin.display()
-    );
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/murmur"));
+    assert!(bin.exists(), "{} is missing: build with `cargo build --release` (./dev test does)", bin.display());
     Command::new(bin)
 }

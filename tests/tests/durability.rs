@@ -17,17 +17,7 @@ const KILLS: usize = 100;
 
 fn chat(db: &Path) -> Child {
     murmur()
-        .args([
-            "chat",
-            "--json",
-            "--temp",
-            "0",
-            "--max-tokens",
-            "24",
-            "--backend",
-            "cpu",
-            "--history",
-        ])
+        .args(["chat", "--json", "--temp", "0", "--max-tokens", "24", "--backend", "cpu", "--history"])
         .arg(db)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -39,9 +29,7 @@ fn chat(db: &Path) -> Child {
 /// The (question, answer) pairs stored in the history, after checking the database's integrity.
 fn stored(db: &Path) -> Vec<(String, String)> {
     let conn = rusqlite::Connection::open(db).expect("the history opens");
-    let check: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .expect("integrity_check runs");
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("integrity_check runs");
     assert_eq!(check, "ok", "the history is damaged");
     let mut stmt = conn
         .prepare(
@@ -50,10 +38,7 @@ fn stored(db: &Path) -> Vec<(String, String)> {
              WHERE q.role = 'user' AND a.role = 'assistant'",
         )
         .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
 }
 
 #[test]
@@ -72,11 +57,7 @@ fn killing_mid_reply_never_loses_a_completed_exchange_nor_damages_the_history() 
         let finish = run % 3;
         let tokens_before_kill = 1 + run % 5;
         for n in 0..=finish {
-            writeln!(
-                stdin,
-                "Run {run}, question {n}: name a fruit and its colour."
-            )
-            .unwrap();
+            writeln!(stdin, "Run {run}, question {n}: name a fruit and its colour.").unwrap();
         }
         stdin.flush().unwrap();
         let (mut done, mut tokens) = (0, 0);
@@ -84,10 +65,7 @@ fn killing_mid_reply_never_loses_a_completed_exchange_nor_damages_the_history() 
             let line = line.expect("murmur's output");
             let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
             if let Some(answer) = event.get("answer") {
-                completed.push((
-                    event["question"].as_str().unwrap().into(),
-                    answer.as_str().unwrap().into(),
-                ));
+                completed.push((event["question"].as_str().unwrap().into(), answer.as_str().unwrap().into()));
                 done += 1;
                 continue;
             }
@@ -108,10 +86,7 @@ fn killing_mid_reply_never_loses_a_completed_exchange_nor_damages_the_history() 
         child.wait().unwrap();
         let in_db = stored(&db);
         for exchange in &completed {
-            assert!(
-                in_db.contains(exchange),
-                "run {run}: a completed exchange is missing: {exchange:?}"
-            );
+            assert!(in_db.contains(exchange), "run {run}: a completed exchange is missing: {exchange:?}");
         }
     }
     let in_db = stored(&db);
@@ -132,30 +107,17 @@ impl SmallDisk {
     fn mount(bytes: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ok = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={bytes}"),
-                "murmur-test",
-                dir.path().to_str().unwrap(),
-            ])
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "murmur-test", dir.path().to_str().unwrap()])
             .status()
             .is_ok_and(|s| s.success());
-        assert!(
-            ok,
-            "mounting a small tmpfs needs root or CAP_SYS_ADMIN (CI runs as root)"
-        );
+        assert!(ok, "mounting a small tmpfs needs root or CAP_SYS_ADMIN (CI runs as root)");
         Self(dir)
     }
 }
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(self.0.path())
-            .status();
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.0.path()).status();
     }
 }
 
@@ -165,17 +127,7 @@ fn a_full_disk_loses_only_the_exchanges_it_could_not_hold() {
     let db = disk.0.path().join("history.sqlite");
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut child = murmur()
-        .args([
-            "chat",
-            "--json",
-            "--temp",
-            "0",
-            "--max-tokens",
-            "48",
-            "--backend",
-            "cpu",
-            "--history",
-        ])
+        .args(["chat", "--json", "--temp", "0", "--max-tokens", "48", "--backend", "cpu", "--history"])
         .arg(&db)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -185,11 +137,7 @@ fn a_full_disk_loses_only_the_exchanges_it_could_not_hold() {
     let mut stdin = child.stdin.take().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut ask = |n: usize| -> Option<i64> {
-        writeln!(
-            stdin,
-            "Question {n}: describe the sea in one long sentence."
-        )
-        .unwrap();
+        writeln!(stdin, "Question {n}: describe the sea in one long sentence.").unwrap();
         stdin.flush().unwrap();
         for line in lines.by_ref() {
             let event: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
@@ -219,25 +167,13 @@ fn a_full_disk_loses_only_the_exchanges_it_could_not_hold() {
     assert!(notes.contains("is full"), "no clear error: {notes}");
     // Space comes back: saving resumes, in the same process.
     std::fs::remove_file(&filler).unwrap();
-    assert!(
-        ask(13).is_some(),
-        "saving did not resume once space was freed"
-    );
+    assert!(ask(13).is_some(), "saving did not resume once space was freed");
     saved.push(13);
     drop(stdin);
     assert!(child.wait().unwrap().success());
     let questions: Vec<String> = stored(&db).into_iter().map(|(q, _)| q).collect();
     for n in saved {
-        assert!(
-            questions
-                .iter()
-                .any(|q| q.starts_with(&format!("Question {n}:"))),
-            "saved exchange {n} is missing"
-        );
+        assert!(questions.iter().any(|q| q.starts_with(&format!("Question {n}:"))), "saved exchange {n} is missing");
     }
-    eprintln!(
-        "on a full disk: {} exchanges refused, {} saved, history intact",
-        refused.len(),
-        questions.len()
-    );
+    eprintln!("on a full disk: {} exchanges refused, {} saved, history intact", refused.len(), questions.len());
 }

@@ -14,14 +14,8 @@ const WARM_UP: usize = 200;
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc is readable");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS");
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("a number")
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("a number")
 }
 
 /// Least-squares slope of `ys` over their indices.
@@ -41,17 +35,7 @@ fn slope(ys: &[f64]) -> f64 {
 fn a_thousand_questions_leave_memory_flat() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = murmur()
-        .args([
-            "chat",
-            "--json",
-            "--temp",
-            "0",
-            "--max-tokens",
-            "16",
-            "--backend",
-            "cpu",
-            "--history",
-        ])
+        .args(["chat", "--json", "--temp", "0", "--max-tokens", "16", "--backend", "cpu", "--history"])
         .arg(dir.path().join("history.sqlite"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -61,22 +45,9 @@ fn a_thousand_questions_leave_memory_flat() {
     let pid = child.id();
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {
-        let subjects = [
-            "a fruit",
-            "a colour",
-            "a planet",
-            "an animal",
-            "a country",
-            "a river",
-            "a tree",
-        ];
+        let subjects = ["a fruit", "a colour", "a planet", "an animal", "a country", "a river", "a tree"];
         for turn in 0..TURNS {
-            writeln!(
-                stdin,
-                "/new\nQuestion {turn}: name {}.",
-                subjects[turn % subjects.len()]
-            )
-            .unwrap();
+            writeln!(stdin, "/new\nQuestion {turn}: name {}.", subjects[turn % subjects.len()]).unwrap();
         }
     });
     let start = Instant::now();
@@ -93,15 +64,10 @@ fn a_thousand_questions_leave_memory_flat() {
     let mib = |k: u64| k as f64 / 1024.0;
     let settled: Vec<f64> = rss[WARM_UP..].iter().map(|&k| k as f64).collect();
     let kib_per_turn = slope(&settled);
-    let curve: Vec<String> = (0..=10)
-        .map(|i| format!("{:.1}", mib(rss[(i * (TURNS - 1)) / 10])))
-        .collect();
+    let curve: Vec<String> = (0..=10).map(|i| format!("{:.1}", mib(rss[(i * (TURNS - 1)) / 10]))).collect();
     std::fs::write(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/soak-rss.csv"),
-        rss.iter()
-            .enumerate()
-            .map(|(t, k)| format!("{t},{k}\n"))
-            .collect::<String>(),
+        rss.iter().enumerate().map(|(t, k)| format!("{t},{k}\n")).collect::<String>(),
     )
     .unwrap();
     eprintln!(
@@ -110,16 +76,7 @@ fn a_thousand_questions_leave_memory_flat() {
         curve.join(", ")
     );
     // A leak of even one kilobyte per turn would show as ~0.8 MiB over the judged turns.
-    assert!(
-        kib_per_turn < 1.0,
-        "resident memory grows {kib_per_turn:.2} KiB per turn"
-    );
-    let (low, high) = settled
-        .iter()
-        .fold((f64::MAX, 0f64), |(l, h), &v| (l.min(v), h.max(v)));
-    assert!(
-        high - low < 8.0 * 1024.0,
-        "RSS wandered {:.1} MiB after warm-up",
-        (high - low) / 1024.0
-    );
+    assert!(kib_per_turn < 1.0, "resident memory grows {kib_per_turn:.2} KiB per turn");
+    let (low, high) = settled.iter().fold((f64::MAX, 0f64), |(l, h), &v| (l.min(v), h.max(v)));
+    assert!(high - low < 8.0 * 1024.0, "RSS wandered {:.1} MiB after warm-up", (high - low) / 1024.0);
 }

@@ -52,33 +52,16 @@ pub(super) struct Brain {
 
 impl Brain {
     /// Loads the models and primes the LLM's cache with the system prompt.
-    pub fn load(
-        config: &AssistantConfig,
-        owner: Sender<Msg>,
-        voice: Option<Sender<voice::Job>>,
-    ) -> Result<Self, AssistantError> {
+    pub fn load(config: &AssistantConfig, owner: Sender<Msg>, voice: Option<Sender<voice::Job>>) -> Result<Self, AssistantError> {
         let speech = match &config.speech_model {
             Some(path) => Some(Transcriber::load(path, config.speech)?),
             None => None,
         };
         let mut llm = Llm::load(config.llm.clone())?;
-        let system = Message {
-            role: "system".into(),
-            content: config.system.clone(),
-        };
+        let system = Message { role: "system".into(), content: config.system.clone() };
         // One token with only the system prompt: every later prompt starts with it and reuses it.
-        llm.chat(std::slice::from_ref(&system), &Sampling::greedy(1), |_| {
-            false
-        })?;
-        Ok(Self {
-            llm,
-            speech,
-            sampling: config.sampling.clone(),
-            system,
-            history: Vec::new(),
-            owner,
-            voice,
-        })
+        llm.chat(std::slice::from_ref(&system), &Sampling::greedy(1), |_| false)?;
+        Ok(Self { llm, speech, sampling: config.sampling.clone(), system, history: Vec::new(), owner, voice })
     }
 
     /// Where the LLM runs, in words.
@@ -129,15 +112,9 @@ impl Brain {
                 }
             }
         };
-        let user = Message {
-            role: "user".into(),
-            content: question,
-        };
-        let messages: Vec<Message> = std::iter::once(&self.system)
-            .chain(&self.history)
-            .chain(std::iter::once(&user))
-            .cloned()
-            .collect();
+        let user = Message { role: "user".into(), content: question };
+        let messages: Vec<Message> =
+            std::iter::once(&self.system).chain(&self.history).chain(std::iter::once(&user)).cloned().collect();
         let stream = Arc::new(Mutex::new(ReplyStream {
             turn: job.turn,
             epoch: job.epoch,
@@ -159,24 +136,15 @@ impl Brain {
         if let Ok((g, _)) = &result {
             if !g.text.trim().is_empty() {
                 self.history.push(user);
-                self.history.push(Message {
-                    role: "assistant".into(),
-                    content: g.text.clone(),
-                });
+                self.history.push(Message { role: "assistant".into(), content: g.text.clone() });
                 let excess = self.history.len().saturating_sub(2 * HISTORY_TURNS);
                 self.history.drain(..excess);
             }
         }
-        self.send(
-            job.turn,
-            Progress::Reply(result.map_err(|e| e.to_string()), Instant::now()),
-        );
+        self.send(job.turn, Progress::Reply(result.map_err(|e| e.to_string()), Instant::now()));
         self.prepare_speech();
         if let Some(v) = &self.voice {
-            let _ = v.send(voice::Job::Finish {
-                turn: job.turn,
-                epoch: job.epoch,
-            });
+            let _ = v.send(voice::Job::Finish { turn: job.turn, epoch: job.epoch });
         }
     }
 }
@@ -193,10 +161,7 @@ struct ReplyStream {
 impl ReplyStream {
     fn text(&mut self, text: &str) {
         let now = Instant::now();
-        let _ = self.owner.send(Msg::Progress(
-            self.turn,
-            Progress::Token(text.to_string(), now),
-        ));
+        let _ = self.owner.send(Msg::Progress(self.turn, Progress::Token(text.to_string(), now)));
         let sentences = self.splitter.push(text);
         self.sentences(sentences, now);
     }
@@ -209,15 +174,9 @@ impl ReplyStream {
     fn sentences(&self, sentences: Vec<String>, now: Instant) {
         for s in sentences {
             if let Some(v) = &self.voice {
-                let _ = v.send(voice::Job::Speak {
-                    turn: self.turn,
-                    epoch: self.epoch,
-                    text: s.clone(),
-                });
+                let _ = v.send(voice::Job::Speak { turn: self.turn, epoch: self.epoch, text: s.clone() });
             }
-            let _ = self
-                .owner
-                .send(Msg::Progress(self.turn, Progress::Sentence(s, now)));
+            let _ = self.owner.send(Msg::Progress(self.turn, Progress::Sentence(s, now)));
         }
     }
 }

@@ -41,9 +41,7 @@ pub struct Clip {
 impl Clip {
     /// The WAV file at `path` (any rate, depth and channel count).
     pub fn open(path: &Path) -> Result<Self, AudioError> {
-        Ok(Self {
-            audio: read_wav(path)?,
-        })
+        Ok(Self { audio: read_wav(path)? })
     }
 }
 
@@ -53,9 +51,6 @@ impl Capture for Clip {
     }
 
     fn release(&mut self) -> Result<Recording, AudioError> {
-        Ok(Recording {
-            audio: self.audio.clone(),
-            interrupted: None,
-        })
+        Ok(Recording { audio: self.audio.clone(), interrupted: None })
     }
 }

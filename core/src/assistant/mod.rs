@@ -218,10 +218,7 @@ impl AssistantConfig {
     /// Defaults around `llm`: the default persona, sampling and voice, the converted speech
     /// model, the default output device; Whisper gets as many threads as the LLM (at most 4).
     pub fn new(llm: LlmConfig) -> Self {
-        let speech = SpeechConfig {
-            threads: llm.threads.clamp(1, 4),
-            ..SpeechConfig::default()
-        };
+        let speech = SpeechConfig { threads: llm.threads.clamp(1, 4), ..SpeechConfig::default() };
         Self {
             llm,
             sampling: Sampling::default(),
@@ -273,12 +270,7 @@ impl Assistant {
         let (commands, inbox) = mpsc::channel();
         let (events_tx, events) = mpsc::channel();
         let (owner, device) = owner::spawn(config, capture, commands.clone(), inbox, events_tx)?;
-        Ok(Self {
-            commands: Mutex::new(commands),
-            events: Mutex::new(events),
-            owner: Some(owner),
-            device,
-        })
+        Ok(Self { commands: Mutex::new(commands), events: Mutex::new(events), owner: Some(owner), device })
     }
 
     /// Where the LLM runs, in words (the GPU's name, or the CPU and its threads), as loaded.

@@ -9,10 +9,7 @@ use std::time::Instant;
 
 use super::brain::{self, Brain, Question};
 use super::voice::Voice;
-use super::{
-    ms, AssistantConfig, AssistantError, Capture, CaptureFactory, Command, Event, Output, State,
-    Timeline,
-};
+use super::{ms, AssistantConfig, AssistantError, Capture, CaptureFactory, Command, Event, Output, State, Timeline};
 use crate::audio::AudioOut;
 use crate::llm::{Generation, Timings};
 use crate::speech::Transcript;
@@ -34,10 +31,7 @@ pub(super) enum Progress {
     Sentence(String, Instant),
     Reply(Result<(Generation, Timings), String>, Instant),
     AudioStarted(Instant),
-    AudioDone {
-        at: Instant,
-        seconds: f64,
-    },
+    AudioDone { at: Instant, seconds: f64 },
     /// Something the user should know that did not stop the turn.
     Notice(String),
 }
@@ -93,51 +87,35 @@ pub(super) fn spawn(
         }
         Output::Wav(path) => {
             let tts = config.voice.synthesizer()?;
-            (
-                Some(Arc::new(AudioOut::wav(path, tts.sample_rate())?)),
-                Some(tts),
-            )
+            (Some(Arc::new(AudioOut::wav(path, tts.sample_rate())?)), Some(tts))
         }
     };
     let (voice_jobs, voice_thread) = match (&out, tts) {
         (Some(out), Some(tts)) => {
             let (tx, rx) = mpsc::channel();
-            let voice = Voice {
-                tts,
-                out: Arc::clone(out),
-                owner: me.clone(),
-            };
-            (
-                Some(tx),
-                Some(thread("murmur-voice", move || voice.run(rx))?),
-            )
+            let voice = Voice { tts, out: Arc::clone(out), owner: me.clone() };
+            (Some(tx), Some(thread("murmur-voice", move || voice.run(rx))?))
         }
         _ => (None, None),
     };
 
     let (brain_tx, brain_rx) = mpsc::channel();
     let (ready_tx, ready_rx) = mpsc::channel();
-    let brain_thread = thread("murmur-brain", move || {
-        match Brain::load(&config, me, voice_jobs) {
-            Ok(brain) => {
-                let _ = ready_tx.send(Ok(brain.device()));
-                brain.run(brain_rx);
-            }
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-            }
+    let brain_thread = thread("murmur-brain", move || match Brain::load(&config, me, voice_jobs) {
+        Ok(brain) => {
+            let _ = ready_tx.send(Ok(brain.device()));
+            brain.run(brain_rx);
+        }
+        Err(e) => {
+            let _ = ready_tx.send(Err(e));
         }
     })?;
-    let device = ready_rx
-        .recv()
-        .map_err(|_| AssistantError::Start("the model thread stopped while loading".into()))??;
+    let device = ready_rx.recv().map_err(|_| AssistantError::Start("the model thread stopped while loading".into()))??;
 
     thread("murmur-assistant", move || {
         let mut capture = capture().map_err(|e| {
             let message = e.to_string();
-            let _ = events.send(Event::Notice {
-                message: message.clone(),
-            });
+            let _ = events.send(Event::Notice { message: message.clone() });
             message
         });
         let metering = Arc::new(AtomicBool::new(false));
@@ -145,9 +123,7 @@ pub(super) fn spawn(
             let (events, metering) = (events.clone(), Arc::clone(&metering));
             let meter = move || {
                 for rms in levels {
-                    if metering.load(Ordering::Relaxed)
-                        && events.send(Event::Level { rms }).is_err()
-                    {
+                    if metering.load(Ordering::Relaxed) && events.send(Event::Level { rms }).is_err() {
                         break;
                     }
                 }
@@ -156,16 +132,8 @@ pub(super) fn spawn(
                 tracing::warn!("no level meter: {e}");
             }
         }
-        let mut owner = Owner {
-            state: State::Idle,
-            events,
-            capture,
-            brain: brain_tx,
-            metering,
-            out,
-            turns: 0,
-            turn: None,
-        };
+        let mut owner =
+            Owner { state: State::Idle, events, capture, brain: brain_tx, metering, out, turns: 0, turn: None };
         for msg in inbox {
             match msg {
                 Msg::Command(c) => owner.command(c),
@@ -185,10 +153,7 @@ pub(super) fn spawn(
 }
 
 fn thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, AssistantError> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(f)
-        .map_err(|e| AssistantError::Start(e.to_string()))
+    std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| AssistantError::Start(e.to_string()))
 }
 
 impl Owner {
@@ -197,8 +162,7 @@ impl Owner {
     }
 
     fn set(&mut self, state: State) {
-        self.metering
-            .store(state == State::Listening, Ordering::Relaxed);
+        self.metering.store(state == State::Listening, Ordering::Relaxed);
         if self.state != state {
             tracing::debug!(?state, "assistant state");
             self.state = state;
@@ -236,9 +200,7 @@ impl Owner {
                 }
                 let end_of_speech = Instant::now();
                 match self.release() {
-                    Ok(audio) => {
-                        self.begin(Question::Audio(audio), end_of_speech, State::Transcribing)
-                    }
+                    Ok(audio) => self.begin(Question::Audio(audio), end_of_speech, State::Transcribing),
                     Err(why) => {
                         self.fail(None, why);
                         self.set(State::Idle);
@@ -277,9 +239,7 @@ impl Owner {
         let capture = self.capture.as_mut().map_err(|why| why.clone())?;
         let recording = capture.release().map_err(|e| e.to_string())?;
         if let Some(why) = recording.interrupted {
-            self.emit(Event::Notice {
-                message: format!("the microphone stopped ({why}); using what was recorded"),
-            });
+            self.emit(Event::Notice { message: format!("the microphone stopped ({why}); using what was recorded") });
         }
         Ok(recording.audio)
     }
@@ -289,31 +249,15 @@ impl Owner {
         let cancel = Arc::new(AtomicBool::new(false));
         let epoch = self.out.as_ref().map_or(0, |o| o.epoch());
         if let Question::Text(text) = &question {
-            self.emit(Event::Question {
-                turn: self.turns,
-                text: text.clone(),
-                spoken: false,
-            });
+            self.emit(Event::Question { turn: self.turns, text: text.clone(), spoken: false });
         }
-        let job = brain::Job {
-            turn: self.turns,
-            question,
-            epoch,
-            cancel: Arc::clone(&cancel),
-        };
+        let job = brain::Job { turn: self.turns, question, epoch, cancel: Arc::clone(&cancel) };
         if self.brain.send(brain::Work::Turn(job)).is_err() {
             self.fail(None, "the model thread has stopped; restart Murmur".into());
             self.set(State::Idle);
             return;
         }
-        self.turn = Some(Turn {
-            id: self.turns,
-            cancel,
-            start,
-            timeline: Timeline::default(),
-            replied: false,
-            spoken: false,
-        });
+        self.turn = Some(Turn { id: self.turns, cancel, start, timeline: Timeline::default(), replied: false, spoken: false });
         self.set(state);
     }
 
@@ -323,10 +267,7 @@ impl Owner {
             turn.cancel.store(true, Ordering::SeqCst);
             let unspoken_seconds = self.out.as_ref().map_or(0.0, |out| out.stop());
             tracing::info!(turn = turn.id, unspoken_seconds, "interrupted");
-            self.emit(Event::Interrupted {
-                turn: turn.id,
-                unspoken_seconds,
-            });
+            self.emit(Event::Interrupted { turn: turn.id, unspoken_seconds });
         }
     }
 
@@ -334,27 +275,17 @@ impl Owner {
         // An interrupted turn's reply is still reported (its text so far); nothing else of it.
         if let Progress::Reply(result, _) = &progress {
             match result {
-                Ok((g, _)) => self.emit(Event::Reply {
-                    turn: id,
-                    text: g.text.clone(),
-                    stop: g.stop_reason,
-                }),
+                Ok((g, _)) => self.emit(Event::Reply { turn: id, text: g.text.clone(), stop: g.stop_reason }),
                 Err(e) => self.fail(Some(id), e.clone()),
             }
         }
-        let Some(turn) = self.turn.as_mut().filter(|t| t.id == id) else {
-            return;
-        };
+        let Some(turn) = self.turn.as_mut().filter(|t| t.id == id) else { return };
         let (start, t) = (turn.start, &mut turn.timeline);
         match progress {
             Progress::Heard(Ok(transcript), at) => {
                 t.transcript_ms = Some(ms(start, at));
                 t.speech = Some(transcript.timings);
-                self.emit(Event::Question {
-                    turn: id,
-                    text: transcript.text,
-                    spoken: true,
-                });
+                self.emit(Event::Question { turn: id, text: transcript.text, spoken: true });
                 self.set(State::Thinking);
             }
             Progress::Heard(Err(why), _) => {
@@ -401,10 +332,7 @@ impl Owner {
     fn finish_if_done(&mut self) {
         let voiced = self.out.is_some();
         if let Some(turn) = self.turn.take_if(|t| t.replied && (t.spoken || !voiced)) {
-            self.emit(Event::Done {
-                turn: turn.id,
-                timeline: turn.timeline,
-            });
+            self.emit(Event::Done { turn: turn.id, timeline: turn.timeline });
             self.set(State::Idle);
         }
     }

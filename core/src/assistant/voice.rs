@@ -49,14 +49,8 @@ impl Voice {
                     if let (Err(e), false) = (self.out.check(), current.0 == turn && current.2) {
                         self.tell(turn, e.to_string());
                     }
-                    let seconds = if current.0 == turn {
-                        current.1 as f64 / f64::from(self.out.rate())
-                    } else {
-                        0.0
-                    };
-                    let _ = self
-                        .owner
-                        .send(Msg::Progress(turn, Progress::AudioDone { at, seconds }));
+                    let seconds = if current.0 == turn { current.1 as f64 / f64::from(self.out.rate()) } else { 0.0 };
+                    let _ = self.owner.send(Msg::Progress(turn, Progress::AudioDone { at, seconds }));
                 }
             }
         }
@@ -64,32 +58,21 @@ impl Voice {
 
     fn tell(&self, turn: u64, why: String) {
         tracing::warn!(turn, "speaking failed: {why}");
-        let _ = self.owner.send(Msg::Progress(
-            turn,
-            Progress::Notice(format!("speaking failed: {why}")),
-        ));
+        let _ = self.owner.send(Msg::Progress(turn, Progress::Notice(format!("speaking failed: {why}"))));
     }
 
     /// Synthesizes `text` into the output chunk by chunk; returns the samples queued, or why
     /// speaking failed.
     fn speak(&mut self, turn: u64, epoch: u64, text: &str, first: bool) -> Result<usize, String> {
-        let Some(words) = speakable(text) else {
-            return Ok(0);
-        };
+        let Some(words) = speakable(text) else { return Ok(0) };
         if self.out.epoch() != epoch {
             return Ok(0);
         }
         let owner = self.owner.clone();
-        let mut on_start: Option<OnStart> = first.then(|| {
-            Box::new(move |at| drop(owner.send(Msg::Progress(turn, Progress::AudioStarted(at)))))
-                as OnStart
-        });
+        let mut on_start: Option<OnStart> =
+            first.then(|| Box::new(move |at| drop(owner.send(Msg::Progress(turn, Progress::AudioStarted(at))))) as OnStart);
         let (out, mut queued, mut failed) = (&self.out, 0, None);
-        let result = self.tts.synthesize(&words, &mut |chunk| match out.queue(
-            epoch,
-            chunk,
-            on_start.take(),
-        ) {
+        let result = self.tts.synthesize(&words, &mut |chunk| match out.queue(epoch, chunk, on_start.take()) {
             Ok(heard) => {
                 queued += if heard { chunk.len() } else { 0 };
                 heard

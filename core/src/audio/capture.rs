@@ -53,18 +53,9 @@ impl Microphone {
     pub fn open(device: Option<&str>) -> Result<Self, AudioError> {
         let dev = find_device(Direction::Input, device).map_err(AudioError::NoInput)?;
         let name = dev.name().unwrap_or_else(|_| "default".into());
-        let dev_err = |reason: String| AudioError::Device {
-            device: name.clone(),
-            reason,
-        };
-        let supported = dev
-            .default_input_config()
-            .map_err(|e| dev_err(e.to_string()))?;
-        let (rate, channels, format) = (
-            supported.sample_rate().0,
-            supported.channels() as usize,
-            supported.sample_format(),
-        );
+        let dev_err = |reason: String| AudioError::Device { device: name.clone(), reason };
+        let supported = dev.default_input_config().map_err(|e| dev_err(e.to_string()))?;
+        let (rate, channels, format) = (supported.sample_rate().0, supported.channels() as usize, supported.sample_format());
         let config: cpal::StreamConfig = supported.into();
         let capture = Arc::new(Mutex::new(Capture::default()));
         let stream = match format {
@@ -72,21 +63,12 @@ impl Microphone {
             SampleFormat::I16 => build::<i16>(&dev, &config, channels, rate, &capture),
             SampleFormat::U16 => build::<u16>(&dev, &config, channels, rate, &capture),
             SampleFormat::I32 => build::<i32>(&dev, &config, channels, rate, &capture),
-            other => {
-                return Err(dev_err(format!(
-                    "its sample format {other} is not supported"
-                )))
-            }
+            other => return Err(dev_err(format!("its sample format {other} is not supported"))),
         }
         .map_err(|e| dev_err(e.to_string()))?;
         stream.play().map_err(|e| dev_err(e.to_string()))?;
         tracing::info!(device = %name, rate, channels, "microphone open");
-        Ok(Self {
-            _stream: stream,
-            capture,
-            rate,
-            name,
-        })
+        Ok(Self { _stream: stream, capture, rate, name })
     }
 
     /// The device's name.
@@ -127,12 +109,10 @@ impl Microphone {
         if let Some(why) = &interrupted {
             tracing::warn!(device = %self.name, "recording interrupted: {why}");
         }
-        Ok(Recording {
-            audio: resample(&raw, self.rate, SAMPLE_RATE)?,
-            interrupted,
-        })
+        Ok(Recording { audio: resample(&raw, self.rate, SAMPLE_RATE)?, interrupted })
     }
 }
+
 
 fn build<T>(
     dev: &cpal::Device,
@@ -153,11 +133,7 @@ where
         move |samples: &[T], _: &cpal::InputCallbackInfo| {
             let mut c = lock(&data);
             for frame in samples.chunks(channels) {
-                let v = frame
-                    .iter()
-                    .map(|&s| <f32 as cpal::FromSample<T>>::from_sample_(s))
-                    .sum::<f32>()
-                    / frame.len() as f32;
+                let v = frame.iter().map(|&s| <f32 as cpal::FromSample<T>>::from_sample_(s)).sum::<f32>() / frame.len() as f32;
                 c.push(v, pre_roll_len, window);
             }
         },
@@ -209,24 +185,15 @@ mod tests {
         assert_eq!(c.pre_roll, [6.0, 7.0, 8.0, 9.0]);
         c.recording = Some(c.pre_roll.drain(..).collect());
         c.push(10.0, 4, 5);
-        assert_eq!(
-            c.recording.as_deref(),
-            Some(&[6.0, 7.0, 8.0, 9.0, 10.0][..])
-        );
+        assert_eq!(c.recording.as_deref(), Some(&[6.0, 7.0, 8.0, 9.0, 10.0][..]));
         assert_eq!(rx.try_iter().count(), 2);
     }
 
     /// Asking for a device that does not exist says so and lists what exists.
     #[test]
     fn unknown_device_is_a_clear_error() {
-        let err = Microphone::open(Some("no-such-microphone"))
-            .err()
-            .expect("no such device");
+        let err = Microphone::open(Some("no-such-microphone")).err().expect("no such device");
         let msg = err.to_string();
-        assert!(
-            msg.contains("no microphone named 'no-such-microphone'")
-                && msg.contains("typed questions still work"),
-            "{msg}"
-        );
+        assert!(msg.contains("no microphone named 'no-such-microphone'") && msg.contains("typed questions still work"), "{msg}");
     }
 }

@@ -41,9 +41,7 @@ pub enum AudioError {
         reason: String,
     },
     /// No speaker (or not the one asked for).
-    #[error(
-        "{0}; replies are shown but not spoken (or write them to a file with --speak-to FILE.wav)"
-    )]
+    #[error("{0}; replies are shown but not spoken (or write them to a file with --speak-to FILE.wav)")]
     NoOutput(String),
     /// Resampling failed.
     #[error("resampling from {from} Hz failed: {reason}")]
@@ -85,11 +83,7 @@ impl Direction {
 /// Names of the default audio host's devices that carry sound `direction`.
 pub fn device_names(direction: Direction) -> Vec<String> {
     use cpal::traits::DeviceTrait;
-    direction
-        .devices(&cpal::default_host())
-        .iter()
-        .filter_map(|d| d.name().ok())
-        .collect()
+    direction.devices(&cpal::default_host()).iter().filter_map(|d| d.name().ok()).collect()
 }
 
 /// The device called `name`, or the default one; the message says what exists when there is
@@ -99,21 +93,10 @@ fn find_device(direction: Direction, name: Option<&str>) -> Result<cpal::Device,
     let host = cpal::default_host();
     let noun = direction.noun();
     match name {
-        Some(name) => direction
-            .devices(&host)
-            .into_iter()
-            .find(|d| d.name().is_ok_and(|n| n == name))
-            .ok_or_else(|| {
-                let found = device_names(direction);
-                format!(
-                    "no {noun} named '{name}' (found: {})",
-                    if found.is_empty() {
-                        "none".into()
-                    } else {
-                        found.join(", ")
-                    }
-                )
-            }),
+        Some(name) => direction.devices(&host).into_iter().find(|d| d.name().is_ok_and(|n| n == name)).ok_or_else(|| {
+            let found = device_names(direction);
+            format!("no {noun} named '{name}' (found: {})", if found.is_empty() { "none".into() } else { found.join(", ") })
+        }),
         None => match direction {
             Direction::Input => host.default_input_device(),
             Direction::Output => host.default_output_device(),
@@ -125,9 +108,7 @@ fn find_device(direction: Direction, name: Option<&str>) -> Result<cpal::Device,
 /// RMS level of each 50 ms window of `audio` (sampled at `rate`), for meters and silence checks.
 pub fn levels(audio: &[f32], rate: u32) -> impl Iterator<Item = f32> + '_ {
     let window = ((rate as f32 * LEVEL_WINDOW_S) as usize).max(1);
-    audio
-        .chunks(window)
-        .map(|w| (w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32).sqrt())
+    audio.chunks(window).map(|w| (w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32).sqrt())
 }
 
 #[cfg(test)]
@@ -136,9 +117,7 @@ mod tests {
 
     #[test]
     fn levels_are_rms_per_window() {
-        let tone: Vec<f32> = (0..1600)
-            .map(|i| if i % 2 == 0 { 0.5 } else { -0.5 })
-            .collect();
+        let tone: Vec<f32> = (0..1600).map(|i| if i % 2 == 0 { 0.5 } else { -0.5 }).collect();
         let l: Vec<f32> = levels(&tone, 16_000).collect();
         assert_eq!(l.len(), 2);
         assert!(l.iter().all(|&v| (v - 0.5).abs() < 1e-6));

@@ -68,20 +68,10 @@ impl AudioOut {
     pub fn speaker(device: Option<&str>, rate: u32) -> Result<Self, AudioError> {
         let dev = find_device(Direction::Output, device).map_err(AudioError::NoOutput)?;
         let name = dev.name().unwrap_or_else(|_| "default".into());
-        let shared = Arc::new(Shared {
-            state: Mutex::default(),
-            failed: Mutex::default(),
-            epoch: AtomicU64::new(0),
-            idle: Condvar::new(),
-        });
+        let shared = Arc::new(Shared { state: Mutex::default(), failed: Mutex::default(), epoch: AtomicU64::new(0), idle: Condvar::new() });
         let (opened_tx, opened_rx) = mpsc::channel();
         let (keep_tx, keep_rx) = mpsc::channel::<()>();
-        let source = QueueSource {
-            shared: Arc::clone(&shared),
-            rate,
-            buffer: VecDeque::new(),
-            epoch: 0,
-        };
+        let source = QueueSource { shared: Arc::clone(&shared), rate, buffer: VecDeque::new(), epoch: 0 };
         let watcher = Arc::clone(&shared);
         let on_error = move |e: cpal::StreamError| {
             // A dead stream reports again on every poll: the first report is the one to keep.
@@ -95,8 +85,7 @@ impl AudioOut {
         std::thread::Builder::new()
             .name("murmur-speaker".into())
             .spawn(move || {
-                let opened = rodio::OutputStreamBuilder::from_device(dev)
-                    .and_then(|b| b.with_error_callback(on_error).open_stream());
+                let opened = rodio::OutputStreamBuilder::from_device(dev).and_then(|b| b.with_error_callback(on_error).open_stream());
                 match opened {
                     Ok(mut stream) => {
                         stream.log_on_drop(false);
@@ -113,51 +102,20 @@ impl AudioOut {
             .map_err(|e| AudioError::NoOutput(format!("cannot start the audio thread: {e}")))?;
         match opened_rx.recv() {
             Ok(Ok(())) => {}
-            Ok(Err(reason)) => {
-                return Err(AudioError::NoOutput(format!(
-                    "the output device '{name}' could not be opened: {reason}"
-                )))
-            }
-            Err(_) => {
-                return Err(AudioError::NoOutput(format!(
-                    "the output device '{name}' could not be opened"
-                )))
-            }
+            Ok(Err(reason)) => return Err(AudioError::NoOutput(format!("the output device '{name}' could not be opened: {reason}"))),
+            Err(_) => return Err(AudioError::NoOutput(format!("the output device '{name}' could not be opened"))),
         }
         tracing::info!(device = %name, rate, "speaker open");
-        Ok(Self {
-            shared,
-            rate,
-            target: name,
-            _stream: Some(keep_tx),
-        })
+        Ok(Self { shared, rate, target: name, _stream: Some(keep_tx) })
     }
 
     /// Writes 16-bit mono WAV at `rate` to `path` instead of playing.
     pub fn wav(path: &Path, rate: u32) -> Result<Self, AudioError> {
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: rate,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
+        let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
         let writer = hound::WavWriter::create(path, spec).map_err(|e| file_error(path, e))?;
-        let state = State {
-            wav: Some(writer),
-            ..State::default()
-        };
-        let shared = Arc::new(Shared {
-            state: Mutex::new(state),
-            failed: Mutex::default(),
-            epoch: AtomicU64::new(0),
-            idle: Condvar::new(),
-        });
-        Ok(Self {
-            shared,
-            rate,
-            target: path.display().to_string(),
-            _stream: None,
-        })
+        let state = State { wav: Some(writer), ..State::default() };
+        let shared = Arc::new(Shared { state: Mutex::new(state), failed: Mutex::default(), epoch: AtomicU64::new(0), idle: Condvar::new() });
+        Ok(Self { shared, rate, target: path.display().to_string(), _stream: None })
     }
 
     /// The sample rate chunks are queued at.
@@ -178,12 +136,7 @@ impl AudioOut {
     /// Queues `samples` (mono, at [`AudioOut::rate`]) behind what is queued, if `epoch` is still
     /// current; `on_start` is called when its first sample goes out. Returns false (and drops
     /// the samples) when a [`AudioOut::stop`] came in between.
-    pub fn queue(
-        &self,
-        epoch: u64,
-        samples: &[f32],
-        on_start: Option<OnStart>,
-    ) -> Result<bool, AudioError> {
+    pub fn queue(&self, epoch: u64, samples: &[f32], on_start: Option<OnStart>) -> Result<bool, AudioError> {
         self.check()?;
         let mut state = self.shared.lock();
         if self.epoch() != epoch {
@@ -191,8 +144,7 @@ impl AudioOut {
         }
         if let Some(wav) = state.wav.as_mut() {
             for &s in samples {
-                wav.write_sample((s.clamp(-1.0, 1.0) * 32767.0).round() as i16)
-                    .map_err(|e| file_error(Path::new(&self.target), e))?;
+                wav.write_sample((s.clamp(-1.0, 1.0) * 32767.0).round() as i16).map_err(|e| file_error(Path::new(&self.target), e))?;
             }
             state.played += samples.len() as u64;
             drop(state);
@@ -200,10 +152,7 @@ impl AudioOut {
                 f(Instant::now());
             }
         } else {
-            state.queue.push_back(Chunk {
-                samples: samples.to_vec(),
-                on_start,
-            });
+            state.queue.push_back(Chunk { samples: samples.to_vec(), on_start });
         }
         Ok(true)
     }
@@ -242,16 +191,8 @@ impl AudioOut {
     /// failed; returns the instant it ended.
     pub fn drain(&self, epoch: u64) -> Instant {
         let mut state = self.shared.lock();
-        while self.epoch() == epoch
-            && (!state.queue.is_empty() || state.in_flight > 0)
-            && self.failure().is_none()
-        {
-            state = self
-                .shared
-                .idle
-                .wait_timeout(state, Duration::from_millis(50))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+        while self.epoch() == epoch && (!state.queue.is_empty() || state.in_flight > 0) && self.failure().is_none() {
+            state = self.shared.idle.wait_timeout(state, Duration::from_millis(50)).unwrap_or_else(|e| e.into_inner()).0;
         }
         Instant::now()
     }
@@ -265,9 +206,7 @@ impl AudioOut {
     pub fn finish(&self) -> Result<(), AudioError> {
         let wav = self.shared.lock().wav.take();
         match wav {
-            Some(w) => w
-                .finalize()
-                .map_err(|e| file_error(Path::new(&self.target), e)),
+            Some(w) => w.finalize().map_err(|e| file_error(Path::new(&self.target), e)),
             None => Ok(()),
         }
     }
@@ -282,10 +221,7 @@ impl Drop for AudioOut {
 }
 
 fn file_error(path: &Path, e: hound::Error) -> AudioError {
-    AudioError::File {
-        path: PathBuf::from(path),
-        reason: e.to_string(),
-    }
+    AudioError::File { path: PathBuf::from(path), reason: e.to_string() }
 }
 
 /// The endless source the speaker plays: queued speech, silence in between.
@@ -305,9 +241,7 @@ impl QueueSource {
             let mut state = self.shared.lock();
             self.epoch = self.shared.epoch.load(Ordering::SeqCst);
             while self.buffer.len() < PULL {
-                let Some(chunk) = state.queue.front_mut() else {
-                    break;
-                };
+                let Some(chunk) = state.queue.front_mut() else { break };
                 if let Some(f) = chunk.on_start.take() {
                     started.push(f);
                 }

@@ -10,12 +10,8 @@ pub fn resample(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, AudioErro
     if from == to || input.is_empty() {
         return Ok(input.to_vec());
     }
-    let fail = |e: &dyn std::fmt::Display| AudioError::Resample {
-        from,
-        reason: e.to_string(),
-    };
-    let mut r =
-        FftFixedIn::<f32>::new(from as usize, to as usize, 1024, 2, 1).map_err(|e| fail(&e))?;
+    let fail = |e: &dyn std::fmt::Display| AudioError::Resample { from, reason: e.to_string() };
+    let mut r = FftFixedIn::<f32>::new(from as usize, to as usize, 1024, 2, 1).map_err(|e| fail(&e))?;
     let delay = r.output_delay();
     let expected = (input.len() as u64 * to as u64 / from as u64) as usize;
     let mut out = Vec::with_capacity(expected + delay + r.output_frames_max());
@@ -23,20 +19,14 @@ pub fn resample(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, AudioErro
     let mut pos = 0;
     while input.len() - pos >= r.input_frames_next() {
         let n = r.input_frames_next();
-        let (_, written) = r
-            .process_into_buffer(&[&input[pos..pos + n]], &mut buf, None)
-            .map_err(|e| fail(&e))?;
+        let (_, written) = r.process_into_buffer(&[&input[pos..pos + n]], &mut buf, None).map_err(|e| fail(&e))?;
         out.extend_from_slice(&buf[0][..written]);
         pos += n;
     }
-    let (_, written) = r
-        .process_partial_into_buffer(Some(&[&input[pos..]]), &mut buf, None)
-        .map_err(|e| fail(&e))?;
+    let (_, written) = r.process_partial_into_buffer(Some(&[&input[pos..]]), &mut buf, None).map_err(|e| fail(&e))?;
     out.extend_from_slice(&buf[0][..written]);
     while out.len() < expected + delay {
-        let (_, written) = r
-            .process_partial_into_buffer(None::<&[&[f32]]>, &mut buf, None)
-            .map_err(|e| fail(&e))?;
+        let (_, written) = r.process_partial_into_buffer(None::<&[&[f32]]>, &mut buf, None).map_err(|e| fail(&e))?;
         if written == 0 {
             break;
         }
@@ -61,25 +51,14 @@ mod tests {
     #[test]
     fn tone_survives_resampling() {
         for from in [48_000u32, 44_100, 22_050] {
-            let tone: Vec<f32> = (0..from)
-                .map(|i| (i as f32 * 440.0 * std::f32::consts::TAU / from as f32).sin() * 0.5)
-                .collect();
+            let tone: Vec<f32> = (0..from).map(|i| (i as f32 * 440.0 * std::f32::consts::TAU / from as f32).sin() * 0.5).collect();
             let out = resample(&tone, from, 16_000).unwrap();
             assert_eq!(out.len(), 16_000);
             let body = &out[400..15_600];
             let rms = (body.iter().map(|v| v * v).sum::<f32>() / body.len() as f32).sqrt();
-            assert!(
-                (rms - 0.5 / 2f32.sqrt()).abs() < 0.01,
-                "{from} Hz: rms {rms}"
-            );
-            let crossings = body
-                .windows(2)
-                .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
-                .count();
-            assert!(
-                (crossings as f32 - 880.0 * 0.95).abs() <= 3.0,
-                "{from} Hz: {crossings} zero crossings"
-            );
+            assert!((rms - 0.5 / 2f32.sqrt()).abs() < 0.01, "{from} Hz: rms {rms}");
+            let crossings = body.windows(2).filter(|w| (w[0] < 0.0) != (w[1] < 0.0)).count();
+            assert!((crossings as f32 - 880.0 * 0.95).abs() <= 3.0, "{from} Hz: {crossings} zero crossings");
         }
     }
 }

@@ -10,21 +10,14 @@ const RATES: std::ops::RangeInclusive<u32> = 4_000..=384_000;
 
 /// The audio of the WAV file at `path`, mixed down to mono and resampled to 16 kHz.
 pub fn read_wav(path: &Path) -> Result<Vec<f32>, AudioError> {
-    let file = std::fs::File::open(path).map_err(|e| AudioError::File {
-        path: path.to_path_buf(),
-        reason: format!("cannot open it ({e})"),
-    })?;
-    decode_wav(std::io::BufReader::new(file)).map_err(|reason| AudioError::File {
-        path: path.to_path_buf(),
-        reason,
-    })
+    let file = std::fs::File::open(path).map_err(|e| AudioError::File { path: path.to_path_buf(), reason: format!("cannot open it ({e})") })?;
+    decode_wav(std::io::BufReader::new(file)).map_err(|reason| AudioError::File { path: path.to_path_buf(), reason })
 }
 
 /// The audio of a WAV stream, mixed down to mono and resampled to 16 kHz; the error says
 /// what is wrong with the data.
 pub fn decode_wav(input: impl Read) -> Result<Vec<f32>, String> {
-    let reader =
-        hound::WavReader::new(input).map_err(|e| format!("not a readable WAV file ({e})"))?;
+    let reader = hound::WavReader::new(input).map_err(|e| format!("not a readable WAV file ({e})"))?;
     let spec = reader.spec();
     if !RATES.contains(&spec.sample_rate) {
         return Err(format!(
@@ -45,11 +38,7 @@ pub fn decode_wav(input: impl Read) -> Result<Vec<f32>, String> {
             // clipped to full scale (the resampler's FFT fails on non-finite input).
             for s in reader.into_samples::<f32>() {
                 let v = s.map_err(damaged)?;
-                samples.push(if v.is_finite() {
-                    v.clamp(-1.0, 1.0)
-                } else {
-                    0.0
-                });
+                samples.push(if v.is_finite() { v.clamp(-1.0, 1.0) } else { 0.0 });
             }
         }
         hound::SampleFormat::Int => {
@@ -59,9 +48,6 @@ pub fn decode_wav(input: impl Read) -> Result<Vec<f32>, String> {
             }
         }
     }
-    let mono: Vec<f32> = samples
-        .chunks(channels)
-        .map(|frame| frame.iter().sum::<f32>() / frame.len() as f32)
-        .collect();
+    let mono: Vec<f32> = samples.chunks(channels).map(|frame| frame.iter().sum::<f32>() / frame.len() as f32).collect();
     resample(&mono, spec.sample_rate, SAMPLE_RATE).map_err(|e| e.to_string())
 }

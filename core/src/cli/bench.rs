@@ -87,11 +87,7 @@ impl BenchArgs {
             rows.push((t, device, ours, reference));
         }
         let ratio = |a: f64, b: Option<f64>| b.map(|b| a / b);
-        let profile = if self.profile && self.backend != BackendChoice::Cpu {
-            self.kernel_profile(&model)?
-        } else {
-            Vec::new()
-        };
+        let profile = if self.profile && self.backend != BackendChoice::Cpu { self.kernel_profile(&model)? } else { Vec::new() };
         if self.json {
             let v: Vec<Value> = rows
                 .iter()
@@ -117,21 +113,10 @@ impl BenchArgs {
                 .collect();
             let kernels: Vec<Value> =
                 profile.iter().map(|(name, d, us)| json!({"kernel": name, "dispatches_per_token": d, "us_per_token": us})).collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&json!({"runs": v, "kernels": kernels}))?
-            );
+            println!("{}", serde_json::to_string_pretty(&json!({"runs": v, "kernels": kernels}))?);
             return Ok(());
         }
-        println!(
-            "model: {}{}",
-            model.display(),
-            if self.synthetic {
-                " (synthetic weights)"
-            } else {
-                ""
-            }
-        );
+        println!("model: {}{}", model.display(), if self.synthetic { " (synthetic weights)" } else { "" });
         let (pp, tg) = (self.prompt_tokens, self.decode_tokens);
         println!("device | murmur pp{pp} | llama.cpp pp{pp} | ratio | murmur tg{tg} | llama.cpp tg{tg} | ratio | dispatches/token | submits/token | device ms/token | wall ms/token | encode ms/token | wait ms/token");
         for (_, device, o, r) in rows {
@@ -159,10 +144,7 @@ impl BenchArgs {
             for (name, d, us) in &profile {
                 println!("{name} | {d:.1} | {us:.1} | {:.0} %", 100.0 * us / total);
             }
-            println!(
-                "total | {:.0} | {total:.1} |",
-                profile.iter().map(|k| k.1).sum::<f64>()
-            );
+            println!("total | {:.0} | {total:.1} |", profile.iter().map(|k| k.1).sum::<f64>());
         }
         Ok(())
     }
@@ -178,10 +160,7 @@ impl BenchArgs {
         let prompt = format!("x{}", " the".repeat(self.prompt_tokens as usize - 1));
         llm.complete(&prompt, &Sampling::greedy(1), |_| true)?;
         let before = llm.profile();
-        let sampling = Sampling {
-            ignore_eos: true,
-            ..Sampling::greedy(self.decode_tokens)
-        };
+        let sampling = Sampling { ignore_eos: true, ..Sampling::greedy(self.decode_tokens) };
         let (g, _) = llm.complete(&format!("{prompt} the"), &sampling, |_| true)?;
         let steps = g.token_ids.len().max(1) as f64;
         let mut rows: Vec<(String, f64, f64)> = llm
@@ -189,10 +168,7 @@ impl BenchArgs {
             .into_iter()
             .map(|k| {
                 let old = before.iter().find(|b| b.name == k.name);
-                let (d, ns) = (
-                    k.dispatches - old.map_or(0, |o| o.dispatches),
-                    k.ns - old.map_or(0, |o| o.ns),
-                );
+                let (d, ns) = (k.dispatches - old.map_or(0, |o| o.dispatches), k.ns - old.map_or(0, |o| o.ns));
                 (k.name, d as f64 / steps, ns as f64 / 1e3 / steps)
             })
             .filter(|r| r.1 > 0.0)
@@ -210,37 +186,19 @@ impl BenchArgs {
         config.backend = self.backend;
         config.batch = self.prompt_tokens.max(1);
         let mut llm = Llm::load(config)?;
-        let mut best = Speed {
-            prefill: 0.0,
-            decode: 0.0,
-            dispatches: 0.0,
-            submits: 0.0,
-            device_ms: 0.0,
-            encode_ms: 0.0,
-            wait_ms: 0.0,
-        };
+        let mut best = Speed { prefill: 0.0, decode: 0.0, dispatches: 0.0, submits: 0.0, device_ms: 0.0, encode_ms: 0.0, wait_ms: 0.0 };
         for round in 0..3 {
             // " the" repeated: one token each; a distinct first word defeats prefix reuse. A
             // prefill alone first, to tell its device time from the decode's.
-            let prompt = |tag: &str| {
-                format!(
-                    "{round}{tag}{}",
-                    " the".repeat(self.prompt_tokens as usize - 2)
-                )
-            };
+            let prompt = |tag: &str| format!("{round}{tag}{}", " the".repeat(self.prompt_tokens as usize - 2));
             let at_start = llm.stats();
             llm.complete(&prompt("a"), &Sampling::greedy(1), |_| true)?;
             let before = llm.stats();
-            let sampling = Sampling {
-                ignore_eos: true,
-                ..Sampling::greedy(self.decode_tokens)
-            };
+            let sampling = Sampling { ignore_eos: true, ..Sampling::greedy(self.decode_tokens) };
             let (g, t) = llm.complete(&prompt("b"), &sampling, |_| true)?;
             let after = llm.stats();
             let forwards = g.token_ids.len().max(1) as f64;
-            best.prefill = best
-                .prefill
-                .max(g.prompt_tokens as f64 / t.first_token.as_secs_f64());
+            best.prefill = best.prefill.max(g.prompt_tokens as f64 / t.first_token.as_secs_f64());
             if t.decode_tps > best.decode {
                 best.decode = t.decode_tps;
                 best.dispatches = (after.dispatches - before.dispatches) as f64 / forwards;
@@ -262,32 +220,15 @@ impl BenchArgs {
         Ok((device, best))
     }
 
-    fn llama_cpp(
-        &self,
-        python: &str,
-        model: &PathBuf,
-        threads: usize,
-    ) -> anyhow::Result<Reference> {
+    fn llama_cpp(&self, python: &str, model: &PathBuf, threads: usize) -> anyhow::Result<Reference> {
         let out = Command::new(python)
             .args(["-c", LLAMA_CPP_SCRIPT])
             .arg(model)
-            .args([
-                threads.to_string(),
-                self.prompt_tokens.to_string(),
-                self.decode_tokens.to_string(),
-            ])
+            .args([threads.to_string(), self.prompt_tokens.to_string(), self.decode_tokens.to_string()])
             .output()
             .with_context(|| format!("running {python} for the llama.cpp reference"))?;
-        anyhow::ensure!(
-            out.status.success(),
-            "llama.cpp reference failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: Value = serde_json::from_slice(&out.stdout)
-            .context("reading the llama.cpp reference's output")?;
-        Ok(Reference {
-            prefill: v["prefill_tps"].as_f64().unwrap_or(0.0),
-            decode: v["decode_tps"].as_f64().unwrap_or(0.0),
-        })
+        anyhow::ensure!(out.status.success(), "llama.cpp reference failed: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).context("reading the llama.cpp reference's output")?;
+        Ok(Reference { prefill: v["prefill_tps"].as_f64().unwrap_or(0.0), decode: v["decode_tps"].as_f64().unwrap_or(0.0) })
     }
 }

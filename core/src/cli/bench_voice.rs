@@ -43,20 +43,12 @@ const STAGES: [(&str, Stage); 5] = [
 
 impl BenchVoiceArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        let input = self
-            .input
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("../shared/audio/question-france.wav"));
+        let input = self.input.clone().unwrap_or_else(|| PathBuf::from("../shared/audio/question-france.wav"));
         let clip = Clip::open(&input)?;
-        let seconds = murmur_core::audio::read_wav(&input)?.len() as f64
-            / f64::from(murmur_core::audio::SAMPLE_RATE);
+        let seconds = murmur_core::audio::read_wav(&input)?.len() as f64 / f64::from(murmur_core::audio::SAMPLE_RATE);
         let scratch = tempfile_path();
         let config = AssistantConfig {
-            output: if self.speaker {
-                Output::Speaker(None)
-            } else {
-                Output::Wav(scratch.clone())
-            },
+            output: if self.speaker { Output::Speaker(None) } else { Output::Wav(scratch.clone()) },
             ..AssistantConfig::new(self.model.config())
         };
         let assistant = Assistant::start(config, Box::new(move || Ok(Box::new(clip))))?;
@@ -72,10 +64,8 @@ impl BenchVoiceArgs {
         drop(assistant);
         let _ = std::fs::remove_file(&scratch);
 
-        let medians: Vec<(&str, Option<f64>)> = STAGES
-            .iter()
-            .map(|(name, pick)| (*name, median(timelines.iter().filter_map(pick).collect())))
-            .collect();
+        let medians: Vec<(&str, Option<f64>)> =
+            STAGES.iter().map(|(name, pick)| (*name, median(timelines.iter().filter_map(pick).collect()))).collect();
         let part = |pick: Stage| median(timelines.iter().filter_map(pick).collect());
         let (mel, encode, decode) = (
             part(|t| t.speech.map(|s| s.mel_ms)),
@@ -83,10 +73,8 @@ impl BenchVoiceArgs {
             part(|t| t.speech.map(|s| s.decode_ms)),
         );
         if self.json {
-            let stages: serde_json::Map<String, serde_json::Value> = medians
-                .iter()
-                .map(|(n, v)| (n.replace(' ', "_") + "_ms", json!(v)))
-                .collect();
+            let stages: serde_json::Map<String, serde_json::Value> =
+                medians.iter().map(|(n, v)| (n.replace(' ', "_") + "_ms", json!(v))).collect();
             println!(
                 "{}",
                 json!({
@@ -102,11 +90,7 @@ impl BenchVoiceArgs {
             "voice turn: {} ({seconds:.2} s of speech), median of {} turns, speech {}",
             input.display(),
             timelines.len(),
-            if self.speaker {
-                "played on the default output"
-            } else {
-                "written to a WAV file"
-            }
+            if self.speaker { "played on the default output" } else { "written to a WAV file" }
         );
         println!("{:<20} {:>9} {:>9}", "stage", "after EoS", "stage");
         let mut previous = 0.0;
@@ -116,12 +100,7 @@ impl BenchVoiceArgs {
             previous = v;
         }
         let f = |x: Option<f64>| x.unwrap_or(f64::NAN);
-        println!(
-            "whisper: mel {:.0} ms, encode {:.0} ms, decode {:.0} ms",
-            f(mel),
-            f(encode),
-            f(decode)
-        );
+        println!("whisper: mel {:.0} ms, encode {:.0} ms, decode {:.0} ms", f(mel), f(encode), f(decode));
         Ok(())
     }
 }

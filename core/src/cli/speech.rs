@@ -45,13 +45,7 @@ impl SpeechArgs {
             config.threads = t.max(1);
         }
         let start = Instant::now();
-        let t = Transcriber::load(
-            &self
-                .model
-                .clone()
-                .unwrap_or_else(models::default_speech_path),
-            config,
-        )?;
+        let t = Transcriber::load(&self.model.clone().unwrap_or_else(models::default_speech_path), config)?;
         Ok((t, start.elapsed()))
     }
 

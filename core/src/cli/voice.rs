@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use murmur_core::assistant::{
-    Assistant, AssistantConfig, Capture, CaptureFactory, Clip, Command, Event, Output, Timeline,
-    DEFAULT_SYSTEM,
+    Assistant, AssistantConfig, Capture, CaptureFactory, Clip, Command, Event, Output, Timeline, DEFAULT_SYSTEM,
 };
 use murmur_core::audio::{AudioOut, Microphone};
 use murmur_core::tts::{speakable, SentenceSplitter, VoiceConfig, DEFAULT_RATE, DEFAULT_VOICE};
@@ -34,10 +33,7 @@ pub struct VoiceArgs {
 
 impl VoiceArgs {
     fn voice(&self) -> VoiceConfig {
-        VoiceConfig {
-            voice: self.voice.clone(),
-            rate: self.rate,
-        }
+        VoiceConfig { voice: self.voice.clone(), rate: self.rate }
     }
 
     fn output(&self) -> Output {
@@ -70,9 +66,7 @@ impl SayArgs {
         for words in sentences.iter().filter_map(|s| speakable(s)) {
             let mut failed = None;
             tts.synthesize(&words, &mut |chunk| {
-                out.queue(epoch, chunk, None)
-                    .map_err(|e| failed = Some(e))
-                    .unwrap_or(false)
+                out.queue(epoch, chunk, None).map_err(|e| failed = Some(e)).unwrap_or(false)
             })?;
             if let Some(e) = failed {
                 return Err(e.into());
@@ -127,19 +121,13 @@ impl VoiceTurnArgs {
             }
             None => {
                 let device = self.input_device.clone();
-                Box::new(move || {
-                    Ok(Box::new(Microphone::open(device.as_deref())?) as Box<dyn Capture>)
-                })
+                Box::new(move || Ok(Box::new(Microphone::open(device.as_deref())?) as Box<dyn Capture>))
             }
         };
         let mut config = AssistantConfig {
             system: self.system.clone(),
             voice: self.voice.voice(),
-            output: if self.silent {
-                Output::Silent
-            } else {
-                self.voice.output()
-            },
+            output: if self.silent { Output::Silent } else { self.voice.output() },
             ..AssistantConfig::new(self.model.config())
         };
         if let Some(path) = &self.speech_model {
@@ -162,10 +150,7 @@ impl VoiceTurnArgs {
         assistant.send(Command::Release);
         let (heard, answer, timeline) = self.follow(&assistant)?;
         if self.json {
-            println!(
-                "{}",
-                json!({ "transcript": heard, "answer": answer, "timeline": timeline })
-            );
+            println!("{}", json!({ "transcript": heard, "answer": answer, "timeline": timeline }));
         }
         Ok(())
     }
@@ -177,9 +162,7 @@ impl VoiceTurnArgs {
             match event {
                 Event::Notice { message } => eprintln!("note: {message}"),
                 Event::Error { message, .. } => anyhow::bail!(message),
-                Event::Question {
-                    text, spoken: true, ..
-                } => {
+                Event::Question { text, spoken: true, .. } => {
                     if !self.json {
                         eprintln!("you: {text}");
                     }

@@ -33,11 +33,7 @@ impl PackCache {
         if !self.packed.contains_key(&key) {
             let size = PackedWeight::size_of(&w);
             if self.bytes + size > self.budget {
-                return Err(PackError {
-                    rows: w.rows,
-                    cols: w.cols,
-                    budget: self.budget,
-                });
+                return Err(PackError { rows: w.rows, cols: w.cols, budget: self.budget });
             }
             self.bytes += size;
             let packed = PackedWeight::new(w);
@@ -62,9 +58,7 @@ pub struct WeightView<'a> {
 
 impl WeightView<'_> {
     fn row_bytes(&self) -> usize {
-        self.ty
-            .row_bytes(self.cols)
-            .expect("checked when the weight was created")
+        self.ty.row_bytes(self.cols).expect("checked when the weight was created")
     }
 
     /// The bytes of row `r`.
@@ -134,11 +128,7 @@ impl CpuKernels {
             scores: vec![Vec::new(); shares],
             norm_w: Vec::new(),
             dedup: Vec::new(),
-            packed: PackCache {
-                packed: HashMap::new(),
-                bytes: 0,
-                budget: pack_budget,
-            },
+            packed: PackCache { packed: HashMap::new(), bytes: 0, budget: pack_budget },
         }
     }
 
@@ -146,14 +136,7 @@ impl CpuKernels {
     ///
     /// Quantised weights are repacked on first use (see [`super::packed`]); that fails once the
     /// packed copies would outgrow the budget given to [`CpuKernels::new`].
-    pub fn matmul(
-        &mut self,
-        w: WeightView,
-        x: &[f32],
-        n: usize,
-        out: &mut [f32],
-        accumulate: bool,
-    ) -> Result<(), PackError> {
+    pub fn matmul(&mut self, w: WeightView, x: &[f32], n: usize, out: &mut [f32], accumulate: bool) -> Result<(), PackError> {
         let (rows, cols) = (w.rows, w.cols);
         let out_ptr = SharedMut(out.as_mut_ptr());
         let shares = self.pool.threads();
@@ -181,11 +164,7 @@ impl CpuKernels {
                 let blocks = cols / QK;
                 self.xq.resize(n * blocks, BlockQ8::default());
                 for t in 0..n {
-                    quantize_activations(
-                        w.ty,
-                        &x[t * cols..(t + 1) * cols],
-                        &mut self.xq[t * blocks..(t + 1) * blocks],
-                    );
+                    quantize_activations(w.ty, &x[t * cols..(t + 1) * cols], &mut self.xq[t * blocks..(t + 1) * blocks]);
                 }
                 let xq = &self.xq;
                 let kernel = kernel_for(w.ty);
@@ -196,23 +175,11 @@ impl CpuKernels {
                         let lanes = (rows - g * ROWS).min(ROWS);
                         for t0 in (0..n).step_by(TOKENS) {
                             let tokens = (n - t0).min(TOKENS);
-                            kernel(
-                                packed.group(g),
-                                &xq[t0 * blocks..],
-                                blocks,
-                                tokens,
-                                &mut res,
-                            );
+                            kernel(packed.group(g), &xq[t0 * blocks..], blocks, tokens, &mut res);
                             for (t, r) in res.iter().enumerate().take(tokens) {
                                 for (lane, &v) in r.iter().enumerate().take(lanes) {
                                     // SAFETY: the rows of group g belong to this share.
-                                    unsafe {
-                                        out_ptr.write(
-                                            (t0 + t) * rows + g * ROWS + lane,
-                                            v,
-                                            accumulate,
-                                        )
-                                    };
+                                    unsafe { out_ptr.write((t0 + t) * rows + g * ROWS + lane, v, accumulate) };
                                 }
                             }
                         }
@@ -262,15 +229,7 @@ impl CpuKernels {
     }
 
     /// Rotary position embedding, in place, for `n` rows of `cols` (heads of `head_dim`).
-    pub fn rope(
-        x: &mut [f32],
-        cols: usize,
-        head_dim: usize,
-        pos: usize,
-        n: usize,
-        base: f32,
-        interleaved: bool,
-    ) {
+    pub fn rope(x: &mut [f32], cols: usize, head_dim: usize, pos: usize, n: usize, base: f32, interleaved: bool) {
         let half = head_dim / 2;
         let theta_scale = base.powf(-2.0 / head_dim as f32);
         let mut cs = [(0f32, 0f32); 256];
@@ -282,11 +241,7 @@ impl CpuKernels {
             }
             for head in row.chunks_exact_mut(head_dim) {
                 for (i, &(cos, sin)) in cs.iter().take(half).enumerate() {
-                    let (a, b) = if interleaved {
-                        (2 * i, 2 * i + 1)
-                    } else {
-                        (i, i + half)
-                    };
+                    let (a, b) = if interleaved { (2 * i, 2 * i + 1) } else { (i, i + half) };
                     let (x0, x1) = (head[a], head[b]);
                     head[a] = x0 * cos - x1 * sin;
                     head[b] = x0 * sin + x1 * cos;
@@ -307,13 +262,7 @@ impl CpuKernels {
         shape: AttentionShape,
         out: &mut [f32],
     ) {
-        let AttentionShape {
-            heads,
-            kv_heads,
-            head_dim: hd,
-            pos,
-            n,
-        } = shape;
+        let AttentionShape { heads, kv_heads, head_dim: hd, pos, n } = shape;
         let (qd, kvd) = (heads * hd, kv_heads * hd);
         k_cache[pos * kvd..(pos + n) * kvd].copy_from_slice(&k[..n * kvd]);
         v_cache[pos * kvd..(pos + n) * kvd].copy_from_slice(&v[..n * kvd]);
@@ -335,16 +284,7 @@ impl CpuKernels {
                 let qh = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
                 let kvo = (h / group) * hd;
                 let o = &mut [0f32; 256][..hd];
-                attend(
-                    qh,
-                    &k_cache[kvo..],
-                    &v_cache[kvo..],
-                    kvd,
-                    len,
-                    scale,
-                    &mut sc[..len],
-                    o,
-                );
+                attend(qh, &k_cache[kvo..], &v_cache[kvo..], kvd, len, scale, &mut sc[..len], o);
                 for (d, &a) in o.iter().enumerate() {
                     // SAFETY: (t, h) belongs to this share.
                     unsafe { out_ptr.write(t * qd + h * hd + d, a, false) };
@@ -407,24 +347,13 @@ mod tests {
     #[test]
     fn threaded_matmul_equals_single_threaded() {
         let (rows, cols, n) = (37, 64, 3);
-        let data: Vec<u8> = (0..rows * cols / 32 * 20)
-            .map(|i| (i * 13 % 251) as u8 & 0x7F)
-            .collect();
-        let w = WeightView {
-            ty: WeightType::Q4_1,
-            rows,
-            cols,
-            data: &data,
-        };
+        let data: Vec<u8> = (0..rows * cols / 32 * 20).map(|i| (i * 13 % 251) as u8 & 0x7F).collect();
+        let w = WeightView { ty: WeightType::Q4_1, rows, cols, data: &data };
         let x: Vec<f32> = (0..n * cols).map(|i| (i as f32 * 0.1).cos()).collect();
         let mut one = vec![0f32; n * rows];
         let mut two = vec![0f32; n * rows];
-        CpuKernels::new(1, 2 * data.len())
-            .matmul(w, &x, n, &mut one, false)
-            .unwrap();
-        CpuKernels::new(2, 2 * data.len())
-            .matmul(w, &x, n, &mut two, false)
-            .unwrap();
+        CpuKernels::new(1, 2 * data.len()).matmul(w, &x, n, &mut one, false).unwrap();
+        CpuKernels::new(2, 2 * data.len()).matmul(w, &x, n, &mut two, false).unwrap();
         assert_eq!(one, two);
     }
 }

@@ -7,10 +7,7 @@ use memmap2::Mmap;
 
 use super::cpu::{top_k, CpuKernels};
 use super::slab::Slab;
-use super::{
-    ActId, AttentionIo, AttentionShape, Backend, BackendError, BackendResult, RopeSpec, Stats,
-    WeightId, WeightSpec,
-};
+use super::{ActId, AttentionIo, AttentionShape, Backend, BackendError, BackendResult, RopeSpec, Stats, WeightId, WeightSpec};
 
 /// An activation's elements and row width.
 struct Act {
@@ -34,34 +31,15 @@ impl CpuBackend {
     /// weights named twice cannot make the host copy the file again and again.
     pub fn new(model: Arc<Mmap>, threads: usize) -> Self {
         let budget = 4 * model.len();
-        Self {
-            kernels: CpuKernels::new(threads, budget),
-            threads,
-            model,
-            weights: Vec::new(),
-            acts: Slab::new(),
-            ops: 0,
-        }
+        Self { kernels: CpuKernels::new(threads, budget), threads, model, weights: Vec::new(), acts: Slab::new(), ops: 0 }
     }
 
     /// Runs `f` with `out`'s buffer checked out, so inputs can be borrowed beside it.
-    fn with_out<R>(
-        &mut self,
-        out: ActId,
-        f: impl FnOnce(&Inputs<'_>, &mut CpuKernels, &mut [f32], usize) -> R,
-    ) -> R {
+    fn with_out<R>(&mut self, out: ActId, f: impl FnOnce(&Inputs<'_>, &mut CpuKernels, &mut [f32], usize) -> R) -> R {
         self.ops += 1;
         let slot = self.acts.get_mut(out);
         let (mut data, cols) = (std::mem::take(&mut slot.data), slot.cols);
-        let result = f(
-            &Inputs {
-                acts: &self.acts,
-                model: &self.model,
-            },
-            &mut self.kernels,
-            &mut data,
-            cols,
-        );
+        let result = f(&Inputs { acts: &self.acts, model: &self.model }, &mut self.kernels, &mut data, cols);
         self.acts.get_mut(out).data = data;
         result
     }
@@ -93,10 +71,7 @@ impl Backend for CpuBackend {
     }
 
     fn stats(&self) -> Stats {
-        Stats {
-            dispatches: self.ops,
-            ..Stats::default()
-        }
+        Stats { dispatches: self.ops, ..Stats::default() }
     }
 
     fn weight(&mut self, spec: WeightSpec) -> BackendResult<WeightId> {
@@ -105,10 +80,7 @@ impl Backend for CpuBackend {
     }
 
     fn activation(&mut self, rows: usize, cols: usize) -> BackendResult<ActId> {
-        Ok(self.acts.insert(Act {
-            cols,
-            data: vec![0.0; rows * cols],
-        }))
+        Ok(self.acts.insert(Act { cols, data: vec![0.0; rows * cols] }))
     }
 
     fn free(&mut self, id: ActId) {
@@ -121,34 +93,17 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn rms_norm(
-        &mut self,
-        x: ActId,
-        weight: WeightId,
-        eps: f32,
-        rows: usize,
-        out: ActId,
-    ) -> BackendResult {
+    fn rms_norm(&mut self, x: ActId, weight: WeightId, eps: f32, rows: usize, out: ActId) -> BackendResult {
         let spec = self.weights[weight.0];
-        self.with_out(out, |b, k, o, _| {
-            k.rms_norm(&b.act(x).data, spec.view(b.model), eps, rows, o)
-        });
+        self.with_out(out, |b, k, o, _| k.rms_norm(&b.act(x).data, spec.view(b.model), eps, rows, o));
         Ok(())
     }
 
-    fn matmul(
-        &mut self,
-        w: WeightId,
-        x: ActId,
-        rows: usize,
-        out: ActId,
-        accumulate: bool,
-    ) -> BackendResult {
+    fn matmul(&mut self, w: WeightId, x: ActId, rows: usize, out: ActId, accumulate: bool) -> BackendResult {
         let spec = self.weights[w.0];
         self.with_out(out, |b, k, o, _| {
             let xs = &b.act(x).data[..rows * spec.cols];
-            k.matmul(spec.view(b.model), xs, rows, o, accumulate)
-                .map_err(exhausted)
+            k.matmul(spec.view(b.model), xs, rows, o, accumulate).map_err(exhausted)
         })
     }
 
@@ -159,9 +114,7 @@ impl Backend for CpuBackend {
     }
 
     fn rope(&mut self, x: ActId, s: RopeSpec) -> BackendResult {
-        self.with_out(x, |_, _, o, cols| {
-            CpuKernels::rope(o, cols, s.head_dim, s.pos, s.n, s.base, s.interleaved)
-        });
+        self.with_out(x, |_, _, o, cols| CpuKernels::rope(o, cols, s.head_dim, s.pos, s.n, s.base, s.interleaved));
         Ok(())
     }
 
@@ -169,15 +122,7 @@ impl Backend for CpuBackend {
         let mut kc = std::mem::take(&mut self.acts.get_mut(io.k_cache).data);
         let mut vc = std::mem::take(&mut self.acts.get_mut(io.v_cache).data);
         self.with_out(io.out, |b, k, o, _| {
-            k.attention(
-                &b.act(io.q).data,
-                &b.act(io.k).data,
-                &b.act(io.v).data,
-                &mut kc,
-                &mut vc,
-                shape,
-                o,
-            )
+            k.attention(&b.act(io.q).data, &b.act(io.k).data, &b.act(io.v).data, &mut kc, &mut vc, shape, o)
         });
         self.acts.get_mut(io.k_cache).data = kc;
         self.acts.get_mut(io.v_cache).data = vc;
@@ -192,13 +137,7 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn copy_row(
-        &mut self,
-        src: ActId,
-        src_row: usize,
-        dst: ActId,
-        dst_row: usize,
-    ) -> BackendResult {
+    fn copy_row(&mut self, src: ActId, src_row: usize, dst: ActId, dst_row: usize) -> BackendResult {
         self.with_out(dst, |b, _, o, cols| {
             let s = &b.act(src).data[src_row * cols..(src_row + 1) * cols];
             o[dst_row * cols..(dst_row + 1) * cols].copy_from_slice(s);
@@ -206,16 +145,8 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn penalize(
-        &mut self,
-        logits: ActId,
-        row: usize,
-        tokens: &[u32],
-        penalty: f32,
-    ) -> BackendResult {
-        self.with_out(logits, |_, k, o, cols| {
-            k.penalize(&mut o[row * cols..(row + 1) * cols], tokens, penalty)
-        });
+    fn penalize(&mut self, logits: ActId, row: usize, tokens: &[u32], penalty: f32) -> BackendResult {
+        self.with_out(logits, |_, k, o, cols| k.penalize(&mut o[row * cols..(row + 1) * cols], tokens, penalty));
         Ok(())
     }
 

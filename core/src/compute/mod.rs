@@ -62,12 +62,7 @@ impl WeightSpec {
 
     /// The weight viewed in place in `model`.
     pub fn view<'a>(&self, model: &'a [u8]) -> WeightView<'a> {
-        WeightView {
-            ty: self.ty,
-            rows: self.rows,
-            cols: self.cols,
-            data: &model[self.offset..self.offset + self.len()],
-        }
+        WeightView { ty: self.ty, rows: self.rows, cols: self.cols, data: &model[self.offset..self.offset + self.len()] }
     }
 }
 
@@ -161,23 +156,9 @@ pub trait Backend: Send {
     /// `out[i] = table[tokens[i]]`.
     fn embed(&mut self, table: WeightId, tokens: &[u32], out: ActId) -> BackendResult;
     /// `out = x / rms(x) * weight` for the first `rows` rows.
-    fn rms_norm(
-        &mut self,
-        x: ActId,
-        weight: WeightId,
-        eps: f32,
-        rows: usize,
-        out: ActId,
-    ) -> BackendResult;
+    fn rms_norm(&mut self, x: ActId, weight: WeightId, eps: f32, rows: usize, out: ActId) -> BackendResult;
     /// `out[t][r] (+)= dot(w[r], x[t])` for the first `rows` rows of `x`.
-    fn matmul(
-        &mut self,
-        w: WeightId,
-        x: ActId,
-        rows: usize,
-        out: ActId,
-        accumulate: bool,
-    ) -> BackendResult;
+    fn matmul(&mut self, w: WeightId, x: ActId, rows: usize, out: ActId, accumulate: bool) -> BackendResult;
     /// `x[t] += bias` for the first `rows` rows, in place (`bias` is one row as wide as `x`).
     fn add_bias(&mut self, x: ActId, bias: WeightId, rows: usize) -> BackendResult;
     /// Rotary position embedding of `x`, in place.
@@ -187,16 +168,9 @@ pub trait Backend: Send {
     /// `out = silu(gate) * up` for the first `rows` rows.
     fn silu_mul(&mut self, gate: ActId, up: ActId, rows: usize, out: ActId) -> BackendResult;
     /// Copies row `src_row` of `src` to row `dst_row` of `dst`.
-    fn copy_row(&mut self, src: ActId, src_row: usize, dst: ActId, dst_row: usize)
-        -> BackendResult;
+    fn copy_row(&mut self, src: ActId, src_row: usize, dst: ActId, dst_row: usize) -> BackendResult;
     /// Repetition penalty on row `row` of `logits` for each distinct listed token in range.
-    fn penalize(
-        &mut self,
-        logits: ActId,
-        row: usize,
-        tokens: &[u32],
-        penalty: f32,
-    ) -> BackendResult;
+    fn penalize(&mut self, logits: ActId, row: usize, tokens: &[u32], penalty: f32) -> BackendResult;
     /// Runs what is pending and returns the whole tensor, row-major. For tests and diagnostics:
     /// the guest only ever reads [`Backend::top_k`].
     fn read(&mut self, x: ActId) -> BackendResult<Vec<f32>>;

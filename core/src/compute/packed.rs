@@ -35,8 +35,7 @@ pub type GroupOut = [[f32; ROWS]; TOKENS];
 
 /// A kernel multiplying one packed group (`blocks` blocks) with `tokens` (1..=[`TOKENS`])
 /// consecutive rows of quantised activations, each `blocks` long.
-pub type GroupKernel =
-    fn(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, out: &mut GroupOut);
+pub type GroupKernel = fn(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, out: &mut GroupOut);
 
 /// Bytes of one packed Nibbles block of a group: 8 scales, 8 minimums, 8 × 16 quant bytes.
 pub const Q4_GROUP_BLOCK: usize = 4 * ROWS + 16 * ROWS;
@@ -84,17 +83,11 @@ fn pack_block(family: Family, blk: &Block32, lane: usize, dst: &mut [u8]) {
             put_f16(dst, 2 * lane, blk.scale[0]);
             put_f16(dst, 2 * ROWS + 2 * lane, blk.min[0]);
             for i in 0..16 {
-                dst[4 * ROWS + 32 * (i / 4) + 4 * lane + i % 4] =
-                    (blk.q[i] as u8 & 0xF) | ((blk.q[i + 16] as u8 & 0xF) << 4);
+                dst[4 * ROWS + 32 * (i / 4) + 4 * lane + i % 4] = (blk.q[i] as u8 & 0xF) | ((blk.q[i + 16] as u8 & 0xF) << 4);
             }
             if family == Family::Nibbles5 {
-                let high = blk
-                    .q
-                    .iter()
-                    .enumerate()
-                    .fold(0u32, |h, (j, &q)| h | (((q as u32 >> 4) & 1) << j));
-                dst[Q4_GROUP_BLOCK + 4 * lane..Q4_GROUP_BLOCK + 4 * lane + 4]
-                    .copy_from_slice(&high.to_le_bytes());
+                let high = blk.q.iter().enumerate().fold(0u32, |h, (j, &q)| h | (((q as u32 >> 4) & 1) << j));
+                dst[Q4_GROUP_BLOCK + 4 * lane..Q4_GROUP_BLOCK + 4 * lane + 4].copy_from_slice(&high.to_le_bytes());
             }
         }
         Family::Bytes | Family::Bytes16 => {
@@ -135,12 +128,7 @@ impl PackedWeight {
                 pack_block(family, &decode_block(w.ty, row, b), lane, dst);
             }
         }
-        Self {
-            ty: w.ty,
-            rows: w.rows,
-            blocks,
-            data,
-        }
+        Self { ty: w.ty, rows: w.rows, blocks, data }
     }
 
     /// Number of row groups.
@@ -180,126 +168,67 @@ pub fn portable_kernel_for(ty: WeightType) -> GroupKernel {
 }
 
 /// Portable Nibbles group kernel.
-pub fn group_q4_portable(
-    group: &[u8],
-    x: &[BlockQ8],
-    blocks: usize,
-    tokens: usize,
-    out: &mut GroupOut,
-) {
-    portable(
-        group,
-        x,
-        blocks,
-        tokens,
-        out,
-        Q4_GROUP_BLOCK,
-        |blk, lane, y| {
-            let mut dot = 0i32;
-            for k in 0..4 {
-                for j in 0..4 {
-                    let q = blk[4 * ROWS + 32 * k + 4 * lane + j];
-                    dot += (q & 0x0F) as i32 * y.qs[4 * k + j] as i32
-                        + (q >> 4) as i32 * y.qs[16 + 4 * k + j] as i32;
-                }
+pub fn group_q4_portable(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, out: &mut GroupOut) {
+    portable(group, x, blocks, tokens, out, Q4_GROUP_BLOCK, |blk, lane, y| {
+        let mut dot = 0i32;
+        for k in 0..4 {
+            for j in 0..4 {
+                let q = blk[4 * ROWS + 32 * k + 4 * lane + j];
+                dot += (q & 0x0F) as i32 * y.qs[4 * k + j] as i32 + (q >> 4) as i32 * y.qs[16 + 4 * k + j] as i32;
             }
-            f16_at(blk, 2 * lane) * y.d * dot as f32 + f16_at(blk, 2 * ROWS + 2 * lane) * y.s
-        },
-    );
+        }
+        f16_at(blk, 2 * lane) * y.d * dot as f32 + f16_at(blk, 2 * ROWS + 2 * lane) * y.s
+    });
 }
 
 /// Portable Nibbles5 group kernel.
-pub fn group_q5_portable(
-    group: &[u8],
-    x: &[BlockQ8],
-    blocks: usize,
-    tokens: usize,
-    out: &mut GroupOut,
-) {
-    portable(
-        group,
-        x,
-        blocks,
-        tokens,
-        out,
-        Q5_GROUP_BLOCK,
-        |blk, lane, y| {
-            let at = Q4_GROUP_BLOCK + 4 * lane;
-            let high = u32::from_le_bytes([blk[at], blk[at + 1], blk[at + 2], blk[at + 3]]);
-            let mut dot = 0i32;
-            for k in 0..4 {
-                for j in 0..4 {
-                    let q = blk[4 * ROWS + 32 * k + 4 * lane + j];
-                    let (e0, e1) = (4 * k + j, 16 + 4 * k + j);
-                    let lo = (q & 0x0F) as i32 | (((high >> e0) & 1) << 4) as i32;
-                    let hi = (q >> 4) as i32 | (((high >> e1) & 1) << 4) as i32;
-                    dot += lo * y.qs[e0] as i32 + hi * y.qs[e1] as i32;
-                }
+pub fn group_q5_portable(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, out: &mut GroupOut) {
+    portable(group, x, blocks, tokens, out, Q5_GROUP_BLOCK, |blk, lane, y| {
+        let at = Q4_GROUP_BLOCK + 4 * lane;
+        let high = u32::from_le_bytes([blk[at], blk[at + 1], blk[at + 2], blk[at + 3]]);
+        let mut dot = 0i32;
+        for k in 0..4 {
+            for j in 0..4 {
+                let q = blk[4 * ROWS + 32 * k + 4 * lane + j];
+                let (e0, e1) = (4 * k + j, 16 + 4 * k + j);
+                let lo = (q & 0x0F) as i32 | (((high >> e0) & 1) << 4) as i32;
+                let hi = (q >> 4) as i32 | (((high >> e1) & 1) << 4) as i32;
+                dot += lo * y.qs[e0] as i32 + hi * y.qs[e1] as i32;
             }
-            f16_at(blk, 2 * lane) * y.d * dot as f32 + f16_at(blk, 2 * ROWS + 2 * lane) * y.s
-        },
-    );
+        }
+        f16_at(blk, 2 * lane) * y.d * dot as f32 + f16_at(blk, 2 * ROWS + 2 * lane) * y.s
+    });
 }
 
 /// Portable Bytes group kernel.
-pub fn group_q8_portable(
-    group: &[u8],
-    x: &[BlockQ8],
-    blocks: usize,
-    tokens: usize,
-    out: &mut GroupOut,
-) {
-    portable(
-        group,
-        x,
-        blocks,
-        tokens,
-        out,
-        Q8_GROUP_BLOCK,
-        |blk, lane, y| {
-            let mut dot = 0i32;
-            for k in 0..8 {
-                for j in 0..4 {
-                    dot +=
-                        blk[2 * ROWS + 32 * k + 4 * lane + j] as i8 as i32 * y.qs[4 * k + j] as i32;
-                }
+pub fn group_q8_portable(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, out: &mut GroupOut) {
+    portable(group, x, blocks, tokens, out, Q8_GROUP_BLOCK, |blk, lane, y| {
+        let mut dot = 0i32;
+        for k in 0..8 {
+            for j in 0..4 {
+                dot += blk[2 * ROWS + 32 * k + 4 * lane + j] as i8 as i32 * y.qs[4 * k + j] as i32;
             }
-            f16_at(blk, 2 * lane) * y.d * dot as f32
-        },
-    );
+        }
+        f16_at(blk, 2 * lane) * y.d * dot as f32
+    });
 }
 
 /// Portable Bytes16 group kernel.
-pub fn group_q8x16_portable(
-    group: &[u8],
-    x: &[BlockQ8],
-    blocks: usize,
-    tokens: usize,
-    out: &mut GroupOut,
-) {
-    portable(
-        group,
-        x,
-        blocks,
-        tokens,
-        out,
-        Q8X16_GROUP_BLOCK,
-        |blk, lane, y| {
-            let mut dots = [0i32; 2];
-            for k in 0..8 {
-                for j in 0..4 {
-                    dots[k / 4] +=
-                        blk[8 * ROWS + 32 * k + 4 * lane + j] as i8 as i32 * y.qs[4 * k + j] as i32;
-                }
+pub fn group_q8x16_portable(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, out: &mut GroupOut) {
+    portable(group, x, blocks, tokens, out, Q8X16_GROUP_BLOCK, |blk, lane, y| {
+        let mut dots = [0i32; 2];
+        for k in 0..8 {
+            for j in 0..4 {
+                dots[k / 4] += blk[8 * ROWS + 32 * k + 4 * lane + j] as i8 as i32 * y.qs[4 * k + j] as i32;
             }
-            (0..2)
-                .map(|h| {
-                    f16_at(blk, 2 * ROWS * h + 2 * lane) * y.d * dots[h] as f32
-                        + f16_at(blk, 2 * ROWS * (2 + h) + 2 * lane) * y.half_sums[h]
-                })
-                .sum()
-        },
-    );
+        }
+        (0..2)
+            .map(|h| {
+                f16_at(blk, 2 * ROWS * h + 2 * lane) * y.d * dots[h] as f32
+                    + f16_at(blk, 2 * ROWS * (2 + h) + 2 * lane) * y.half_sums[h]
+            })
+            .sum()
+    });
 }
 
 fn portable(
@@ -313,9 +242,7 @@ fn portable(
 ) {
     for (t, o) in out.iter_mut().enumerate().take(tokens) {
         for (lane, v) in o.iter_mut().enumerate() {
-            *v = (0..blocks)
-                .map(|b| block_dot(&group[b * bb..(b + 1) * bb], lane, &x[t * blocks + b]))
-                .sum();
+            *v = (0..blocks).map(|b| block_dot(&group[b * bb..(b + 1) * bb], lane, &x[t * blocks + b])).sum();
         }
     }
 }
@@ -337,11 +264,7 @@ mod tests {
         let mut w: Vec<u8> = (0..rows * rb).map(|_| rnd()).collect();
         for (i, b) in w.chunks_exact_mut(block).enumerate() {
             for (k, &at) in ty.f16_fields().iter().enumerate() {
-                let v = if k == 0 {
-                    0.01 + (i % 7) as f32 * 0.003
-                } else {
-                    0.002 + (i % 5) as f32 * 0.001
-                };
+                let v = if k == 0 { 0.01 + (i % 7) as f32 * 0.003 } else { 0.002 + (i % 5) as f32 * 0.001 };
                 b[at..at + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
             }
         }
@@ -357,23 +280,12 @@ mod tests {
         let blocks = cols / QK;
         for ty in WeightType::ALL.into_iter().filter(|t| t.family().is_some()) {
             let data = random_weight(ty, rows, cols, 11);
-            let view = WeightView {
-                ty,
-                rows,
-                cols,
-                data: &data,
-            };
+            let view = WeightView { ty, rows, cols, data: &data };
             let packed = PackedWeight::new(view);
-            let x: Vec<f32> = (0..TOKENS * cols)
-                .map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.21)
-                .collect();
+            let x: Vec<f32> = (0..TOKENS * cols).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.21).collect();
             let mut xq = vec![BlockQ8::default(); TOKENS * blocks];
             for t in 0..TOKENS {
-                quantize_activations(
-                    ty,
-                    &x[t * cols..(t + 1) * cols],
-                    &mut xq[t * blocks..(t + 1) * blocks],
-                );
+                quantize_activations(ty, &x[t * cols..(t + 1) * cols], &mut xq[t * blocks..(t + 1) * blocks]);
             }
             for kernel in [kernel_for(ty), portable_kernel_for(ty)] {
                 for tokens in 1..=TOKENS {
@@ -381,22 +293,12 @@ mod tests {
                         let mut out = [[0f32; ROWS]; TOKENS];
                         kernel(packed.group(g), &xq, blocks, tokens, &mut out);
                         for (t, o) in out.iter().enumerate().take(tokens) {
-                            for (lane, &got) in
-                                o.iter().enumerate().take(rows - (g * ROWS).min(rows))
-                            {
+                            for (lane, &got) in o.iter().enumerate().take(rows - (g * ROWS).min(rows)) {
                                 let mut w = vec![0f32; cols];
                                 dequantize_row(ty, view.row(g * ROWS + lane), &mut w);
-                                let exact: f32 = w
-                                    .iter()
-                                    .zip(&x[t * cols..(t + 1) * cols])
-                                    .map(|(a, b)| a * b)
-                                    .sum();
+                                let exact: f32 = w.iter().zip(&x[t * cols..(t + 1) * cols]).map(|(a, b)| a * b).sum();
                                 let tol = 0.02 * w.iter().map(|v| v.abs()).sum::<f32>();
-                                assert!(
-                                    (exact - got).abs() <= tol,
-                                    "{ty:?} row {} token {t}: {exact} vs {got}",
-                                    g * ROWS + lane
-                                );
+                                assert!((exact - got).abs() <= tol, "{ty:?} row {} token {t}: {exact} vs {got}", g * ROWS + lane);
                             }
                         }
                     }

@@ -56,11 +56,7 @@ impl ThreadPool {
                     .expect("spawning a kernel thread")
             })
             .collect();
-        Self {
-            shared,
-            workers,
-            threads,
-        }
+        Self { shared, workers, threads }
     }
 
     /// Number of shares a job is split into.
@@ -115,11 +111,7 @@ fn worker(shared: &Shared, index: usize) {
             shared.sleeping.fetch_sub(1, SeqCst);
             spins = 0;
         }
-        let job = shared
-            .job
-            .lock()
-            .expect("pool lock")
-            .expect("a job is set before the epoch moves");
+        let job = shared.job.lock().expect("pool lock").expect("a job is set before the epoch moves");
         // SAFETY: `run` keeps the closure alive until `pending` reaches zero.
         unsafe { (*job.0)(index) };
         shared.pending.fetch_sub(1, SeqCst);

@@ -15,9 +15,7 @@ pub const QK: usize = 32;
 pub const QK_K: usize = 256;
 
 /// The 16 values of the IQ4_NL / IQ4_XS non-linear 4-bit code.
-const IQ4_VALUES: [i8; 16] = [
-    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
-];
+const IQ4_VALUES: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
 /// Weight storage types Murmur reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -138,11 +136,7 @@ impl WeightType {
     pub fn f16_fields(self) -> &'static [usize] {
         match self {
             WeightType::F32 | WeightType::F16 | WeightType::BF16 => &[],
-            WeightType::Q4_0
-            | WeightType::Q5_0
-            | WeightType::Q8_0
-            | WeightType::IQ4NL
-            | WeightType::IQ4XS => &[0],
+            WeightType::Q4_0 | WeightType::Q5_0 | WeightType::Q8_0 | WeightType::IQ4NL | WeightType::IQ4XS => &[0],
             WeightType::Q4_1 | WeightType::Q5_1 | WeightType::Q4K | WeightType::Q5K => &[0, 2],
             WeightType::Q2K => &[80, 82],
             WeightType::Q3K => &[108],
@@ -176,11 +170,7 @@ pub struct Block32 {
 
 impl Block32 {
     fn uniform(q: [i8; QK], scale: f32, min: f32) -> Self {
-        Self {
-            q,
-            scale: [scale; 2],
-            min: [min; 2],
-        }
+        Self { q, scale: [scale; 2], min: [min; 2] }
     }
 
     /// Element `j` as f32.
@@ -199,10 +189,7 @@ fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
     if j < 4 {
         (s[j] & 63, s[j + 4] & 63)
     } else {
-        (
-            (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4),
-            (s[j + 4] >> 4) | ((s[j] >> 6) << 4),
-        )
+        ((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4))
     }
 }
 
@@ -227,17 +214,13 @@ pub fn decode_block(ty: WeightType, row: &[u8], b: usize) -> Block32 {
     match ty {
         WeightType::Q4_0 => {
             let x = small(bytes);
-            q.iter_mut()
-                .enumerate()
-                .for_each(|(j, v)| *v = nibble(&x[2..], j) as i8);
+            q.iter_mut().enumerate().for_each(|(j, v)| *v = nibble(&x[2..], j) as i8);
             let d = f16_at(x, 0);
             Block32::uniform(q, d, -8.0 * d)
         }
         WeightType::Q4_1 => {
             let x = small(bytes);
-            q.iter_mut()
-                .enumerate()
-                .for_each(|(j, v)| *v = nibble(&x[4..], j) as i8);
+            q.iter_mut().enumerate().for_each(|(j, v)| *v = nibble(&x[4..], j) as i8);
             Block32::uniform(q, f16_at(x, 0), f16_at(x, 2))
         }
         WeightType::Q5_0 | WeightType::Q5_1 => {
@@ -249,15 +232,7 @@ pub fn decode_block(ty: WeightType, row: &[u8], b: usize) -> Block32 {
             }
             let d = f16_at(x, 0);
             // Q5_0 is (q - 16) * d: as exact, and unsigned like the others of its family.
-            Block32::uniform(
-                q,
-                d,
-                if ty == WeightType::Q5_0 {
-                    -16.0 * d
-                } else {
-                    f16_at(x, 2)
-                },
-            )
+            Block32::uniform(q, d, if ty == WeightType::Q5_0 { -16.0 * d } else { f16_at(x, 2) })
         }
         WeightType::Q8_0 => {
             let x = small(bytes);
@@ -266,20 +241,15 @@ pub fn decode_block(ty: WeightType, row: &[u8], b: usize) -> Block32 {
         }
         WeightType::IQ4NL => {
             let x = small(bytes);
-            q.iter_mut()
-                .enumerate()
-                .for_each(|(j, v)| *v = IQ4_VALUES[nibble(&x[2..], j) as usize]);
+            q.iter_mut().enumerate().for_each(|(j, v)| *v = IQ4_VALUES[nibble(&x[2..], j) as usize]);
             Block32::uniform(q, f16_at(x, 0), 0.0)
         }
         WeightType::IQ4XS => {
             let (x, sub) = (&row[b / 8 * bytes..(b / 8 + 1) * bytes], b % 8);
             let scales_h = u16::from_le_bytes([x[2], x[3]]);
-            let ls = ((x[4 + sub / 2] >> (4 * (sub % 2))) & 0xF)
-                | ((((scales_h >> (2 * sub)) & 3) as u8) << 4);
+            let ls = ((x[4 + sub / 2] >> (4 * (sub % 2))) & 0xF) | ((((scales_h >> (2 * sub)) & 3) as u8) << 4);
             let qs = &x[8 + 16 * sub..];
-            q.iter_mut()
-                .enumerate()
-                .for_each(|(j, v)| *v = IQ4_VALUES[nibble(qs, j) as usize]);
+            q.iter_mut().enumerate().for_each(|(j, v)| *v = IQ4_VALUES[nibble(qs, j) as usize]);
             Block32::uniform(q, f16_at(x, 0) * (ls as i32 - 32) as f32, 0.0)
         }
         WeightType::Q4K | WeightType::Q5K => {
@@ -303,41 +273,24 @@ pub fn decode_block(ty: WeightType, row: &[u8], b: usize) -> Block32 {
         WeightType::Q6K => {
             let (x, sub) = (&row[b / 8 * bytes..(b / 8 + 1) * bytes], b % 8);
             let (chunk, g) = (sub / 4, sub % 4);
-            let (ql, qh, sc) = (
-                &x[64 * chunk..],
-                &x[128 + 32 * chunk..],
-                &x[192 + 8 * chunk..],
-            );
+            let (ql, qh, sc) = (&x[64 * chunk..], &x[128 + 32 * chunk..], &x[192 + 8 * chunk..]);
             for (l, v) in q.iter_mut().enumerate() {
                 let low = if g % 2 == 0 { ql[l] } else { ql[l + 32] };
                 let low = if g < 2 { low & 0xF } else { low >> 4 };
                 *v = ((low | (((qh[l] >> (2 * g)) & 3) << 4)) as i32 - 32) as i8;
             }
             let d = f16_at(x, 208);
-            Block32 {
-                q,
-                scale: [d * sc[2 * g] as i8 as f32, d * sc[2 * g + 1] as i8 as f32],
-                min: [0.0; 2],
-            }
+            Block32 { q, scale: [d * sc[2 * g] as i8 as f32, d * sc[2 * g + 1] as i8 as f32], min: [0.0; 2] }
         }
         WeightType::Q2K | WeightType::Q3K => {
             let (x, sub) = (&row[b / 8 * bytes..(b / 8 + 1) * bytes], b % 8);
             let (chunk, j) = (sub / 4, sub % 4);
-            let (qs_at, shift) = (
-                if ty == WeightType::Q2K { 16 } else { 32 } + 32 * chunk,
-                2 * j,
-            );
+            let (qs_at, shift) = (if ty == WeightType::Q2K { 16 } else { 32 } + 32 * chunk, 2 * j);
             for (l, v) in q.iter_mut().enumerate() {
                 let n = ((x[qs_at + l] >> shift) & 3) as i8;
                 *v = match ty {
                     WeightType::Q2K => n,
-                    _ => {
-                        n - if x[l] & (1 << (4 * chunk + j)) != 0 {
-                            0
-                        } else {
-                            4
-                        }
-                    }
+                    _ => n - if x[l] & (1 << (4 * chunk + j)) != 0 { 0 } else { 4 },
                 };
             }
             let is = 8 * chunk + 2 * j;
@@ -352,14 +305,7 @@ pub fn decode_block(ty: WeightType, row: &[u8], b: usize) -> Block32 {
             } else {
                 let d = f16_at(x, 108);
                 let sc = scales_q3k(&x[96..108]);
-                Block32 {
-                    q,
-                    scale: [
-                        d * (sc[is] as i32 - 32) as f32,
-                        d * (sc[is + 1] as i32 - 32) as f32,
-                    ],
-                    min: [0.0; 2],
-                }
+                Block32 { q, scale: [d * (sc[is] as i32 - 32) as f32, d * (sc[is + 1] as i32 - 32) as f32], min: [0.0; 2] }
             }
         }
         WeightType::F32 | WeightType::F16 | WeightType::BF16 => {
@@ -397,10 +343,7 @@ fn round_even(v: f32) -> f32 {
 /// The kernels are the same either way: Q8_K's scale is repeated in each of its blocks.
 pub fn quantize_activations(ty: WeightType, x: &[f32], out: &mut [BlockQ8]) {
     let (_, per) = ty.block();
-    for (xs, os) in x
-        .chunks_exact(per.max(QK))
-        .zip(out.chunks_exact_mut(per.max(QK) / QK))
-    {
+    for (xs, os) in x.chunks_exact(per.max(QK)).zip(out.chunks_exact_mut(per.max(QK) / QK)) {
         let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
         if per == QK_K {
             // Q8_K: the scale is the reciprocal of 127 / amax, in f32.
@@ -413,12 +356,7 @@ pub fn quantize_activations(ty: WeightType, x: &[f32], out: &mut [BlockQ8]) {
         } else {
             let d = amax / 127.0;
             let ob = &mut os[0];
-            let sum = quantize_block(
-                xs,
-                f16::from_f32(d).to_f32(),
-                if d != 0.0 { 1.0 / d } else { 0.0 },
-                ob,
-            );
+            let sum = quantize_block(xs, f16::from_f32(d).to_f32(), if d != 0.0 { 1.0 / d } else { 0.0 }, ob);
             // Q8_1 (for Q4_1 and Q5_1) stores the sum of the unrounded scale through f16.
             ob.s = match ty {
                 WeightType::Q4_1 | WeightType::Q5_1 => f16::from_f32(d * sum as f32).to_f32(),
@@ -463,9 +401,7 @@ pub fn dequantize_row(ty: WeightType, row: &[u8], out: &mut [f32]) {
         _ => {
             for (b, ob) in out.chunks_exact_mut(QK).enumerate() {
                 let blk = decode_block(ty, row, b);
-                ob.iter_mut()
-                    .enumerate()
-                    .for_each(|(j, o)| *o = blk.value(j));
+                ob.iter_mut().enumerate().for_each(|(j, o)| *o = blk.value(j));
             }
         }
     }

@@ -21,22 +21,9 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 /// where key/value row `j` starts at `k[j * stride]` / `v[j * stride]` and `scores` is scratch
 /// of `len`.
 #[allow(clippy::too_many_arguments)]
-pub fn attend(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    stride: usize,
-    len: usize,
-    scale: f32,
-    scores: &mut [f32],
-    out: &mut [f32],
-) {
+pub fn attend(q: &[f32], k: &[f32], v: &[f32], stride: usize, len: usize, scale: f32, scores: &mut [f32], out: &mut [f32]) {
     let hd = q.len();
-    assert!(
-        out.len() == hd
-            && scores.len() >= len
-            && (len == 0 || (len - 1) * stride + hd <= k.len().min(v.len()))
-    );
+    assert!(out.len() == hd && scores.len() >= len && (len == 0 || (len - 1) * stride + hd <= k.len().min(v.len())));
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the features are present and the assert above bounds every row.
@@ -95,14 +82,8 @@ fn run_checked(
     tokens: usize,
     out: &mut GroupOut,
 ) {
-    assert!(
-        group.len() >= blocks * block_bytes,
-        "packed group shorter than its blocks"
-    );
-    assert!(
-        (1..=kernels.len()).contains(&tokens) && x.len() >= tokens * blocks,
-        "activations too short"
-    );
+    assert!(group.len() >= blocks * block_bytes, "packed group shorter than its blocks");
+    assert!((1..=kernels.len()).contains(&tokens) && x.len() >= tokens * blocks, "activations too short");
     // SAFETY: `kernel_for` hands the group kernels out only when AVX2/FMA/F16C are present;
     // the asserts above bound every load.
     unsafe { kernels[tokens - 1](group.as_ptr(), x.as_ptr(), blocks, out) }
@@ -111,24 +92,15 @@ fn run_checked(
 /// Nibbles group kernel (see [`super::packed::GroupKernel`]).
 #[cfg(target_arch = "x86_64")]
 pub fn group_q4(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, out: &mut GroupOut) {
-    let kernels: ByTokens = [
-        x86::nibbles::<1, false>,
-        x86::nibbles::<2, false>,
-        x86::nibbles::<3, false>,
-        x86::nibbles::<4, false>,
-    ];
+    let kernels: ByTokens =
+        [x86::nibbles::<1, false>, x86::nibbles::<2, false>, x86::nibbles::<3, false>, x86::nibbles::<4, false>];
     run_checked(kernels, Q4_GROUP_BLOCK, group, x, blocks, tokens, out);
 }
 
 /// Nibbles5 group kernel (see [`super::packed::GroupKernel`]).
 #[cfg(target_arch = "x86_64")]
 pub fn group_q5(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, out: &mut GroupOut) {
-    let kernels: ByTokens = [
-        x86::nibbles::<1, true>,
-        x86::nibbles::<2, true>,
-        x86::nibbles::<3, true>,
-        x86::nibbles::<4, true>,
-    ];
+    let kernels: ByTokens = [x86::nibbles::<1, true>, x86::nibbles::<2, true>, x86::nibbles::<3, true>, x86::nibbles::<4, true>];
     run_checked(kernels, Q5_GROUP_BLOCK, group, x, blocks, tokens, out);
 }
 
@@ -142,12 +114,7 @@ pub fn group_q8(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, out: 
 /// Bytes16 group kernel (see [`super::packed::GroupKernel`]).
 #[cfg(target_arch = "x86_64")]
 pub fn group_q8x16(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, out: &mut GroupOut) {
-    let kernels: ByTokens = [
-        x86::q8x16::<1>,
-        x86::q8x16::<2>,
-        x86::q8x16::<3>,
-        x86::q8x16::<4>,
-    ];
+    let kernels: ByTokens = [x86::q8x16::<1>, x86::q8x16::<2>, x86::q8x16::<3>, x86::q8x16::<4>];
     run_checked(kernels, Q8X16_GROUP_BLOCK, group, x, blocks, tokens, out);
 }
 
@@ -155,9 +122,7 @@ pub fn group_q8x16(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, ou
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::packed::{
-        GroupOut, Q4_GROUP_BLOCK, Q5_GROUP_BLOCK, Q8X16_GROUP_BLOCK, Q8_GROUP_BLOCK, ROWS,
-    };
+    use super::super::packed::{GroupOut, Q4_GROUP_BLOCK, Q5_GROUP_BLOCK, Q8X16_GROUP_BLOCK, Q8_GROUP_BLOCK, ROWS};
     use super::super::quant::BlockQ8;
 
     #[inline]
@@ -194,15 +159,11 @@ mod x86 {
         let b = _mm256_shuffle_epi8(
             t,
             _mm256_setr_epi8(
-                0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12, 0, 0, 0, 0, 4, 4, 4, 4, 8, 8,
-                8, 8, 12, 12, 12, 12,
+                0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12, 0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12,
             ),
         );
         let bits = _mm256_set1_epi32(0x0804_0201);
-        _mm256_and_si256(
-            _mm256_cmpeq_epi8(_mm256_and_si256(b, bits), bits),
-            _mm256_set1_epi8(0x10),
-        )
+        _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(b, bits), bits), _mm256_set1_epi8(0x10))
     }
 
     /// Eight rows × `T` tokens of Nibbles weights, or with `FIFTH` of Nibbles5 (each nibble's
@@ -210,27 +171,15 @@ mod x86 {
     /// block's eight 16-bit partial sums cannot overflow (16 · 15 · 128 < 2¹⁵), Nibbles5's are
     /// widened per step (31 · 128 · 4 would).
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn nibbles<const T: usize, const FIFTH: bool>(
-        g: *const u8,
-        x: *const BlockQ8,
-        blocks: usize,
-        out: &mut GroupOut,
-    ) {
+    pub unsafe fn nibbles<const T: usize, const FIFTH: bool>(g: *const u8, x: *const BlockQ8, blocks: usize, out: &mut GroupOut) {
         let mask = _mm256_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
-        let block = if FIFTH {
-            Q5_GROUP_BLOCK
-        } else {
-            Q4_GROUP_BLOCK
-        };
+        let block = if FIFTH { Q5_GROUP_BLOCK } else { Q4_GROUP_BLOCK };
         let mut acc = [_mm256_setzero_ps(); T];
         for b in 0..blocks {
             let base = g.add(b * block);
-            let high = if FIFTH {
-                _mm256_loadu_si256(base.add(Q4_GROUP_BLOCK) as *const __m256i)
-            } else {
-                _mm256_setzero_si256()
-            };
+            let high =
+                if FIFTH { _mm256_loadu_si256(base.add(Q4_GROUP_BLOCK) as *const __m256i) } else { _mm256_setzero_si256() };
             let mut sums = [_mm256_setzero_si256(); T];
             for k in 0..4 {
                 let raw = _mm256_loadu_si256(base.add(4 * ROWS + 32 * k) as *const __m256i);
@@ -242,25 +191,14 @@ mod x86 {
                 }
                 for (t, sum) in sums.iter_mut().enumerate() {
                     let y = &*x.add(t * blocks + b);
-                    let s = _mm256_add_epi16(
-                        _mm256_maddubs_epi16(lo, spread(y, k)),
-                        _mm256_maddubs_epi16(hi, spread(y, 4 + k)),
-                    );
-                    *sum = if FIFTH {
-                        _mm256_add_epi32(*sum, _mm256_madd_epi16(s, ones))
-                    } else {
-                        _mm256_add_epi16(*sum, s)
-                    };
+                    let s = _mm256_add_epi16(_mm256_maddubs_epi16(lo, spread(y, k)), _mm256_maddubs_epi16(hi, spread(y, 4 + k)));
+                    *sum = if FIFTH { _mm256_add_epi32(*sum, _mm256_madd_epi16(s, ones)) } else { _mm256_add_epi16(*sum, s) };
                 }
             }
             let (d, m) = (halves(base), halves(base.add(2 * ROWS)));
             for (t, (a, sum)) in acc.iter_mut().zip(sums).enumerate() {
                 let y = &*x.add(t * blocks + b);
-                let dots = _mm256_cvtepi32_ps(if FIFTH {
-                    sum
-                } else {
-                    _mm256_madd_epi16(sum, ones)
-                });
+                let dots = _mm256_cvtepi32_ps(if FIFTH { sum } else { _mm256_madd_epi16(sum, ones) });
                 *a = _mm256_fmadd_ps(dots, _mm256_mul_ps(d, _mm256_set1_ps(y.d)), *a);
                 *a = _mm256_fmadd_ps(m, _mm256_set1_ps(y.s), *a);
             }
@@ -272,12 +210,7 @@ mod x86 {
 
     /// Eight rows × `T` tokens of Q8_0 weights (signed × signed through the sign trick).
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn q8<const T: usize>(
-        g: *const u8,
-        x: *const BlockQ8,
-        blocks: usize,
-        out: &mut GroupOut,
-    ) {
+    pub unsafe fn q8<const T: usize>(g: *const u8, x: *const BlockQ8, blocks: usize, out: &mut GroupOut) {
         let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_ps(); T];
         for b in 0..blocks {
@@ -295,11 +228,7 @@ mod x86 {
             let d = halves(base);
             for (t, (a, sum)) in acc.iter_mut().zip(sums).enumerate() {
                 let y = &*x.add(t * blocks + b);
-                *a = _mm256_fmadd_ps(
-                    _mm256_cvtepi32_ps(sum),
-                    _mm256_mul_ps(d, _mm256_set1_ps(y.d)),
-                    *a,
-                );
+                *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(d, _mm256_set1_ps(y.d)), *a);
             }
         }
         for (o, a) in out.iter_mut().zip(acc) {
@@ -310,12 +239,7 @@ mod x86 {
     /// Eight rows × `T` tokens of Bytes16 weights: the Q8_0 product with a scale and a
     /// minimum per half block.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn q8x16<const T: usize>(
-        g: *const u8,
-        x: *const BlockQ8,
-        blocks: usize,
-        out: &mut GroupOut,
-    ) {
+    pub unsafe fn q8x16<const T: usize>(g: *const u8, x: *const BlockQ8, blocks: usize, out: &mut GroupOut) {
         let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_ps(); T];
         for b in 0..blocks {
@@ -392,11 +316,7 @@ mod x86 {
         let mut acc = _mm256_setzero_ps();
         let mut i = 0;
         while i + 8 <= n {
-            acc = _mm256_fmadd_ps(
-                _mm256_loadu_ps(a.as_ptr().add(i)),
-                _mm256_loadu_ps(b.as_ptr().add(i)),
-                acc,
-            );
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)), acc);
             i += 8;
         }
         let mut s = hsum(acc);
@@ -418,43 +338,19 @@ mod tests {
     fn attend_matches_naive_softmax() {
         for hd in [48, 64, 128] {
             let (stride, len) = (3 * hd, 37);
-            let k: Vec<f32> = (0..len * stride)
-                .map(|i| ((i * 13 % 29) as f32 - 14.0) * 0.05)
-                .collect();
-            let v: Vec<f32> = (0..len * stride)
-                .map(|i| ((i * 7 % 31) as f32 - 15.0) * 0.1)
-                .collect();
+            let k: Vec<f32> = (0..len * stride).map(|i| ((i * 13 % 29) as f32 - 14.0) * 0.05).collect();
+            let v: Vec<f32> = (0..len * stride).map(|i| ((i * 7 % 31) as f32 - 15.0) * 0.1).collect();
             let q: Vec<f32> = (0..hd).map(|i| (i as f32 * 0.3).sin()).collect();
             let scale = 1.0 / (hd as f32).sqrt();
-            let s: Vec<f32> = (0..len)
-                .map(|j| {
-                    q.iter()
-                        .zip(&k[j * stride..])
-                        .map(|(a, b)| a * b)
-                        .sum::<f32>()
-                        * scale
-                })
-                .collect();
+            let s: Vec<f32> = (0..len).map(|j| q.iter().zip(&k[j * stride..]).map(|(a, b)| a * b).sum::<f32>() * scale).collect();
             let max = s.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
             let e: Vec<f32> = s.iter().map(|x| (x - max).exp()).collect();
             let total: f32 = e.iter().sum();
             let mut out = vec![0f32; hd];
-            attend(
-                &q,
-                &k,
-                &v,
-                stride,
-                len,
-                scale,
-                &mut vec![0.0; len],
-                &mut out,
-            );
+            attend(&q, &k, &v, stride, len, scale, &mut vec![0.0; len], &mut out);
             for (d, got) in out.iter().enumerate() {
                 let want: f32 = (0..len).map(|j| e[j] / total * v[j * stride + d]).sum();
-                assert!(
-                    (want - got).abs() < 1e-4,
-                    "hd {hd} dim {d}: {want} vs {got}"
-                );
+                assert!((want - got).abs() < 1e-4, "hd {hd} dim {d}: {want} vs {got}");
             }
         }
     }

@@ -12,10 +12,7 @@ pub(crate) struct Slab<T> {
 impl<T> Slab<T> {
     /// An empty slab.
     pub fn new() -> Self {
-        Self {
-            items: Vec::new(),
-            free: Vec::new(),
-        }
+        Self { items: Vec::new(), free: Vec::new() }
     }
 
     /// Stores `item` under a free id.

@@ -15,16 +15,9 @@ pub fn open(cfg: &LlmConfig, model: &Arc<Mmap>) -> Result<Box<dyn Backend>, LlmE
     match cfg.backend {
         BackendChoice::Cpu => Ok(cpu()),
         BackendChoice::Gpu => {
-            let options = GpuOptions {
-                policy: AdapterPolicy::Any,
-                max_binding: None,
-                profile: cfg.profile,
-            };
-            let gpu = GpuBackend::new(Arc::clone(model), options).map_err(|e| {
-                LlmError::Backend(format!(
-                    "the GPU backend is unavailable: {e}. Use --backend cpu (or auto)"
-                ))
-            })?;
+            let options = GpuOptions { policy: AdapterPolicy::Any, max_binding: None, profile: cfg.profile };
+            let gpu = GpuBackend::new(Arc::clone(model), options)
+                .map_err(|e| LlmError::Backend(format!("the GPU backend is unavailable: {e}. Use --backend cpu (or auto)")))?;
             Ok(Box::new(gpu))
         }
         BackendChoice::Auto => {
@@ -33,11 +26,7 @@ pub fn open(cfg: &LlmConfig, model: &Arc<Mmap>) -> Result<Box<dyn Backend>, LlmE
             if *NO_HARDWARE.get().unwrap_or(&false) {
                 return Ok(cpu());
             }
-            let options = GpuOptions {
-                policy: AdapterPolicy::Hardware,
-                max_binding: None,
-                profile: cfg.profile,
-            };
+            let options = GpuOptions { policy: AdapterPolicy::Hardware, max_binding: None, profile: cfg.profile };
             match GpuBackend::new(Arc::clone(model), options) {
                 Ok(gpu) => Ok(Box::new(gpu)),
                 Err(e) => {

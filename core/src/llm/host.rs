@@ -14,10 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::tensors::Kind;
 pub use super::tensors::Tensor;
-use crate::compute::{
-    ActId, AttentionIo, AttentionShape, Backend, BackendError, RopeSpec, WeightSpec, WeightType,
-    MAX_TOP_K,
-};
+use crate::compute::{ActId, AttentionIo, AttentionShape, Backend, BackendError, RopeSpec, WeightSpec, WeightType, MAX_TOP_K};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -57,10 +54,7 @@ const MAX_READ: u32 = 64 << 20;
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -73,12 +67,7 @@ fn shape(msg: String) -> ComputeError {
 impl State {
     /// A state that grants the guest nothing but `model`, the kernels of `backend`, and
     /// `host_cap` bytes of activations.
-    pub fn new(
-        model: Arc<Mmap>,
-        backend: Box<dyn Backend>,
-        limits: StoreLimits,
-        host_cap: usize,
-    ) -> Self {
+    pub fn new(model: Arc<Mmap>, backend: Box<dyn Backend>, limits: StoreLimits, host_cap: usize) -> Self {
         Self {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
@@ -98,18 +87,13 @@ impl State {
     /// Room for one more tensor handle, or the reason there is none.
     fn tensor_slot(&self) -> Res<()> {
         if self.tensors >= MAX_TENSORS {
-            return Err(ComputeError::Exhausted(format!(
-                "a session may hold at most {MAX_TENSORS} tensors"
-            )));
+            return Err(ComputeError::Exhausted(format!("a session may hold at most {MAX_TENSORS} tensors")));
         }
         Ok(())
     }
 
     fn push(&mut self, tensor: Tensor) -> Res<Resource<Tensor>> {
-        let handle = self
-            .table
-            .push(tensor)
-            .map_err(|e| ComputeError::Exhausted(e.to_string()))?;
+        let handle = self.table.push(tensor).map_err(|e| ComputeError::Exhausted(e.to_string()))?;
         self.tensors += 1;
         Ok(handle)
     }
@@ -120,21 +104,13 @@ impl State {
     }
 
     fn get(&self, t: &Resource<Tensor>) -> Res<&Tensor> {
-        self.table
-            .get(t)
-            .map_err(|e| ComputeError::BadHandle(e.to_string()))
+        self.table.get(t).map_err(|e| ComputeError::BadHandle(e.to_string()))
     }
 
-    fn weight_of(
-        &self,
-        t: &Resource<Tensor>,
-        what: &str,
-    ) -> Res<(WeightSpec, crate::compute::WeightId)> {
+    fn weight_of(&self, t: &Resource<Tensor>, what: &str) -> Res<(WeightSpec, crate::compute::WeightId)> {
         match self.get(t)?.kind {
             Kind::Weight(spec, id) => Ok((spec, id)),
-            Kind::Activation(_) => Err(ComputeError::BadHandle(format!(
-                "{what} must be a weight tensor"
-            ))),
+            Kind::Activation(_) => Err(ComputeError::BadHandle(format!("{what} must be a weight tensor"))),
         }
     }
 
@@ -143,9 +119,7 @@ impl State {
         let tensor = self.get(t)?;
         match tensor.kind {
             Kind::Activation(id) => Ok((id, tensor.rows, tensor.cols)),
-            Kind::Weight(..) => Err(ComputeError::BadHandle(format!(
-                "{what} must be an activation tensor"
-            ))),
+            Kind::Weight(..) => Err(ComputeError::BadHandle(format!("{what} must be an activation tensor"))),
         }
     }
 
@@ -177,9 +151,7 @@ fn distinct(out: ActId, inputs: &[ActId]) -> Res<()> {
 fn rows_fit(what: &str, rows: usize, n: u32) -> Res<usize> {
     let n = n as usize;
     if n == 0 || n > rows {
-        return Err(shape(format!(
-            "{what} has {rows} rows; the op asked for {n}"
-        )));
+        return Err(shape(format!("{what} has {rows} rows; the op asked for {n}")));
     }
     Ok(n)
 }
@@ -204,19 +176,11 @@ const DTYPES: [(Dtype, WeightType); 15] = [
 ];
 
 fn dtype_of(t: WeightType) -> Dtype {
-    DTYPES
-        .iter()
-        .find(|(_, w)| *w == t)
-        .expect("every weight type has a dtype")
-        .0
+    DTYPES.iter().find(|(_, w)| *w == t).expect("every weight type has a dtype").0
 }
 
 fn weight_type(d: Dtype) -> WeightType {
-    DTYPES
-        .iter()
-        .find(|(x, _)| *x == d)
-        .expect("every dtype has a weight type")
-        .1
+    DTYPES.iter().find(|(x, _)| *x == d).expect("every dtype has a weight type").1
 }
 
 impl compute::HostTensor for State {
@@ -257,45 +221,30 @@ impl compute::Host for State {
     fn read_model(&mut self, offset: u64, len: u32) -> Res<Vec<u8>> {
         self.last_progress = Instant::now();
         if len > MAX_READ {
-            return Err(ComputeError::OutOfRange(format!(
-                "a read of {len} bytes; at most {MAX_READ} per call"
-            )));
+            return Err(ComputeError::OutOfRange(format!("a read of {len} bytes; at most {MAX_READ} per call")));
         }
-        let end = offset
-            .checked_add(len as u64)
-            .filter(|&e| e <= self.model.len() as u64);
+        let end = offset.checked_add(len as u64).filter(|&e| e <= self.model.len() as u64);
         match end {
             Some(end) => Ok(self.model[offset as usize..end as usize].to_vec()),
-            None => Err(ComputeError::OutOfRange(format!(
-                "bytes {offset}+{len} lie beyond the {}-byte model file",
-                self.model.len()
-            ))),
+            None => {
+                Err(ComputeError::OutOfRange(format!("bytes {offset}+{len} lie beyond the {}-byte model file", self.model.len())))
+            }
         }
     }
 
     fn weight(&mut self, dtype: Dtype, rows: u32, cols: u32, offset: u64) -> Res<Resource<Tensor>> {
         let ty = weight_type(dtype);
-        let row_bytes = ty
-            .row_bytes(cols as usize)
-            .ok_or_else(|| shape(format!("{cols} columns do not fill whole {ty:?} blocks")))?;
-        let len = (rows as usize)
-            .checked_mul(row_bytes)
-            .filter(|_| rows > 0 && cols > 0);
-        let fits = len
-            .and_then(|l| (offset as usize).checked_add(l))
-            .is_some_and(|end| end <= self.model.len());
+        let row_bytes =
+            ty.row_bytes(cols as usize).ok_or_else(|| shape(format!("{cols} columns do not fill whole {ty:?} blocks")))?;
+        let len = (rows as usize).checked_mul(row_bytes).filter(|_| rows > 0 && cols > 0);
+        let fits = len.and_then(|l| (offset as usize).checked_add(l)).is_some_and(|end| end <= self.model.len());
         if !fits {
             return Err(ComputeError::OutOfRange(format!(
                 "a {rows}x{cols} {ty:?} weight at offset {offset} lies outside the {}-byte model file",
                 self.model.len()
             )));
         }
-        let spec = WeightSpec {
-            ty,
-            rows: rows as usize,
-            cols: cols as usize,
-            offset: offset as usize,
-        };
+        let spec = WeightSpec { ty, rows: rows as usize, cols: cols as usize, offset: offset as usize };
         // Weights are views of the file, but a backend may copy them (repacked, or uploaded):
         // a guest may hold twice the file's bytes at once, which a real model never needs.
         let cap = 2 * self.model.len() + (1 << 20);
@@ -309,21 +258,13 @@ impl compute::Host for State {
         let result = self.backend.weight(spec);
         let id = self.settle(result)?;
         self.weight_bytes += spec.len();
-        let tensor = Tensor {
-            rows: spec.rows,
-            cols: spec.cols,
-            kind: Kind::Weight(spec, id),
-        };
+        let tensor = Tensor { rows: spec.rows, cols: spec.cols, kind: Kind::Weight(spec, id) };
         self.push(tensor)
     }
 
     fn activation(&mut self, rows: u32, cols: u32) -> Res<Resource<Tensor>> {
-        let bytes = (rows as usize)
-            .checked_mul(cols as usize)
-            .and_then(|n| n.checked_mul(4))
-            .filter(|&b| b > 0);
-        let bytes = bytes
-            .ok_or_else(|| shape(format!("a {rows}x{cols} activation is empty or too large")))?;
+        let bytes = (rows as usize).checked_mul(cols as usize).and_then(|n| n.checked_mul(4)).filter(|&b| b > 0);
+        let bytes = bytes.ok_or_else(|| shape(format!("a {rows}x{cols} activation is empty or too large")))?;
         if self.host_bytes + bytes > self.host_cap {
             return Err(ComputeError::Exhausted(format!(
                 "a {rows}x{cols} activation would take this session past its {} MiB of host tensors",
@@ -334,70 +275,37 @@ impl compute::Host for State {
         let result = self.backend.activation(rows as usize, cols as usize);
         let id = self.settle(result)?;
         self.host_bytes += bytes;
-        let tensor = Tensor {
-            rows: rows as usize,
-            cols: cols as usize,
-            kind: Kind::Activation(id),
-        };
+        let tensor = Tensor { rows: rows as usize, cols: cols as usize, kind: Kind::Activation(id) };
         self.push(tensor)
     }
 
-    fn embed(
-        &mut self,
-        table: Resource<Tensor>,
-        tokens: Vec<u32>,
-        out: Resource<Tensor>,
-    ) -> Res<()> {
+    fn embed(&mut self, table: Resource<Tensor>, tokens: Vec<u32>, out: Resource<Tensor>) -> Res<()> {
         let (w, wid) = self.weight_of(&table, "the embedding table")?;
         let (o, rows, cols) = self.act(&out, "the output")?;
         if w.cols != cols || tokens.len() > rows || tokens.is_empty() {
-            return Err(shape(format!(
-                "{} tokens of width {} do not fit the output",
-                tokens.len(),
-                w.cols
-            )));
+            return Err(shape(format!("{} tokens of width {} do not fit the output", tokens.len(), w.cols)));
         }
         if let Some(bad) = tokens.iter().find(|&&t| t as usize >= w.rows) {
-            return Err(ComputeError::OutOfRange(format!(
-                "token {bad} is outside the {}-row table",
-                w.rows
-            )));
+            return Err(ComputeError::OutOfRange(format!("token {bad} is outside the {}-row table", w.rows)));
         }
         let result = self.backend.embed(wid, &tokens, o);
         self.settle(result)
     }
 
-    fn rms_norm(
-        &mut self,
-        x: Resource<Tensor>,
-        weight: Resource<Tensor>,
-        eps: f32,
-        n: u32,
-        out: Resource<Tensor>,
-    ) -> Res<()> {
+    fn rms_norm(&mut self, x: Resource<Tensor>, weight: Resource<Tensor>, eps: f32, n: u32, out: Resource<Tensor>) -> Res<()> {
         let (xi, xr, xc) = self.act(&x, "the input")?;
         let (w, wid) = self.weight_of(&weight, "the norm weight")?;
         let (o, or, cols) = self.act(&out, "the output")?;
         distinct(o, &[xi])?;
         let n = rows_fit("the input", xr.min(or), n)?;
         if xc != cols || w.cols != cols || w.rows != 1 {
-            return Err(shape(format!(
-                "rms-norm of width {xc} with weight {}x{} into width {cols}",
-                w.rows, w.cols
-            )));
+            return Err(shape(format!("rms-norm of width {xc} with weight {}x{} into width {cols}", w.rows, w.cols)));
         }
         let result = self.backend.rms_norm(xi, wid, eps, n, o);
         self.settle(result)
     }
 
-    fn matmul(
-        &mut self,
-        w: Resource<Tensor>,
-        x: Resource<Tensor>,
-        n: u32,
-        out: Resource<Tensor>,
-        accumulate: bool,
-    ) -> Res<()> {
+    fn matmul(&mut self, w: Resource<Tensor>, x: Resource<Tensor>, n: u32, out: Resource<Tensor>, accumulate: bool) -> Res<()> {
         let (wv, wid) = self.weight_of(&w, "the matrix")?;
         let (xi, xr, xc) = self.act(&x, "the input")?;
         let (o, or, cols) = self.act(&out, "the output")?;
@@ -418,39 +326,20 @@ impl compute::Host for State {
         let (b, bid) = self.weight_of(&bias, "the bias")?;
         let n = rows_fit("the input", xr, n)?;
         if b.rows != 1 || b.cols != cols {
-            return Err(shape(format!(
-                "a {}x{} bias added to rows of {cols}",
-                b.rows, b.cols
-            )));
+            return Err(shape(format!("a {}x{} bias added to rows of {cols}", b.rows, b.cols)));
         }
         let result = self.backend.add_bias(xi, bid, n);
         self.settle(result)
     }
 
-    fn rope(
-        &mut self,
-        x: Resource<Tensor>,
-        head_dim: u32,
-        pos: u32,
-        n: u32,
-        base: f32,
-        style: RopeStyle,
-    ) -> Res<()> {
+    fn rope(&mut self, x: Resource<Tensor>, head_dim: u32, pos: u32, n: u32, base: f32, style: RopeStyle) -> Res<()> {
         let (xi, rows, cols) = self.act(&x, "the input")?;
         let n = rows_fit("the input", rows, n)?;
         let hd = head_dim as usize;
         if hd == 0 || hd % 2 != 0 || hd > 512 || cols % hd != 0 {
-            return Err(shape(format!(
-                "head width {hd} does not divide rows of {cols}"
-            )));
+            return Err(shape(format!("head width {hd} does not divide rows of {cols}")));
         }
-        let spec = RopeSpec {
-            head_dim: hd,
-            pos: pos as usize,
-            n,
-            base,
-            interleaved: style == RopeStyle::Interleaved,
-        };
+        let spec = RopeSpec { head_dim: hd, pos: pos as usize, n, base, interleaved: style == RopeStyle::Interleaved };
         let result = self.backend.rope(xi, spec);
         self.settle(result)
     }
@@ -475,29 +364,16 @@ impl compute::Host for State {
         let (o, or, qd) = self.act(&out, "the output")?;
         let ids = [qi, ki, vi, kci, vci];
         if (1..ids.len()).any(|i| ids[..i].contains(&ids[i])) {
-            return Err(shape(
-                "attention's queries, keys, values and caches must be distinct tensors".into(),
-            ));
+            return Err(shape("attention's queries, keys, values and caches must be distinct tensors".into()));
         }
         distinct(o, &ids)?;
         let (hd, pos) = (head_dim as usize, pos as usize);
         let n = rows_fit("the queries", qr, n)?;
-        if hd == 0
-            || hd > 256
-            || qc != qd
-            || qd % hd != 0
-            || kvd % hd != 0
-            || vd != kvd
-            || (qd / hd) % (kvd / hd) != 0
-        {
-            return Err(shape(format!(
-                "attention of {qc}-wide queries and {kvd}-wide keys with head width {hd}"
-            )));
+        if hd == 0 || hd > 256 || qc != qd || qd % hd != 0 || kvd % hd != 0 || vd != kvd || (qd / hd) % (kvd / hd) != 0 {
+            return Err(shape(format!("attention of {qc}-wide queries and {kvd}-wide keys with head width {hd}")));
         }
         if kr < n || vr < n || or < n {
-            return Err(shape(format!(
-                "{n} tokens do not fit the key/value/output tensors"
-            )));
+            return Err(shape(format!("{n} tokens do not fit the key/value/output tensors")));
         }
         if kcc != kvd || vcc != kvd || kcr != vcr || pos + n > kcr {
             return Err(ComputeError::OutOfRange(format!(
@@ -505,83 +381,44 @@ impl compute::Host for State {
                 pos + n
             )));
         }
-        let shape = AttentionShape {
-            heads: qd / hd,
-            kv_heads: kvd / hd,
-            head_dim: hd,
-            pos,
-            n,
-        };
-        let io = AttentionIo {
-            q: qi,
-            k: ki,
-            v: vi,
-            k_cache: kci,
-            v_cache: vci,
-            out: o,
-        };
+        let shape = AttentionShape { heads: qd / hd, kv_heads: kvd / hd, head_dim: hd, pos, n };
+        let io = AttentionIo { q: qi, k: ki, v: vi, k_cache: kci, v_cache: vci, out: o };
         let result = self.backend.attention(io, shape);
         self.settle(result)
     }
 
-    fn silu_mul(
-        &mut self,
-        gate: Resource<Tensor>,
-        up: Resource<Tensor>,
-        n: u32,
-        out: Resource<Tensor>,
-    ) -> Res<()> {
+    fn silu_mul(&mut self, gate: Resource<Tensor>, up: Resource<Tensor>, n: u32, out: Resource<Tensor>) -> Res<()> {
         let (gi, gr, gc) = self.act(&gate, "the gate")?;
         let (ui, ur, uc) = self.act(&up, "the up projection")?;
         let (o, or, cols) = self.act(&out, "the output")?;
         distinct(o, &[gi, ui])?;
         let n = rows_fit("the gate", gr.min(ur).min(or), n)?;
         if gc != cols || uc != cols {
-            return Err(shape(format!(
-                "silu-mul of widths {gc} and {uc} into {cols}"
-            )));
+            return Err(shape(format!("silu-mul of widths {gc} and {uc} into {cols}")));
         }
         let result = self.backend.silu_mul(gi, ui, n, o);
         self.settle(result)
     }
 
-    fn copy_row(
-        &mut self,
-        src: Resource<Tensor>,
-        src_row: u32,
-        dst: Resource<Tensor>,
-        dst_row: u32,
-    ) -> Res<()> {
+    fn copy_row(&mut self, src: Resource<Tensor>, src_row: u32, dst: Resource<Tensor>, dst_row: u32) -> Res<()> {
         let (si, sr, sc) = self.act(&src, "the source")?;
         let (di, dr, cols) = self.act(&dst, "the destination")?;
         distinct(di, &[si])?;
         let (from, to) = (src_row as usize, dst_row as usize);
         if sc != cols || from >= sr || to >= dr {
-            return Err(ComputeError::OutOfRange(format!(
-                "row {from} → row {to} is outside the tensors"
-            )));
+            return Err(ComputeError::OutOfRange(format!("row {from} → row {to} is outside the tensors")));
         }
         let result = self.backend.copy_row(si, from, di, to);
         self.settle(result)
     }
 
-    fn penalize(
-        &mut self,
-        logits: Resource<Tensor>,
-        row: u32,
-        tokens: Vec<u32>,
-        penalty: f32,
-    ) -> Res<()> {
+    fn penalize(&mut self, logits: Resource<Tensor>, row: u32, tokens: Vec<u32>, penalty: f32) -> Res<()> {
         let (li, rows, _) = self.act(&logits, "the logits")?;
         if row as usize >= rows {
-            return Err(ComputeError::OutOfRange(format!(
-                "row {row} is outside the logits"
-            )));
+            return Err(ComputeError::OutOfRange(format!("row {row} is outside the logits")));
         }
         if !(penalty.is_finite() && penalty > 0.0) {
-            return Err(shape(format!(
-                "penalty {penalty} must be a positive number"
-            )));
+            return Err(shape(format!("penalty {penalty} must be a positive number")));
         }
         let result = self.backend.penalize(li, row as usize, &tokens, penalty);
         self.settle(result)
@@ -590,21 +427,14 @@ impl compute::Host for State {
     fn top_k(&mut self, logits: Resource<Tensor>, row: u32, k: u32) -> Res<Vec<Candidate>> {
         let (li, rows, cols) = self.act(&logits, "the logits")?;
         if row as usize >= rows || k == 0 {
-            return Err(ComputeError::OutOfRange(format!(
-                "top-{k} of row {row} is outside the logits"
-            )));
+            return Err(ComputeError::OutOfRange(format!("top-{k} of row {row} is outside the logits")));
         }
         if k as usize > MAX_TOP_K {
-            return Err(ComputeError::Unsupported(format!(
-                "top-{k}: at most {MAX_TOP_K} candidates can be read back"
-            )));
+            return Err(ComputeError::Unsupported(format!("top-{k}: at most {MAX_TOP_K} candidates can be read back")));
         }
         let result = self.backend.top_k(li, row as usize, (k as usize).min(cols));
         let best = self.settle(result)?;
-        Ok(best
-            .into_iter()
-            .map(|(id, logit)| Candidate { id, logit })
-            .collect())
+        Ok(best.into_iter().map(|(id, logit)| Candidate { id, logit }).collect())
     }
 }
 

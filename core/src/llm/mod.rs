@@ -61,22 +61,14 @@ pub enum LlmError {
         available: u64,
     },
     /// The model file changed while it was being read.
-    #[error("the model file {0} changed while it was being read; wait until whatever is writing it has finished, then try again")]
+    #[error(
+        "the model file {0} changed while it was being read; wait until whatever is writing it has finished, then try again"
+    )]
     Changed(PathBuf),
 }
 
 /// Which kernels run the guest's math.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
     /// A hardware GPU when there is one, else the CPU.
@@ -150,12 +142,7 @@ impl Default for Sampling {
 impl Sampling {
     /// Greedy decoding of up to `max_tokens`.
     pub fn greedy(max_tokens: u32) -> Self {
-        Self {
-            temperature: 0.0,
-            repeat_penalty: 1.0,
-            max_tokens,
-            ..Self::default()
-        }
+        Self { temperature: 0.0, repeat_penalty: 1.0, max_tokens, ..Self::default() }
     }
 }
 
@@ -252,10 +239,7 @@ impl Llm {
 
     /// Like [`Llm::load`], with the first session on a given backend (a later restart opens
     /// the one `config` asks for).
-    pub fn load_on(
-        config: LlmConfig,
-        backend: impl FnOnce(Arc<memmap2::Mmap>) -> Box<dyn Backend>,
-    ) -> Result<Self, LlmError> {
+    pub fn load_on(config: LlmConfig, backend: impl FnOnce(Arc<memmap2::Mmap>) -> Box<dyn Backend>) -> Result<Self, LlmError> {
         let model = Arc::new(snapshot(&config.model)?);
         let backend = backend(Arc::clone(&model));
         Self::start(Sandbox::shared()?, config, model, backend)
@@ -306,12 +290,7 @@ impl Llm {
             Some(b) => b,
             None => backends::open(&self.config, &self.model)?,
         };
-        let session = self.sandbox.start(
-            &self.config,
-            Arc::clone(&self.model),
-            backend,
-            &self.canceller,
-        )?;
+        let session = self.sandbox.start(&self.config, Arc::clone(&self.model), backend, &self.canceller)?;
         let (name, device, _) = session.backend();
         self.backend = (name, device);
         self.info = session.info.clone();
@@ -345,9 +324,7 @@ impl Llm {
 
     /// The backend's work counters (dispatches, submits, device time) so far.
     pub fn stats(&self) -> Stats {
-        self.session
-            .as_ref()
-            .map_or_else(Stats::default, |s| s.backend().2)
+        self.session.as_ref().map_or_else(Stats::default, |s| s.backend().2)
     }
 
     /// Device time per kernel so far, slowest first (with [`LlmConfig::profile`] on the GPU).
@@ -379,9 +356,7 @@ impl Llm {
         loop {
             let result = self.session()?.tokenize(text, parse_special);
             match self.settle(result) {
-                Err(LlmError::DeviceLost(why)) if self.config.backend != BackendChoice::Cpu => {
-                    self.fall_back(&why)
-                }
+                Err(LlmError::DeviceLost(why)) if self.config.backend != BackendChoice::Cpu => self.fall_back(&why),
                 other => return other,
             }
         }
@@ -396,11 +371,7 @@ impl Llm {
         sampling: &Sampling,
         on_text: impl FnMut(&str) -> bool + Send + 'static,
     ) -> Result<(Generation, Timings), LlmError> {
-        self.run(
-            Arc::new(Mutex::new(Box::new(on_text))),
-            Request::Chat(messages),
-            sampling,
-        )
+        self.run(Arc::new(Mutex::new(Box::new(on_text))), Request::Chat(messages), sampling)
     }
 
     /// Continues a raw prompt (no chat template).
@@ -410,21 +381,12 @@ impl Llm {
         sampling: &Sampling,
         on_text: impl FnMut(&str) -> bool + Send + 'static,
     ) -> Result<(Generation, Timings), LlmError> {
-        self.run(
-            Arc::new(Mutex::new(Box::new(on_text))),
-            Request::Complete(prompt),
-            sampling,
-        )
+        self.run(Arc::new(Mutex::new(Box::new(on_text))), Request::Complete(prompt), sampling)
     }
 
     /// Runs a request. If the GPU fails midway, the reply goes on from where it stopped on the
     /// CPU: the streamed text becomes the start of the assistant's message (or of the prompt).
-    fn run(
-        &mut self,
-        on_text: TextSink,
-        request: Request<'_>,
-        sampling: &Sampling,
-    ) -> Result<(Generation, Timings), LlmError> {
+    fn run(&mut self, on_text: TextSink, request: Request<'_>, sampling: &Sampling) -> Result<(Generation, Timings), LlmError> {
         self.canceller.reset();
         let start = Instant::now();
         let progress = Arc::new(Mutex::new(Progress::default()));
@@ -433,34 +395,24 @@ impl Llm {
                 let p = crate::sync::lock(&progress);
                 (p.text.clone(), p.ids.len() as u32)
             };
-            let resumed = Sampling {
-                max_tokens: sampling.max_tokens.saturating_sub(done).max(1),
-                ..sampling.clone()
-            };
+            let resumed = Sampling { max_tokens: sampling.max_tokens.saturating_sub(done).max(1), ..sampling.clone() };
             let text_sink = sink(&progress, &on_text, &self.canceller.cancel);
             let session = self.session()?;
             session.set_sink(Some(text_sink));
             let result = match &request {
                 Request::Chat(messages) if done > 0 => {
                     let mut m = messages.to_vec();
-                    m.push(Message {
-                        role: "assistant".into(),
-                        content: prefix.clone(),
-                    });
+                    m.push(Message { role: "assistant".into(), content: prefix.clone() });
                     session.chat(&m, &resumed)
                 }
                 Request::Chat(messages) => session.chat(messages, &resumed),
-                Request::Complete(prompt) => {
-                    session.complete(&format!("{prompt}{prefix}"), &resumed)
-                }
+                Request::Complete(prompt) => session.complete(&format!("{prompt}{prefix}"), &resumed),
             };
             if let Some(s) = self.session.as_mut() {
                 s.set_sink(None);
             }
             match self.settle(result) {
-                Err(LlmError::DeviceLost(why)) if self.config.backend != BackendChoice::Cpu => {
-                    self.fall_back(&why)
-                }
+                Err(LlmError::DeviceLost(why)) if self.config.backend != BackendChoice::Cpu => self.fall_back(&why),
                 Ok(mut g) if done > 0 => {
                     let p = crate::sync::lock(&progress);
                     g.text = format!("{prefix}{}", g.text);
@@ -479,14 +431,7 @@ impl Llm {
             }
             _ => 0.0,
         };
-        Ok((
-            generation,
-            Timings {
-                first_token,
-                total,
-                decode_tps,
-            },
-        ))
+        Ok((generation, Timings { first_token, total, decode_tps }))
     }
 
     /// Drops a session that trapped or lost its device, so the next request starts fresh.
@@ -505,16 +450,8 @@ impl Llm {
 
 /// The guest's token sink for one attempt: records progress, forwards text, and cancels when
 /// the caller or the canceller says so.
-fn sink(
-    progress: &Arc<Mutex<Progress>>,
-    on_text: &TextSink,
-    cancel: &Arc<AtomicBool>,
-) -> host::TokenSink {
-    let (progress, on_text, cancel) = (
-        Arc::clone(progress),
-        Arc::clone(on_text),
-        Arc::clone(cancel),
-    );
+fn sink(progress: &Arc<Mutex<Progress>>, on_text: &TextSink, cancel: &Arc<AtomicBool>) -> host::TokenSink {
+    let (progress, on_text, cancel) = (Arc::clone(progress), Arc::clone(on_text), Arc::clone(cancel));
     Box::new(move |id: u32, text: &str| {
         let now = Instant::now();
         {
@@ -534,14 +471,10 @@ fn sink(
 /// fault the way a read past the end of a shrunken file mapping does (SIGBUS). A file that
 /// changes while it is being read is refused.
 fn snapshot(path: &Path) -> Result<memmap2::Mmap, LlmError> {
-    let open = |source| LlmError::Open {
-        path: path.to_path_buf(),
-        source,
-    };
+    let open = |source| LlmError::Open { path: path.to_path_buf(), source };
     let mut file = std::fs::File::open(path).map_err(open)?;
     let before = file.metadata().map_err(open)?;
-    let len = usize::try_from(before.len())
-        .map_err(|_| open(std::io::Error::other("the file does not fit in memory")))?;
+    let len = usize::try_from(before.len()).map_err(|_| open(std::io::Error::other("the file does not fit in memory")))?;
     if len == 0 {
         return Err(open(std::io::Error::other("the file is empty")));
     }
@@ -551,9 +484,7 @@ fn snapshot(path: &Path) -> Result<memmap2::Mmap, LlmError> {
     let after = file.metadata().map_err(open)?;
     let changed = after.len() != before.len() || after.modified().ok() != before.modified().ok();
     match read {
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(LlmError::Changed(path.to_path_buf()))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(LlmError::Changed(path.to_path_buf())),
         Err(e) => return Err(open(e)),
         Ok(()) if changed => return Err(LlmError::Changed(path.to_path_buf())),
         Ok(()) => {}
@@ -566,11 +497,7 @@ fn snapshot(path: &Path) -> Result<memmap2::Mmap, LlmError> {
 fn fits_in_memory(path: &Path, len: u64, available: Option<u64>) -> Result<(), LlmError> {
     let needed = 2 * len;
     match available {
-        Some(available) if needed > available => Err(LlmError::TooLarge {
-            path: path.to_path_buf(),
-            needed,
-            available,
-        }),
+        Some(available) if needed > available => Err(LlmError::TooLarge { path: path.to_path_buf(), needed, available }),
         _ => Ok(()),
     }
 }
@@ -590,21 +517,10 @@ mod memory_tests {
     #[test]
     fn a_model_larger_than_free_memory_is_refused_with_the_figures() {
         let path = Path::new("/models/big.gguf");
-        let err = fits_in_memory(path, 4_000_000_000, Some(6_000_000_000))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("/models/big.gguf") && err.contains("8.0 GB") && err.contains("6.0 GB"),
-            "{err}"
-        );
+        let err = fits_in_memory(path, 4_000_000_000, Some(6_000_000_000)).unwrap_err().to_string();
+        assert!(err.contains("/models/big.gguf") && err.contains("8.0 GB") && err.contains("6.0 GB"), "{err}");
         assert!(fits_in_memory(path, 1_000_000_000, Some(6_000_000_000)).is_ok());
-        assert!(
-            fits_in_memory(path, 1_000_000_000, None).is_ok(),
-            "unknown free memory does not refuse"
-        );
-        assert!(
-            available_memory().is_some_and(|b| b > 0),
-            "this Linux machine reports MemAvailable"
-        );
+        assert!(fits_in_memory(path, 1_000_000_000, None).is_ok(), "unknown free memory does not refuse");
+        assert!(available_memory().is_some_and(|b| b > 0), "this Linux machine reports MemAvailable");
     }
 }

@@ -44,10 +44,7 @@ impl Sandbox {
     /// on first use.
     pub fn shared() -> Result<Arc<Self>, LlmError> {
         static SHARED: OnceLock<Result<Arc<Sandbox>, String>> = OnceLock::new();
-        SHARED
-            .get_or_init(|| Sandbox::new(None).map(Arc::new).map_err(|e| e.to_string()))
-            .clone()
-            .map_err(LlmError::Runtime)
+        SHARED.get_or_init(|| Sandbox::new(None).map(Arc::new).map_err(|e| e.to_string())).clone().map_err(LlmError::Runtime)
     }
 
     /// A sandbox for another component of the same `inference` world (Murmur's sandbox tests
@@ -66,8 +63,7 @@ impl Sandbox {
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(runtime)?;
-        Inference::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s)
-            .map_err(runtime)?;
+        Inference::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s).map_err(runtime)?;
         let ticker = engine.weak();
         std::thread::Builder::new()
             .name("murmur-epoch".into())
@@ -79,11 +75,7 @@ impl Sandbox {
                 }
             })
             .map_err(runtime)?;
-        Ok(Self {
-            engine,
-            component,
-            linker,
-        })
+        Ok(Self { engine, component, linker })
     }
 
     /// A fresh guest instance with `model` loaded, running its math on `backend`.
@@ -94,14 +86,8 @@ impl Sandbox {
         backend: Box<dyn Backend>,
         canceller: &Canceller,
     ) -> Result<Session, LlmError> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(cfg.guest_memory)
-            .trap_on_grow_failure(true)
-            .build();
-        let mut store = Store::new(
-            &self.engine,
-            State::new(model, backend, limits, cfg.host_memory),
-        );
+        let limits = StoreLimitsBuilder::new().memory_size(cfg.guest_memory).trap_on_grow_failure(true).build();
+        let mut store = Store::new(&self.engine, State::new(model, backend, limits, cfg.host_memory));
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
         let interrupt = Arc::clone(&canceller.interrupt);
@@ -120,18 +106,11 @@ impl Sandbox {
             }
             Ok(UpdateDeadline::Continue(1))
         });
-        let bindings =
-            Inference::instantiate(&mut store, &self.component, &self.linker).map_err(runtime)?;
+        let bindings = Inference::instantiate(&mut store, &self.component, &self.linker).map_err(runtime)?;
         store.data_mut().last_progress = Instant::now();
-        let loaded = bindings
-            .murmur_llm_llm()
-            .call_load(&mut store, cfg.context, cfg.batch);
+        let loaded = bindings.murmur_llm_llm().call_load(&mut store, cfg.context, cfg.batch);
         let info = settle(&store, loaded)?;
-        Ok(Session {
-            store,
-            bindings,
-            info,
-        })
+        Ok(Session { store, bindings, info })
     }
 }
 
@@ -139,9 +118,7 @@ impl Sandbox {
 /// build, and it is then recompiled).
 fn cache_path() -> PathBuf {
     let short = &GUEST_SHA256[..16];
-    crate::paths::cache_dir()
-        .join("guest")
-        .join(format!("inference-{short}.cwasm"))
+    crate::paths::cache_dir().join("guest").join(format!("inference-{short}.cwasm"))
 }
 
 /// Loads the compiled guest from the cache, or compiles and caches it (a few seconds, once).
@@ -179,10 +156,7 @@ pub(super) struct Session {
 
 /// A guest call's outcome in the host's terms: a failed device wins over whatever the guest made
 /// of it, so the caller can fall back.
-fn settle<T>(
-    store: &Store<State>,
-    result: wasmtime::Result<Result<T, String>>,
-) -> Result<T, LlmError> {
+fn settle<T>(store: &Store<State>, result: wasmtime::Result<Result<T, String>>) -> Result<T, LlmError> {
     if let Some(lost) = &store.data().device_lost {
         return Err(LlmError::DeviceLost(lost.clone()));
     }
@@ -205,42 +179,21 @@ impl Session {
         self.store.data().backend().profile()
     }
 
-    pub(super) fn tokenize(
-        &mut self,
-        text: &str,
-        parse_special: bool,
-    ) -> Result<Vec<u32>, LlmError> {
+    pub(super) fn tokenize(&mut self, text: &str, parse_special: bool) -> Result<Vec<u32>, LlmError> {
         self.store.data_mut().last_progress = Instant::now();
-        let r = self
-            .bindings
-            .murmur_llm_llm()
-            .call_tokenize(&mut self.store, text, parse_special);
+        let r = self.bindings.murmur_llm_llm().call_tokenize(&mut self.store, text, parse_special);
         settle(&self.store, r)
     }
 
-    pub(super) fn chat(
-        &mut self,
-        messages: &[Message],
-        sampling: &Sampling,
-    ) -> Result<Generation, LlmError> {
+    pub(super) fn chat(&mut self, messages: &[Message], sampling: &Sampling) -> Result<Generation, LlmError> {
         self.store.data_mut().last_progress = Instant::now();
-        let r = self
-            .bindings
-            .murmur_llm_llm()
-            .call_chat(&mut self.store, messages, sampling);
+        let r = self.bindings.murmur_llm_llm().call_chat(&mut self.store, messages, sampling);
         settle(&self.store, r)
     }
 
-    pub(super) fn complete(
-        &mut self,
-        prompt: &str,
-        sampling: &Sampling,
-    ) -> Result<Generation, LlmError> {
+    pub(super) fn complete(&mut self, prompt: &str, sampling: &Sampling) -> Result<Generation, LlmError> {
         self.store.data_mut().last_progress = Instant::now();
-        let r = self
-            .bindings
-            .murmur_llm_llm()
-            .call_complete(&mut self.store, prompt, sampling);
+        let r = self.bindings.murmur_llm_llm().call_complete(&mut self.store, prompt, sampling);
         settle(&self.store, r)
     }
 }

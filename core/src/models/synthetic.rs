@@ -64,10 +64,7 @@ struct Cursor<'a> {
 
 impl Cursor<'_> {
     fn take(&mut self, n: u64) -> Result<&[u8], String> {
-        let end = usize::try_from(n)
-            .ok()
-            .and_then(|n| self.pos.checked_add(n))
-            .filter(|&e| e <= self.bytes.len());
+        let end = usize::try_from(n).ok().and_then(|n| self.pos.checked_add(n)).filter(|&e| e <= self.bytes.len());
         let end = end.ok_or("it ends inside its metadata (read more of the file's head)")?;
         let s = &self.bytes[self.pos..end];
         self.pos = end;
@@ -75,15 +72,11 @@ impl Cursor<'_> {
     }
 
     fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
 
     fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
 
     fn string(&mut self) -> Result<String, String> {
@@ -134,28 +127,18 @@ fn parse_head(bytes: &[u8]) -> Result<Head, String> {
     for _ in 0..n_tensors {
         let name = c.string()?;
         let dims = c.u32()?;
-        let elements =
-            (0..dims).try_fold(1u64, |acc, _| Ok::<_, String>(acc.saturating_mul(c.u64()?)))?;
+        let elements = (0..dims).try_fold(1u64, |acc, _| Ok::<_, String>(acc.saturating_mul(c.u64()?)))?;
         let ggml_type = c.u32()?;
         let offset = c.u64()?;
         if block(ggml_type).is_none() {
-            return Err(format!(
-                "tensor '{name}' has ggml type {ggml_type}, which Murmur does not run"
-            ));
+            return Err(format!("tensor '{name}' has ggml type {ggml_type}, which Murmur does not run"));
         }
-        tensors.push(TensorEntry {
-            ggml_type,
-            elements,
-            offset,
-        });
+        tensors.push(TensorEntry { ggml_type, elements, offset });
     }
     let data = (c.pos as u64).next_multiple_of(alignment) as usize;
     let mut head = bytes[..c.pos].to_vec();
     head.resize(data, 0);
-    Ok(Head {
-        bytes: head,
-        tensors,
-    })
+    Ok(Head { bytes: head, tensors })
 }
 
 /// xorshift64*: cheap random bytes.
@@ -186,17 +169,13 @@ fn fill(t: &TensorEntry, rng: &mut Rng, out: &mut impl Write) -> std::io::Result
         match ty {
             WeightType::F32 => buf.extend((0.9 + 0.2 * rng.unit()).to_le_bytes()),
             WeightType::F16 => buf.extend(f16::from_f32(0.9 + 0.2 * rng.unit()).to_le_bytes()),
-            WeightType::BF16 => {
-                buf.extend(half::bf16::from_f32(0.9 + 0.2 * rng.unit()).to_le_bytes())
-            }
+            WeightType::BF16 => buf.extend(half::bf16::from_f32(0.9 + 0.2 * rng.unit()).to_le_bytes()),
             _ => {
                 buf.extend((0..bytes).map(|_| rng.next() as u8));
                 // Super-block scales multiply 6-bit sub-block scales: keep their products small.
                 let unit = if per == 32 { 1.0 } else { 1.0 / 32.0 };
                 for &at in ty.f16_fields() {
-                    buf[at..at + 2].copy_from_slice(
-                        &f16::from_f32((0.002 + 0.018 * rng.unit()) * unit).to_le_bytes(),
-                    );
+                    buf[at..at + 2].copy_from_slice(&f16::from_f32((0.002 + 0.018 * rng.unit()) * unit).to_le_bytes());
                 }
             }
         }
@@ -214,17 +193,10 @@ pub fn synthesize(like: &Path) -> Result<PathBuf, SyntheticError> {
     };
     let mut head = Vec::new();
     // Metadata and the tensor directory fit in the first 64 MiB of any model Murmur runs.
-    std::fs::File::open(like)
-        .and_then(|f| f.take(64 << 20).read_to_end(&mut head))
-        .map_err(io(like))?;
-    let parsed = parse_head(&head).map_err(|reason| SyntheticError::Format {
-        path: like.to_path_buf(),
-        reason,
-    })?;
+    std::fs::File::open(like).and_then(|f| f.take(64 << 20).read_to_end(&mut head)).map_err(io(like))?;
+    let parsed = parse_head(&head).map_err(|reason| SyntheticError::Format { path: like.to_path_buf(), reason })?;
     let digest = Sha256::digest(&parsed.bytes);
-    let stem = like
-        .file_stem()
-        .map_or("model".into(), |s| s.to_string_lossy().into_owned());
+    let stem = like.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
     let dir = paths::cache_dir().join("synthetic");
     let path = dir.join(format!("{stem}.{}.synthetic.gguf", hex(&digest[..6])));
     if path.exists() {
@@ -242,10 +214,7 @@ pub fn synthesize(like: &Path) -> Result<PathBuf, SyntheticError> {
         let gap = t
             .offset
             .checked_sub(at)
-            .ok_or_else(|| SyntheticError::Format {
-                path: like.to_path_buf(),
-                reason: "its tensors overlap".into(),
-            })?;
+            .ok_or_else(|| SyntheticError::Format { path: like.to_path_buf(), reason: "its tensors overlap".into() })?;
         out.write_all(&vec![0u8; gap as usize]).map_err(io(&tmp))?;
         fill(t, &mut rng, &mut out).map_err(io(&tmp))?;
         let (bytes, per) = block(t.ggml_type).expect("checked when parsed");

@@ -29,16 +29,9 @@ impl<'a> Reader<'a> {
 
     /// The next `n` bytes.
     pub fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8], ReadError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.data.len())
-            .ok_or_else(|| {
-                ReadError(format!(
-                    "the file ends inside {what} (needs {n} bytes at offset {})",
-                    self.pos
-                ))
-            })?;
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len()).ok_or_else(|| {
+            ReadError(format!("the file ends inside {what} (needs {n} bytes at offset {})", self.pos))
+        })?;
         let b = &self.data[self.pos..end];
         self.pos = end;
         Ok(b)

@@ -49,10 +49,7 @@ pub struct Ct2Export {
 impl Ct2Export {
     /// The export in `dir`.
     pub fn in_dir(dir: &Path) -> Self {
-        Self {
-            model: dir.join("model.bin"),
-            tokenizer: dir.join("tokenizer.json"),
-        }
+        Self { model: dir.join("model.bin"), tokenizer: dir.join("tokenizer.json") }
     }
 }
 
@@ -68,28 +65,19 @@ pub struct Converted {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ConvertError> {
-    std::fs::read(path).map_err(|source| ConvertError::Io {
-        path: path.into(),
-        source,
-    })
+    std::fs::read(path).map_err(|source| ConvertError::Io { path: path.into(), source })
 }
 
 /// Converts `export` into a ggml file at `out` (checked by parsing it back, written to a
 /// temporary name, then renamed, so `out` is either absent or complete).
 pub fn convert(export: &Ct2Export, out: &Path) -> Result<Converted, ConvertError> {
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ConvertError + '_ {
-        move |source| ConvertError::Io {
-            path: path.into(),
-            source,
-        }
+        move |source| ConvertError::Io { path: path.into(), source }
     }
     let (converted, written) = to_ggml(export, &read(&export.model)?, &read(&export.tokenizer)?)?;
     let tmp = out.with_extension("partial");
     let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    (&file)
-        .write_all(&written)
-        .and_then(|()| file.sync_all())
-        .map_err(io(&tmp))?;
+    (&file).write_all(&written).and_then(|()| file.sync_all()).map_err(io(&tmp))?;
     std::fs::rename(&tmp, out).map_err(io(out))?;
     tracing::info!(out = %out.display(), tensors = converted.tensors, "converted Whisper model");
     Ok(converted)
@@ -97,16 +85,9 @@ pub fn convert(export: &Ct2Export, out: &Path) -> Result<Converted, ConvertError
 
 /// The ggml file for the bytes of `export`'s `model.bin` and `tokenizer.json` (its paths name
 /// the culprit in errors), built in memory and checked by parsing it back.
-pub fn to_ggml(
-    export: &Ct2Export,
-    model_bytes: &[u8],
-    tokenizer_bytes: &[u8],
-) -> Result<(Converted, Vec<u8>), ConvertError> {
+pub fn to_ggml(export: &Ct2Export, model_bytes: &[u8], tokenizer_bytes: &[u8]) -> Result<(Converted, Vec<u8>), ConvertError> {
     fn bad(path: &Path) -> impl FnOnce(ReadError) -> ConvertError + '_ {
-        move |e| ConvertError::Input {
-            path: path.into(),
-            reason: e.0,
-        }
+        move |e| ConvertError::Input { path: path.into(), reason: e.0 }
     }
     let vocab = vocabulary(tokenizer_bytes).map_err(bad(&export.tokenizer))?;
     let model = Ct2Model::parse(model_bytes).map_err(bad(&export.model))?;
@@ -115,26 +96,16 @@ pub fn to_ggml(
     // Writes to a Vec cannot fail.
     let in_memory = "writing to memory";
     let mut w = GgmlWriter::new(Vec::new(), &h).expect(in_memory);
-    w.filters(h.n_mels, &mel::filters(h.n_mels))
-        .expect(in_memory);
+    w.filters(h.n_mels, &mel::filters(h.n_mels)).expect(in_memory);
     w.vocab(&vocab).expect(in_memory);
     for spec in &specs {
         let data = tensor_data(&model, spec, &h).map_err(bad(&export.model))?;
         w.tensor(spec, &data).expect(in_memory);
     }
     let written = w.finish();
-    GgmlWhisper::parse(&written).map_err(|e| ConvertError::Input {
-        path: export.model.clone(),
-        reason: format!("the converted model does not check out: {}", e.0),
-    })?;
-    Ok((
-        Converted {
-            hparams: h,
-            tensors: specs.len(),
-            bytes: written.len() as u64,
-        },
-        written,
-    ))
+    GgmlWhisper::parse(&written)
+        .map_err(|e| ConvertError::Input { path: export.model.clone(), reason: format!("the converted model does not check out: {}", e.0) })?;
+    Ok((Converted { hparams: h, tensors: specs.len(), bytes: written.len() as u64 }, written))
 }
 
 fn flag(model: &Ct2Model, name: &str) -> Option<i64> {
@@ -142,22 +113,13 @@ fn flag(model: &Ct2Model, name: &str) -> Option<i64> {
 }
 
 fn count_layers(model: &Ct2Model, stack: &str) -> usize {
-    (0..)
-        .take_while(|i| {
-            model
-                .variables
-                .contains_key(&format!("{stack}/layer_{i}/self_attention/linear_0/weight"))
-        })
-        .count()
+    (0..).take_while(|i| model.variables.contains_key(&format!("{stack}/layer_{i}/self_attention/linear_0/weight"))).count()
 }
 
 /// Dimensions from the variables' shapes, after refusing what whisper.cpp cannot run.
 fn hparams(model: &Ct2Model) -> Result<Hparams, ReadError> {
     if model.spec != "WhisperSpec" {
-        return Err(ReadError(format!(
-            "a {} model is not a Whisper model",
-            model.spec
-        )));
+        return Err(ReadError(format!("a {} model is not a Whisper model", model.spec)));
     }
     for (name, want) in [
         ("encoder/activation", 3),
@@ -168,42 +130,24 @@ fn hparams(model: &Ct2Model) -> Result<Hparams, ReadError> {
         ("decoder/alibi", 0),
     ] {
         if let Some(v) = flag(model, name).filter(|&v| v != want) {
-            return Err(ReadError(format!(
-                "{name} is {v}; whisper.cpp only runs {want}"
-            )));
+            return Err(ReadError(format!("{name} is {v}; whisper.cpp only runs {want}")));
         }
     }
-    let tied = model
-        .aliases
-        .get("decoder/projection/weight")
-        .is_none_or(|t| t == "decoder/embeddings/weight");
+    let tied = model.aliases.get("decoder/projection/weight").is_none_or(|t| t == "decoder/embeddings/weight");
     if !tied || model.variables.contains_key("decoder/projection/weight") {
-        return Err(ReadError(
-            "the output projection is not tied to the token embedding, which whisper.cpp requires"
-                .into(),
-        ));
+        return Err(ReadError("the output projection is not tied to the token embedding, which whisper.cpp requires".into()));
     }
     let dims2 = |name: &str| -> Result<(usize, usize), ReadError> {
         match model.get(name)?.dims[..] {
             [a, b] => Ok((a, b)),
-            ref d => Err(ReadError(format!(
-                "{name} has shape {d:?}, expected 2 dimensions"
-            ))),
+            ref d => Err(ReadError(format!("{name} has shape {d:?}, expected 2 dimensions"))),
         }
     };
-    let heads = |name: &str| {
-        flag(model, name)
-            .and_then(|v| usize::try_from(v).ok())
-            .ok_or_else(|| ReadError(format!("the model has no {name}")))
-    };
+    let heads = |name: &str| flag(model, name).and_then(|v| usize::try_from(v).ok()).ok_or_else(|| ReadError(format!("the model has no {name}")));
     let (n_vocab, _) = dims2("decoder/embeddings/weight")?;
     let (n_audio_ctx, n_audio_state) = dims2("encoder/position_encodings/encodings")?;
     let (n_text_ctx, n_text_state) = dims2("decoder/position_encodings/encodings")?;
-    let n_mels = *model
-        .get("encoder/conv1/weight")?
-        .dims
-        .get(1)
-        .ok_or_else(|| ReadError("encoder/conv1/weight is not 3-D".into()))?;
+    let n_mels = *model.get("encoder/conv1/weight")?.dims.get(1).ok_or_else(|| ReadError("encoder/conv1/weight is not 3-D".into()))?;
     Ok(Hparams {
         n_vocab,
         n_audio_ctx,
@@ -248,20 +192,12 @@ fn source(name: &str, d: usize) -> Result<(String, Option<Range<usize>>), ReadEr
                 ["mlp", "0"] => (format!("{l}/ffn/linear_0/{param}"), None),
                 ["mlp", "2"] => (format!("{l}/ffn/linear_1/{param}"), None),
                 ["attn", "query"] => (format!("{l}/self_attention/linear_0/{param}"), Some(0..d)),
-                ["attn", "key"] => (
-                    format!("{l}/self_attention/linear_0/{param}"),
-                    Some(d..2 * d),
-                ),
-                ["attn", "value"] => (
-                    format!("{l}/self_attention/linear_0/{param}"),
-                    Some(2 * d..3 * d),
-                ),
+                ["attn", "key"] => (format!("{l}/self_attention/linear_0/{param}"), Some(d..2 * d)),
+                ["attn", "value"] => (format!("{l}/self_attention/linear_0/{param}"), Some(2 * d..3 * d)),
                 ["attn", "out"] => (format!("{l}/self_attention/linear_1/{param}"), None),
                 ["cross_attn", "query"] => (format!("{l}/attention/linear_0/{param}"), None),
                 ["cross_attn", "key"] => (format!("{l}/attention/linear_1/{param}"), Some(0..d)),
-                ["cross_attn", "value"] => {
-                    (format!("{l}/attention/linear_1/{param}"), Some(d..2 * d))
-                }
+                ["cross_attn", "value"] => (format!("{l}/attention/linear_1/{param}"), Some(d..2 * d)),
                 ["cross_attn", "out"] => (format!("{l}/attention/linear_2/{param}"), None),
                 _ => return Err(unknown()),
             }
@@ -273,11 +209,7 @@ fn source(name: &str, d: usize) -> Result<(String, Option<Range<usize>>), ReadEr
 
 /// The bytes of tensor `spec`: its source rows, converted to `spec.ty`.
 fn tensor_data(model: &Ct2Model, spec: &TensorSpec, h: &Hparams) -> Result<Vec<u8>, ReadError> {
-    let d = if spec.name.starts_with("encoder") {
-        h.n_audio_state
-    } else {
-        h.n_text_state
-    };
+    let d = if spec.name.starts_with("encoder") { h.n_audio_state } else { h.n_text_state };
     let (var_name, rows) = source(&spec.name, d)?;
     let var = model.get(&var_name)?;
     let row_elems: usize = var.dims.iter().skip(1).product();
@@ -296,9 +228,7 @@ fn tensor_data(model: &Ct2Model, spec: &TensorSpec, h: &Hparams) -> Result<Vec<u
     let values = raw.chunks_exact(size).map(|b| match var.ty {
         Ct2Type::F32 => Ok(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         Ct2Type::F16 => Ok(f16::from_le_bytes([b[0], b[1]]).to_f32()),
-        other => Err(ReadError(format!(
-            "{var_name} is stored as {other:?}; only f32 and f16 exports are supported"
-        ))),
+        other => Err(ReadError(format!("{var_name} is stored as {other:?}; only f32 and f16 exports are supported"))),
     });
     let mut out = Vec::with_capacity(spec.elements() * spec.ty.size());
     for v in values {
@@ -312,9 +242,7 @@ fn tensor_data(model: &Ct2Model, spec: &TensorSpec, h: &Hparams) -> Result<Vec<u
 
 /// GPT-2's byte ↔ printable-character table, inverted: character → byte.
 fn unicode_to_byte() -> HashMap<char, u8> {
-    let printable = |b: u8| {
-        (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b)
-    };
+    let printable = |b: u8| (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
     let mut next = 256u32;
     (0..=255u8)
         .map(|b| {
@@ -346,40 +274,31 @@ fn vocabulary(json: &[u8]) -> Result<Vec<Vec<u8>>, ReadError> {
         id: u32,
         content: String,
     }
-    let t: Tokenizer = serde_json::from_slice(json)
-        .map_err(|e| ReadError(format!("not a tokenizer.json with a BPE vocabulary: {e}")))?;
+    let t: Tokenizer = serde_json::from_slice(json).map_err(|e| ReadError(format!("not a tokenizer.json with a BPE vocabulary: {e}")))?;
     let eot = t
         .added_tokens
         .iter()
         .find(|a| a.content == "<|endoftext|>")
         .map(|a| a.id)
         .or_else(|| t.model.vocab.get("<|endoftext|>").copied())
-        .ok_or_else(|| ReadError("the vocabulary has no <|endoftext|> token".into()))?
-        as usize;
+        .ok_or_else(|| ReadError("the vocabulary has no <|endoftext|> token".into()))? as usize;
     // Every id below <|endoftext|> needs a token, so its id cannot exceed the vocabulary's size
     // (checked before sizing anything by it).
     if eot > t.model.vocab.len() {
-        return Err(ReadError(format!(
-            "<|endoftext|> has id {eot}, beyond the {}-token vocabulary",
-            t.model.vocab.len()
-        )));
+        return Err(ReadError(format!("<|endoftext|> has id {eot}, beyond the {}-token vocabulary", t.model.vocab.len())));
     }
     let bytes_of = unicode_to_byte();
     let mut tokens: Vec<Option<Vec<u8>>> = vec![None; eot];
     for (text, &id) in &t.model.vocab {
         if let Some(slot) = tokens.get_mut(id as usize) {
             let b: Option<Vec<u8>> = text.chars().map(|c| bytes_of.get(&c).copied()).collect();
-            *slot = Some(b.ok_or_else(|| {
-                ReadError(format!("token {id} ({text:?}) is not byte-level BPE"))
-            })?);
+            *slot = Some(b.ok_or_else(|| ReadError(format!("token {id} ({text:?}) is not byte-level BPE")))?);
         }
     }
     tokens
         .into_iter()
         .enumerate()
-        .map(|(id, t)| {
-            t.ok_or_else(|| ReadError(format!("the vocabulary has no token with id {id}")))
-        })
+        .map(|(id, t)| t.ok_or_else(|| ReadError(format!("the vocabulary has no token with id {id}"))))
         .collect()
 }
 
@@ -398,27 +317,9 @@ mod tests {
 
     #[test]
     fn fused_projections_split_by_rows() {
-        assert_eq!(
-            source("decoder.blocks.2.cross_attn.value.weight", 384).unwrap(),
-            (
-                "decoder/layer_2/attention/linear_1/weight".into(),
-                Some(384..768)
-            )
-        );
-        assert_eq!(
-            source("encoder.blocks.0.attn.key.weight", 384).unwrap(),
-            (
-                "encoder/layer_0/self_attention/linear_0/weight".into(),
-                Some(384..768)
-            )
-        );
-        assert_eq!(
-            source("decoder.blocks.0.attn.out.bias", 384).unwrap(),
-            ("decoder/layer_0/self_attention/linear_1/bias".into(), None)
-        );
-        assert_eq!(
-            source("encoder.ln_post.bias", 384).unwrap(),
-            ("encoder/layer_norm/beta".into(), None)
-        );
+        assert_eq!(source("decoder.blocks.2.cross_attn.value.weight", 384).unwrap(), ("decoder/layer_2/attention/linear_1/weight".into(), Some(384..768)));
+        assert_eq!(source("encoder.blocks.0.attn.key.weight", 384).unwrap(), ("encoder/layer_0/self_attention/linear_0/weight".into(), Some(384..768)));
+        assert_eq!(source("decoder.blocks.0.attn.out.bias", 384).unwrap(), ("decoder/layer_0/self_attention/linear_1/bias".into(), None));
+        assert_eq!(source("encoder.ln_post.bias", 384).unwrap(), ("encoder/layer_norm/beta".into(), None));
     }
 }

@@ -97,9 +97,7 @@ impl<'a> Ct2Model<'a> {
         let mut r = Reader::new(data);
         let version = r.u32("the binary version")?;
         if !(4..=6).contains(&version) {
-            return Err(ReadError(format!(
-                "CTranslate2 binary version {version} is not supported (4 to 6 are)"
-            )));
+            return Err(ReadError(format!("CTranslate2 binary version {version} is not supported (4 to 6 are)")));
         }
         let spec = string(&mut r, "the spec name")?;
         r.u32("the spec revision")?;
@@ -111,16 +109,12 @@ impl<'a> Ct2Model<'a> {
             if rank > MAX_RANK {
                 return Err(ReadError(format!("{name} has rank {rank}")));
             }
-            let dims = (0..rank)
-                .map(|_| r.u32("a dimension").map(|d| d as usize))
-                .collect::<Result<Vec<_>, _>>()?;
+            let dims = (0..rank).map(|_| r.u32("a dimension").map(|d| d as usize)).collect::<Result<Vec<_>, _>>()?;
             let ty = Ct2Type::from_code(r.u8("a data type")?)?;
             let bytes = r.u32("a byte count")? as usize;
             let elems = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
             if elems.and_then(|e| e.checked_mul(ty.size())) != Some(bytes) {
-                return Err(ReadError(format!(
-                    "{name}: {bytes} bytes do not hold a {dims:?} {ty:?} tensor"
-                )));
+                return Err(ReadError(format!("{name}: {bytes} bytes do not hold a {dims:?} {ty:?} tensor")));
             }
             let data = r.bytes(bytes, &name)?;
             variables.insert(name, Variable { dims, ty, data });
@@ -133,17 +127,11 @@ impl<'a> Ct2Model<'a> {
                 aliases.insert(alias, string(&mut r, "an alias target")?);
             }
         }
-        Ok(Self {
-            spec,
-            variables,
-            aliases,
-        })
+        Ok(Self { spec, variables, aliases })
     }
 
     /// The variable `name`, or an error naming it.
     pub fn get(&self, name: &str) -> Result<&Variable<'a>, ReadError> {
-        self.variables
-            .get(name)
-            .ok_or_else(|| ReadError(format!("the model has no variable {name}")))
+        self.variables.get(name).ok_or_else(|| ReadError(format!("the model has no variable {name}")))
     }
 }

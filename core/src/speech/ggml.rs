@@ -103,58 +103,24 @@ impl TensorSpec {
 
 /// Every tensor of a Whisper model with dimensions `h`, in a fixed order.
 pub fn expected_tensors(h: &Hparams) -> Vec<TensorSpec> {
-    let wtype = if h.ftype == 1 {
-        TensorType::F16
-    } else {
-        TensorType::F32
-    };
+    let wtype = if h.ftype == 1 { TensorType::F16 } else { TensorType::F32 };
     let mut out = Vec::new();
-    let mut add = |name: String, ne: &[usize], ty| {
-        out.push(TensorSpec {
-            name,
-            ne: ne.to_vec(),
-            ty,
-        })
-    };
+    let mut add = |name: String, ne: &[usize], ty| out.push(TensorSpec { name, ne: ne.to_vec(), ty });
     let (ad, td) = (h.n_audio_state, h.n_text_state);
-    add(
-        "encoder.positional_embedding".into(),
-        &[ad, h.n_audio_ctx],
-        TensorType::F32,
-    );
+    add("encoder.positional_embedding".into(), &[ad, h.n_audio_ctx], TensorType::F32);
     add("encoder.conv1.weight".into(), &[3, h.n_mels, ad], wtype);
     add("encoder.conv1.bias".into(), &[1, ad], TensorType::F32);
     add("encoder.conv2.weight".into(), &[3, ad, ad], wtype);
     add("encoder.conv2.bias".into(), &[1, ad], TensorType::F32);
     add("encoder.ln_post.weight".into(), &[ad], TensorType::F32);
     add("encoder.ln_post.bias".into(), &[ad], TensorType::F32);
-    add(
-        "decoder.positional_embedding".into(),
-        &[td, h.n_text_ctx],
-        TensorType::F32,
-    );
-    add(
-        "decoder.token_embedding.weight".into(),
-        &[td, h.n_vocab],
-        wtype,
-    );
+    add("decoder.positional_embedding".into(), &[td, h.n_text_ctx], TensorType::F32);
+    add("decoder.token_embedding.weight".into(), &[td, h.n_vocab], wtype);
     add("decoder.ln.weight".into(), &[td], TensorType::F32);
     add("decoder.ln.bias".into(), &[td], TensorType::F32);
     let stacks = [
-        (
-            "encoder",
-            h.n_audio_layer,
-            ad,
-            &["attn"][..],
-            &["mlp_ln", "attn_ln"][..],
-        ),
-        (
-            "decoder",
-            h.n_text_layer,
-            td,
-            &["attn", "cross_attn"][..],
-            &["mlp_ln", "attn_ln", "cross_attn_ln"][..],
-        ),
+        ("encoder", h.n_audio_layer, ad, &["attn"][..], &["mlp_ln", "attn_ln"][..]),
+        ("decoder", h.n_text_layer, td, &["attn", "cross_attn"][..], &["mlp_ln", "attn_ln", "cross_attn_ln"][..]),
     ];
     for (stack, layers, d, attns, norms) in stacks {
         for i in 0..layers {
@@ -219,8 +185,7 @@ impl<W: Write> GgmlWriter<W> {
     pub fn tensor(&mut self, spec: &TensorSpec, data: &[u8]) -> std::io::Result<()> {
         debug_assert_eq!(data.len(), spec.elements() * spec.ty.size());
         self.out.write_all(&(spec.ne.len() as i32).to_le_bytes())?;
-        self.out
-            .write_all(&(spec.name.len() as i32).to_le_bytes())?;
+        self.out.write_all(&(spec.name.len() as i32).to_le_bytes())?;
         self.out.write_all(&spec.ty.code().to_le_bytes())?;
         for &n in &spec.ne {
             self.out.write_all(&(n as i32).to_le_bytes())?;
@@ -257,24 +222,10 @@ impl<'a> GgmlWhisper<'a> {
         let mut r = Reader::new(data);
         let magic = r.u32("the magic number")?;
         if magic != MAGIC {
-            return Err(ReadError(format!(
-                "not a ggml Whisper model (magic {magic:#010x}, expected {MAGIC:#010x})"
-            )));
+            return Err(ReadError(format!("not a ggml Whisper model (magic {magic:#010x}, expected {MAGIC:#010x})")));
         }
         let mut f = [0usize; 11];
-        for (v, name) in f.iter_mut().zip([
-            "n_vocab",
-            "n_audio_ctx",
-            "n_audio_state",
-            "n_audio_head",
-            "n_audio_layer",
-            "n_text_ctx",
-            "n_text_state",
-            "n_text_head",
-            "n_text_layer",
-            "n_mels",
-            "ftype",
-        ]) {
+        for (v, name) in f.iter_mut().zip(["n_vocab", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer", "n_text_ctx", "n_text_state", "n_text_head", "n_text_layer", "n_mels", "ftype"]) {
             *v = r.count(name, MAX_DIM)?;
         }
         let h = Hparams {
@@ -291,56 +242,36 @@ impl<'a> GgmlWhisper<'a> {
             ftype: f[10],
         };
         if h.ftype > 1 {
-            return Err(ReadError(format!(
-                "ftype {} (quantised Whisper files) is not supported; use an f16 or f32 model",
-                h.ftype
-            )));
+            return Err(ReadError(format!("ftype {} (quantised Whisper files) is not supported; use an f16 or f32 model", h.ftype)));
         }
-        let heads_ok = h.n_audio_head > 0
-            && h.n_text_head > 0
-            && h.n_audio_state % h.n_audio_head == 0
-            && h.n_text_state % h.n_text_head == 0;
+        let heads_ok = h.n_audio_head > 0 && h.n_text_head > 0 && h.n_audio_state % h.n_audio_head == 0 && h.n_text_state % h.n_text_head == 0;
         if !heads_ok || h.n_audio_layer > 64 || h.n_text_layer > 64 {
             return Err(ReadError(format!("implausible dimensions {h:?}")));
         }
         let n_mel = r.count("the filter count", MAX_DIM)?;
         let bins = r.count("the filter width", MAX_DIM)?;
         if n_mel != h.n_mels || bins != FILTER_BINS {
-            return Err(ReadError(format!(
-                "mel filters are {n_mel}x{bins}, expected {}x{FILTER_BINS}",
-                h.n_mels
-            )));
+            return Err(ReadError(format!("mel filters are {n_mel}x{bins}, expected {}x{FILTER_BINS}", h.n_mels)));
         }
         let raw = r.bytes(n_mel * bins * 4, "the mel filters")?;
-        let filters = raw
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let filters = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         let n_tokens = r.count("the vocabulary size", h.n_vocab)?;
         let mut vocab = Vec::with_capacity(n_tokens);
         for _ in 0..n_tokens {
             let len = r.u32("a token length")? as usize;
             vocab.push(r.bytes(len, "a token")?);
         }
-        let mut wanted: std::collections::HashMap<String, TensorSpec> = expected_tensors(&h)
-            .into_iter()
-            .map(|t| (t.name.clone(), t))
-            .collect();
+        let mut wanted: std::collections::HashMap<String, TensorSpec> =
+            expected_tensors(&h).into_iter().map(|t| (t.name.clone(), t)).collect();
         let mut tensors = Vec::with_capacity(wanted.len());
         while !r.at_end() {
             let at = r.pos();
             let n_dims = r.count("a tensor's rank", 4)?;
             let name_len = r.count("a tensor's name length", 256)?;
             let code = r.i32("a tensor's type")?;
-            let ne = (0..n_dims)
-                .map(|_| r.count("a tensor dimension", MAX_DIM))
-                .collect::<Result<Vec<_>, _>>()?;
+            let ne = (0..n_dims).map(|_| r.count("a tensor dimension", MAX_DIM)).collect::<Result<Vec<_>, _>>()?;
             let name = String::from_utf8_lossy(r.bytes(name_len, "a tensor name")?).into_owned();
-            let spec = wanted.remove(&name).ok_or_else(|| {
-                ReadError(format!(
-                    "unexpected or repeated tensor '{name}' at offset {at}"
-                ))
-            })?;
+            let spec = wanted.remove(&name).ok_or_else(|| ReadError(format!("unexpected or repeated tensor '{name}' at offset {at}")))?;
             if spec.ne != ne || spec.ty.code() != code {
                 return Err(ReadError(format!(
                     "tensor '{name}' is {ne:?} of type {code}; whisper.cpp needs {:?} of type {}",
@@ -348,23 +279,12 @@ impl<'a> GgmlWhisper<'a> {
                     spec.ty.code()
                 )));
             }
-            let data = r.bytes(
-                spec.elements() * spec.ty.size(),
-                &format!("tensor '{name}'"),
-            )?;
+            let data = r.bytes(spec.elements() * spec.ty.size(), &format!("tensor '{name}'"))?;
             tensors.push((spec, data));
         }
         if let Some(missing) = wanted.keys().min() {
-            return Err(ReadError(format!(
-                "the file lacks {} tensors, e.g. '{missing}'",
-                wanted.len()
-            )));
+            return Err(ReadError(format!("the file lacks {} tensors, e.g. '{missing}'", wanted.len())));
         }
-        Ok(Self {
-            hparams: h,
-            filters,
-            vocab,
-            tensors,
-        })
+        Ok(Self { hparams: h, filters, vocab, tensors })
     }
 }

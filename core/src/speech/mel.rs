@@ -34,20 +34,12 @@ fn mel_to_hz(m: f64) -> f64 {
 /// `n_mels` triangular filters over the `N_FFT / 2 + 1` frequency bins, mel-bin major.
 pub fn filters(n_mels: usize) -> Vec<f32> {
     let bins = N_FFT / 2 + 1;
-    let fft_freqs: Vec<f64> = (0..bins)
-        .map(|i| i as f64 * SAMPLE_RATE as f64 / N_FFT as f64)
-        .collect();
+    let fft_freqs: Vec<f64> = (0..bins).map(|i| i as f64 * SAMPLE_RATE as f64 / N_FFT as f64).collect();
     // numpy's linspace: i * step + start, with the last point set to the end exactly.
     let (lo, hi) = (hz_to_mel(0.0), hz_to_mel(SAMPLE_RATE as f64 / 2.0));
     let step = (hi - lo) / (n_mels + 1) as f64;
     let mel_f: Vec<f64> = (0..n_mels + 2)
-        .map(|i| {
-            if i == n_mels + 1 {
-                hi
-            } else {
-                i as f64 * step + lo
-            }
-        })
+        .map(|i| if i == n_mels + 1 { hi } else { i as f64 * step + lo })
         .map(mel_to_hz)
         .collect();
     let mut out = Vec::with_capacity(n_mels * bins);
@@ -80,21 +72,10 @@ mod tests {
         let bits: Vec<u64> = m.iter().map(|v| v.to_bits() as u64).collect();
         assert_eq!(m.iter().filter(|&&v| v > 0.0).count(), 391);
         assert_eq!(bits.iter().sum::<u64>(), 391_074_334_960);
-        let weighted = bits.iter().enumerate().fold(0u128, |a, (i, &b)| {
-            (a + b as u128 * (i as u128 + 1)) % ((1 << 61) - 1)
-        });
+        let weighted = bits.iter().enumerate().fold(0u128, |a, (i, &b)| (a + b as u128 * (i as u128 + 1)) % ((1 << 61) - 1));
         assert_eq!(weighted, 4_337_135_153_638_762);
-        for (row, col, want) in [
-            (0, 1, 0x3ccbaca4u32),
-            (1, 2, 0x3cbb5d95),
-            (40, 43, 0x3c716d72),
-            (79, 192, 0x3b4f670e),
-        ] {
-            assert_eq!(
-                m[row * 201 + col].to_bits(),
-                want,
-                "filter {row}, bin {col}"
-            );
+        for (row, col, want) in [(0, 1, 0x3ccbaca4u32), (1, 2, 0x3cbb5d95), (40, 43, 0x3c716d72), (79, 192, 0x3b4f670e)] {
+            assert_eq!(m[row * 201 + col].to_bits(), want, "filter {row}, bin {col}");
         }
     }
 }

@@ -8,6 +8,4 @@ pub mod ggml;
 pub mod mel;
 mod transcriber;
 
-pub use transcriber::{
-    SpeechConfig, SpeechError, SpeechTimings, Transcriber, Transcript, DEFAULT_BEAM,
-};
+pub use transcriber::{SpeechConfig, DEFAULT_BEAM, SpeechError, SpeechTimings, Transcriber, Transcript};

@@ -4,9 +4,7 @@ use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use whisper_rs::{
-    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
-};
+use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState};
 
 use super::ggml::GgmlWhisper;
 use crate::audio::{levels, SAMPLE_RATE};
@@ -67,14 +65,7 @@ pub struct SpeechConfig {
 
 impl Default for SpeechConfig {
     fn default() -> Self {
-        Self {
-            threads: std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(4),
-            full_window: false,
-            audio_ctx: None,
-            beam_size: DEFAULT_BEAM,
-        }
+        Self { threads: std::thread::available_parallelism().map_or(1, |n| n.get()).min(4), full_window: false, audio_ctx: None, beam_size: DEFAULT_BEAM }
     }
 }
 
@@ -117,10 +108,7 @@ pub struct Transcriber {
 impl Transcriber {
     /// Loads the ggml Whisper model at `path` (checked before whisper.cpp sees it).
     pub fn load(path: &Path, config: SpeechConfig) -> Result<Self, SpeechError> {
-        let model_err = |reason: String| SpeechError::Model {
-            path: path.to_path_buf(),
-            reason,
-        };
+        let model_err = |reason: String| SpeechError::Model { path: path.to_path_buf(), reason };
         let bytes = std::fs::read(path).map_err(|e| {
             model_err(if e.kind() == std::io::ErrorKind::NotFound {
                 "not found; run `murmur models fetch` and `murmur models convert`".into()
@@ -131,17 +119,9 @@ impl Transcriber {
         let checked = GgmlWhisper::parse(&bytes).map_err(|e| model_err(e.0))?;
         let max_ctx = checked.hparams.n_audio_ctx;
         whisper_rs::install_logging_hooks();
-        let ctx = WhisperContext::new_from_buffer_with_params(
-            &bytes,
-            WhisperContextParameters::default(),
-        )
-        .map_err(|e| model_err(format!("whisper.cpp could not load it: {e}")))?;
-        let mut me = Self {
-            ctx,
-            state: None,
-            config,
-            max_ctx,
-        };
+        let ctx = WhisperContext::new_from_buffer_with_params(&bytes, WhisperContextParameters::default())
+            .map_err(|e| model_err(format!("whisper.cpp could not load it: {e}")))?;
+        let mut me = Self { ctx, state: None, config, max_ctx };
         me.prepare()?;
         tracing::info!(model = %path.display(), "speech model loaded");
         Ok(me)
@@ -151,11 +131,7 @@ impl Transcriber {
     /// (call it while idle; otherwise the next transcription makes it).
     pub fn prepare(&mut self) -> Result<(), SpeechError> {
         if self.state.is_none() {
-            self.state = Some(
-                self.ctx
-                    .create_state()
-                    .map_err(|e| SpeechError::Whisper(e.to_string()))?,
-            );
+            self.state = Some(self.ctx.create_state().map_err(|e| SpeechError::Whisper(e.to_string()))?);
         }
         Ok(())
     }
@@ -172,10 +148,7 @@ impl Transcriber {
             return ctx.clamp(1, self.max_ctx);
         }
         let wanted = ((seconds + 1.5) * CTX_PER_SECOND).ceil() as usize;
-        wanted
-            .div_ceil(64)
-            .saturating_mul(64)
-            .clamp(MIN_AUDIO_CTX, self.max_ctx)
+        wanted.div_ceil(64).saturating_mul(64).clamp(MIN_AUDIO_CTX, self.max_ctx)
     }
 
     /// Transcribes 16 kHz mono audio. Silence, noise and too-short clips give an error
@@ -191,18 +164,11 @@ impl Transcriber {
         let audio_ctx = self.audio_ctx(seconds);
         let strategy = match self.config.beam_size {
             0 | 1 => SamplingStrategy::Greedy { best_of: 1 },
-            beams => SamplingStrategy::BeamSearch {
-                beam_size: beams as i32,
-                patience: -1.0,
-            },
+            beams => SamplingStrategy::BeamSearch { beam_size: beams as i32, patience: -1.0 },
         };
         let mut params = FullParams::new(strategy);
         params.set_n_threads(self.config.threads as i32);
-        params.set_language(Some(if self.ctx.is_multilingual() {
-            "auto"
-        } else {
-            "en"
-        }));
+        params.set_language(Some(if self.ctx.is_multilingual() { "auto" } else { "en" }));
         params.set_audio_ctx(audio_ctx as i32);
         // Timestamp decoding (Whisper's usual mode) is what makes the no-speech probability
         // meaningful: without it, noise comes out as a word.
@@ -225,24 +191,15 @@ impl Transcriber {
         self.prepare()?;
         let mut state = self.state.take().expect("prepared");
         let start = Instant::now();
-        state
-            .full(params, audio)
-            .map_err(|e| SpeechError::Whisper(e.to_string()))?;
+        state.full(params, audio).map_err(|e| SpeechError::Whisper(e.to_string()))?;
         let end = Instant::now();
         let mut text = String::new();
         for segment in state.as_iter() {
             if segment.no_speech_probability() > NO_SPEECH_PROB {
-                tracing::debug!(
-                    p = segment.no_speech_probability(),
-                    "dropped a no-speech segment"
-                );
+                tracing::debug!(p = segment.no_speech_probability(), "dropped a no-speech segment");
                 continue;
             }
-            text.push_str(
-                &segment
-                    .to_str_lossy()
-                    .map_err(|e| SpeechError::Whisper(e.to_string()))?,
-            );
+            text.push_str(&segment.to_str_lossy().map_err(|e| SpeechError::Whisper(e.to_string()))?);
         }
         let text = strip_captions(&text);
         if !text.chars().any(char::is_alphanumeric) {
@@ -318,13 +275,7 @@ mod tests {
     #[test]
     fn captions_are_removed() {
         assert_eq!(strip_captions(" (water running) "), "");
-        assert_eq!(
-            strip_captions("[MUSIC] Hello *laughs* there."),
-            "Hello there."
-        );
-        assert_eq!(
-            strip_captions(" Ask not what your country can do."),
-            "Ask not what your country can do."
-        );
+        assert_eq!(strip_captions("[MUSIC] Hello *laughs* there."), "Hello there.");
+        assert_eq!(strip_captions(" Ask not what your country can do."), "Ask not what your country can do.");
     }
 }

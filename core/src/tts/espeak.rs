@@ -40,17 +40,11 @@ struct Event {
     id: [u8; 8],
 }
 
-type SynthCallback =
-    unsafe extern "C" fn(wav: *mut i16, samples: c_int, events: *mut Event) -> c_int;
+type SynthCallback = unsafe extern "C" fn(wav: *mut i16, samples: c_int, events: *mut Event) -> c_int;
 
 #[link(name = "espeak-ng")]
 extern "C" {
-    fn espeak_Initialize(
-        output: c_int,
-        buflength: c_int,
-        path: *const c_char,
-        options: c_int,
-    ) -> c_int;
+    fn espeak_Initialize(output: c_int, buflength: c_int, path: *const c_char, options: c_int) -> c_int;
     fn espeak_SetSynthCallback(callback: SynthCallback);
     fn espeak_SetVoiceByName(name: *const c_char) -> c_int;
     fn espeak_SetParameter(parameter: c_int, value: c_int, relative: c_int) -> c_int;
@@ -124,15 +118,10 @@ impl Espeak {
                 RATE_RANGE.end()
             )));
         }
-        let name = CString::new(voice)
-            .map_err(|_| TtsError::Setting(format!("bad voice name {voice:?}")))?;
+        let name = CString::new(voice).map_err(|_| TtsError::Setting(format!("bad voice name {voice:?}")))?;
         // Selecting the voice checks it exists; like every espeak call, under the engine lock.
         let guard = lock(engine()?);
-        let espeak = Self {
-            voice: name,
-            rate,
-            sample_rate: *guard,
-        };
+        let espeak = Self { voice: name, rate, sample_rate: *guard };
         espeak.select(&guard)?;
         drop(guard);
         Ok(espeak)
@@ -150,10 +139,7 @@ impl Espeak {
         }
         // SAFETY: a plain parameter call under the engine lock.
         if unsafe { espeak_SetParameter(PARAM_RATE, self.rate as c_int, 0) } != EE_OK {
-            return Err(TtsError::Engine(format!(
-                "espeak-ng refused the rate {}",
-                self.rate
-            )));
+            return Err(TtsError::Engine(format!("espeak-ng refused the rate {}", self.rate)));
         }
         Ok(())
     }
@@ -164,11 +150,7 @@ impl Synthesizer for Espeak {
         self.sample_rate
     }
 
-    fn synthesize(
-        &mut self,
-        text: &str,
-        out: &mut dyn FnMut(&[f32]) -> bool,
-    ) -> Result<(), TtsError> {
+    fn synthesize(&mut self, text: &str, out: &mut dyn FnMut(&[f32]) -> bool) -> Result<(), TtsError> {
         let text = CString::new(text.replace('\0', " ")).expect("NULs replaced");
         let guard = lock(engine()?);
         self.select(&guard)?;
@@ -189,9 +171,7 @@ impl Synthesizer for Espeak {
         };
         drop(guard);
         if status != EE_OK {
-            return Err(TtsError::Engine(format!(
-                "espeak-ng failed to synthesize (error {status})"
-            )));
+            return Err(TtsError::Engine(format!("espeak-ng failed to synthesize (error {status})")));
         }
         Ok(())
     }

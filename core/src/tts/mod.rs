@@ -33,11 +33,7 @@ pub trait Synthesizer: Send {
 
     /// Speaks `text`, handing each chunk of samples (in [-1, 1]) to `out` as it is made; `out`
     /// returns false to stop early (which is not an error).
-    fn synthesize(
-        &mut self,
-        text: &str,
-        out: &mut dyn FnMut(&[f32]) -> bool,
-    ) -> Result<(), TtsError>;
+    fn synthesize(&mut self, text: &str, out: &mut dyn FnMut(&[f32]) -> bool) -> Result<(), TtsError>;
 
     /// Speaks `text` into one buffer.
     fn synthesize_all(&mut self, text: &str) -> Result<Vec<f32>, TtsError> {
@@ -61,10 +57,7 @@ pub struct VoiceConfig {
 
 impl Default for VoiceConfig {
     fn default() -> Self {
-        Self {
-            voice: DEFAULT_VOICE.into(),
-            rate: DEFAULT_RATE,
-        }
+        Self { voice: DEFAULT_VOICE.into(), rate: DEFAULT_RATE }
     }
 }
 

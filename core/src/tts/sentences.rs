@@ -17,8 +17,8 @@ const CODE_NOTE: &str = "The code is on the screen.";
 
 /// Abbreviations after which a dot does not end a sentence (lower case, inner dots kept).
 const ABBREVIATIONS: &[&str] = &[
-    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "e.g", "i.e", "cf", "approx",
-    "ca", "fig", "no", "gen", "gov", "lt", "col", "capt", "sgt", "rev", "hon", "dept", "est",
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "e.g", "i.e", "cf", "approx", "ca", "fig", "no",
+    "gen", "gov", "lt", "col", "capt", "sgt", "rev", "hon", "dept", "est",
 ];
 
 /// Collects streamed text and hands back each sentence as soon as it is complete.
@@ -123,17 +123,11 @@ fn ends_sentence(before: &str, mark: char, next: char, inline_list: bool) -> boo
     if mark != '.' {
         return true;
     }
-    let word = before
-        .rsplit(|c: char| c.is_whitespace() || "([\"'“‘".contains(c))
-        .next()
-        .unwrap_or("");
+    let word = before.rsplit(|c: char| c.is_whitespace() || "([\"'“‘".contains(c)).next().unwrap_or("");
     let lower = word.to_lowercase();
-    let single_letters = word
-        .split('.')
-        .all(|p| p.chars().count() == 1 && p.chars().all(char::is_alphabetic));
+    let single_letters = word.split('.').all(|p| p.chars().count() == 1 && p.chars().all(char::is_alphabetic));
     let is_number = !word.is_empty() && word.chars().all(|c| c.is_ascii_digit());
-    let initial_or_acronym =
-        single_letters && (word.contains('.') || word.chars().all(char::is_uppercase));
+    let initial_or_acronym = single_letters && (word.contains('.') || word.chars().all(char::is_uppercase));
     !(ABBREVIATIONS.contains(&lower.as_str()) || initial_or_acronym || (inline_list && is_number))
 }
 
@@ -148,10 +142,7 @@ fn fence_end(s: &str, at_end: bool) -> Option<usize> {
     let mut line_start = s.find('\n')? + 1;
     loop {
         let line_end = s[line_start..].find('\n').map(|k| line_start + k);
-        if s[line_start..line_end.unwrap_or(s.len())]
-            .trim_start()
-            .starts_with("```")
-        {
+        if s[line_start..line_end.unwrap_or(s.len())].trim_start().starts_with("```") {
             return line_end.or(at_end.then_some(s.len()));
         }
         line_start = line_end? + 1;
@@ -180,10 +171,7 @@ pub fn speakable(sentence: &str) -> Option<String> {
         return Some(CODE_NOTE.into());
     }
     let s = s.trim_start_matches(['#', '>', ' ']);
-    let s = ["- ", "* ", "+ "]
-        .iter()
-        .find_map(|m| s.strip_prefix(m))
-        .unwrap_or(s);
+    let s = ["- ", "* ", "+ "].iter().find_map(|m| s.strip_prefix(m)).unwrap_or(s);
     let words: Vec<String> = link_texts(s).split_whitespace().map(spoken_word).collect();
     let text = words.join(" ");
     text.chars().any(char::is_alphanumeric).then_some(text)
@@ -213,10 +201,7 @@ fn spoken_word(word: &str) -> String {
     let word = word.trim_matches('_');
     let core = word.trim_end_matches(|c: char| ".,;:!?)\"'".contains(c));
     let tail = &word[core.len()..];
-    let url = core
-        .split_once("://")
-        .map(|(_, rest)| rest)
-        .or_else(|| core.starts_with("www.").then_some(core));
+    let url = core.split_once("://").map(|(_, rest)| rest).or_else(|| core.starts_with("www.").then_some(core));
     match url {
         Some(rest) => {
             let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
@@ -245,10 +230,7 @@ mod tests {
     #[test]
     fn cuts_plain_sentences_as_soon_as_the_next_one_starts() {
         let mut s = SentenceSplitter::new();
-        assert!(
-            s.push("The capital of France is Paris.").is_empty(),
-            "the end is not known yet"
-        );
+        assert!(s.push("The capital of France is Paris.").is_empty(), "the end is not known yet");
         assert_eq!(s.push(" It"), ["The capital of France is Paris."]);
         assert!(s.push(" is lovely!").is_empty());
         assert_eq!(s.push(" Go?\n"), ["It is lovely!", "Go?"]);
@@ -261,55 +243,27 @@ mod tests {
             split("Dr. Smith met J. R. R. Tolkien in the U.S. Army. Pi is 3.14, e.g. roughly. Fruit, e.g. Apples. Done."),
             ["Dr. Smith met J. R. R. Tolkien in the U.S. Army.", "Pi is 3.14, e.g. roughly.", "Fruit, e.g. Apples.", "Done."]
         );
-        assert_eq!(
-            split("It costs approx. five euros. Wait... what? Yes."),
-            ["It costs approx. five euros.", "Wait... what?", "Yes."]
-        );
-        assert_eq!(
-            split("The answer is 7. It is prime."),
-            ["The answer is 7.", "It is prime."]
-        );
+        assert_eq!(split("It costs approx. five euros. Wait... what? Yes."), ["It costs approx. five euros.", "Wait... what?", "Yes."]);
+        assert_eq!(split("The answer is 7. It is prime."), ["The answer is 7.", "It is prime."]);
     }
 
     #[test]
     fn keeps_lists_and_urls_whole() {
         assert_eq!(split("1. first 2. second"), ["1. first 2. second"]);
-        assert_eq!(
-            split("1. Paris is big. 2. Rome is old."),
-            ["1. Paris is big.", "2. Rome is old."]
-        );
-        assert_eq!(
-            split("Steps:\n1. Open it.\n2. Close it.\n- a bullet"),
-            ["Steps:", "1. Open it.", "2. Close it.", "- a bullet"]
-        );
+        assert_eq!(split("1. Paris is big. 2. Rome is old."), ["1. Paris is big.", "2. Rome is old."]);
+        assert_eq!(split("Steps:\n1. Open it.\n2. Close it.\n- a bullet"), ["Steps:", "1. Open it.", "2. Close it.", "- a bullet"]);
         assert_eq!(
             split("See https://example.com/docs/v1.2/index.html for more. Or example.org. Bye."),
-            [
-                "See https://example.com/docs/v1.2/index.html for more.",
-                "Or example.org.",
-                "Bye."
-            ]
+            ["See https://example.com/docs/v1.2/index.html for more.", "Or example.org.", "Bye."]
         );
     }
 
     #[test]
     fn keeps_code_blocks_whole_and_does_not_read_them() {
         let got = split("Here it is:\n```rust\nfn main() {\n    println!(\"hi. there\");\n}\n```\nRun it. Done.");
-        assert_eq!(
-            got,
-            [
-                "Here it is:",
-                "```rust\nfn main() {\n    println!(\"hi. there\");\n}\n```",
-                "Run it.",
-                "Done."
-            ]
-        );
+        assert_eq!(got, ["Here it is:", "```rust\nfn main() {\n    println!(\"hi. there\");\n}\n```", "Run it.", "Done."]);
         assert_eq!(speakable(&got[1]).as_deref(), Some(CODE_NOTE));
-        assert_eq!(
-            split("```\nunfinished. code"),
-            ["```\nunfinished. code"],
-            "an unclosed block stays one piece"
-        );
+        assert_eq!(split("```\nunfinished. code"), ["```\nunfinished. code"], "an unclosed block stays one piece");
     }
 
     #[test]
@@ -323,20 +277,10 @@ mod tests {
 
     #[test]
     fn speaks_markdown_as_plain_text() {
-        assert_eq!(
-            speakable("## **Paris** is the `capital`.").as_deref(),
-            Some("Paris is the capital.")
-        );
-        assert_eq!(
-            speakable("- See [the docs](https://x.org/a) or https://www.rust-lang.org/learn.")
-                .as_deref(),
-            Some("See the docs or rust-lang.org.")
-        );
+        assert_eq!(speakable("## **Paris** is the `capital`.").as_deref(), Some("Paris is the capital."));
+        assert_eq!(speakable("- See [the docs](https://x.org/a) or https://www.rust-lang.org/learn.").as_deref(), Some("See the docs or rust-lang.org."));
         assert_eq!(speakable("---"), None);
-        assert_eq!(
-            speakable("It is -5 degrees.").as_deref(),
-            Some("It is -5 degrees.")
-        );
+        assert_eq!(speakable("It is -5 degrees.").as_deref(), Some("It is -5 degrees."));
         assert_eq!(speakable("  "), None);
     }
 }

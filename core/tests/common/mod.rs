@@ -27,27 +27,17 @@ pub fn reference() -> serde_json::Value {
 /// llama.cpp's answers on `model` (a file stem), made by the test setup
 /// (`tests/reference/llama_reference.py`, run by `./dev test`).
 pub fn reference_for(model: &str) -> serde_json::Value {
-    let path = murmur_core::paths::cache_dir()
-        .join("references")
-        .join(format!("{model}.json"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (made by `./dev test`'s setup)", path.display()));
+    let path = murmur_core::paths::cache_dir().join("references").join(format!("{model}.json"));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (made by `./dev test`'s setup)", path.display()));
     serde_json::from_str(&text).expect("the reference parses")
 }
 
 /// A catalog model's installed file (`./dev test` fetches the whole catalog).
 pub fn catalog_model(id: &str) -> PathBuf {
     let manifest = models::Manifest::builtin();
-    let p = models::llm_path(
-        manifest
-            .get(id)
-            .unwrap_or_else(|| panic!("{id} is in the catalog")),
-    );
-    assert!(
-        p.exists(),
-        "{} is missing: run `murmur models fetch {id}`",
-        p.display()
-    );
+    let p = models::llm_path(manifest.get(id).unwrap_or_else(|| panic!("{id} is in the catalog")));
+    assert!(p.exists(), "{} is missing: run `murmur models fetch {id}`", p.display());
     p
 }
 
@@ -56,13 +46,7 @@ pub fn check_tokenizer(llm: &mut Llm, reference: &serde_json::Value) {
     for case in reference["tokenization"].as_array().expect("cases") {
         let text = case["text"].as_str().expect("text");
         let got = llm.tokenize(text, true).expect("tokenizes");
-        assert_eq!(
-            got,
-            ids(&case["token_ids"]),
-            "tokenizing {:?} ({})",
-            text,
-            case["name"]
-        );
+        assert_eq!(got, ids(&case["token_ids"]), "tokenizing {:?} ({})", text, case["name"]);
     }
 }
 
@@ -70,12 +54,7 @@ pub fn check_tokenizer(llm: &mut Llm, reference: &serde_json::Value) {
 /// equal llama.cpp's, or first differ at a near-tie: Murmur's token is one of llama.cpp's
 /// candidates within 0.5 of its best (its runner-up, or a third of a three-way tie). Returns
 /// how many prompts diverged that way.
-pub fn check_greedy(
-    llm: &mut Llm,
-    reference: &serde_json::Value,
-    steps: usize,
-    model: &str,
-) -> usize {
+pub fn check_greedy(llm: &mut Llm, reference: &serde_json::Value, steps: usize, model: &str) -> usize {
     let cases = reference["greedy"].as_array().expect("cases");
     assert!(!cases.is_empty());
     let mut near_ties = 0;
@@ -84,18 +63,9 @@ pub fn check_greedy(
         let prompt = case["prompt"].as_str().expect("prompt");
         let mut want = ids(&case["greedy_ids"]);
         want.truncate(steps);
-        assert_eq!(
-            llm.tokenize(prompt, true).expect("tokenizes"),
-            ids(&case["prompt_ids"]),
-            "{name}: prompt ids"
-        );
-        let sampling = Sampling {
-            ignore_eos: true,
-            ..Sampling::greedy(want.len() as u32)
-        };
-        let (g, _) = llm
-            .complete(prompt, &sampling, |_| true)
-            .expect("generates");
+        assert_eq!(llm.tokenize(prompt, true).expect("tokenizes"), ids(&case["prompt_ids"]), "{name}: prompt ids");
+        let sampling = Sampling { ignore_eos: true, ..Sampling::greedy(want.len() as u32) };
+        let (g, _) = llm.complete(prompt, &sampling, |_| true).expect("generates");
         assert_eq!(g.token_ids.len(), want.len(), "{name}: generated count");
         if let Some(at) = g.token_ids.iter().zip(&want).position(|(a, b)| a != b) {
             let top: Vec<(u32, f64)> = case["top5_logits_per_step"][at]
@@ -105,19 +75,14 @@ pub fn check_greedy(
                 .map(|c| (c[0].as_u64().unwrap() as u32, c[1].as_f64().unwrap()))
                 .collect();
             let best = top[0].1;
-            let tied = top
-                .iter()
-                .find(|&&(id, logit)| id == g.token_ids[at] && best - logit <= 0.5);
+            let tied = top.iter().find(|&&(id, logit)| id == g.token_ids[at] && best - logit <= 0.5);
             assert!(
                 tied.is_some(),
                 "{name}: step {at} chose {} where llama.cpp chose {} (llama.cpp's best five {top:?})",
                 g.token_ids[at],
                 want[at]
             );
-            eprintln!(
-                "{name}: diverges at step {at}, a near-tie ({best:.3} vs {:.3})",
-                tied.unwrap().1
-            );
+            eprintln!("{name}: diverges at step {at}, a near-tie ({best:.3} vs {:.3})", tied.unwrap().1);
             near_ties += 1;
         } else {
             eprintln!("{name}: all {} tokens equal llama.cpp's", want.len());
@@ -129,11 +94,7 @@ pub fn check_greedy(
 /// The fetched default model (`./dev test` fetches it first).
 pub fn model_path() -> PathBuf {
     let p = murmur_core::models::default_llm_path();
-    assert!(
-        p.exists(),
-        "{} is missing: run `murmur models fetch`",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing: run `murmur models fetch`", p.display());
     p
 }
 
@@ -144,37 +105,20 @@ pub fn load() -> Llm {
 
 /// A JSON array of integers as `u32`s.
 pub fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_u64().expect("id") as u32)
-        .collect()
+    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
 }
 
 /// Lower-case words without punctuation, small numbers as digits (as Whisper's own English
 /// normaliser writes them).
 pub fn words(text: &str) -> Vec<String> {
-    const NUMBERS: [&str; 13] = [
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-        "eleven", "twelve",
-    ];
+    const NUMBERS: [&str; 13] =
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"];
     text.to_lowercase()
         .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '\'' {
-                c
-            } else {
-                ' '
-            }
-        })
+        .map(|c| if c.is_alphanumeric() || c == '\'' { c } else { ' ' })
         .collect::<String>()
         .split_whitespace()
-        .map(|w| {
-            NUMBERS
-                .iter()
-                .position(|n| *n == w)
-                .map_or_else(|| w.to_string(), |i| i.to_string())
-        })
+        .map(|w| NUMBERS.iter().position(|n| *n == w).map_or_else(|| w.to_string(), |i| i.to_string()))
         .collect()
 }
 
@@ -185,9 +129,7 @@ pub fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
     for (i, rw) in r.iter().enumerate() {
         let mut cur = vec![i + 1; h.len() + 1];
         for (j, hw) in h.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(rw != hw))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(rw != hw)).min(prev[j + 1] + 1).min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -199,14 +141,8 @@ pub fn transcriber() -> MutexGuard<'static, Transcriber> {
     static T: OnceLock<Mutex<Transcriber>> = OnceLock::new();
     T.get_or_init(|| {
         let path = models::default_speech_path();
-        assert!(
-            path.exists(),
-            "{} is missing: run `murmur models convert`",
-            path.display()
-        );
-        Mutex::new(
-            Transcriber::load(&path, SpeechConfig::default()).expect("the converted model loads"),
-        )
+        assert!(path.exists(), "{} is missing: run `murmur models convert`", path.display());
+        Mutex::new(Transcriber::load(&path, SpeechConfig::default()).expect("the converted model loads"))
     })
     .lock()
     .unwrap_or_else(|p| p.into_inner())
@@ -214,17 +150,11 @@ pub fn transcriber() -> MutexGuard<'static, Transcriber> {
 
 /// Word errors and reference words over `sentences`, each turned into 16 kHz audio by `speak`
 /// and transcribed by the default speech model.
-pub fn word_error_rate(
-    sentences: &[&str],
-    mut speak: impl FnMut(usize, &str) -> Vec<f32>,
-) -> (usize, usize) {
+pub fn word_error_rate(sentences: &[&str], mut speak: impl FnMut(usize, &str) -> Vec<f32>) -> (usize, usize) {
     let (mut wrong, mut total) = (0, 0);
     for (i, s) in sentences.iter().enumerate() {
         let audio = speak(i, s);
-        let text = transcriber()
-            .transcribe(&audio)
-            .unwrap_or_else(|e| panic!("{s:?}: {e}"))
-            .text;
+        let text = transcriber().transcribe(&audio).unwrap_or_else(|e| panic!("{s:?}: {e}")).text;
         let (w, n) = word_errors(s, &text);
         eprintln!("{s:?} → {text:?}: {w}/{n}");
         wrong += w;

@@ -50,51 +50,29 @@ fn read_model(r: &mut Report) {
     let size = compute::model_size();
     r.log("read past the end", &compute::read_model(size - 1, 2));
     r.log("read at u64::MAX", &compute::read_model(u64::MAX, 1));
-    r.log(
-        "read wrapping around",
-        &compute::read_model(u64::MAX - 1, 16),
-    );
+    r.log("read wrapping around", &compute::read_model(u64::MAX - 1, 16));
     r.log("read 4 GiB", &compute::read_model(0, u32::MAX));
 }
 
 /// Weights outside the file, of impossible sizes, and of broken block shapes.
 fn weights(r: &mut Report) {
     let size = compute::model_size();
-    r.log(
-        "weight past the end",
-        &compute::weight(Dtype::F32, 1, 4, size - 8),
-    );
-    r.log(
-        "weight at u64::MAX",
-        &compute::weight(Dtype::F32, 1, 1, u64::MAX),
-    );
-    r.log(
-        "weight of u32::MAX x u32::MAX",
-        &compute::weight(Dtype::Q80, u32::MAX, u32::MAX - 31, 0),
-    );
+    r.log("weight past the end", &compute::weight(Dtype::F32, 1, 4, size - 8));
+    r.log("weight at u64::MAX", &compute::weight(Dtype::F32, 1, 1, u64::MAX));
+    r.log("weight of u32::MAX x u32::MAX", &compute::weight(Dtype::Q80, u32::MAX, u32::MAX - 31, 0));
     r.log("weight of no rows", &compute::weight(Dtype::F32, 0, 4, 0));
-    r.log(
-        "weight with a partial block",
-        &compute::weight(Dtype::Q41, 1, 33, 0),
-    );
+    r.log("weight with a partial block", &compute::weight(Dtype::Q41, 1, 33, 0));
 }
 
 /// Activations that are empty, overflow, or exceed the host cap.
 fn activations(r: &mut Report) {
     r.log("activation of no rows", &compute::activation(0, 8));
-    r.log(
-        "activation of u32::MAX x u32::MAX",
-        &compute::activation(u32::MAX, u32::MAX),
-    );
+    r.log("activation of u32::MAX x u32::MAX", &compute::activation(u32::MAX, u32::MAX));
     r.log("activation of 16 GiB", &compute::activation(65_536, 65_536));
 }
 
 /// Allocates until the host refuses, then frees everything and allocates again.
-fn flood(
-    r: &mut Report,
-    what: &str,
-    mut make: impl FnMut() -> Result<Tensor, compute::ComputeError>,
-) {
+fn flood(r: &mut Report, what: &str, mut make: impl FnMut() -> Result<Tensor, compute::ComputeError>) {
     let mut held = Vec::new();
     let refusal = loop {
         match make() {
@@ -118,108 +96,32 @@ fn misuse(r: &mut Report) {
     let wide = act(2, 16);
     let logits = act(1, 8);
     r.log("embed from an activation", &compute::embed(&x, &[0], &y));
-    r.log(
-        "matmul by an activation",
-        &compute::matmul(&x, &x, 1, &y, false),
-    );
-    r.log(
-        "rms-norm of a weight",
-        &compute::rms_norm(&w, &norm, 1e-5, 1, &x),
-    );
-    r.log(
-        "embed of a token past the table",
-        &compute::embed(&w, &[4], &x),
-    );
+    r.log("matmul by an activation", &compute::matmul(&x, &x, 1, &y, false));
+    r.log("rms-norm of a weight", &compute::rms_norm(&w, &norm, 1e-5, 1, &x));
+    r.log("embed of a token past the table", &compute::embed(&w, &[4], &x));
     r.log("embed of no tokens", &compute::embed(&w, &[], &x));
-    r.log(
-        "embed of more tokens than rows",
-        &compute::embed(&w, &[0, 1, 2], &x),
-    );
-    r.log(
-        "matmul of mismatched widths",
-        &compute::matmul(&w, &wide, 1, &y, false),
-    );
-    r.log(
-        "matmul of more rows than the input",
-        &compute::matmul(&w, &x, 3, &y, false),
-    );
-    r.log(
-        "matmul into its own input",
-        &compute::matmul(&w, &x, 1, &x, false),
-    );
-    r.log(
-        "rms-norm of no rows",
-        &compute::rms_norm(&x, &norm, 1e-5, 0, &wide),
-    );
-    r.log(
-        "rms-norm into its input",
-        &compute::rms_norm(&x, &norm, 1e-5, 1, &x),
-    );
-    r.log(
-        "silu-mul into its gate",
-        &compute::silu_mul(&x, &wide, 1, &x),
-    );
-    r.log(
-        "rope of an odd head",
-        &compute::rope(&x, 3, 0, 1, 10_000.0, RopeStyle::Interleaved),
-    );
-    r.log(
-        "rope of a head wider than the row",
-        &compute::rope(&x, 16, 0, 1, 10_000.0, RopeStyle::Halves),
-    );
-    r.log(
-        "copy of a row past the end",
-        &compute::copy_row(&x, 2, &wide, 0),
-    );
-    r.log(
-        "copy into a row past the end",
-        &compute::copy_row(&x, 0, &wide, u32::MAX),
-    );
-    r.log(
-        "penalty of NaN",
-        &compute::penalize(&logits, 0, &[1, 2], f32::NAN),
-    );
-    r.log(
-        "penalty on a row past the end",
-        &compute::penalize(&logits, 1, &[1], 1.1),
-    );
-    r.log(
-        "penalty of tokens past the row",
-        &compute::penalize(&logits, 0, &[8, u32::MAX], 1.1),
-    );
-    r.log(
-        "top-k of a row past the end",
-        &compute::top_k(&logits, 1, 4),
-    );
+    r.log("embed of more tokens than rows", &compute::embed(&w, &[0, 1, 2], &x));
+    r.log("matmul of mismatched widths", &compute::matmul(&w, &wide, 1, &y, false));
+    r.log("matmul of more rows than the input", &compute::matmul(&w, &x, 3, &y, false));
+    r.log("matmul into its own input", &compute::matmul(&w, &x, 1, &x, false));
+    r.log("rms-norm of no rows", &compute::rms_norm(&x, &norm, 1e-5, 0, &wide));
+    r.log("rms-norm into its input", &compute::rms_norm(&x, &norm, 1e-5, 1, &x));
+    r.log("silu-mul into its gate", &compute::silu_mul(&x, &wide, 1, &x));
+    r.log("rope of an odd head", &compute::rope(&x, 3, 0, 1, 10_000.0, RopeStyle::Interleaved));
+    r.log("rope of a head wider than the row", &compute::rope(&x, 16, 0, 1, 10_000.0, RopeStyle::Halves));
+    r.log("copy of a row past the end", &compute::copy_row(&x, 2, &wide, 0));
+    r.log("copy into a row past the end", &compute::copy_row(&x, 0, &wide, u32::MAX));
+    r.log("penalty of NaN", &compute::penalize(&logits, 0, &[1, 2], f32::NAN));
+    r.log("penalty on a row past the end", &compute::penalize(&logits, 1, &[1], 1.1));
+    r.log("penalty of tokens past the row", &compute::penalize(&logits, 0, &[8, u32::MAX], 1.1));
+    r.log("top-k of a row past the end", &compute::top_k(&logits, 1, 4));
     r.log("top-k of 100000", &compute::top_k(&logits, 0, 100_000));
-    let (q, k, v, kc, vc, out) = (
-        act(1, 8),
-        act(1, 8),
-        act(1, 8),
-        act(4, 8),
-        act(4, 8),
-        act(1, 8),
-    );
-    r.log(
-        "attention past the cache",
-        &compute::attention(&q, &k, &v, &kc, &vc, 8, 4, 1, &out),
-    );
-    r.log(
-        "attention with shared caches",
-        &compute::attention(&q, &k, &v, &kc, &kc, 8, 0, 1, &out),
-    );
-    r.log(
-        "attention into its queries",
-        &compute::attention(&q, &k, &v, &kc, &vc, 8, 0, 1, &q),
-    );
-    r.log(
-        "attention of head width 0",
-        &compute::attention(&q, &k, &v, &kc, &vc, 0, 0, 1, &out),
-    );
-    r.log(
-        "attention of head width 3",
-        &compute::attention(&q, &k, &v, &kc, &vc, 3, 0, 1, &out),
-    );
+    let (q, k, v, kc, vc, out) = (act(1, 8), act(1, 8), act(1, 8), act(4, 8), act(4, 8), act(1, 8));
+    r.log("attention past the cache", &compute::attention(&q, &k, &v, &kc, &vc, 8, 4, 1, &out));
+    r.log("attention with shared caches", &compute::attention(&q, &k, &v, &kc, &kc, 8, 0, 1, &out));
+    r.log("attention into its queries", &compute::attention(&q, &k, &v, &kc, &vc, 8, 0, 1, &q));
+    r.log("attention of head width 0", &compute::attention(&q, &k, &v, &kc, &vc, 0, 0, 1, &out));
+    r.log("attention of head width 3", &compute::attention(&q, &k, &v, &kc, &vc, 3, 0, 1, &out));
     // A well-formed op still works after all that.
     r.log("a valid matmul", &compute::matmul(&w, &x, 1, &y, false));
     r.log("a valid read", &compute::read_model(size - 4, 4));
@@ -293,29 +195,14 @@ fn capabilities(r: &mut Report, port: u16) {
     use wasip2::sockets::network::{IpAddressFamily, IpSocketAddress, Ipv4SocketAddress};
     let env = wasip2::cli::environment::get_environment();
     r.0.push(format!("environment: {} variables", env.len()));
-    r.0.push(format!(
-        "arguments: {}",
-        wasip2::cli::environment::get_arguments().len()
-    ));
-    r.0.push(format!(
-        "preopened directories: {}",
-        wasip2::filesystem::preopens::get_directories().len()
-    ));
+    r.0.push(format!("arguments: {}", wasip2::cli::environment::get_arguments().len()));
+    r.0.push(format!("preopened directories: {}", wasip2::filesystem::preopens::get_directories().len()));
     r.log("std open /etc/passwd", &std::fs::read("/etc/passwd"));
     r.log("std list /", &std::fs::read_dir("/"));
-    r.log(
-        "std create /tmp/murmur-escape",
-        &std::fs::write("/tmp/murmur-escape", b"x"),
-    );
+    r.log("std create /tmp/murmur-escape", &std::fs::write("/tmp/murmur-escape", b"x"));
     let net = wasip2::sockets::instance_network::instance_network();
-    r.log(
-        "resolve localhost",
-        &wasip2::sockets::ip_name_lookup::resolve_addresses(&net, "localhost"),
-    );
-    let to = IpSocketAddress::Ipv4(Ipv4SocketAddress {
-        port,
-        address: (127, 0, 0, 1),
-    });
+    r.log("resolve localhost", &wasip2::sockets::ip_name_lookup::resolve_addresses(&net, "localhost"));
+    let to = IpSocketAddress::Ipv4(Ipv4SocketAddress { port, address: (127, 0, 0, 1) });
     match wasip2::sockets::tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4) {
         Ok(sock) => {
             let started = sock.start_connect(&net, to);
@@ -329,10 +216,7 @@ fn capabilities(r: &mut Report, port: u16) {
     }
     match wasip2::sockets::udp_create_socket::create_udp_socket(IpAddressFamily::Ipv4) {
         Ok(sock) => {
-            let any = IpSocketAddress::Ipv4(Ipv4SocketAddress {
-                port: 0,
-                address: (0, 0, 0, 0),
-            });
+            let any = IpSocketAddress::Ipv4(Ipv4SocketAddress { port: 0, address: (0, 0, 0, 0) });
             r.log("udp bind", &sock.start_bind(&net, any));
         }
         Err(e) => r.log("udp socket", &Err::<(), _>(e)),
@@ -362,15 +246,11 @@ impl Guest for Component {
             "read-model" => read_model(&mut r),
             "weights" => weights(&mut r),
             "activations" => activations(&mut r),
-            "flood-activations" => flood(&mut r, "1 MiB activation", || {
-                compute::activation(256, 1024)
-            }),
+            "flood-activations" => flood(&mut r, "1 MiB activation", || compute::activation(256, 1024)),
             "flood-handles" => flood(&mut r, "1x1 activation", || compute::activation(1, 1)),
             "flood-weights" => {
                 let cols = (compute::model_size() / 4).min(1 << 20) as u32;
-                flood(&mut r, "whole-file weight", || {
-                    compute::weight(Dtype::F32, 1, cols, 0)
-                })
+                flood(&mut r, "whole-file weight", || compute::weight(Dtype::F32, 1, cols, 0))
             }
             "misuse" => misuse(&mut r),
             "forged-handle" => forged_handle(),

@@ -28,11 +28,7 @@ pub struct Driver {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Driver {
@@ -48,22 +44,11 @@ impl Driver {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let display = 90 + std::process::id() % 800;
         let xvfb = Command::new("Xvfb")
-            .args([
-                format!(":{display}").as_str(),
-                "-screen",
-                "0",
-                "1100x760x24",
-                "-nolisten",
-                "tcp",
-            ])
+            .args([format!(":{display}").as_str(), "-screen", "0", "1100x760x24", "-nolisten", "tcp"])
             .stderr(Stdio::null())
             .spawn()
             .expect("Xvfb runs (Debian package xvfb)");
-        wait_for("the X display", || {
-            Path::new(&format!("/tmp/.X11-unix/X{display}"))
-                .exists()
-                .then_some(())
-        });
+        wait_for("the X display", || Path::new(&format!("/tmp/.X11-unix/X{display}")).exists().then_some(()));
         let port = free_port();
         let driver = Command::new("WebKitWebDriver")
             .arg(format!("--port={port}"))
@@ -77,13 +62,7 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .expect("WebKitWebDriver runs (Debian package webkit2gtk-driver)");
-        let me = Self {
-            xvfb,
-            driver,
-            port,
-            display: format!(":{display}"),
-            _turn: turn,
-        };
+        let me = Self { xvfb, driver, port, display: format!(":{display}"), _turn: turn };
         wait_for("WebKitWebDriver", || me.http("GET", "/status", None).ok());
         me
     }
@@ -109,8 +88,7 @@ impl Driver {
                 Ok(raw) => {
                     let text = String::from_utf8_lossy(&raw);
                     let json = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-                    let v: Value =
-                        serde_json::from_str(json).map_err(|e| format!("{e}: {text}"))?;
+                    let v: Value = serde_json::from_str(json).map_err(|e| format!("{e}: {text}"))?;
                     if let Some(err) = v["value"]["error"].as_str() {
                         return Err(format!("{err}: {}", v["value"]["message"]));
                     }
@@ -126,11 +104,7 @@ impl Driver {
     /// Presses (`keydown`) or lets go of (`keyup`) `keys` on the display, as a user would,
     /// whichever window has the focus (Debian package xdotool).
     pub fn keys(&self, action: &str, keys: &str) {
-        let ok = Command::new("xdotool")
-            .args([action, keys])
-            .env("DISPLAY", &self.display)
-            .status()
-            .expect("xdotool runs");
+        let ok = Command::new("xdotool").args([action, keys]).env("DISPLAY", &self.display).status().expect("xdotool runs");
         assert!(ok.success(), "xdotool {action} {keys}");
     }
 
@@ -140,17 +114,9 @@ impl Driver {
             "browserName": "wry",
             "webkitgtk:browserOptions": {"binary": app, "args": args},
         }}});
-        let v = self
-            .http("POST", "/session", Some(&caps))
-            .expect("a WebDriver session with the app");
-        let session = Session {
-            driver: self,
-            path: format!("/session/{}", v["sessionId"].as_str().unwrap()),
-        };
-        session.wait(
-            "the window",
-            "return document.readyState === 'complete' && !!document.querySelector('#log')",
-        );
+        let v = self.http("POST", "/session", Some(&caps)).expect("a WebDriver session with the app");
+        let session = Session { driver: self, path: format!("/session/{}", v["sessionId"].as_str().unwrap()) };
+        session.wait("the window", "return document.readyState === 'complete' && !!document.querySelector('#log')");
         session
     }
 }
@@ -173,21 +139,17 @@ pub struct Session<'a> {
 impl Session<'_> {
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let full = format!("{}{path}", self.path);
-        self.driver
-            .http(method, &full, body.as_ref())
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+        self.driver.http(method, &full, body.as_ref()).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
     /// Runs `script` (a function body) in the page.
     pub fn js(&self, script: &str) -> Value {
-        self.try_js(script)
-            .unwrap_or_else(|e| panic!("running {script:?}: {e}"))
+        self.try_js(script).unwrap_or_else(|e| panic!("running {script:?}: {e}"))
     }
 
     fn try_js(&self, script: &str) -> Result<Value, String> {
         let body = json!({"script": script, "args": []});
-        self.driver
-            .http("POST", &format!("{}/execute/sync", self.path), Some(&body))
+        self.driver.http("POST", &format!("{}/execute/sync", self.path), Some(&body))
     }
 
     /// Polls `script` until it returns something truthy; returns that. (A failed poll, as
@@ -197,34 +159,16 @@ impl Session<'_> {
         loop {
             let v = self.try_js(script);
             match &v {
-                Ok(v)
-                    if !(v.is_null()
-                        || *v == json!(false)
-                        || *v == json!("")
-                        || *v == json!(0)) =>
-                {
-                    return v.clone()
-                }
-                _ => assert!(
-                    Instant::now() < deadline,
-                    "waited {PATIENCE:?} for {what}; last: {v:?}"
-                ),
+                Ok(v) if !(v.is_null() || *v == json!(false) || *v == json!("") || *v == json!(0)) => return v.clone(),
+                _ => assert!(Instant::now() < deadline, "waited {PATIENCE:?} for {what}; last: {v:?}"),
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     fn element(&self, css: &str) -> String {
-        let v = self.call(
-            "POST",
-            "/element",
-            Some(json!({"using": "css selector", "value": css})),
-        );
-        v.as_object()
-            .and_then(|o| o.values().next())
-            .and_then(Value::as_str)
-            .expect("element id")
-            .to_string()
+        let v = self.call("POST", "/element", Some(json!({"using": "css selector", "value": css})));
+        v.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).expect("element id").to_string()
     }
 
     /// Clicks the element `css`.
@@ -236,11 +180,7 @@ impl Session<'_> {
     /// Types `text` into the element `css`.
     pub fn type_into(&self, css: &str, text: &str) {
         let id = self.element(css);
-        self.call(
-            "POST",
-            &format!("/element/{id}/value"),
-            Some(json!({"text": text})),
-        );
+        self.call("POST", &format!("/element/{id}/value"), Some(json!({"text": text})));
     }
 
     /// Holds the mouse button down on `css` until `until` returns true, then lets go.
@@ -262,28 +202,16 @@ impl Session<'_> {
             assert!(Instant::now() < deadline, "the hold never took effect");
             std::thread::sleep(Duration::from_millis(20));
         }
-        self.call(
-            "POST",
-            "/actions",
-            Some(pointer(json!([{"type": "pointerUp", "button": 0}]))),
-        );
+        self.call("POST", "/actions", Some(pointer(json!([{"type": "pointerUp", "button": 0}]))));
     }
 
     /// Makes the window whose URL `wanted` accepts the one commands go to (waiting for it).
     pub fn switch_to(&self, wanted: impl Fn(&str) -> bool) {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            for handle in self
-                .call("GET", "/window/handles", None)
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-            {
+            for handle in self.call("GET", "/window/handles", None).as_array().cloned().unwrap_or_default() {
                 self.call("POST", "/window", Some(json!({"handle": handle})));
-                if self
-                    .try_js("return location.href")
-                    .is_ok_and(|url| url.as_str().is_some_and(&wanted))
-                {
+                if self.try_js("return location.href").is_ok_and(|url| url.as_str().is_some_and(&wanted)) {
                     return;
                 }
             }
@@ -294,11 +222,7 @@ impl Session<'_> {
 
     /// Saves a PNG screenshot of the window to `target/screenshots/NAME.png`.
     pub fn screenshot(&self, name: &str) -> PathBuf {
-        let png = base64_decode(
-            self.call("GET", "/screenshot", None)
-                .as_str()
-                .expect("base64"),
-        );
+        let png = base64_decode(self.call("GET", "/screenshot", None).as_str().expect("base64"));
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{name}.png"));
@@ -308,20 +232,10 @@ impl Session<'_> {
 
     /// Kills the app at once (SIGKILL), as a crash or a power cut would, and ends the session.
     pub fn crash(self) {
-        let children = Command::new("pgrep")
-            .args(["-P", &self.driver.driver.id().to_string()])
-            .output()
-            .expect("pgrep runs");
-        let pids = String::from_utf8_lossy(&children.stdout)
-            .split_whitespace()
-            .map(str::to_string)
-            .collect::<Vec<_>>();
+        let children = Command::new("pgrep").args(["-P", &self.driver.driver.id().to_string()]).output().expect("pgrep runs");
+        let pids = String::from_utf8_lossy(&children.stdout).split_whitespace().map(str::to_string).collect::<Vec<_>>();
         assert!(!pids.is_empty(), "the app is not running under the driver");
-        let killed = Command::new("kill")
-            .arg("-KILL")
-            .args(&pids)
-            .status()
-            .expect("kill runs");
+        let killed = Command::new("kill").arg("-KILL").args(&pids).status().expect("kill runs");
         assert!(killed.success());
         let _ = self.driver.http("DELETE", &self.path, None);
     }
@@ -352,18 +266,11 @@ fn base64_decode(text: &str) -> Vec<u8> {
         b'+' => 62,
         _ => 63,
     };
-    let bytes: Vec<u8> = text
-        .bytes()
-        .filter(|c| !b"=\r\n".contains(c))
-        .map(value)
-        .collect();
+    let bytes: Vec<u8> = text.bytes().filter(|c| !b"=\r\n".contains(c)).map(value).collect();
     bytes
         .chunks(4)
         .flat_map(|q| {
-            let n = q
-                .iter()
-                .enumerate()
-                .fold(0u32, |n, (i, &v)| n | (u32::from(v) << (18 - 6 * i)));
+            let n = q.iter().enumerate().fold(0u32, |n, (i, &v)| n | (u32::from(v) << (18 - 6 * i)));
             let out = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
             out.into_iter().take(q.len() - 1)
         })

@@ -64,11 +64,7 @@ impl Gpu {
     pub fn open(adapter: &wgpu::Adapter) -> Result<Self, String> {
         let info = adapter.get_info();
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
-        let features = if timestamps {
-            wgpu::Features::TIMESTAMP_QUERY
-        } else {
-            wgpu::Features::empty()
-        };
+        let features = if timestamps { wgpu::Features::TIMESTAMP_QUERY } else { wgpu::Features::empty() };
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("murmur"),
@@ -87,14 +83,7 @@ impl Gpu {
             lock(&errors).get_or_insert_with(|| format!("the device reported an error: {e}"));
         }));
         let description = format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type);
-        Ok(Self {
-            device,
-            queue,
-            description,
-            limits,
-            timestamps,
-            failure,
-        })
+        Ok(Self { device, queue, description, limits, timestamps, failure })
     }
 
     /// What the device failed with, if it did.

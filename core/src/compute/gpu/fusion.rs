@@ -13,28 +13,13 @@ use crate::compute::{ActId, RopeSpec, WeightId};
 #[derive(Debug, Clone)]
 pub enum Pending {
     /// RMSNorm of `x` by `weight` into `out`.
-    Norm {
-        x: ActId,
-        weight: WeightId,
-        eps: f32,
-        rows: usize,
-        out: ActId,
-    },
+    Norm { x: ActId, weight: WeightId, eps: f32, rows: usize, out: ActId },
     /// `out = silu(gate) * up`.
-    Silu {
-        gate: ActId,
-        up: ActId,
-        rows: usize,
-        out: ActId,
-    },
+    Silu { gate: ActId, up: ActId, rows: usize, out: ActId },
     /// One dispatch of mat-muls.
     Matmul(FusedMatmul),
     /// Rotary embedding of one tensor or two (same positions and heads).
-    Rope {
-        x: ActId,
-        y: Option<ActId>,
-        spec: RopeSpec,
-    },
+    Rope { x: ActId, y: Option<ActId>, spec: RopeSpec },
 }
 
 /// Up to three mat-muls over one input, made from an activation on the fly.
@@ -83,17 +68,7 @@ pub struct WeightShape {
 impl FusedMatmul {
     /// A single mat-mul of `x` as is.
     pub fn plain(w: WeightId, x: ActId, rows: usize, out: ActId, accumulate: bool) -> Self {
-        Self {
-            input: MatmulInput::Plain,
-            x,
-            aux: None,
-            side: None,
-            eps: 0.0,
-            rows,
-            accumulate,
-            targets: vec![(w, out)],
-            rope: None,
-        }
+        Self { input: MatmulInput::Plain, x, aux: None, side: None, eps: 0.0, rows, accumulate, targets: vec![(w, out)], rope: None }
     }
 
     /// Every buffer the dispatch reads.
@@ -115,14 +90,7 @@ impl FusedMatmul {
 /// a mat-mul's output (adjacent pairs, not accumulated), or of a second tensor.
 pub fn fuse_rope(pending: &Pending, x: ActId, spec: RopeSpec) -> Option<Pending> {
     let same = |s: &RopeSpec| {
-        (s.head_dim, s.pos, s.n, s.base.to_bits(), s.interleaved)
-            == (
-                spec.head_dim,
-                spec.pos,
-                spec.n,
-                spec.base.to_bits(),
-                spec.interleaved,
-            )
+        (s.head_dim, s.pos, s.n, s.base.to_bits(), s.interleaved) == (spec.head_dim, spec.pos, spec.n, spec.base.to_bits(), spec.interleaved)
     };
     match *pending {
         Pending::Matmul(ref m) if spec.interleaved && !m.accumulate && spec.n == m.rows => {
@@ -136,15 +104,9 @@ pub fn fuse_rope(pending: &Pending, x: ActId, spec: RopeSpec) -> Option<Pending>
             m.rope = Some((spec, mask | 1 << k));
             Some(Pending::Matmul(m))
         }
-        Pending::Rope {
-            x: first,
-            y: None,
-            spec: s,
-        } if first != x && same(&s) => Some(Pending::Rope {
-            x: first,
-            y: Some(x),
-            spec,
-        }),
+        Pending::Rope { x: first, y: None, spec: s } if first != x && same(&s) => {
+            Some(Pending::Rope { x: first, y: Some(x), spec })
+        }
         _ => None,
     }
 }
@@ -158,13 +120,7 @@ pub fn fuse_matmul(
     (w, x, rows, out, accumulate): (WeightId, ActId, usize, ActId, bool),
 ) -> Option<FusedMatmul> {
     let fused = match *pending {
-        Pending::Norm {
-            x: src,
-            weight,
-            eps,
-            rows: r,
-            out: normed,
-        } if normed == x && r == rows && shape.whole => FusedMatmul {
+        Pending::Norm { x: src, weight, eps, rows: r, out: normed } if normed == x && r == rows && shape.whole => FusedMatmul {
             input: MatmulInput::Norm,
             x: src,
             aux: Some(Aux::Weight(weight)),
@@ -175,12 +131,7 @@ pub fn fuse_matmul(
             targets: vec![(w, out)],
             rope: None,
         },
-        Pending::Silu {
-            gate,
-            up,
-            rows: r,
-            out: product,
-        } if product == x && r == rows && shape.whole => FusedMatmul {
+        Pending::Silu { gate, up, rows: r, out: product } if product == x && r == rows && shape.whole => FusedMatmul {
             input: MatmulInput::Silu,
             x: gate,
             aux: Some(Aux::Act(up)),
@@ -209,10 +160,7 @@ pub fn fuse_matmul(
     };
     // One dispatch cannot read and write a buffer, nor write one twice.
     let writes: Vec<ActId> = fused.writes().collect();
-    let distinct = writes
-        .iter()
-        .enumerate()
-        .all(|(i, a)| !writes[..i].contains(a));
+    let distinct = writes.iter().enumerate().all(|(i, a)| !writes[..i].contains(a));
     (distinct && !fused.reads().any(|r| writes.contains(&r))).then_some(fused)
 }
 
@@ -220,151 +168,49 @@ pub fn fuse_matmul(
 mod tests {
     use super::*;
 
-    const Q4: WeightShape = WeightShape {
-        bits: 4,
-        cols: 576,
-        whole: true,
-    };
+    const Q4: WeightShape = WeightShape { bits: 4, cols: 576, whole: true };
 
     #[test]
     fn norm_then_three_matmuls_of_its_output_fuse() {
-        let norm = Pending::Norm {
-            x: ActId(0),
-            weight: WeightId(9),
-            eps: 1e-5,
-            rows: 1,
-            out: ActId(1),
-        };
-        let q = fuse_matmul(&norm, None, Q4, (WeightId(1), ActId(1), 1, ActId(2), false))
-            .expect("norm + q");
-        let k = fuse_matmul(
-            &Pending::Matmul(q),
-            Some(Q4),
-            Q4,
-            (WeightId(2), ActId(1), 1, ActId(3), false),
-        )
-        .expect("+ k");
-        let v = fuse_matmul(
-            &Pending::Matmul(k),
-            Some(Q4),
-            Q4,
-            (WeightId(3), ActId(1), 1, ActId(4), false),
-        )
-        .expect("+ v");
+        let norm = Pending::Norm { x: ActId(0), weight: WeightId(9), eps: 1e-5, rows: 1, out: ActId(1) };
+        let q = fuse_matmul(&norm, None, Q4, (WeightId(1), ActId(1), 1, ActId(2), false)).expect("norm + q");
+        let k = fuse_matmul(&Pending::Matmul(q), Some(Q4), Q4, (WeightId(2), ActId(1), 1, ActId(3), false)).expect("+ k");
+        let v = fuse_matmul(&Pending::Matmul(k), Some(Q4), Q4, (WeightId(3), ActId(1), 1, ActId(4), false)).expect("+ v");
         assert_eq!(v.targets.len(), 3);
         assert_eq!((v.x, v.side), (ActId(0), Some(ActId(1))));
-        let fourth = fuse_matmul(
-            &Pending::Matmul(v),
-            Some(Q4),
-            Q4,
-            (WeightId(4), ActId(1), 1, ActId(5), false),
-        );
+        let fourth = fuse_matmul(&Pending::Matmul(v), Some(Q4), Q4, (WeightId(4), ActId(1), 1, ActId(5), false));
         assert!(fourth.is_none(), "at most three weights");
     }
 
     #[test]
     fn rotations_of_fused_outputs_fuse_once_each() {
-        let norm = Pending::Norm {
-            x: ActId(0),
-            weight: WeightId(9),
-            eps: 1e-5,
-            rows: 1,
-            out: ActId(1),
-        };
+        let norm = Pending::Norm { x: ActId(0), weight: WeightId(9), eps: 1e-5, rows: 1, out: ActId(1) };
         let q = fuse_matmul(&norm, None, Q4, (WeightId(1), ActId(1), 1, ActId(2), false)).unwrap();
-        let k = fuse_matmul(
-            &Pending::Matmul(q),
-            Some(Q4),
-            Q4,
-            (WeightId(2), ActId(1), 1, ActId(3), false),
-        )
-        .unwrap();
-        let spec = RopeSpec {
-            head_dim: 64,
-            pos: 5,
-            n: 1,
-            base: 1e4,
-            interleaved: true,
-        };
+        let k = fuse_matmul(&Pending::Matmul(q), Some(Q4), Q4, (WeightId(2), ActId(1), 1, ActId(3), false)).unwrap();
+        let spec = RopeSpec { head_dim: 64, pos: 5, n: 1, base: 1e4, interleaved: true };
         let rq = fuse_rope(&Pending::Matmul(k), ActId(2), spec).expect("rope q");
         let rk = fuse_rope(&rq, ActId(3), spec).expect("rope k");
-        let Pending::Matmul(m) = &rk else {
-            panic!("still one mat-mul")
-        };
+        let Pending::Matmul(m) = &rk else { panic!("still one mat-mul") };
         assert_eq!(m.rope.map(|r| r.1), Some(0b11));
-        assert!(
-            fuse_rope(&rk, ActId(3), spec).is_none(),
-            "twice is two rotations"
-        );
-        assert!(
-            fuse_rope(&rq, ActId(3), RopeSpec { pos: 6, ..spec }).is_none(),
-            "another position"
-        );
-        assert!(
-            fuse_rope(
-                &rq,
-                ActId(3),
-                RopeSpec {
-                    interleaved: false,
-                    ..spec
-                }
-            )
-            .is_none(),
-            "halves pair rows apart"
-        );
-        assert!(
-            fuse_matmul(
-                &rk,
-                Some(Q4),
-                Q4,
-                (WeightId(3), ActId(1), 1, ActId(4), false)
-            )
-            .is_none(),
-            "rotated: closed"
-        );
+        assert!(fuse_rope(&rk, ActId(3), spec).is_none(), "twice is two rotations");
+        assert!(fuse_rope(&rq, ActId(3), RopeSpec { pos: 6, ..spec }).is_none(), "another position");
+        assert!(fuse_rope(&rq, ActId(3), RopeSpec { interleaved: false, ..spec }).is_none(), "halves pair rows apart");
+        assert!(fuse_matmul(&rk, Some(Q4), Q4, (WeightId(3), ActId(1), 1, ActId(4), false)).is_none(), "rotated: closed");
     }
 
     #[test]
     fn hazards_and_mismatches_do_not_fuse() {
-        let norm = Pending::Norm {
-            x: ActId(0),
-            weight: WeightId(9),
-            eps: 1e-5,
-            rows: 2,
-            out: ActId(1),
-        };
+        let norm = Pending::Norm { x: ActId(0), weight: WeightId(9), eps: 1e-5, rows: 2, out: ActId(1) };
         // Writes the norm's source.
         assert!(fuse_matmul(&norm, None, Q4, (WeightId(1), ActId(1), 2, ActId(0), true)).is_none());
         // Reads something else, or other rows.
-        assert!(
-            fuse_matmul(&norm, None, Q4, (WeightId(1), ActId(7), 2, ActId(2), false)).is_none()
-        );
-        assert!(
-            fuse_matmul(&norm, None, Q4, (WeightId(1), ActId(1), 1, ActId(2), false)).is_none()
-        );
+        assert!(fuse_matmul(&norm, None, Q4, (WeightId(1), ActId(7), 2, ActId(2), false)).is_none());
+        assert!(fuse_matmul(&norm, None, Q4, (WeightId(1), ActId(1), 1, ActId(2), false)).is_none());
         let q = fuse_matmul(&norm, None, Q4, (WeightId(1), ActId(1), 2, ActId(2), false)).unwrap();
         let q8 = WeightShape { bits: 8, ..Q4 };
         // Another format, the same output twice, or accumulation.
-        assert!(fuse_matmul(
-            &Pending::Matmul(q.clone()),
-            Some(Q4),
-            q8,
-            (WeightId(2), ActId(1), 2, ActId(3), false)
-        )
-        .is_none());
-        assert!(fuse_matmul(
-            &Pending::Matmul(q.clone()),
-            Some(Q4),
-            Q4,
-            (WeightId(2), ActId(1), 2, ActId(2), false)
-        )
-        .is_none());
-        assert!(fuse_matmul(
-            &Pending::Matmul(q),
-            Some(Q4),
-            Q4,
-            (WeightId(2), ActId(1), 2, ActId(3), true)
-        )
-        .is_none());
+        assert!(fuse_matmul(&Pending::Matmul(q.clone()), Some(Q4), q8, (WeightId(2), ActId(1), 2, ActId(3), false)).is_none());
+        assert!(fuse_matmul(&Pending::Matmul(q.clone()), Some(Q4), Q4, (WeightId(2), ActId(1), 2, ActId(2), false)).is_none());
+        assert!(fuse_matmul(&Pending::Matmul(q), Some(Q4), Q4, (WeightId(2), ActId(1), 2, ActId(3), true)).is_none());
     }
 }

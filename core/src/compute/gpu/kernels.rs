@@ -38,9 +38,7 @@ impl Layout {
             Layout::R3W1 => &[true, true, true, false],
             Layout::W2 => &[false, false],
             Layout::R3W4 => &[true, true, true, false, false, false, false],
-            Layout::Matmul => &[
-                true, true, true, true, true, true, true, true, false, false, false, false,
-            ],
+            Layout::Matmul => &[true, true, true, true, true, true, true, true, false, false, false, false],
         }
     }
 }
@@ -128,21 +126,16 @@ pub struct Kernels {
 pub const MATMUL_TILE: u32 = 8;
 
 fn bind_group_layout(device: &wgpu::Device, layout: Layout) -> wgpu::BindGroupLayout {
-    let storage =
-        layout
-            .access()
-            .iter()
-            .enumerate()
-            .map(|(i, &read_only)| wgpu::BindGroupLayoutEntry {
-                binding: i as u32 + 1,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            });
+    let storage = layout.access().iter().enumerate().map(|(i, &read_only)| wgpu::BindGroupLayoutEntry {
+        binding: i as u32 + 1,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    });
     let params = wgpu::BindGroupLayoutEntry {
         binding: 0,
         visibility: wgpu::ShaderStages::COMPUTE,
@@ -154,10 +147,7 @@ fn bind_group_layout(device: &wgpu::Device, layout: Layout) -> wgpu::BindGroupLa
         count: None,
     };
     let entries: Vec<_> = std::iter::once(params).chain(storage).collect();
-    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-        label: Some("murmur"),
-        entries: &entries,
-    })
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some("murmur"), entries: &entries })
 }
 
 struct Builder<'a> {
@@ -175,60 +165,35 @@ impl Builder<'_> {
         l
     }
 
-    fn kernel(
-        &mut self,
-        name: &str,
-        source: &str,
-        entry: &str,
-        layout: Layout,
-        constants: &[(&str, f64)],
-    ) -> Kernel {
+    fn kernel(&mut self, name: &str, source: &str, entry: &str, layout: Layout, constants: &[(&str, f64)]) -> Kernel {
         let bgl = self.layout(layout);
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(name),
-                source: wgpu::ShaderSource::Wgsl(Cow::Owned(source.to_string())),
-            });
-        let pl = self
-            .device
-            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(name),
-                bind_group_layouts: &[Some(&bgl)],
-                immediate_size: 0,
-            });
-        let pipeline = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(name),
-                layout: Some(&pl),
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants,
-                    // Every shader writes its shared memory before reading it.
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            });
-        Kernel {
-            name: name.into(),
-            pipeline,
-            layout,
-        }
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(Cow::Owned(source.to_string())),
+        });
+        let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(name),
+            bind_group_layouts: &[Some(&bgl)],
+            immediate_size: 0,
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(name),
+            layout: Some(&pl),
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                // Every shader writes its shared memory before reading it.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        Kernel { name: name.into(), pipeline, layout }
     }
 
     fn per_format(&mut self, name: &str, source: &str, layout: Layout) -> [Kernel; 3] {
         let source = format!("{QUANT}\n{source}");
-        [4.0, 8.0, 32.0].map(|bits| {
-            self.kernel(
-                &format!("{name} q{bits}"),
-                &source,
-                "main",
-                layout,
-                &[("BITS", bits)],
-            )
-        })
+        [4.0, 8.0, 32.0].map(|bits| self.kernel(&format!("{name} q{bits}"), &source, "main", layout, &[("BITS", bits)]))
     }
 }
 
@@ -236,72 +201,26 @@ impl Kernels {
     /// Compiles every shader for `device` (once per backend; drivers cache the binaries).
     pub fn new(device: &wgpu::Device) -> Self {
         let mut layouts = Vec::new();
-        let mut b = Builder {
-            device,
-            layouts: &mut layouts,
-        };
-        let embed = b.per_format(
-            "embed",
-            include_str!("../../../../shaders/embed.wgsl"),
-            Layout::R3W1,
-        );
+        let mut b = Builder { device, layouts: &mut layouts };
+        let embed = b.per_format("embed", include_str!("../../../../shaders/embed.wgsl"), Layout::R3W1);
         Self {
             matmul: std::collections::HashMap::new(),
             device: device.clone(),
             embed,
-            rms_norm: b.kernel(
-                "rms_norm",
-                include_str!("../../../../shaders/rms_norm.wgsl"),
-                "main",
-                Layout::R2W1,
-                &[],
-            ),
+            rms_norm: b.kernel("rms_norm", include_str!("../../../../shaders/rms_norm.wgsl"), "main", Layout::R2W1, &[]),
             rope: b.kernel(
                 "rope",
-                &format!(
-                    "{ROTATION}\n{}",
-                    include_str!("../../../../shaders/rope.wgsl")
-                ),
+                &format!("{ROTATION}\n{}", include_str!("../../../../shaders/rope.wgsl")),
                 "main",
                 Layout::W2,
                 &[],
             ),
             attention: std::collections::HashMap::new(),
-            silu_mul: b.kernel(
-                "silu_mul",
-                include_str!("../../../../shaders/silu_mul.wgsl"),
-                "main",
-                Layout::R2W1,
-                &[],
-            ),
-            add_bias: b.kernel(
-                "add_bias",
-                include_str!("../../../../shaders/add_bias.wgsl"),
-                "main",
-                Layout::R1W1,
-                &[],
-            ),
-            copy_row: b.kernel(
-                "copy_row",
-                include_str!("../../../../shaders/copy_row.wgsl"),
-                "main",
-                Layout::R1W1,
-                &[],
-            ),
-            penalize: b.kernel(
-                "penalize",
-                include_str!("../../../../shaders/penalize.wgsl"),
-                "main",
-                Layout::R1W1,
-                &[],
-            ),
-            top_k: b.kernel(
-                "top_k",
-                include_str!("../../../../shaders/top_k.wgsl"),
-                "main",
-                Layout::R1W1,
-                &[],
-            ),
+            silu_mul: b.kernel("silu_mul", include_str!("../../../../shaders/silu_mul.wgsl"), "main", Layout::R2W1, &[]),
+            add_bias: b.kernel("add_bias", include_str!("../../../../shaders/add_bias.wgsl"), "main", Layout::R1W1, &[]),
+            copy_row: b.kernel("copy_row", include_str!("../../../../shaders/copy_row.wgsl"), "main", Layout::R1W1, &[]),
+            penalize: b.kernel("penalize", include_str!("../../../../shaders/penalize.wgsl"), "main", Layout::R1W1, &[]),
+            top_k: b.kernel("top_k", include_str!("../../../../shaders/top_k.wgsl"), "main", Layout::R1W1, &[]),
             layouts,
         }
     }
@@ -313,19 +232,10 @@ impl Kernels {
         }
         let source = include_str!("../../../../shaders/attention.wgsl");
         let constants = [("HEAD_DIM", head_dim as f64)];
-        let mut b = Builder {
-            device: &self.device,
-            layouts: &mut self.layouts,
-        };
+        let mut b = Builder { device: &self.device, layouts: &mut self.layouts };
         let k = (
             b.kernel("attention", source, "main", Layout::R3W4, &constants),
-            b.kernel(
-                "attention_combine",
-                source,
-                "combine",
-                Layout::R3W4,
-                &constants,
-            ),
+            b.kernel("attention_combine", source, "combine", Layout::R3W4, &constants),
         );
         self.attention.insert(head_dim, k.clone());
         k
@@ -336,10 +246,7 @@ impl Kernels {
         if let Some(k) = self.matmul.get(&v) {
             return k.clone();
         }
-        let source = format!(
-            "{QUANT}\n{ROTATION}\n{}",
-            include_str!("../../../../shaders/matmul.wgsl")
-        );
+        let source = format!("{QUANT}\n{ROTATION}\n{}", include_str!("../../../../shaders/matmul.wgsl"));
         let constants = [
             ("BITS", v.bits as f64),
             ("TILE", v.tile as f64),
@@ -348,14 +255,8 @@ impl Kernels {
             ("LANES", v.lanes as f64),
             ("COLS", v.cols as f64),
         ];
-        let name = format!(
-            "matmul q{} ×{} {:?} tile {} lanes {} cols {}",
-            v.bits, v.count, v.input, v.tile, v.lanes, v.cols
-        );
-        let mut b = Builder {
-            device: &self.device,
-            layouts: &mut self.layouts,
-        };
+        let name = format!("matmul q{} ×{} {:?} tile {} lanes {} cols {}", v.bits, v.count, v.input, v.tile, v.lanes, v.cols);
+        let mut b = Builder { device: &self.device, layouts: &mut self.layouts };
         let k = b.kernel(&name, &source, "main", Layout::Matmul, &constants);
         self.matmul.insert(v, k.clone());
         k
@@ -363,11 +264,6 @@ impl Kernels {
 
     /// The bind group layout of `layout`.
     pub fn layout(&self, layout: Layout) -> &wgpu::BindGroupLayout {
-        &self
-            .layouts
-            .iter()
-            .find(|(k, _)| *k == layout)
-            .expect("every layout in use was built")
-            .1
+        &self.layouts.iter().find(|(k, _)| *k == layout).expect("every layout in use was built").1
     }
 }

@@ -25,8 +25,7 @@ use kernels::{format_index, Kernel, Kernels, Layout, MatmulVariant, MATMUL_BINDI
 use recorder::{Params, Recorder};
 
 use super::{
-    ActId, AttentionIo, AttentionShape, Backend, BackendError, BackendResult, KernelTime, RopeSpec,
-    Stats, WeightId, WeightSpec,
+    ActId, AttentionIo, AttentionShape, Backend, BackendError, BackendResult, KernelTime, RopeSpec, Stats, WeightId, WeightSpec,
 };
 
 /// A device buffer with an id that names it in the bind-group cache.
@@ -119,7 +118,10 @@ impl GpuBackend {
     pub fn new(model: Arc<Mmap>, options: GpuOptions) -> Result<Self, String> {
         let adapter = device::find_adapter(options.policy).ok_or_else(|| match options.policy {
             AdapterPolicy::Hardware => "no hardware GPU was found".to_string(),
-            AdapterPolicy::Any => "no GPU adapter was found (Vulkan, Metal or DX12; on Linux install a Vulkan driver such as mesa-vulkan-drivers)".to_string(),
+            AdapterPolicy::Any => {
+                "no GPU adapter was found (Vulkan, Metal or DX12; on Linux install a Vulkan driver such as mesa-vulkan-drivers)"
+                    .to_string()
+            }
         })?;
         let gpu = Gpu::open(&adapter)?;
         let storage = gpu.limits.max_storage_buffers_per_shader_stage;
@@ -130,13 +132,8 @@ impl GpuBackend {
             ));
         }
         let kernels = Kernels::new(&gpu.device);
-        let device_max = gpu
-            .limits
-            .max_storage_buffer_binding_size
-            .min(gpu.limits.max_buffer_size);
-        let max_binding = options
-            .max_binding
-            .map_or(device_max, |m| m.min(device_max));
+        let device_max = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
+        let max_binding = options.max_binding.map_or(device_max, |m| m.min(device_max));
         let align = gpu.limits.min_uniform_buffer_offset_alignment as u64;
         let rec = Recorder::new(&gpu, align, options.profile);
         tracing::info!(device = %gpu.description, max_binding, "GPU backend");
@@ -173,16 +170,8 @@ impl GpuBackend {
         self.next_uid += 1;
         // Whole 16-byte units: kernels read activations four floats at a time.
         let size = size.max(16).next_multiple_of(16);
-        let buf = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size,
-            usage,
-            mapped_at_creation: false,
-        });
-        Buf {
-            buf,
-            uid: self.next_uid,
-        }
+        let buf = self.gpu.device.create_buffer(&wgpu::BufferDescriptor { label: None, size, usage, mapped_at_creation: false });
+        Buf { buf, uid: self.next_uid }
     }
 
     fn check(&self) -> BackendResult {
@@ -207,23 +196,19 @@ impl GpuBackend {
             offset: 0,
             size: std::num::NonZeroU64::new(kernels::PARAMS_BYTES),
         };
-        let entries: Vec<_> = std::iter::once(wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(params),
-        })
-        .chain(bufs.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i as u32 + 1,
-            resource: b.buf.as_entire_binding(),
-        }))
-        .collect();
-        let group = self
-            .gpu
-            .device
-            .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: self.kernels.layout(layout),
-                entries: &entries,
-            });
+        let entries: Vec<_> =
+            std::iter::once(wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) })
+                .chain(
+                    bufs.iter()
+                        .enumerate()
+                        .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.buf.as_entire_binding() }),
+                )
+                .collect();
+        let group = self.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: self.kernels.layout(layout),
+            entries: &entries,
+        });
         self.binds.insert(key, group.clone());
         group
     }
@@ -245,13 +230,7 @@ impl GpuBackend {
     }
 
     /// Records one dispatch of `kernel` over `bufs` with `params`.
-    fn dispatch(
-        &mut self,
-        kernel: &Kernel,
-        bufs: &[&Buf],
-        params: Params,
-        groups: (u32, u32, u32),
-    ) -> BackendResult {
+    fn dispatch(&mut self, kernel: &Kernel, bufs: &[&Buf], params: Params, groups: (u32, u32, u32)) -> BackendResult {
         self.check()?;
         if self.rec.full(1, 0) {
             self.flush(None)?;
@@ -297,26 +276,16 @@ impl GpuBackend {
             let rows = part_rows.min(spec.rows - row0);
             let (mut qd, mut sd) = (vec![0u8; rows * qrow], vec![0u8; rows * srow]);
             for r in 0..rows {
-                let (q, s) = (
-                    &mut qd[r * qrow..(r + 1) * qrow],
-                    &mut sd[r * srow..(r + 1) * srow],
-                );
+                let (q, s) = (&mut qd[r * qrow..(r + 1) * qrow], &mut sd[r * srow..(r + 1) * srow]);
                 weights::repack_row(&spec, bits, file, row0 + r, q, s);
             }
-            let (q, s) = (
-                self.buffer(qd.len() as u64, usage),
-                self.buffer(sd.len() as u64, usage),
-            );
+            let (q, s) = (self.buffer(qd.len() as u64, usage), self.buffer(sd.len() as u64, usage));
             self.gpu.queue.write_buffer(&q.buf, 0, &qd);
             self.gpu.queue.write_buffer(&s.buf, 0, &sd);
             parts.push(Part { row0, rows, q, s });
         }
         self.check()?;
-        Ok(GpuWeight {
-            bits,
-            cols: spec.cols,
-            parts,
-        })
+        Ok(GpuWeight { bits, cols: spec.cols, parts })
     }
 
     /// Makes `slot` hold `count` buffers of at least `bytes` each.
@@ -332,50 +301,25 @@ impl GpuBackend {
 
     fn weight_shape(&self, w: WeightId) -> WeightShape {
         let w = &self.weights[w.0];
-        WeightShape {
-            bits: w.bits,
-            cols: w.cols,
-            whole: w.parts.len() == 1,
-        }
+        WeightShape { bits: w.bits, cols: w.cols, whole: w.parts.len() == 1 }
     }
 
     /// Records the op held back for fusion, if any.
     fn settle(&mut self) -> BackendResult {
         match self.pending.take() {
             None => Ok(()),
-            Some(Pending::Norm {
-                x,
-                weight,
-                eps,
-                rows,
-                out,
-            }) => {
+            Some(Pending::Norm { x, weight, eps, rows, out }) => {
                 let cols = self.act(x).cols;
                 let kernel = self.kernels.rms_norm.clone();
                 let bufs = self.resolve(&[Res::Act(x), Res::Weight(weight, 0), Res::Act(out)]);
-                self.dispatch_with(
-                    &kernel,
-                    &bufs,
-                    Params::new().u(cols).f(eps),
-                    (rows as u32, 1, 1),
-                )
+                self.dispatch_with(&kernel, &bufs, Params::new().u(cols).f(eps), (rows as u32, 1, 1))
             }
-            Some(Pending::Silu {
-                gate,
-                up,
-                rows,
-                out,
-            }) => {
+            Some(Pending::Silu { gate, up, rows, out }) => {
                 let count = rows * self.act(gate).cols;
                 let (nx, ny) = grid(count.div_ceil(256));
                 let kernel = self.kernels.silu_mul.clone();
                 let bufs = self.resolve(&[Res::Act(gate), Res::Act(up), Res::Act(out)]);
-                self.dispatch_with(
-                    &kernel,
-                    &bufs,
-                    Params::new().u(count).u(nx as usize),
-                    (nx, ny, 1),
-                )
+                self.dispatch_with(&kernel, &bufs, Params::new().u(count).u(nx as usize), (nx, ny, 1))
             }
             Some(Pending::Matmul(m)) => self.record_matmul(m),
             Some(Pending::Rope { x, y, spec: s }) => {
@@ -403,11 +347,7 @@ impl GpuBackend {
         let (w0, out0) = m.targets[0];
         let WeightShape { bits, cols, .. } = self.weight_shape(w0);
         let tile = if m.rows == 1 { 1 } else { MATMUL_TILE };
-        let heights: Vec<usize> = m
-            .targets
-            .iter()
-            .map(|&(w, _)| self.weights[w.0].parts[0].rows)
-            .collect();
+        let heights: Vec<usize> = m.targets.iter().map(|&(w, _)| self.weights[w.0].parts[0].rows).collect();
         // Four rows to a workgroup where that still leaves enough workgroups to fill a large GPU
         // (measured on an H200: the output matrix and prefill gain, q/k/v and down lose).
         // A rotation pairs adjacent rows, which must share a workgroup.
@@ -418,27 +358,8 @@ impl GpuBackend {
         } else {
             64
         };
-        let (rope, rope_mask) = m.rope.map_or(
-            (
-                RopeSpec {
-                    head_dim: 2,
-                    pos: 0,
-                    n: 0,
-                    base: 1.0,
-                    interleaved: true,
-                },
-                0,
-            ),
-            |r| r,
-        );
-        let variant = MatmulVariant {
-            bits,
-            tile,
-            input: m.input,
-            count: m.targets.len() as u32,
-            lanes,
-            cols: cols as u32,
-        };
+        let (rope, rope_mask) = m.rope.map_or((RopeSpec { head_dim: 2, pos: 0, n: 0, base: 1.0, interleaved: true }, 0), |r| r);
+        let variant = MatmulVariant { bits, tile, input: m.input, count: m.targets.len() as u32, lanes, cols: cols as u32 };
         let kernel = self.kernels.matmul(variant);
         let out_cols = self.act(out0).cols;
         let aux = match m.aux {
@@ -471,16 +392,8 @@ impl GpuBackend {
                 .u(rope.head_dim)
                 .u(rope.pos)
                 .f(rope.base);
-            let weight = |k: usize| {
-                m.targets
-                    .get(k)
-                    .map_or((w0, part), |&(w, _)| (w, if k == 0 { part } else { 0 }))
-            };
-            let out = |k: usize| {
-                m.targets
-                    .get(k)
-                    .map_or(Res::Dummy(k), |&(_, o)| Res::Act(o))
-            };
+            let weight = |k: usize| m.targets.get(k).map_or((w0, part), |&(w, _)| (w, if k == 0 { part } else { 0 }));
+            let out = |k: usize| m.targets.get(k).map_or(Res::Dummy(k), |&(_, o)| Res::Act(o));
             let bufs = self.resolve(&[
                 Res::Weight(weight(0).0, weight(0).1),
                 Res::WeightScales(weight(0).0, weight(0).1),
@@ -495,20 +408,14 @@ impl GpuBackend {
                 out(2),
                 m.side.map_or(Res::Dummy(0), Res::Act),
             ]);
-            self.dispatch_with(
-                &kernel,
-                &bufs,
-                params,
-                (nx, ny, (m.rows as u32).div_ceil(tile)),
-            )?;
+            self.dispatch_with(&kernel, &bufs, params, (nx, ny, (m.rows as u32).div_ceil(tile)))?;
         }
         Ok(())
     }
 
     /// Drops cached bind groups that use any of `uids`.
     fn forget(&mut self, uids: &[u64]) {
-        self.binds
-            .retain(|(_, bound), _| !bound.iter().any(|u| uids.contains(u)));
+        self.binds.retain(|(_, bound), _| !bound.iter().any(|u| uids.contains(u)));
     }
 }
 
@@ -522,10 +429,7 @@ impl Backend for GpuBackend {
     }
 
     fn stats(&self) -> Stats {
-        Stats {
-            dispatches: self.stats.dispatches + self.rec.len() as u64,
-            ..self.stats
-        }
+        Stats { dispatches: self.stats.dispatches + self.rec.len() as u64, ..self.stats }
     }
 
     fn profile(&self) -> Vec<KernelTime> {
@@ -566,15 +470,9 @@ impl Backend for GpuBackend {
                 self.max_binding
             )));
         }
-        let usage = wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_SRC
-            | wgpu::BufferUsages::COPY_DST;
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
         let buf = self.buffer(bytes, usage);
-        Ok(self.acts.insert(GpuAct {
-            cols,
-            len: rows * cols,
-            buf,
-        }))
+        Ok(self.acts.insert(GpuAct { cols, len: rows * cols, buf }))
     }
 
     fn free(&mut self, id: ActId) {
@@ -596,58 +494,25 @@ impl Backend for GpuBackend {
         for i in 0..w.parts.len() {
             let w = &self.weights[table.0];
             let part = &w.parts[i];
-            if !tokens
-                .iter()
-                .any(|&t| (part.row0..part.row0 + part.rows).contains(&(t as usize)))
-            {
+            if !tokens.iter().any(|&t| (part.row0..part.row0 + part.rows).contains(&(t as usize))) {
                 continue;
             }
-            let params = Params::new()
-                .u(cols)
-                .u(tokens.len())
-                .u(at)
-                .u(part.row0)
-                .u(part.rows);
+            let params = Params::new().u(cols).u(tokens.len()).u(at).u(part.row0).u(part.rows);
             let groups = ((cols as u32).div_ceil(64), tokens.len() as u32, 1);
-            let bufs = self.resolve(&[
-                Res::Weight(table, i),
-                Res::WeightScales(table, i),
-                Res::Ids,
-                Res::Act(out),
-            ]);
+            let bufs = self.resolve(&[Res::Weight(table, i), Res::WeightScales(table, i), Res::Ids, Res::Act(out)]);
             self.dispatch_with(&kernel, &bufs, params, groups)?;
         }
         Ok(())
     }
 
-    fn rms_norm(
-        &mut self,
-        x: ActId,
-        weight: WeightId,
-        eps: f32,
-        rows: usize,
-        out: ActId,
-    ) -> BackendResult {
+    fn rms_norm(&mut self, x: ActId, weight: WeightId, eps: f32, rows: usize, out: ActId) -> BackendResult {
         self.check()?;
         self.settle()?;
-        self.pending = Some(Pending::Norm {
-            x,
-            weight,
-            eps,
-            rows,
-            out,
-        });
+        self.pending = Some(Pending::Norm { x, weight, eps, rows, out });
         Ok(())
     }
 
-    fn matmul(
-        &mut self,
-        w: WeightId,
-        x: ActId,
-        rows: usize,
-        out: ActId,
-        accumulate: bool,
-    ) -> BackendResult {
+    fn matmul(&mut self, w: WeightId, x: ActId, rows: usize, out: ActId, accumulate: bool) -> BackendResult {
         self.check()?;
         let shape = self.weight_shape(w);
         if let Some(pending) = &self.pending {
@@ -661,9 +526,7 @@ impl Backend for GpuBackend {
             }
         }
         self.settle()?;
-        self.pending = Some(Pending::Matmul(FusedMatmul::plain(
-            w, x, rows, out, accumulate,
-        )));
+        self.pending = Some(Pending::Matmul(FusedMatmul::plain(w, x, rows, out, accumulate)));
         Ok(())
     }
 
@@ -674,12 +537,7 @@ impl Backend for GpuBackend {
             Some(Pending::Matmul(m)) => m.targets.iter().all(|&(w, _)| self.weight_shape(w).whole),
             _ => true,
         };
-        if let Some(fused) = self
-            .pending
-            .as_ref()
-            .filter(|_| whole)
-            .and_then(|p| fuse_rope(p, x, spec))
-        {
+        if let Some(fused) = self.pending.as_ref().filter(|_| whole).and_then(|p| fuse_rope(p, x, spec)) {
             self.pending = Some(fused);
             return Ok(());
         }
@@ -706,24 +564,8 @@ impl Backend for GpuBackend {
         let most = (self.max_binding as usize / per_span).clamp(1, 1024);
         let span = len.div_ceil(CHUNK).div_ceil(most) * CHUNK;
         let spans = len.div_ceil(span);
-        self.scratch(
-            |s| &mut s.spans,
-            1,
-            if spans > 1 {
-                (spans * per_span) as u64
-            } else {
-                16
-            },
-        );
-        let params = Params::new()
-            .u(a.heads)
-            .u(a.kv_heads)
-            .u(a.head_dim)
-            .u(a.pos)
-            .u(a.n)
-            .f(scale)
-            .u(span)
-            .u(spans);
+        self.scratch(|s| &mut s.spans, 1, if spans > 1 { (spans * per_span) as u64 } else { 16 });
+        let params = Params::new().u(a.heads).u(a.kv_heads).u(a.head_dim).u(a.pos).u(a.n).f(scale).u(span).u(spans);
         let bufs = self.resolve(&[
             Res::Act(io.q),
             Res::Act(io.k),
@@ -745,12 +587,7 @@ impl Backend for GpuBackend {
     fn silu_mul(&mut self, gate: ActId, up: ActId, rows: usize, out: ActId) -> BackendResult {
         self.check()?;
         self.settle()?;
-        self.pending = Some(Pending::Silu {
-            gate,
-            up,
-            rows,
-            out,
-        });
+        self.pending = Some(Pending::Silu { gate, up, rows, out });
         Ok(())
     }
 
@@ -762,21 +599,10 @@ impl Backend for GpuBackend {
         let (nx, ny) = grid(count.div_ceil(256));
         let kernel = self.kernels.add_bias.clone();
         let bufs = self.resolve(&[Res::Weight(bias, 0), Res::Act(x)]);
-        self.dispatch_with(
-            &kernel,
-            &bufs,
-            Params::new().u(cols).u(count).u(nx as usize),
-            (nx, ny, 1),
-        )
+        self.dispatch_with(&kernel, &bufs, Params::new().u(cols).u(count).u(nx as usize), (nx, ny, 1))
     }
 
-    fn copy_row(
-        &mut self,
-        src: ActId,
-        src_row: usize,
-        dst: ActId,
-        dst_row: usize,
-    ) -> BackendResult {
+    fn copy_row(&mut self, src: ActId, src_row: usize, dst: ActId, dst_row: usize) -> BackendResult {
         self.settle()?;
         let cols = self.act(src).cols;
         let kernel = self.kernels.copy_row.clone();
@@ -785,13 +611,7 @@ impl Backend for GpuBackend {
         self.dispatch_with(&kernel, &bufs, params, ((cols as u32).div_ceil(256), 1, 1))
     }
 
-    fn penalize(
-        &mut self,
-        logits: ActId,
-        row: usize,
-        tokens: &[u32],
-        penalty: f32,
-    ) -> BackendResult {
+    fn penalize(&mut self, logits: ActId, row: usize, tokens: &[u32], penalty: f32) -> BackendResult {
         self.settle()?;
         let cols = self.act(logits).cols;
         let mut distinct = Vec::new();
@@ -801,27 +621,15 @@ impl Backend for GpuBackend {
         }
         let at = self.ids(&distinct, 1)?;
         let kernel = self.kernels.penalize.clone();
-        let params = Params::new()
-            .u(distinct.len())
-            .u(at)
-            .u(row * cols)
-            .f(penalty);
+        let params = Params::new().u(distinct.len()).u(at).u(row * cols).f(penalty);
         let bufs = self.resolve(&[Res::Ids, Res::Act(logits)]);
-        self.dispatch_with(
-            &kernel,
-            &bufs,
-            params,
-            ((distinct.len() as u32).div_ceil(64), 1, 1),
-        )
+        self.dispatch_with(&kernel, &bufs, params, ((distinct.len() as u32).div_ceil(64), 1, 1))
     }
 
     fn read(&mut self, x: ActId) -> BackendResult<Vec<f32>> {
         let (buf, len) = (self.act(x).buf.buf.clone(), self.act(x).len);
         let bytes = self.flush(Some((&buf, len as u64 * 4)))?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect())
+        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
     }
 
     fn top_k(&mut self, logits: ActId, row: usize, k: usize) -> BackendResult<Vec<(u32, f32)>> {
@@ -837,12 +645,7 @@ impl Backend for GpuBackend {
             let segs = count.div_ceil(SEG);
             let output = Res::TopK(round % 2);
             let bufs = self.resolve(&[input, output]);
-            self.dispatch_with(
-                &kernel,
-                &bufs,
-                Params::new().u(count).u(at).u(stride).u(k),
-                (segs as u32, 1, 1),
-            )?;
+            self.dispatch_with(&kernel, &bufs, Params::new().u(count).u(at).u(stride).u(k), (segs as u32, 1, 1))?;
             (input, count, at, stride) = (output, segs * k, 0, 2);
             round += 1;
             if segs == 1 {
@@ -894,21 +697,12 @@ impl GpuBackend {
                     Res::Spans => &self.spans.as_ref().expect("made before use").bufs[0],
                     Res::Dummy(i) => &self.dummies[i],
                 };
-                Buf {
-                    buf: b.buf.clone(),
-                    uid: b.uid,
-                }
+                Buf { buf: b.buf.clone(), uid: b.uid }
             })
             .collect()
     }
 
-    fn dispatch_with(
-        &mut self,
-        kernel: &Kernel,
-        bufs: &[Buf],
-        params: Params,
-        groups: (u32, u32, u32),
-    ) -> BackendResult {
+    fn dispatch_with(&mut self, kernel: &Kernel, bufs: &[Buf], params: Params, groups: (u32, u32, u32)) -> BackendResult {
         let refs: Vec<&Buf> = bufs.iter().collect();
         self.dispatch(kernel, &refs, params, groups)
     }

@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 
 use super::device::Gpu;
+use crate::compute::KernelTime;
 use super::kernels::PARAMS_BYTES;
 use super::Buf;
-use crate::compute::KernelTime;
 
 /// Dispatches one submit can hold; more are submitted in turns.
 const MAX_DISPATCHES: u64 = 4096;
@@ -38,10 +38,7 @@ pub struct Params {
 impl Params {
     /// No parameters yet.
     pub fn new() -> Self {
-        Self {
-            words: [0; 16],
-            len: 0,
-        }
+        Self { words: [0; 16], len: 0 }
     }
 
     /// Appends an unsigned integer.
@@ -107,24 +104,11 @@ impl Recorder {
     pub fn new(gpu: &Gpu, align: u64, profile: bool) -> Self {
         let stride = PARAMS_BYTES.next_multiple_of(align.max(1));
         let buffer = |size, usage, uid| Buf {
-            buf: gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: None,
-                size,
-                usage,
-                mapped_at_creation: false,
-            }),
+            buf: gpu.device.create_buffer(&wgpu::BufferDescriptor { label: None, size, usage, mapped_at_creation: false }),
             uid,
         };
-        let params = buffer(
-            stride * MAX_DISPATCHES,
-            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            u64::MAX,
-        );
-        let ids = buffer(
-            MAX_IDS as u64 * 4,
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            u64::MAX - 1,
-        );
+        let params = buffer(stride * MAX_DISPATCHES, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST, u64::MAX);
+        let ids = buffer(MAX_IDS as u64 * 4, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST, u64::MAX - 1);
         let timer = gpu.timestamps.then(|| Timer {
             queries: gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: None,
@@ -142,12 +126,7 @@ impl Recorder {
         let profiler = (profile && gpu.timestamps).then(|| {
             let bytes = PROFILED_DISPATCHES * 16;
             let buffer = |usage| {
-                gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: None,
-                    size: bytes,
-                    usage,
-                    mapped_at_creation: false,
-                })
+                gpu.device.create_buffer(&wgpu::BufferDescriptor { label: None, size: bytes, usage, mapped_at_creation: false })
             };
             Profiler {
                 queries: gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
@@ -176,16 +155,9 @@ impl Recorder {
 
     /// Device time per kernel so far (profiling only), slowest first.
     pub fn profile(&self) -> Vec<KernelTime> {
-        let mut v: Vec<KernelTime> = self
-            .profiler
-            .iter()
-            .flat_map(|p| &p.totals)
-            .map(|(name, &(dispatches, ns))| KernelTime {
-                name: name.to_string(),
-                dispatches,
-                ns,
-            })
-            .collect();
+        let mut v: Vec<KernelTime> = self.profiler.iter().flat_map(|p| &p.totals).map(|(name, &(dispatches, ns))| {
+            KernelTime { name: name.to_string(), dispatches, ns }
+        }).collect();
         v.sort_by_key(|k| std::cmp::Reverse(k.ns));
         v
     }
@@ -197,11 +169,7 @@ impl Recorder {
 
     /// Whether `dispatches` more dispatches, with `ids` more token ids, need a submit first.
     pub fn full(&self, dispatches: usize, ids: usize) -> bool {
-        let most = if self.profiler.is_some() {
-            PROFILED_DISPATCHES
-        } else {
-            MAX_DISPATCHES
-        };
+        let most = if self.profiler.is_some() { PROFILED_DISPATCHES } else { MAX_DISPATCHES };
         (self.dispatches.len() + dispatches) as u64 > most || self.id_words.len() + ids > MAX_IDS
     }
 
@@ -213,33 +181,15 @@ impl Recorder {
     }
 
     /// Records a dispatch.
-    pub fn record(
-        &mut self,
-        kernel: &super::kernels::Kernel,
-        group: wgpu::BindGroup,
-        params: Params,
-        groups: (u32, u32, u32),
-    ) {
+    pub fn record(&mut self, kernel: &super::kernels::Kernel, group: wgpu::BindGroup, params: Params, groups: (u32, u32, u32)) {
         let offset = self.param_bytes.len() as u32;
-        self.param_bytes
-            .extend(params.words.iter().flat_map(|w| w.to_le_bytes()));
-        self.param_bytes
-            .resize(offset as usize + self.stride as usize, 0);
-        self.dispatches.push(Dispatch {
-            name: kernel.name.clone(),
-            pipeline: kernel.pipeline.clone(),
-            group,
-            offset,
-            groups,
-        });
+        self.param_bytes.extend(params.words.iter().flat_map(|w| w.to_le_bytes()));
+        self.param_bytes.resize(offset as usize + self.stride as usize, 0);
+        self.dispatches.push(Dispatch { name: kernel.name.clone(), pipeline: kernel.pipeline.clone(), group, offset, groups });
     }
 
     /// Submits the recorded pass; with `read`, copies the first `n` bytes of that buffer back.
-    pub fn submit(
-        &mut self,
-        gpu: &Gpu,
-        read: Option<(&wgpu::Buffer, u64)>,
-    ) -> Result<Submitted, String> {
+    pub fn submit(&mut self, gpu: &Gpu, read: Option<(&wgpu::Buffer, u64)>) -> Result<Submitted, String> {
         let start = std::time::Instant::now();
         let (device, queue) = (&gpu.device, &gpu.queue);
         if !self.param_bytes.is_empty() {
@@ -249,8 +199,7 @@ impl Recorder {
             let bytes: Vec<u8> = self.id_words.iter().flat_map(|w| w.to_le_bytes()).collect();
             queue.write_buffer(&self.ids.buf, 0, &bytes);
         }
-        let mut encoder =
-            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         if self.profiler.is_some() {
             return self.submit_profiled(gpu, encoder, read, start);
         }
@@ -261,10 +210,7 @@ impl Recorder {
                 beginning_of_pass_write_index: Some(0),
                 end_of_pass_write_index: Some(1),
             });
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: None,
-                timestamp_writes,
-            });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
             for d in &self.dispatches {
                 pass.set_pipeline(&d.pipeline);
                 pass.set_bind_group(0, &d.group, &[d.offset]);
@@ -287,11 +233,7 @@ impl Recorder {
         let timed = self.timer.as_ref().filter(|_| timed);
         let n = read.map_or(0, |(_, n)| n);
         let staging_bytes = 16 + n;
-        if self
-            .staging
-            .as_ref()
-            .is_none_or(|s| s.size() < staging_bytes)
-        {
+        if self.staging.as_ref().is_none_or(|s| s.size() < staging_bytes) {
             self.staging = Some(device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("read-back"),
                 size: staging_bytes.next_power_of_two(),
@@ -314,30 +256,18 @@ impl Recorder {
         self.id_words.clear();
         self.dispatches.clear();
         if read.is_none() && timed.is_none() {
-            return Ok(Submitted {
-                bytes: Vec::new(),
-                device_ns: 0,
-                encode_ns,
-                wait_ns: 0,
-            });
+            return Ok(Submitted { bytes: Vec::new(), device_ns: 0, encode_ns, wait_ns: 0 });
         }
         let data = map_read(gpu, staging, staging_bytes)?;
         let wait_ns = submitted.elapsed().as_nanos() as u64;
         let ns = match timed {
             Some(t) => {
-                let stamp = |i: usize| {
-                    u64::from_le_bytes(data[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
-                };
+                let stamp = |i: usize| u64::from_le_bytes(data[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
                 (stamp(1).saturating_sub(stamp(0)) as f64 * t.period_ns) as u64
             }
             None => 0,
         };
-        Ok(Submitted {
-            bytes: data[16..].to_vec(),
-            device_ns: ns,
-            encode_ns,
-            wait_ns,
-        })
+        Ok(Submitted { bytes: data[16..].to_vec(), device_ns: ns, encode_ns, wait_ns })
     }
 
     /// Like [`Recorder::submit`], each dispatch in its own pass between two timestamps.
@@ -356,10 +286,7 @@ impl Recorder {
                 beginning_of_pass_write_index: Some(2 * i as u32),
                 end_of_pass_write_index: Some(2 * i as u32 + 1),
             };
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: None,
-                timestamp_writes: Some(timestamp_writes),
-            });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: Some(timestamp_writes) });
             pass.set_pipeline(&d.pipeline);
             pass.set_bind_group(0, &d.group, &[d.offset]);
             pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);
@@ -373,11 +300,9 @@ impl Recorder {
         let p = self.profiler.as_mut().expect("profiling");
         if n > 0 {
             let data = map_read(gpu, &p.staging, 16 * n as u64)?;
-            let stamp =
-                |i: usize| u64::from_le_bytes(data[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+            let stamp = |i: usize| u64::from_le_bytes(data[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
             for (i, name) in names.into_iter().enumerate() {
-                let ns =
-                    (stamp(2 * i + 1).saturating_sub(stamp(2 * i)) as f64 * p.period_ns) as u64;
+                let ns = (stamp(2 * i + 1).saturating_sub(stamp(2 * i)) as f64 * p.period_ns) as u64;
                 let e = p.totals.entry(name).or_default();
                 *e = (e.0 + 1, e.1 + ns);
             }
@@ -393,16 +318,9 @@ fn map_read(gpu: &Gpu, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, Str
     slice.map_async(wgpu::MapMode::Read, move |r| {
         let _ = tx.send(r);
     });
-    gpu.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| format!("waiting for the GPU failed: {e}"))?;
-    rx.recv()
-        .map_err(|_| "the read-back was dropped".to_string())?
-        .map_err(|e| format!("reading results back failed: {e}"))?;
-    let data = slice
-        .get_mapped_range()
-        .map_err(|e| format!("reading results back failed: {e}"))?
-        .to_vec();
+    gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| format!("waiting for the GPU failed: {e}"))?;
+    rx.recv().map_err(|_| "the read-back was dropped".to_string())?.map_err(|e| format!("reading results back failed: {e}"))?;
+    let data = slice.get_mapped_range().map_err(|e| format!("reading results back failed: {e}"))?.to_vec();
     buffer.unmap();
     Ok(data)
 }

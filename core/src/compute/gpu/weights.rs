@@ -58,11 +58,7 @@ pub fn repack_row(spec: &WeightSpec, bits: u32, file: &[u8], r: usize, q: &mut [
         s[..4].copy_from_slice(&scale.to_le_bytes());
         s[4..8].copy_from_slice(&min.to_le_bytes());
     };
-    for (b, (qd, sd)) in q
-        .chunks_exact_mut(bits as usize * 4)
-        .zip(s.chunks_exact_mut(8 * pairs))
-        .enumerate()
-    {
+    for (b, (qd, sd)) in q.chunks_exact_mut(bits as usize * 4).zip(s.chunks_exact_mut(8 * pairs)).enumerate() {
         let blk = decode_block(spec.ty, row, b);
         if bits == 4 {
             for i in 0..16 {
@@ -87,12 +83,7 @@ mod tests {
     fn q4_0_becomes_scale_and_minus_eight_scales() {
         let mut block = half::f16::from_f32(0.5).to_le_bytes().to_vec();
         block.extend((0..16).map(|i| i as u8));
-        let spec = WeightSpec {
-            ty: WeightType::Q4_0,
-            rows: 2,
-            cols: 32,
-            offset: 0,
-        };
+        let spec = WeightSpec { ty: WeightType::Q4_0, rows: 2, cols: 32, offset: 0 };
         let file = [block.clone(), block].concat();
         let (mut q, mut s) = (vec![0u8; 16], vec![0u8; 8]);
         repack_row(&spec, bits_of(&spec), &file, 1, &mut q, &mut s);
