@@ -82,8 +82,8 @@ fn pack_block(family: Family, blk: &Block32, lane: usize, dst: &mut [u8]) {
         Family::Nibbles | Family::Nibbles5 => {
             put_f16(dst, 2 * lane, blk.scale[0]);
             put_f16(dst, 2 * ROWS + 2 * lane, blk.min[0]);
-            for i in 0..16 {
-                dst[4 * ROWS + 32 * (i / 4) + 4 * lane + i % 4] = (blk.q[i] as u8 & 0xF) | ((blk.q[i + 16] as u8 & 0xF) << 4);
+            for (i, byte) in blk.nibble_bytes().into_iter().enumerate() {
+                dst[4 * ROWS + 32 * (i / 4) + 4 * lane + i % 4] = byte;
             }
             if family == Family::Nibbles5 {
                 let high = blk.q.iter().enumerate().fold(0u32, |h, (j, &q)| h | (((q as u32 >> 4) & 1) << j));

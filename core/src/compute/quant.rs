@@ -173,6 +173,12 @@ impl Block32 {
         Self { q, scale: [scale; 2], min: [min; 2] }
     }
 
+    /// The low four bits of the integers as ggml stores nibbles: byte `i` holds element `i`
+    /// (low nibble) and element `16 + i` (high nibble).
+    pub fn nibble_bytes(&self) -> [u8; 16] {
+        std::array::from_fn(|i| (self.q[i] as u8 & 0xF) | ((self.q[i + 16] as u8 & 0xF) << 4))
+    }
+
     /// Element `j` as f32.
     pub fn value(&self, j: usize) -> f32 {
         self.scale[j / 16] * self.q[j] as f32 + self.min[j / 16]
@@ -207,24 +213,23 @@ fn scales_q3k(s: &[u8]) -> [i8; 16] {
 /// Decodes the `b`-th 32-element block of `row` (a quantised row of `ty`).
 pub fn decode_block(ty: WeightType, row: &[u8], b: usize) -> Block32 {
     let mut q = [0i8; QK];
-    let (bytes, _) = ty.block();
-    let small = |len: usize| &row[b * len..(b + 1) * len];
+    // The block holding element block `b`, and which 32 of it (`sub`, 0..8 for super-blocks).
+    let (bytes, elems) = ty.block();
+    let per = (elems / QK).max(1);
+    let (x, sub) = (&row[b / per * bytes..(b / per + 1) * bytes], b % per);
     // Nibble j (0..32) of 16 bytes in ggml's order: low nibbles are 0..16, high ones 16..32.
     let nibble = |qs: &[u8], j: usize| if j < 16 { qs[j] & 0xF } else { qs[j - 16] >> 4 };
     match ty {
         WeightType::Q4_0 => {
-            let x = small(bytes);
             q.iter_mut().enumerate().for_each(|(j, v)| *v = nibble(&x[2..], j) as i8);
             let d = f16_at(x, 0);
             Block32::uniform(q, d, -8.0 * d)
         }
         WeightType::Q4_1 => {
-            let x = small(bytes);
             q.iter_mut().enumerate().for_each(|(j, v)| *v = nibble(&x[4..], j) as i8);
             Block32::uniform(q, f16_at(x, 0), f16_at(x, 2))
         }
         WeightType::Q5_0 | WeightType::Q5_1 => {
-            let x = small(bytes);
             let at = if ty == WeightType::Q5_0 { 2 } else { 4 };
             let qh = u32::from_le_bytes([x[at], x[at + 1], x[at + 2], x[at + 3]]);
             for (j, v) in q.iter_mut().enumerate() {
@@ -235,17 +240,14 @@ pub fn decode_block(ty: WeightType, row: &[u8], b: usize) -> Block32 {
             Block32::uniform(q, d, if ty == WeightType::Q5_0 { -16.0 * d } else { f16_at(x, 2) })
         }
         WeightType::Q8_0 => {
-            let x = small(bytes);
             q.iter_mut().zip(&x[2..]).for_each(|(v, &b)| *v = b as i8);
             Block32::uniform(q, f16_at(x, 0), 0.0)
         }
         WeightType::IQ4NL => {
-            let x = small(bytes);
             q.iter_mut().enumerate().for_each(|(j, v)| *v = IQ4_VALUES[nibble(&x[2..], j) as usize]);
             Block32::uniform(q, f16_at(x, 0), 0.0)
         }
         WeightType::IQ4XS => {
-            let (x, sub) = (&row[b / 8 * bytes..(b / 8 + 1) * bytes], b % 8);
             let scales_h = u16::from_le_bytes([x[2], x[3]]);
             let ls = ((x[4 + sub / 2] >> (4 * (sub % 2))) & 0xF) | ((((scales_h >> (2 * sub)) & 3) as u8) << 4);
             let qs = &x[8 + 16 * sub..];
@@ -253,7 +255,6 @@ pub fn decode_block(ty: WeightType, row: &[u8], b: usize) -> Block32 {
             Block32::uniform(q, f16_at(x, 0) * (ls as i32 - 32) as f32, 0.0)
         }
         WeightType::Q4K | WeightType::Q5K => {
-            let (x, sub) = (&row[b / 8 * bytes..(b / 8 + 1) * bytes], b % 8);
             let (d, dmin) = (f16_at(x, 0), f16_at(x, 2));
             let (sc, m) = scale_min_k4(sub, &x[4..16]);
             let (qs, shift) = if ty == WeightType::Q4K {
@@ -271,7 +272,6 @@ pub fn decode_block(ty: WeightType, row: &[u8], b: usize) -> Block32 {
             Block32::uniform(q, d * sc as f32, -(dmin * m as f32))
         }
         WeightType::Q6K => {
-            let (x, sub) = (&row[b / 8 * bytes..(b / 8 + 1) * bytes], b % 8);
             let (chunk, g) = (sub / 4, sub % 4);
             let (ql, qh, sc) = (&x[64 * chunk..], &x[128 + 32 * chunk..], &x[192 + 8 * chunk..]);
             for (l, v) in q.iter_mut().enumerate() {
@@ -283,7 +283,6 @@ pub fn decode_block(ty: WeightType, row: &[u8], b: usize) -> Block32 {
             Block32 { q, scale: [d * sc[2 * g] as i8 as f32, d * sc[2 * g + 1] as i8 as f32], min: [0.0; 2] }
         }
         WeightType::Q2K | WeightType::Q3K => {
-            let (x, sub) = (&row[b / 8 * bytes..(b / 8 + 1) * bytes], b % 8);
             let (chunk, j) = (sub / 4, sub % 4);
             let (qs_at, shift) = (if ty == WeightType::Q2K { 16 } else { 32 } + 32 * chunk, 2 * j);
             for (l, v) in q.iter_mut().enumerate() {

@@ -61,9 +61,7 @@ pub fn repack_row(spec: &WeightSpec, bits: u32, file: &[u8], r: usize, q: &mut [
     for (b, (qd, sd)) in q.chunks_exact_mut(bits as usize * 4).zip(s.chunks_exact_mut(8 * pairs)).enumerate() {
         let blk = decode_block(spec.ty, row, b);
         if bits == 4 {
-            for i in 0..16 {
-                qd[i] = (blk.q[i] as u8) | ((blk.q[i + 16] as u8) << 4);
-            }
+            qd.copy_from_slice(&blk.nibble_bytes());
             put(sd, blk.scale[0], blk.min[0]);
         } else {
             qd.iter_mut().zip(blk.q).for_each(|(d, v)| *d = v as u8);
