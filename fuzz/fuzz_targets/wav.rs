@@ -3,5 +3,5 @@
 murmur_fuzz::capped_allocator!();
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = murmur_core::audio::decode_wav(data);
+    let _ = murmur_formats::wav::decode_wav(data);
 });

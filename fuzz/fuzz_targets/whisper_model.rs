@@ -6,8 +6,8 @@ murmur_fuzz::capped_allocator!();
 
 use std::path::Path;
 
-use murmur_core::speech::convert::{to_ggml, Ct2Export};
-use murmur_core::speech::ggml::GgmlWhisper;
+use murmur_formats::whisper::convert::{to_ggml, Ct2Export};
+use murmur_formats::whisper::ggml::GgmlWhisper;
 
 /// A valid `tokenizer.json` with a two-token vocabulary, for inputs that fuzz `model.bin`.
 const TOKENIZER: &[u8] = br#"{"model":{"vocab":{"a":0,"b":1,"<|endoftext|>":2}}}"#;

@@ -116,7 +116,8 @@ fn a_microphone_unplugged_mid_recording_keeps_what_was_said() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).to_lowercase(), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("the microphone stopped"), "{stderr}");
-    assert!(stdout.contains("fellow americans"), "what was said before is lost: {stdout}");
+    // Whisper may clip the last word before the cut ("fellow america"): the phrase is what counts.
+    assert!(stdout.contains("fellow america"), "what was said before is lost: {stdout}");
     assert!(!stdout.contains("your country"), "heard after the microphone went: {stdout}");
     assert!(unplugged.elapsed() < Duration::from_secs(20), "listening went on for the full 30 s");
     drop(speaker);

@@ -3,18 +3,14 @@
 
 mod capture;
 mod playback;
-mod resample;
-mod wav;
 
 pub use capture::{Microphone, Recording};
+pub use murmur_formats::resample::{resample, ResampleError};
+pub use murmur_formats::wav::decode_wav;
+pub use murmur_formats::SAMPLE_RATE;
 pub use playback::{AudioOut, OnStart};
-pub use resample::resample;
-pub use wav::{decode_wav, read_wav};
 
-use std::path::PathBuf;
-
-/// Sample rate speech recognition works at.
-pub const SAMPLE_RATE: u32 = 16_000;
+use std::path::{Path, PathBuf};
 /// Length of one level-meter window, seconds (50 ms).
 pub const LEVEL_WINDOW_S: f32 = 0.05;
 
@@ -44,13 +40,14 @@ pub enum AudioError {
     #[error("{0}; replies are shown but not spoken (or write them to a file with --speak-to FILE.wav)")]
     NoOutput(String),
     /// Resampling failed.
-    #[error("resampling from {from} Hz failed: {reason}")]
-    Resample {
-        /// Input rate.
-        from: u32,
-        /// Why.
-        reason: String,
-    },
+    #[error(transparent)]
+    Resample(#[from] ResampleError),
+}
+
+/// The audio of the WAV file at `path`, mixed down to mono and resampled to 16 kHz.
+pub fn read_wav(path: &Path) -> Result<Vec<f32>, AudioError> {
+    let file = std::fs::File::open(path).map_err(|e| AudioError::File { path: path.to_path_buf(), reason: format!("cannot open it ({e})") })?;
+    decode_wav(std::io::BufReader::new(file)).map_err(|reason| AudioError::File { path: path.to_path_buf(), reason })
 }
 
 /// Which way a device carries sound.

@@ -1,18 +1,12 @@
 //! WAV files at any rate, depth and channel count, read as 16 kHz mono f32.
 
 use std::io::Read;
-use std::path::Path;
 
-use super::{resample, AudioError, SAMPLE_RATE};
+use crate::resample::resample;
+use crate::SAMPLE_RATE;
 
 /// The lowest and highest sample rates accepted (telephone audio to studio masters).
 const RATES: std::ops::RangeInclusive<u32> = 4_000..=384_000;
-
-/// The audio of the WAV file at `path`, mixed down to mono and resampled to 16 kHz.
-pub fn read_wav(path: &Path) -> Result<Vec<f32>, AudioError> {
-    let file = std::fs::File::open(path).map_err(|e| AudioError::File { path: path.to_path_buf(), reason: format!("cannot open it ({e})") })?;
-    decode_wav(std::io::BufReader::new(file)).map_err(|reason| AudioError::File { path: path.to_path_buf(), reason })
-}
 
 /// The audio of a WAV stream, mixed down to mono and resampled to 16 kHz; the error says
 /// what is wrong with the data.

@@ -2,15 +2,23 @@
 
 use rubato::{FftFixedIn, Resampler};
 
-use super::AudioError;
+/// The resampler could not be built or failed on the input.
+#[derive(Debug, thiserror::Error)]
+#[error("resampling from {from} Hz failed: {reason}")]
+pub struct ResampleError {
+    /// Input rate.
+    pub from: u32,
+    /// Why.
+    pub reason: String,
+}
 
 /// `input` (mono, at `from` Hz) converted to `to` Hz, aligned (the resampler's delay removed)
 /// and exactly `len * to / from` samples long.
-pub fn resample(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, AudioError> {
+pub fn resample(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, ResampleError> {
     if from == to || input.is_empty() {
         return Ok(input.to_vec());
     }
-    let fail = |e: &dyn std::fmt::Display| AudioError::Resample { from, reason: e.to_string() };
+    let fail = |e: &dyn std::fmt::Display| ResampleError { from, reason: e.to_string() };
     let mut r = FftFixedIn::<f32>::new(from as usize, to as usize, 1024, 2, 1).map_err(|e| fail(&e))?;
     let delay = r.output_delay();
     let expected = (input.len() as u64 * to as u64 / from as u64) as usize;

@@ -2,7 +2,7 @@
 //! `htk=False`, `norm="slaney"`), computed the way librosa computes it so that the result is
 //! bit-identical to openai-whisper's `mel_filters.npz`. whisper.cpp reads it from the model file.
 
-use crate::audio::SAMPLE_RATE;
+use crate::SAMPLE_RATE;
 
 /// FFT length of Whisper's STFT.
 pub const N_FFT: usize = 400;
