@@ -115,7 +115,7 @@ fn forced_decoding_agrees_with_the_cpu() {
     forced_decoding(common::model_path(), &common::reference());
 }
 
-/// The same on llama.cpp's Q4_K_M variant of the default model: Q4_K, Q5_0, Q6_K and Q8_0
+/// The same on llama.cpp's Q4_K_M variant of SmolLM2: Q4_K, Q5_0, Q6_K and Q8_0
 /// weights through the GPU's repacked layouts.
 #[test]
 fn forced_decoding_agrees_with_the_cpu_on_a_k_quant_variant() {

@@ -1,12 +1,13 @@
 //! The models users download, in the real guest on the CPU backend, against llama.cpp's own
 //! answers (made by the test setup with `tests/reference/llama_reference.py`): the catalog's Qwen2.5
-//! files (K-quants, qwen2) and llama.cpp's quantised variants of the default model, one per
-//! weight type.
+//! files (K-quants, qwen2) and llama.cpp's quantised variants of SmolLM2, one per weight type.
+//! And the catalog's choice of default: the smallest model that answers the reference questions.
 
 mod common;
 
 use murmur_core::assistant::DEFAULT_SYSTEM;
 use murmur_core::llm::{Llm, LlmConfig, Message, Sampling};
+use murmur_core::models::{Manifest, Role};
 
 fn load(path: std::path::PathBuf) -> Llm {
     Llm::load(LlmConfig::new(path.clone())).unwrap_or_else(|e| panic!("{} loads: {e}", path.display()))
@@ -33,11 +34,10 @@ fn qwen2_5_models_match_llama_cpp_and_answer() {
     }
 }
 
-/// The default model requantised by llama.cpp to each weight type: 32 greedy tokens of three
-/// prompts. SmolLM2's width (576) is not a multiple of 256, so llama.cpp keeps most tensors of
+/// SmolLM2 requantised by llama.cpp to each weight type: 32 greedy tokens of three prompts. SmolLM2's width (576) is not a multiple of 256, so llama.cpp keeps most tensors of
 /// a K-quant variant in Q5_0/Q8_0 and the rest in the K type.
 #[test]
-fn quantised_variants_of_the_default_match_llama_cpp() {
+fn quantised_variants_of_smollm2_match_llama_cpp() {
     let dir = murmur_core::paths::cache_dir().join("variants");
     for ty in ["Q4_0", "Q5_0", "Q5_1", "Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS"] {
         let stem = format!("SmolLM2-135M-Instruct.{ty}");
@@ -45,5 +45,48 @@ fn quantised_variants_of_the_default_match_llama_cpp() {
         assert!(path.exists(), "{} is missing (made by `./dev test`'s setup)", path.display());
         let mut llm = load(path);
         common::check_greedy(&mut llm, &common::reference_for(&stem), 32, &stem);
+    }
+}
+
+/// The reference questions, and the words of which a right answer holds one.
+const QUESTIONS: [(&str, &[&str]); 5] = [
+    ("What is the capital of France?", &["paris"]),
+    ("How many planets are in our solar system?", &["8", "eight"]),
+    ("What is 12 times 12?", &["144"]),
+    ("Who wrote Romeo and Juliet?", &["shakespeare"]),
+    ("At what temperature in degrees Celsius does water boil at sea level?", &["100"]),
+];
+
+/// The reference questions asked of every catalog chat model up to the default's size, each
+/// greedily with the default system prompt: the default answers them all, and every smaller
+/// model misses at least one (else it should be the default).
+#[test]
+fn the_default_is_the_smallest_model_that_answers_the_reference_questions() {
+    let manifest = Manifest::builtin();
+    let default = manifest.default_llm();
+    let mut candidates: Vec<_> =
+        manifest.models.iter().filter(|m| m.role == Role::Llm && m.files[0].size <= default.files[0].size).collect();
+    candidates.sort_by_key(|m| m.files[0].size);
+    for model in candidates {
+        let mut llm = load(common::catalog_model(&model.id));
+        let mut wrong = Vec::new();
+        for (question, right) in QUESTIONS {
+            let chat = [
+                Message { role: "system".into(), content: DEFAULT_SYSTEM.into() },
+                Message { role: "user".into(), content: question.into() },
+            ];
+            let (g, _) = llm.chat(&chat, &Sampling::greedy(48), |_| true).expect("answers");
+            let answer = g.text.to_lowercase();
+            let holds = answer.split(|c: char| !c.is_alphanumeric()).any(|w| right.contains(&w));
+            eprintln!("{}: {question} → {:?} ({})", model.id, g.text, if holds { "right" } else { "wrong" });
+            if !holds {
+                wrong.push(format!("{question} → {:?}", g.text));
+            }
+        }
+        if model.id == default.id {
+            assert!(wrong.is_empty(), "the default, {}, answered wrongly: {wrong:?}", model.id);
+        } else {
+            assert!(!wrong.is_empty(), "{} is smaller than the default and answers every reference question", model.id);
+        }
     }
 }

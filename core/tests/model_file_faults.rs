@@ -15,7 +15,7 @@ fn ask(llm: &mut Llm) -> String {
     llm.chat(&question, &Sampling::greedy(12), |_| true).expect("the reply works").0.text
 }
 
-/// The default model's answer, from an untouched file.
+/// SmolLM2's answer, from an untouched file.
 fn reference_answer() -> String {
     ask(&mut Llm::load(cpu(&common::model_path())).unwrap())
 }

@@ -95,3 +95,12 @@ pub fn download_model(downloads: State<'_, Arc<Downloads>>, id: String) -> Resul
 pub fn cancel_download(downloads: State<'_, Arc<Downloads>>) {
     downloads.cancel();
 }
+
+/// Asks for a GGUF file of the user's own through the system's file dialog; `None` when the
+/// dialog is closed without one.
+#[tauri::command]
+pub async fn choose_model_file(app: tauri::AppHandle) -> Option<String> {
+    use tauri_plugin_dialog::DialogExt;
+    let picked = app.dialog().file().set_title("Choose a GGUF model").add_filter("GGUF model", &["gguf"]).blocking_pick_file()?;
+    picked.into_path().ok().map(|p| p.display().to_string())
+}

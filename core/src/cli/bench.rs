@@ -15,9 +15,10 @@ const LLAMA_CPP_SCRIPT: &str = include_str!("../../bench/llama_cpp.py");
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// GGUF model file (default: the fetched SmolLM2). With --synthetic, only its head is read.
-    #[arg(long)]
-    model: Option<PathBuf>,
+    /// The model: a catalog id or a GGUF file (default: the catalog's default chat model).
+    /// With --synthetic, only its head is read.
+    #[arg(long, env = "MURMUR_MODEL", value_name = "ID|FILE")]
+    model: Option<String>,
     /// Kernels to measure: cpu (at each --threads count) or gpu.
     #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
     backend: BackendChoice,
@@ -69,7 +70,7 @@ struct Reference {
 
 impl BenchArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        let mut model = self.model.clone().unwrap_or_else(models::default_llm_path);
+        let mut model = self.model.as_deref().map_or_else(models::default_llm_path, models::llm_named);
         if self.synthetic {
             model = models::synthesize(&model)?;
         }

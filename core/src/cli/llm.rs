@@ -1,7 +1,6 @@
 //! `murmur ask`, `murmur complete`, `murmur tokenize`.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use clap::Args;
 use murmur_core::assistant::DEFAULT_SYSTEM;
@@ -12,9 +11,10 @@ use serde_json::json;
 /// Options shared by every command that loads the model.
 #[derive(Args)]
 pub struct ModelArgs {
-    /// GGUF model file (default: the fetched SmolLM2).
-    #[arg(long)]
-    model: Option<PathBuf>,
+    /// The chat model: a catalog id (`murmur models list`) or a GGUF file (default: the
+    /// catalog's default chat model).
+    #[arg(long, env = "MURMUR_MODEL", value_name = "ID|FILE")]
+    model: Option<String>,
     /// Which kernels run the model.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     backend: BackendChoice,
@@ -26,7 +26,7 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// The model configuration these options describe.
     pub fn config(&self) -> LlmConfig {
-        let mut config = LlmConfig::new(self.model.clone().unwrap_or_else(models::default_llm_path));
+        let mut config = LlmConfig::new(self.model.as_deref().map_or_else(models::default_llm_path, models::llm_named));
         config.backend = self.backend;
         if let Some(t) = self.threads {
             config.threads = t;

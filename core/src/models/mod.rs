@@ -148,6 +148,15 @@ pub fn default_llm_path() -> PathBuf {
     llm_path(Manifest::builtin().default_llm())
 }
 
+/// The chat model `name` stands for: a catalog id names that model's installed file (whether
+/// or not it has been fetched); anything else is a path to a GGUF file.
+pub fn llm_named(name: &str) -> PathBuf {
+    match Manifest::builtin().get(name) {
+        Some(entry) if entry.role == Role::Llm => llm_path(entry),
+        _ => PathBuf::from(name),
+    }
+}
+
 /// Where catalog chat model `entry` is installed (whether or not it has been fetched).
 pub fn llm_path(entry: &ModelEntry) -> PathBuf {
     file_path(&paths::models_dir(), &entry.files[0])

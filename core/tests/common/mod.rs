@@ -1,4 +1,5 @@
-//! Shared test helpers: the real default model and the reference data beside the checkout.
+//! Shared test helpers: the real models (SmolLM2, the model most tests run because it is the
+//! quickest, and the rest of the catalog) and the reference data beside the checkout.
 
 #![allow(dead_code)]
 
@@ -17,7 +18,7 @@ pub fn shared_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
 }
 
-/// llama.cpp's reference outputs on the default model.
+/// llama.cpp's reference outputs on SmolLM2 (`../shared/reference/llm.json`).
 pub fn reference() -> serde_json::Value {
     let path = shared_dir().join("reference/llm.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -91,16 +92,17 @@ pub fn check_greedy(llm: &mut Llm, reference: &serde_json::Value, steps: usize, 
     near_ties
 }
 
-/// The fetched default model (`./dev test` fetches it first).
+/// The id of SmolLM2, the catalog's quickest model, that most tests run.
+pub const SMOLLM2: &str = "smollm2-135m";
+
+/// SmolLM2, fetched (`./dev test` fetches the whole catalog first).
 pub fn model_path() -> PathBuf {
-    let p = murmur_core::models::default_llm_path();
-    assert!(p.exists(), "{} is missing: run `murmur models fetch`", p.display());
-    p
+    catalog_model(SMOLLM2)
 }
 
-/// The default model in a fresh sandboxed session.
+/// SmolLM2 in a fresh sandboxed session.
 pub fn load() -> Llm {
-    Llm::load(LlmConfig::new(model_path())).expect("the default model loads")
+    Llm::load(LlmConfig::new(model_path())).expect("SmolLM2 loads")
 }
 
 /// A JSON array of integers as `u32`s.

@@ -108,6 +108,39 @@ impl Driver {
         assert!(ok.success(), "xdotool {action} {keys}");
     }
 
+    /// Types `text` into the native window titled `title` (a file dialog, outside the webview)
+    /// once it appears, in its location field (Ctrl+L), and presses Return.
+    pub fn type_into_window(&self, title: &str, text: &str) {
+        let xdotool = |args: &[&str]| {
+            Command::new("timeout")
+                .arg("30")
+                .arg("xdotool")
+                .args(args)
+                .env("DISPLAY", &self.display)
+                .stdout(Stdio::null())
+                .status()
+                .expect("xdotool runs")
+                .success()
+        };
+        assert!(
+            xdotool(&["search", "--sync", "--onlyvisible", "--name", title, "windowfocus", "--sync"]),
+            "no window titled {title:?}"
+        );
+        // The window is mapped before its widgets take keys.
+        std::thread::sleep(Duration::from_millis(1000));
+        xdotool(&["key", "ctrl+l"]);
+        std::thread::sleep(Duration::from_millis(300));
+        xdotool(&["type", "--delay", "10", text]);
+        // Return takes the completion GTK offers, if it shows one, and then the file.
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(500));
+            if !xdotool(&["search", "--onlyvisible", "--name", title]) {
+                return;
+            }
+            xdotool(&["key", "Return"]);
+        }
+    }
+
     /// Launches the app (`args` on its command line) in a new session.
     pub fn launch(&self, app: &Path, args: &[&str]) -> Session<'_> {
         let caps = json!({"capabilities": {"alwaysMatch": {
@@ -149,7 +182,21 @@ impl Session<'_> {
 
     fn try_js(&self, script: &str) -> Result<Value, String> {
         let body = json!({"script": script, "args": []});
-        self.driver.http("POST", &format!("{}/execute/sync", self.path), Some(&body))
+        let run = || self.driver.http("POST", &format!("{}/execute/sync", self.path), Some(&body));
+        // WebKitWebDriver now and then loses a script's result on the way back from a busy
+        // page ("Could not parse script result": once in about 5,000 polls while replies
+        // streamed); the page is fine and the same script answers when asked again.
+        let mut result = run();
+        for _ in 0..3 {
+            match &result {
+                Err(e) if e.contains("Could not parse script result") => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    result = run();
+                }
+                _ => break,
+            }
+        }
+        result
     }
 
     /// Polls `script` until it returns something truthy; returns that. (A failed poll, as
