@@ -2,7 +2,7 @@
 //! speaker mid-speech. Each test runs its own PulseAudio server (so unloading a device cannot
 //! disturb other tests) and removes the device while Murmur is using it.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,7 +24,10 @@ impl SoundServer {
         let script = dir.path().join("default.pa");
         std::fs::write(
             &script,
-            format!("load-module module-native-protocol-unix socket={} auth-anonymous=1\nload-module {module}\n{default}\n", socket.display()),
+            format!(
+                "load-module module-native-protocol-unix socket={} auth-anonymous=1\nload-module {module}\n{default}\n",
+                socket.display()
+            ),
         )
         .unwrap();
         let daemon = Command::new("pulseaudio")
@@ -80,11 +83,20 @@ fn a_microphone_unplugged_mid_recording_keeps_what_was_said() {
     // The pipe source makes the FIFO it reads from.
     let fifo_dir = tempfile::tempdir().unwrap();
     let fifo = fifo_dir.path().join("mic");
-    let server = SoundServer::start(&format!(
-        "module-pipe-source source_name=mic file={} format=s16le rate=16000 channels=1",
-        fifo.display()
-    ), "set-default-source mic");
-    // JFK speaks into the microphone at the pace of speech.
+    let server = SoundServer::start(
+        &format!("module-pipe-source source_name=mic file={} format=s16le rate=16000 channels=1", fifo.display()),
+        "set-default-source mic",
+    );
+    let mut cmd = murmur();
+    server.env(&mut cmd);
+    let mut child = cmd.args(["listen", "--seconds", "30"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Murmur says when it listens (loading Whisper first takes a while on a busy machine).
+    let mut stderr_lines = BufReader::new(child.stderr.take().unwrap());
+    let mut stderr = String::new();
+    while !stderr.contains("listening on") {
+        assert!(stderr_lines.read_line(&mut stderr).unwrap() > 0, "murmur ended before it listened: {stderr}");
+    }
+    // Then JFK speaks into the microphone at the pace of speech.
     let pcm = jfk_pcm();
     let speaker = {
         let fifo = fifo.clone();
@@ -100,20 +112,13 @@ fn a_microphone_unplugged_mid_recording_keeps_what_was_said() {
             }
         })
     };
-    let mut cmd = murmur();
-    server.env(&mut cmd);
-    let child = cmd
-        .args(["listen", "--seconds", "30"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // "And so, my fellow Americans" is said in the first 4 seconds; then the microphone goes.
     std::thread::sleep(Duration::from_secs(5));
     let unplugged = Instant::now();
     server.unplug("module-pipe-source");
+    stderr_lines.read_to_string(&mut stderr).unwrap();
     let out = child.wait_with_output().unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).to_lowercase(), String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_lowercase();
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("the microphone stopped"), "{stderr}");
     // Whisper may clip the last word before the cut ("fellow america"): the phrase is what counts.

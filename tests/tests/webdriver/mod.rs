@@ -126,19 +126,23 @@ impl Driver {
             xdotool(&["search", "--sync", "--onlyvisible", "--name", title, "windowfocus", "--sync"]),
             "no window titled {title:?}"
         );
-        // The window is mapped before its widgets take keys.
-        std::thread::sleep(Duration::from_millis(1000));
-        xdotool(&["key", "ctrl+l"]);
-        std::thread::sleep(Duration::from_millis(300));
-        xdotool(&["type", "--delay", "10", text]);
-        // Return takes the completion GTK offers, if it shows one, and then the file.
+        // The window is mapped before its widgets take keys, later on a busy machine: typing
+        // that went nowhere is typed again.
         for _ in 0..3 {
-            std::thread::sleep(Duration::from_millis(500));
-            if !xdotool(&["search", "--onlyvisible", "--name", title]) {
-                return;
+            std::thread::sleep(Duration::from_millis(1000));
+            xdotool(&["key", "ctrl+l"]);
+            std::thread::sleep(Duration::from_millis(300));
+            xdotool(&["type", "--delay", "10", text]);
+            // Return takes the completion GTK offers, if it shows one, and then the file.
+            for _ in 0..3 {
+                std::thread::sleep(Duration::from_millis(500));
+                if !xdotool(&["search", "--onlyvisible", "--name", title]) {
+                    return;
+                }
+                xdotool(&["key", "Return"]);
             }
-            xdotool(&["key", "Return"]);
         }
+        panic!("the window titled {title:?} is still open after the file was typed three times");
     }
 
     /// Launches the app (`args` on its command line) in a new session.
