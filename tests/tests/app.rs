@@ -169,7 +169,7 @@ fn settings_download_a_catalog_model_and_switch_to_it() {
     s.click("#open-settings");
     s.wait("the settings pane", "return document.querySelector('#settings').open");
     s.click("#choose-model");
-    let own = murmur_core::models::llm_path(manifest.get("qwen2.5-coder-0.5b").unwrap());
+    let own = murmur_core::models::llm_named("qwen2.5-coder-0.5b");
     driver.type_into_window("Choose a GGUF model", own.to_str().unwrap());
     let field = s.wait("the chosen file", "return document.querySelector('input[name=model]').value || false");
     assert_eq!(field.as_str(), own.to_str(), "{field}");
