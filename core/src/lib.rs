@@ -8,6 +8,7 @@
 //! - [`tts`]: text to speech (espeak-ng) and the sentence splitter for streamed replies.
 //! - [`history`]: chat history in SQLite.
 //! - [`assistant`]: the state machine that runs a voice turn end to end.
+//! - [`server`]: the OpenAI-compatible HTTP server (`murmur serve`).
 
 pub mod assistant;
 pub mod audio;
@@ -16,6 +17,7 @@ pub mod history;
 pub mod llm;
 pub mod models;
 pub mod paths;
+pub mod server;
 pub mod speech;
 pub mod sync;
 pub mod tts;

@@ -300,6 +300,31 @@ fn elementwise_ops_match_the_cpu() {
     p.check("penalize", la, 1e-7);
 }
 
+/// A grammar's mask: only the allowed tokens of the row survive, those past a short bitset are
+/// masked, and top-k then returns allowed tokens only.
+#[test]
+fn the_token_mask_matches_the_cpu() {
+    let mut f = FileBuilder::new();
+    let l = f.weight(WeightType::F32, 2, 49_152);
+    let mut p = Pair::new(f.finish(), None);
+    let la = p.input(l);
+    // Tokens 7, 40 and 1000..1010, in a bitset that stops short of the row's end.
+    let mut allowed = vec![0u32; 40];
+    for t in [7usize, 40].into_iter().chain(1000..1010) {
+        allowed[t / 32] |= 1 << (t % 32);
+    }
+    p.both(|b| b.mask(la, 1, &allowed).unwrap());
+    let (c, g) = p.both(|b| b.read(la).unwrap());
+    assert_eq!(c, g, "the masked logits are the same, bit for bit");
+    assert_eq!(c[49_152..].iter().filter(|v| v.is_finite()).count(), 12, "the allowed tokens keep their logits");
+    assert!(c[..49_152].iter().all(|v| v.is_finite()), "the other row is untouched");
+    let (c, g) = p.both(|b| b.top_k(la, 1, 20).unwrap());
+    assert_eq!(c, g);
+    let ids: Vec<u32> = c.iter().take(12).map(|&(id, _)| id).collect();
+    assert!(ids.iter().all(|&id| id == 7 || id == 40 || (1000..1010).contains(&id)), "{ids:?}");
+    assert!(c[12..].iter().all(|&(_, v)| v == f32::NEG_INFINITY), "only 12 tokens are allowed");
+}
+
 /// Top-k reads back the same ids and values, best first with ties to the lower id, over a
 /// vocabulary-sized row (several segments and merge rounds).
 #[test]

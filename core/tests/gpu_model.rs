@@ -79,6 +79,9 @@ impl<B: Backend> Backend for Probe<B> {
     fn penalize(&mut self, logits: ActId, row: usize, tokens: &[u32], penalty: f32) -> BackendResult {
         self.inner.penalize(logits, row, tokens, penalty)
     }
+    fn mask(&mut self, logits: ActId, row: usize, allowed: &[u32]) -> BackendResult {
+        self.inner.mask(logits, row, allowed)
+    }
     fn read(&mut self, x: ActId) -> BackendResult<Vec<f32>> {
         self.inner.read(x)
     }

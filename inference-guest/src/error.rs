@@ -26,6 +26,9 @@ pub enum Error {
     /// The request does not fit the context window.
     #[error("{0}")]
     Context(String),
+    /// The request asks for something that cannot be done (a schema that does not compile).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl From<ComputeError> for Error {

@@ -4,6 +4,7 @@ use crate::bindings::exports::murmur::llm::llm::{Generation, Message, ModelInfo,
 use crate::bindings::murmur::llm::output;
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, HostModel};
+use crate::grammar::{Constraint, Grammars};
 use crate::model::{Config, Llama};
 use crate::sampler::Sampler;
 use crate::template::ChatTemplate;
@@ -22,6 +23,8 @@ pub struct Engine {
     template: ChatTemplate,
     cached: Vec<u32>,
     name: String,
+    /// The schema compiler, built on the first constrained request.
+    grammars: Option<Grammars>,
 }
 
 impl Engine {
@@ -48,7 +51,8 @@ impl Engine {
         };
         let batch = if batch == 0 { DEFAULT_BATCH } else { batch }.min(context);
         let model = Llama::load(&g, cfg, context, batch)?;
-        Ok(Self { tokenizer, model, template, cached: Vec::new(), name: g.str("general.name").unwrap_or("").to_string() })
+        let name = g.str("general.name").unwrap_or("").to_string();
+        Ok(Self { tokenizer, model, template, cached: Vec::new(), name, grammars: None })
     }
 
     /// What was loaded.
@@ -105,12 +109,22 @@ impl Engine {
         self.generate(&tokens, p)
     }
 
+    /// The constraint a request's JSON schema asks for, compiled before any work is done.
+    fn constraint(&mut self, p: &Sampling) -> Result<Option<Constraint>> {
+        let Some(schema) = &p.json_schema else { return Ok(None) };
+        if self.grammars.is_none() {
+            self.grammars = Some(Grammars::new(&self.tokenizer)?);
+        }
+        self.grammars.as_ref().expect("just built").constrain(schema).map(Some)
+    }
+
     /// Evaluates `prompt` (reusing the cached prefix) and samples until a stop condition.
     fn generate(&mut self, prompt: &[u32], p: &Sampling) -> Result<Generation> {
         let context = self.model.context as usize;
         if prompt.len() >= context {
             return Err(Error::Context(format!("the prompt has {} tokens; the context holds {context}", prompt.len())));
         }
+        let mut constraint = self.constraint(p)?;
         let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         // At least one token must run to produce fresh logits.
         let reused = common.min(prompt.len() - 1);
@@ -131,10 +145,20 @@ impl Engine {
                 let recent = &tokens[tokens.len().saturating_sub(p.repeat_last_n as usize)..];
                 self.model.penalize(recent, p.repeat_penalty)?;
             }
+            if let Some(c) = &mut constraint {
+                if c.finished() {
+                    break StopReason::EndOfGeneration;
+                }
+                self.model.mask(c.allowed()?.as_slice())?;
+            }
             let cands = self.model.candidates(want)?;
             let id = sampler.pick(&cands, p);
-            if self.tokenizer.is_eog(id) && !p.ignore_eos {
+            // Under a grammar, end-of-generation is allowed only once the text is complete.
+            if self.tokenizer.is_eog(id) && (!p.ignore_eos || constraint.is_some()) {
                 break StopReason::EndOfGeneration;
+            }
+            if let Some(c) = &mut constraint {
+                c.accept(id)?;
             }
             generated.push(id);
             utf8.push(self.tokenizer.piece(id), &mut text);

@@ -12,6 +12,7 @@
 mod error;
 mod generate;
 mod gguf;
+mod grammar;
 mod model;
 mod sampler;
 mod template;
@@ -19,7 +20,7 @@ mod tokenizer;
 
 use std::cell::RefCell;
 
-use bindings::exports::murmur::llm::llm::{Generation, Guest, Message, ModelInfo, Sampling};
+use bindings::exports::murmur::llm::llm::{Generation, Guest, Message, ModelInfo, RequestError, Sampling};
 use error::Error;
 use generate::Engine;
 
@@ -34,8 +35,17 @@ thread_local! {
     static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
 }
 
-fn with_engine<T>(f: impl FnOnce(&mut Engine) -> error::Result<T>) -> Result<T, String> {
-    ENGINE.with_borrow_mut(|e| f(e.as_mut().ok_or(Error::NotLoaded)?)).map_err(|e| e.to_string())
+fn with_engine<T>(f: impl FnOnce(&mut Engine) -> error::Result<T>) -> Result<T, Error> {
+    ENGINE.with_borrow_mut(|e| f(e.as_mut().ok_or(Error::NotLoaded)?))
+}
+
+/// A request's failure as the contract names it.
+fn request_error(e: Error) -> RequestError {
+    match e {
+        Error::Context(m) => RequestError::TooLong(m),
+        Error::Invalid(m) => RequestError::Invalid(m),
+        e => RequestError::Failed(e.to_string()),
+    }
 }
 
 struct Component;
@@ -49,15 +59,15 @@ impl Guest for Component {
     }
 
     fn tokenize(text: String, parse_special: bool) -> Result<Vec<u32>, String> {
-        with_engine(|e| e.tokenizer.encode(&text, parse_special))
+        with_engine(|e| e.tokenizer.encode(&text, parse_special)).map_err(|e| e.to_string())
     }
 
-    fn chat(messages: Vec<Message>, sampling: Sampling) -> Result<Generation, String> {
-        with_engine(|e| e.chat(&messages, &sampling))
+    fn chat(messages: Vec<Message>, sampling: Sampling) -> Result<Generation, RequestError> {
+        with_engine(|e| e.chat(&messages, &sampling)).map_err(request_error)
     }
 
-    fn complete(prompt: String, sampling: Sampling) -> Result<Generation, String> {
-        with_engine(|e| e.complete(&prompt, &sampling))
+    fn complete(prompt: String, sampling: Sampling) -> Result<Generation, RequestError> {
+        with_engine(|e| e.complete(&prompt, &sampling)).map_err(request_error)
     }
 }
 

@@ -241,6 +241,11 @@ impl Llama {
         Ok(compute::penalize(&self.s.logits, 0, recent, penalty)?)
     }
 
+    /// Keeps only the tokens set in `allowed` (a grammar's bitset) in the last logits.
+    pub fn mask(&self, allowed: &[u32]) -> Result<()> {
+        Ok(compute::mask(&self.s.logits, 0, allowed)?)
+    }
+
     /// The `k` most likely next tokens after the last [`Llama::forward`], best first.
     pub fn candidates(&self, k: u32) -> Result<Vec<Candidate>> {
         Ok(compute::top_k(&self.s.logits, 0, k)?)

@@ -42,6 +42,8 @@ impl Sampler {
     /// Picks a token from `cands` (best first), following llama.cpp's chain:
     /// top-k → top-p → min-p → temperature → draw.
     pub fn pick(&mut self, cands: &[Candidate], p: &Sampling) -> u32 {
+        // Tokens a grammar masked out come last, at -infinity: never candidates.
+        let cands = &cands[..cands.iter().take_while(|c| c.logit.is_finite()).count().max(1)];
         if p.temperature <= 0.0 || cands.len() == 1 {
             return cands[0].id;
         }

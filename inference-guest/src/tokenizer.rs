@@ -219,6 +219,24 @@ impl Tokenizer {
         id.and_then(|i| self.texts.get(i as usize)).map_or("", String::as_str)
     }
 
+    /// The end-of-generation tokens.
+    pub fn eog(&self) -> &[u32] {
+        &self.eog
+    }
+
+    /// Each token's bytes for a grammar engine: its piece, or for a control token (which has
+    /// none) its text behind the 0xFF byte that marks special tokens, so no text can match it.
+    pub fn byte_words(&self) -> Vec<Vec<u8>> {
+        self.pieces
+            .iter()
+            .zip(&self.texts)
+            .map(|(piece, text)| match piece.is_empty() {
+                false => piece.clone(),
+                true => std::iter::once(0xFF).chain(text.bytes()).collect(),
+            })
+            .collect()
+    }
+
     /// Number of tokens in the vocabulary.
     pub fn vocab_size(&self) -> usize {
         self.texts.len()

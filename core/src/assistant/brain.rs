@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::owner::{Msg, Progress};
 use super::{voice, AssistantConfig, AssistantError, HISTORY_TURNS};
-use crate::llm::{Llm, Message, Sampling};
+use crate::llm::{Engine, EngineConfig, Message, Sampling};
 use crate::speech::Transcriber;
 use crate::sync::lock;
 use crate::tts::SentenceSplitter;
@@ -41,7 +41,7 @@ pub(super) struct Job {
 
 /// The models and the conversation so far.
 pub(super) struct Brain {
-    llm: Llm,
+    llm: Engine,
     speech: Option<Transcriber>,
     sampling: Sampling,
     system: Message,
@@ -57,16 +57,22 @@ impl Brain {
             Some(path) => Some(Transcriber::load(path, config.speech)?),
             None => None,
         };
-        let mut llm = Llm::load(config.llm.clone())?;
         let system = Message { role: "system".into(), content: config.system.clone() };
-        // One token with only the system prompt: every later prompt starts with it and reuses it.
-        llm.chat(std::slice::from_ref(&system), &Sampling::greedy(1), |_| false)?;
+        let llm = match &config.remote {
+            Some(remote) => Engine::start(EngineConfig::Remote(remote.clone()))?,
+            None => {
+                let mut llm = Engine::start(EngineConfig::Local(config.llm.clone()))?;
+                // One token with only the system prompt: every later prompt starts with it and reuses it.
+                llm.chat(std::slice::from_ref(&system), &Sampling::greedy(1), |_| false)?;
+                llm
+            }
+        };
         Ok(Self { llm, speech, sampling: config.sampling.clone(), system, history: Vec::new(), owner, voice })
     }
 
     /// Where the LLM runs, in words.
     pub fn device(&self) -> String {
-        self.llm.device().to_string()
+        self.llm.device()
     }
 
     /// Works until the owner hangs up.

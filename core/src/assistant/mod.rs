@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 pub use capture::{Capture, Clip};
 
 use crate::audio::AudioError;
-use crate::llm::{LlmConfig, LlmError, Message, Sampling, StopReason};
+use crate::llm::{LlmConfig, LlmError, Message, RemoteConfig, Sampling, StopReason};
 use crate::speech::{SpeechConfig, SpeechError, SpeechTimings};
 use crate::sync::lock;
 use crate::tts::{TtsError, VoiceConfig};
@@ -200,6 +200,9 @@ pub enum Output {
 pub struct AssistantConfig {
     /// The chat model.
     pub llm: LlmConfig,
+    /// An OpenAI-compatible server that answers instead of the local model (which is then not
+    /// loaded).
+    pub remote: Option<RemoteConfig>,
     /// How to pick tokens.
     pub sampling: Sampling,
     /// The system prompt.
@@ -221,6 +224,7 @@ impl AssistantConfig {
         let speech = SpeechConfig { threads: llm.threads.clamp(1, 4), ..SpeechConfig::default() };
         Self {
             llm,
+            remote: None,
             sampling: Sampling::default(),
             system: DEFAULT_SYSTEM.into(),
             speech_model: Some(crate::models::default_speech_path()),

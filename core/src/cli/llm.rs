@@ -1,11 +1,13 @@
 //! `murmur ask`, `murmur complete`, `murmur tokenize`.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use clap::Args;
 use murmur_core::assistant::DEFAULT_SYSTEM;
-use murmur_core::llm::{BackendChoice, Generation, Llm, LlmConfig, Message, Sampling, Timings};
-use murmur_core::models;
+use murmur_core::llm::{BackendChoice, Engine, EngineConfig, Generation, Llm, LlmConfig, Message, RemoteConfig, Sampling, Timings};
+use murmur_core::models::{self, Manifest};
 use serde_json::json;
 
 /// Options shared by every command that loads the model.
@@ -37,12 +39,51 @@ impl ModelArgs {
     fn load(&self) -> anyhow::Result<Llm> {
         Ok(Llm::load(self.config())?)
     }
+
+    /// The model's name in the OpenAI API: its catalog id, or the file's name without `.gguf`.
+    pub fn id(&self) -> String {
+        match &self.model {
+            None => Manifest::builtin().default_llm().id.clone(),
+            Some(name) if Manifest::builtin().get(name).is_some() => name.clone(),
+            Some(path) => Path::new(path).file_stem().map_or_else(|| path.clone(), |s| s.to_string_lossy().into_owned()),
+        }
+    }
+}
+
+/// Options that send the chat to an OpenAI-compatible server instead of the local model.
+#[derive(Args)]
+pub struct RemoteArgs {
+    /// An OpenAI-compatible server to answer instead of the local model (vLLM, llama.cpp's
+    /// server, Ollama, another `murmur serve`), e.g. http://gpu-box:8000/v1.
+    #[arg(long, env = "MURMUR_LLM_URL", value_name = "URL")]
+    llm_url: Option<String>,
+    /// The model to ask the server for (default: the first one it lists).
+    #[arg(long, env = "MURMUR_LLM_MODEL", value_name = "NAME", requires = "llm_url")]
+    llm_model: Option<String>,
+    /// The server's API key, sent as a bearer token.
+    #[arg(long, env = "MURMUR_LLM_API_KEY", value_name = "KEY", requires = "llm_url", hide_env_values = true)]
+    llm_api_key: Option<String>,
+}
+
+impl RemoteArgs {
+    /// The remote engine these options name, if any.
+    pub fn config(&self) -> Option<RemoteConfig> {
+        let url = self.llm_url.clone()?;
+        Some(RemoteConfig { url, model: self.llm_model.clone(), api_key: self.llm_api_key.clone() })
+    }
+
+    /// The remote engine, or else the local model.
+    pub fn engine(&self, local: &ModelArgs) -> EngineConfig {
+        self.config().map_or_else(|| EngineConfig::Local(local.config()), EngineConfig::Remote)
+    }
 }
 
 #[derive(Args)]
 pub struct AskArgs {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// Sampling temperature (0: greedy). Low by default: small models wander when hot.
     #[arg(long, default_value_t = 0.2)]
     temp: f32,
@@ -70,13 +111,20 @@ pub struct AskArgs {
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     json: bool,
+    /// Answer with JSON that validates against the JSON schema in this file (`{}`: any JSON).
+    #[arg(long, value_name = "FILE")]
+    json_schema: Option<PathBuf>,
     /// The question.
     question: String,
 }
 
 impl AskArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        let mut llm = self.model.load()?;
+        let json_schema = match &self.json_schema {
+            Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("cannot read the JSON schema {}", path.display()))?),
+            None => None,
+        };
+        let mut engine = Engine::start(self.remote.engine(&self.model))?;
         let sampling = Sampling {
             temperature: self.temp,
             top_k: self.top_k,
@@ -85,14 +133,15 @@ impl AskArgs {
             repeat_penalty: self.repeat_penalty,
             seed: self.seed,
             max_tokens: self.max_tokens,
+            json_schema,
             ..Sampling::default()
         };
         let messages = [
             Message { role: "system".into(), content: self.system },
             Message { role: "user".into(), content: self.question },
         ];
-        let (g, t) = llm.chat(&messages, &sampling, stream_to_stdout(self.json))?;
-        finish(&mut llm, &g, &t, self.json, false)
+        let (g, t) = engine.chat(&messages, &sampling, stream_to_stdout(self.json))?;
+        finish(&mut engine, &g, &t, self.json, false)
     }
 }
 
@@ -100,6 +149,8 @@ impl AskArgs {
 pub struct CompleteArgs {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// Most tokens to generate.
     #[arg(long, default_value_t = 32)]
     max_tokens: u32,
@@ -115,10 +166,10 @@ pub struct CompleteArgs {
 
 impl CompleteArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        let mut llm = self.model.load()?;
+        let mut engine = Engine::start(self.remote.engine(&self.model))?;
         let sampling = Sampling { ignore_eos: self.ignore_eos, ..Sampling::greedy(self.max_tokens) };
-        let (g, t) = llm.complete(&self.prompt, &sampling, stream_to_stdout(self.json))?;
-        finish(&mut llm, &g, &t, self.json, true)
+        let (g, t) = engine.complete(&self.prompt, &sampling, stream_to_stdout(self.json))?;
+        finish(&mut engine, &g, &t, self.json, true)
     }
 }
 
@@ -150,8 +201,8 @@ fn stream_to_stdout(quiet: bool) -> impl FnMut(&str) -> bool + Send + 'static {
 }
 
 
-fn finish(llm: &mut Llm, g: &Generation, t: &Timings, json: bool, with_ids: bool) -> anyhow::Result<()> {
-    for note in llm.take_notices() {
+fn finish(engine: &mut Engine, g: &Generation, t: &Timings, json: bool, with_ids: bool) -> anyhow::Result<()> {
+    for note in engine.take_notices() {
         eprintln!("{note}");
     }
     if !json {
@@ -166,7 +217,7 @@ fn finish(llm: &mut Llm, g: &Generation, t: &Timings, json: bool, with_ids: bool
         "stop_reason": g.stop_reason.name(),
         "time_to_first_token_ms": t.first_token.as_secs_f64() * 1e3,
         "decode_tokens_per_s": t.decode_tps,
-        "backend": llm.backend_name(),
+        "backend": engine.backend_name(),
     });
     if with_ids {
         v["token_ids"] = json!(g.token_ids);

@@ -5,6 +5,7 @@ mod bench_voice;
 mod chat;
 mod llm;
 mod models;
+mod serve;
 mod speech;
 mod voice;
 
@@ -29,6 +30,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Continue a raw prompt (no chat template).
     Complete(llm::CompleteArgs),
+    /// Serve the model over the OpenAI API (chat completions, completions, models) for other apps.
+    Serve(serve::ServeArgs),
     /// Print the token ids of a text as a JSON array (special tokens parsed).
     Tokenize(llm::TokenizeArgs),
     /// Measure prefill and decode speed, side by side with llama.cpp.
@@ -54,6 +57,7 @@ impl Cli {
             Command::Ask(a) => a.run(),
             Command::Chat(a) => a.run(),
             Command::Complete(a) => a.run(),
+            Command::Serve(a) => a.run(),
             Command::Tokenize(a) => a.run(),
             Command::Bench(a) => a.run(),
             Command::BenchVoice(a) => a.run(),

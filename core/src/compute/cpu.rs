@@ -303,6 +303,15 @@ impl CpuKernels {
     }
 }
 
+/// Sets to -infinity every value of `row` whose bit in `allowed` is clear (or past its end).
+pub fn mask(row: &mut [f32], allowed: &[u32]) {
+    for (i, v) in row.iter_mut().enumerate() {
+        if allowed.get(i / 32).is_none_or(|w| w >> (i % 32) & 1 == 0) {
+            *v = f32::NEG_INFINITY;
+        }
+    }
+}
+
 /// The `k` largest values of `row` as (index, value), best first, ties to the lower index.
 pub fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
     let k = k.clamp(1, row.len().max(1));

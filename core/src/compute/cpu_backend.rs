@@ -150,6 +150,11 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn mask(&mut self, logits: ActId, row: usize, allowed: &[u32]) -> BackendResult {
+        self.with_out(logits, |_, _, o, cols| super::cpu::mask(&mut o[row * cols..(row + 1) * cols], allowed));
+        Ok(())
+    }
+
     fn read(&mut self, x: ActId) -> BackendResult<Vec<f32>> {
         Ok(self.acts.get(x).data.clone())
     }

@@ -171,6 +171,9 @@ pub trait Backend: Send {
     fn copy_row(&mut self, src: ActId, src_row: usize, dst: ActId, dst_row: usize) -> BackendResult;
     /// Repetition penalty on row `row` of `logits` for each distinct listed token in range.
     fn penalize(&mut self, logits: ActId, row: usize, tokens: &[u32], penalty: f32) -> BackendResult;
+    /// Row `row` of `logits` keeps the tokens whose bit is set in `allowed` (bit `i % 32` of word
+    /// `i / 32`); every other logit, and those past the bitset's end, becomes -infinity.
+    fn mask(&mut self, logits: ActId, row: usize, allowed: &[u32]) -> BackendResult;
     /// Runs what is pending and returns the whole tensor, row-major. For tests and diagnostics:
     /// the guest only ever reads [`Backend::top_k`].
     fn read(&mut self, x: ActId) -> BackendResult<Vec<f32>>;

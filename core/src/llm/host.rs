@@ -424,6 +424,15 @@ impl compute::Host for State {
         self.settle(result)
     }
 
+    fn mask(&mut self, logits: Resource<Tensor>, row: u32, allowed: Vec<u32>) -> Res<()> {
+        let (li, rows, _) = self.act(&logits, "the logits")?;
+        if row as usize >= rows {
+            return Err(ComputeError::OutOfRange(format!("row {row} is outside the logits")));
+        }
+        let result = self.backend.mask(li, row as usize, &allowed);
+        self.settle(result)
+    }
+
     fn top_k(&mut self, logits: Resource<Tensor>, row: u32, k: u32) -> Res<Vec<Candidate>> {
         let (li, rows, cols) = self.act(&logits, "the logits")?;
         if row as usize >= rows || k == 0 {

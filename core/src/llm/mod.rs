@@ -5,7 +5,9 @@
 //! next one starts a fresh instance.
 
 mod backends;
+mod engine;
 mod host;
+mod remote;
 mod sandbox;
 mod tensors;
 
@@ -14,7 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use host::exports::murmur::llm::llm::{Generation, Message, ModelInfo, Sampling, StopReason};
+pub use host::exports::murmur::llm::llm::{Generation, Message, ModelInfo, RequestError, Sampling, StopReason};
+pub use engine::{Engine, EngineConfig};
+pub use remote::{RemoteConfig, RemoteLlm};
 pub use sandbox::Sandbox;
 
 use crate::compute::{Backend, KernelTime, Stats};
@@ -36,6 +40,13 @@ pub enum LlmError {
     /// The guest refused the model or the request; its message says why.
     #[error("{0}")]
     Guest(String),
+    /// The prompt does not fit the model's context window.
+    #[error("{0}")]
+    TooLong(String),
+    /// The request asks for something that cannot be done (such as a JSON schema that does not
+    /// compile); the text names it.
+    #[error("{0}")]
+    Invalid(String),
     /// The sandbox stopped the guest (memory cap, interruption, or a guest bug).
     #[error("the model runtime stopped: {0}")]
     Trap(String),
@@ -60,6 +71,9 @@ pub enum LlmError {
         /// Bytes free.
         available: u64,
     },
+    /// A remote engine could not be reached or failed; the text says which and what to do.
+    #[error("{0}")]
+    Remote(String),
     /// The model file changed while it was being read.
     #[error(
         "the model file {0} changed while it was being read; wait until whatever is writing it has finished, then try again"
@@ -122,6 +136,23 @@ impl LlmConfig {
     }
 }
 
+impl From<String> for LlmError {
+    /// A guest's refusal in words.
+    fn from(message: String) -> Self {
+        Self::Guest(message)
+    }
+}
+
+impl From<RequestError> for LlmError {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::TooLong(m) => Self::TooLong(m),
+            RequestError::Invalid(m) => Self::Invalid(m),
+            RequestError::Failed(m) => Self::Guest(m),
+        }
+    }
+}
+
 impl Default for Sampling {
     fn default() -> Self {
         Self {
@@ -135,6 +166,7 @@ impl Default for Sampling {
             max_tokens: 256,
             stop: Vec::new(),
             ignore_eos: false,
+            json_schema: None,
         }
     }
 }

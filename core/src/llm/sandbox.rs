@@ -156,11 +156,11 @@ pub(super) struct Session {
 
 /// A guest call's outcome in the host's terms: a failed device wins over whatever the guest made
 /// of it, so the caller can fall back.
-fn settle<T>(store: &Store<State>, result: wasmtime::Result<Result<T, String>>) -> Result<T, LlmError> {
+fn settle<T, E: Into<LlmError>>(store: &Store<State>, result: wasmtime::Result<Result<T, E>>) -> Result<T, LlmError> {
     if let Some(lost) = &store.data().device_lost {
         return Err(LlmError::DeviceLost(lost.clone()));
     }
-    result.map_err(trap)?.map_err(LlmError::Guest)
+    result.map_err(trap)?.map_err(Into::into)
 }
 
 impl Session {

@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::fmt::Debug;
 
-use bindings::exports::murmur::llm::llm::{Generation, Guest, Message, ModelInfo, Sampling};
+use bindings::exports::murmur::llm::llm::{Generation, Guest, Message, ModelInfo, RequestError, Sampling};
 use bindings::murmur::llm::compute::{self, Dtype, RopeStyle, Tensor};
 
 mod bindings {
@@ -114,6 +114,7 @@ fn misuse(r: &mut Report) {
     r.log("penalty of NaN", &compute::penalize(&logits, 0, &[1, 2], f32::NAN));
     r.log("penalty on a row past the end", &compute::penalize(&logits, 1, &[1], 1.1));
     r.log("penalty of tokens past the row", &compute::penalize(&logits, 0, &[8, u32::MAX], 1.1));
+    r.log("mask of a row past the end", &compute::mask(&logits, 1, &[u32::MAX]));
     r.log("top-k of a row past the end", &compute::top_k(&logits, 1, 4));
     r.log("top-k of 100000", &compute::top_k(&logits, 0, 100_000));
     let (q, k, v, kc, vc, out) = (act(1, 8), act(1, 8), act(1, 8), act(4, 8), act(4, 8), act(1, 8));
@@ -266,12 +267,12 @@ impl Guest for Component {
         Err(r.text())
     }
 
-    fn chat(_messages: Vec<Message>, _sampling: Sampling) -> Result<Generation, String> {
-        Err("a hostile guest does not chat".into())
+    fn chat(_messages: Vec<Message>, _sampling: Sampling) -> Result<Generation, RequestError> {
+        Err(RequestError::Failed("a hostile guest does not chat".into()))
     }
 
-    fn complete(_prompt: String, _sampling: Sampling) -> Result<Generation, String> {
-        Err("a hostile guest does not complete".into())
+    fn complete(_prompt: String, _sampling: Sampling) -> Result<Generation, RequestError> {
+        Err(RequestError::Failed("a hostile guest does not complete".into()))
     }
 }
 

@@ -118,6 +118,8 @@ pub struct Kernels {
     pub copy_row: Kernel,
     /// Repetition penalty.
     pub penalize: Kernel,
+    /// A grammar's token mask.
+    pub mask: Kernel,
     /// Top-k, one segment per workgroup.
     pub top_k: Kernel,
 }
@@ -220,6 +222,7 @@ impl Kernels {
             add_bias: b.kernel("add_bias", include_str!("../../../../shaders/add_bias.wgsl"), "main", Layout::R1W1, &[]),
             copy_row: b.kernel("copy_row", include_str!("../../../../shaders/copy_row.wgsl"), "main", Layout::R1W1, &[]),
             penalize: b.kernel("penalize", include_str!("../../../../shaders/penalize.wgsl"), "main", Layout::R1W1, &[]),
+            mask: b.kernel("mask", include_str!("../../../../shaders/mask.wgsl"), "main", Layout::R1W1, &[]),
             top_k: b.kernel("top_k", include_str!("../../../../shaders/top_k.wgsl"), "main", Layout::R1W1, &[]),
             layouts,
         }

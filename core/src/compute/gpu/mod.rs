@@ -626,6 +626,18 @@ impl Backend for GpuBackend {
         self.dispatch_with(&kernel, &bufs, params, ((distinct.len() as u32).div_ceil(64), 1, 1))
     }
 
+    fn mask(&mut self, logits: ActId, row: usize, allowed: &[u32]) -> BackendResult {
+        self.settle()?;
+        let cols = self.act(logits).cols;
+        let words = allowed.len().min(cols.div_ceil(32));
+        // An empty bitset still needs a binding; its one word is never read.
+        let at = self.ids(if words == 0 { &[0] } else { &allowed[..words] }, 1)?;
+        let kernel = self.kernels.mask.clone();
+        let params = Params::new().u(cols).u(words).u(at).u(row * cols);
+        let bufs = self.resolve(&[Res::Ids, Res::Act(logits)]);
+        self.dispatch_with(&kernel, &bufs, params, ((cols as u32).div_ceil(256), 1, 1))
+    }
+
     fn read(&mut self, x: ActId) -> BackendResult<Vec<f32>> {
         let (buf, len) = (self.act(x).buf.buf.clone(), self.act(x).len);
         let bytes = self.flush(Some((&buf, len as u64 * 4)))?;
