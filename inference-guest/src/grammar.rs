@@ -10,7 +10,7 @@ use std::sync::Arc;
 use llguidance::api::TopLevelGrammar;
 use llguidance::earley::SlicedBiasComputer;
 use llguidance::toktrie::{self, InferenceCapabilities, SimpleVob, TokRxInfo, TokTrie, TokenizerEnv};
-use llguidance::{Matcher, ParserFactory};
+use llguidance::{JsonCompileOptions, Matcher, ParserFactory};
 
 use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
@@ -55,10 +55,19 @@ impl Grammars {
     /// A fresh constraint for one reply: JSON valid against `schema` (`{}`: any JSON value).
     pub fn constrain(&self, schema: &str) -> Result<Constraint> {
         let invalid = |e: &dyn std::fmt::Display| Error::Invalid(format!("the JSON schema cannot be used: {e}"));
-        let schema: serde_json::Value = serde_json::from_str(schema).map_err(|e| invalid(&e))?;
+        let mut schema: serde_json::Value = serde_json::from_str(schema).map_err(|e| invalid(&e))?;
+        if schema.as_object().is_some_and(|s| !s.contains_key("x-guidance")) {
+            whitespace_bounded().apply_to(&mut schema);
+        }
         let parser = self.factory.create_parser(TopLevelGrammar::from_json_schema(schema)).map_err(|e| invalid(&e))?;
         Ok(Constraint { matcher: Matcher::new(Ok(parser)) })
     }
+}
+
+/// JSON may be laid out as the model likes, but a gap between tokens holds at most one line
+/// break and an indent: a small model otherwise can fall into writing whitespace for ever.
+fn whitespace_bounded() -> JsonCompileOptions {
+    JsonCompileOptions { whitespace_pattern: Some(r"[ \t]{0,4}(\r?\n[ \t]{0,24})?".into()), ..JsonCompileOptions::default() }
 }
 
 /// One reply's place in its grammar.

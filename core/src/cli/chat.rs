@@ -11,12 +11,14 @@ use murmur_core::history::History;
 use murmur_core::llm::Sampling;
 use serde_json::json;
 
-use super::llm::ModelArgs;
+use super::llm::{ModelArgs, RemoteArgs};
 
 #[derive(Args)]
 pub struct ChatArgs {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// Save each completed exchange into this chat history (the app keeps its own as
     /// `history.sqlite` in its data directory).
     #[arg(long, value_name = "FILE")]
@@ -46,6 +48,7 @@ impl ChatArgs {
             sampling: Sampling { temperature: self.temp, max_tokens: self.max_tokens, ..Sampling::default() },
             speech_model: None,
             output: Output::Silent,
+            remote: self.remote.config(),
             ..AssistantConfig::new(self.model.config())
         };
         let assistant = Assistant::start(config, no_mic)?;

@@ -12,7 +12,7 @@ use murmur_core::audio::{AudioOut, Microphone};
 use murmur_core::tts::{speakable, SentenceSplitter, VoiceConfig, DEFAULT_RATE, DEFAULT_VOICE};
 use serde_json::json;
 
-use super::llm::ModelArgs;
+use super::llm::{ModelArgs, RemoteArgs};
 
 /// How replies sound and where they go.
 #[derive(Args)]
@@ -85,6 +85,8 @@ pub struct VoiceTurnArgs {
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
+    remote: RemoteArgs,
+    #[command(flatten)]
     voice: VoiceArgs,
     /// The question as a WAV file (any rate, depth, channels) instead of the microphone.
     #[arg(long = "in", value_name = "FILE.wav", conflicts_with_all = ["mic", "seconds"])]
@@ -128,6 +130,7 @@ impl VoiceTurnArgs {
             system: self.system.clone(),
             voice: self.voice.voice(),
             output: if self.silent { Output::Silent } else { self.voice.output() },
+            remote: self.remote.config(),
             ..AssistantConfig::new(self.model.config())
         };
         if let Some(path) = &self.speech_model {
