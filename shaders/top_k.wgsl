@@ -13,6 +13,12 @@ const WG: u32 = 256u;
 const SEG: u32 = 1024u;
 const NONE: u32 = 0xFFFFFFFFu;
 
+// Empty slots and NaN rank last: -infinity with no id, so a logit a grammar masked to -infinity
+// (which has an id) still ranks before them, as on the CPU.
+fn lowest() -> f32 {
+    return bitcast<f32>(0xff800000u);
+}
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> input: array<u32>;
 @group(0) @binding(2) var<storage, read_write> output: array<u32>;
@@ -33,13 +39,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let seg = wid.x;
     for (var e = li; e < SEG; e += WG) {
         let i = seg * SEG + e;
-        vals[e] = -3.4e38;
+        vals[e] = lowest();
         ids[e] = NONE;
         if i < p.count {
             if p.stride == 1u {
                 let v = bitcast<f32>(input[p.at + i]);
                 // NaN ranks last.
-                vals[e] = select(-3.4e38, v, v == v);
+                vals[e] = select(lowest(), v, v == v);
                 ids[e] = i;
             } else {
                 vals[e] = bitcast<f32>(input[p.at + 2u * i]);
@@ -49,7 +55,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     workgroupBarrier();
     for (var round = 0u; round < p.k; round++) {
-        var bv = -3.4e38;
+        var bv = lowest();
         var bi = NONE;
         var bs = 0u;
         for (var e = li; e < SEG; e += WG) {
@@ -75,7 +81,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let o = 2u * (seg * p.k + round);
             output[o] = bitcast<u32>(best_v[0]);
             output[o + 1u] = best_i[0];
-            vals[best_s[0]] = -3.4e38;
+            vals[best_s[0]] = lowest();
             ids[best_s[0]] = NONE;
         }
         workgroupBarrier();

@@ -186,7 +186,8 @@ fn matmul_matches_the_cpu() {
         p.both(|b| b.matmul(wid, xa, n, out, false).unwrap());
         let first = p.check_scaled(&what, out, rel, floor);
         p.both(|b| b.matmul(wid, xa, n, out, true).unwrap());
-        let twice = p.check_scaled(&format!("{what}, accumulated"), out, rel, floor);
+        // Accumulating doubles the result, and the activations' rounding error with it.
+        let twice = p.check_scaled(&format!("{what}, accumulated"), out, rel, 2.0 * floor);
         assert!(first.iter().zip(&twice).all(|(a, b)| (2.0 * a - b).abs() <= 1e-4 * a.abs().max(1.0)), "{what}: accumulate adds");
     }
 }

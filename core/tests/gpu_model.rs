@@ -231,3 +231,27 @@ fn auto_never_picks_a_software_adapter() {
     assert_eq!(forced.backend_name(), "gpu");
     assert!(forced.device().contains(&any.get_info().name), "{}", forced.device());
 }
+
+/// A JSON schema constrains the reply on both backends through the host's mask: SmolLM2, which
+/// left to itself rarely writes valid JSON, writes an object with the required fields and the
+/// enum's value, and both backends write the same one (greedy, masked on the device on the GPU).
+#[test]
+fn a_json_schema_constrains_the_reply_on_both_backends() {
+    let schema = r#"{"type":"object","properties":{"city":{"type":"string","maxLength":20},"sunny":{"type":"boolean"},
+        "mood":{"enum":["happy","sad"]}},"required":["city","sunny","mood"],"additionalProperties":false}"#;
+    let sampling = Sampling { json_schema: Some(schema.into()), ..Sampling::greedy(80) };
+    let messages = [murmur_core::llm::Message { role: "user".into(), content: "Describe the weather in Paris as JSON.".into() }];
+    let reply = |backend| {
+        let mut llm = Llm::load(config(backend)).unwrap();
+        let (g, _) = llm.chat(&messages, &sampling, |_| true).unwrap();
+        g.text
+    };
+    let (cpu, gpu) = (reply(BackendChoice::Cpu), reply(BackendChoice::Gpu));
+    for text in [&cpu, &gpu] {
+        let v: serde_json::Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert!(v["city"].is_string() && v["sunny"].is_boolean(), "{v}");
+        assert!(["happy", "sad"].contains(&v["mood"].as_str().unwrap()), "{v}");
+        assert_eq!(v.as_object().unwrap().len(), 3, "no other properties: {v}");
+    }
+    assert_eq!(cpu, gpu, "the same masked greedy reply on both backends");
+}

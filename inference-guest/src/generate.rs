@@ -40,11 +40,8 @@ impl Engine {
                 cfg.vocab
             )));
         }
-        let template = ChatTemplate::new(
-            g.str("tokenizer.chat_template"),
-            tokenizer.text(tokenizer.bos),
-            tokenizer.text(tokenizer.eos),
-        )?;
+        let template =
+            ChatTemplate::new(g.str("tokenizer.chat_template"), tokenizer.text(tokenizer.bos), tokenizer.text(tokenizer.eos))?;
         let context = match context {
             0 => DEFAULT_CONTEXT.min(cfg.train_context),
             c => c.min(cfg.train_context),
@@ -76,8 +73,7 @@ impl Engine {
         let keep_first = usize::from(messages.first().is_some_and(|m| m.role == "system"));
         let mut dropped = 0;
         loop {
-            let kept: Vec<Message> =
-                messages[..keep_first].iter().chain(&messages[keep_first + dropped..]).cloned().collect();
+            let kept: Vec<Message> = messages[..keep_first].iter().chain(&messages[keep_first + dropped..]).cloned().collect();
             let prompt = self.template.render(&kept)?;
             let tokens = self.tokenizer.encode(&prompt, true)?;
             if tokens.len() + reserve <= self.model.context as usize {
@@ -201,10 +197,7 @@ fn visible_text(text: &str, stops: &[String]) -> (usize, bool) {
     if let Some(at) = stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min() {
         return (at, true);
     }
-    let held = stops
-        .iter()
-        .flat_map(|s| (1..s.len()).filter(|&k| s.is_char_boundary(k) && text.ends_with(&s[..k])))
-        .max()
-        .unwrap_or(0);
+    let held =
+        stops.iter().flat_map(|s| (1..s.len()).filter(|&k| s.is_char_boundary(k) && text.ends_with(&s[..k]))).max().unwrap_or(0);
     (text.len() - held, false)
 }

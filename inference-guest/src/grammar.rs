@@ -42,7 +42,8 @@ impl Grammars {
     pub fn new(tokenizer: &Tokenizer) -> Result<Self> {
         let words = tokenizer.byte_words();
         let eog = tokenizer.eog();
-        let first = *eog.first().ok_or_else(|| Error::Invalid("the model has no end-of-generation token to end JSON with".into()))?;
+        let first =
+            *eog.first().ok_or_else(|| Error::Invalid("the model has no end-of-generation token to end JSON with".into()))?;
         let info = TokRxInfo::new(words.len() as u32, first);
         let trie = TokTrie::from(&info, &words).with_eos_tokens(eog);
         let env: toktrie::TokEnv = Arc::new(Vocabulary { trie });

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use murmur_core::assistant::DEFAULT_SYSTEM;
-use murmur_core::llm::{BackendChoice, Engine, EngineConfig, Generation, Llm, LlmConfig, Message, RemoteConfig, Sampling, Timings};
+use murmur_core::llm::{
+    BackendChoice, Engine, EngineConfig, Generation, Llm, LlmConfig, Message, RemoteConfig, Sampling, Timings,
+};
 use murmur_core::models::{self, Manifest};
 use serde_json::json;
 
@@ -121,7 +123,9 @@ pub struct AskArgs {
 impl AskArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let json_schema = match &self.json_schema {
-            Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("cannot read the JSON schema {}", path.display()))?),
+            Some(path) => {
+                Some(std::fs::read_to_string(path).with_context(|| format!("cannot read the JSON schema {}", path.display()))?)
+            }
             None => None,
         };
         let mut engine = Engine::start(self.remote.engine(&self.model))?;
@@ -136,10 +140,8 @@ impl AskArgs {
             json_schema,
             ..Sampling::default()
         };
-        let messages = [
-            Message { role: "system".into(), content: self.system },
-            Message { role: "user".into(), content: self.question },
-        ];
+        let messages =
+            [Message { role: "system".into(), content: self.system }, Message { role: "user".into(), content: self.question }];
         let (g, t) = engine.chat(&messages, &sampling, stream_to_stdout(self.json))?;
         finish(&mut engine, &g, &t, self.json, false)
     }
@@ -199,7 +201,6 @@ fn stream_to_stdout(quiet: bool) -> impl FnMut(&str) -> bool + Send + 'static {
         true
     }
 }
-
 
 fn finish(engine: &mut Engine, g: &Generation, t: &Timings, json: bool, with_ids: bool) -> anyhow::Result<()> {
     for note in engine.take_notices() {

@@ -40,7 +40,12 @@ impl ServeArgs {
         }
         let device = engine.device();
         let server = Server::start(
-            ServerConfig { addr: SocketAddr::new(self.host, self.port), model_id: model_id.clone(), api_key: self.api_key, cors_origin: self.cors },
+            ServerConfig {
+                addr: SocketAddr::new(self.host, self.port),
+                model_id: model_id.clone(),
+                api_key: self.api_key,
+                cors_origin: self.cors,
+            },
             engine,
         )?;
         eprintln!("serving {model_id} ({device}) at http://{}/v1 — press Ctrl+C to stop", server.addr());

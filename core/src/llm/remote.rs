@@ -117,7 +117,8 @@ impl RemoteLlm {
             return Ok(m.clone());
         }
         let mut response = self.send(self.authorized(self.agent.get(format!("{}/models", self.base))).call())?;
-        let list: Value = response.body_mut().read_json().map_err(|e| self.failed(&format!("its model list is not JSON: {e}")))?;
+        let list: Value =
+            response.body_mut().read_json().map_err(|e| self.failed(&format!("its model list is not JSON: {e}")))?;
         let id = list["data"][0]["id"].as_str().ok_or_else(|| self.failed("it lists no models; pass --llm-model NAME"))?;
         tracing::info!(url = %self.base, model = id, "remote engine model");
         self.model = Some(id.to_string());
@@ -132,7 +133,10 @@ impl RemoteLlm {
     }
 
     /// Turns a transport failure or an error status into words the user can act on.
-    fn send(&self, result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<ureq::http::Response<ureq::Body>, LlmError> {
+    fn send(
+        &self,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<ureq::http::Response<ureq::Body>, LlmError> {
         let mut response = result.map_err(|e| self.unreachable(&e))?;
         let status = response.status();
         if status.is_success() {
@@ -172,7 +176,8 @@ impl RemoteLlm {
                 done = true;
                 break;
             }
-            let event: Value = serde_json::from_str(data).map_err(|e| self.failed(&format!("it sent an event that is not JSON ({e}): {data}")))?;
+            let event: Value = serde_json::from_str(data)
+                .map_err(|e| self.failed(&format!("it sent an event that is not JSON ({e}): {data}")))?;
             if let Some(error) = event.get("error") {
                 let message = error["message"].as_str().map_or_else(|| error.to_string(), str::to_string);
                 return Err(self.failed(&format!("it failed mid-reply: {message}")));

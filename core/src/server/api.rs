@@ -27,12 +27,21 @@ pub struct ApiError {
 impl ApiError {
     /// A malformed or unsupported request (400).
     pub fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, kind: "invalid_request_error", code: None, param: param.map(Into::into), message: message.into() }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            code: None,
+            param: param.map(Into::into),
+            message: message.into(),
+        }
     }
 
     /// A parameter Murmur does not implement, named (400).
     fn unsupported(param: &str, what: &str) -> Self {
-        Self { code: Some("unsupported_parameter"), ..Self::invalid(format!("'{param}' is not supported by Murmur: {what}"), Some(param)) }
+        Self {
+            code: Some("unsupported_parameter"),
+            ..Self::invalid(format!("'{param}' is not supported by Murmur: {what}"), Some(param))
+        }
     }
 
     /// A model this server does not serve (404).
@@ -59,7 +68,11 @@ impl ApiError {
 
     /// A path this server does not have (404).
     pub fn no_route(path: &str) -> Self {
-        Self { status: StatusCode::NOT_FOUND, code: Some("unknown_url"), ..Self::invalid(format!("there is no {path} here"), None) }
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: Some("unknown_url"),
+            ..Self::invalid(format!("there is no {path} here"), None)
+        }
     }
 
     /// The error object, for a stream that fails after it has started.
@@ -191,7 +204,8 @@ pub fn completion_request(body: &[u8]) -> Result<(String, Request), ApiError> {
 }
 
 fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("the request body is not valid JSON for this endpoint: {e}"), None))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("the request body is not valid JSON for this endpoint: {e}"), None))
 }
 
 fn message(m: ChatMessage) -> Result<Message, ApiError> {
@@ -199,7 +213,9 @@ fn message(m: ChatMessage) -> Result<Message, ApiError> {
         "system" | "developer" => "system",
         "user" => "user",
         "assistant" => "assistant",
-        other => return Err(ApiError::unsupported("messages", &format!("messages of role '{other}' (tools are not implemented)"))),
+        other => {
+            return Err(ApiError::unsupported("messages", &format!("messages of role '{other}' (tools are not implemented)")))
+        }
     };
     let content = match m.content {
         None => String::new(),
@@ -210,7 +226,10 @@ fn message(m: ChatMessage) -> Result<Message, ApiError> {
                 match (part["type"].as_str(), part["text"].as_str()) {
                     (Some("text"), Some(t)) => text.push_str(t),
                     (kind, _) => {
-                        return Err(ApiError::unsupported("messages", &format!("content parts of type '{}'; send text", kind.unwrap_or("?"))))
+                        return Err(ApiError::unsupported(
+                            "messages",
+                            &format!("content parts of type '{}'; send text", kind.unwrap_or("?")),
+                        ))
                     }
                 }
             }
@@ -220,11 +239,14 @@ fn message(m: ChatMessage) -> Result<Message, ApiError> {
     Ok(Message { role: role.into(), content })
 }
 
+/// A parameter Murmur refuses: its name, which values mean "the default" (accepted), and why.
+type Unsupported = (&'static str, fn(&Value) -> bool, &'static str);
+
 /// Parameters that change what a client gets back and that Murmur does not implement: refused by
 /// name, rather than silently ignored, whenever they ask for something other than the default.
 fn refuse_unsupported(rest: &Map<String, Value>) -> Result<(), ApiError> {
     let asks = |key: &str, default_like: fn(&Value) -> bool| rest.get(key).is_some_and(|v| !v.is_null() && !default_like(v));
-    let checks: [(&str, fn(&Value) -> bool, &str); 11] = [
+    let checks: [Unsupported; 11] = [
         ("n", |v| v.as_u64() == Some(1), "one choice per request"),
         ("best_of", |v| v.as_u64() == Some(1), "one choice per request"),
         ("tools", |v| v.as_array().is_some_and(Vec::is_empty), "tool calls are not implemented"),

@@ -80,7 +80,8 @@ struct Shared {
 impl Server {
     /// Binds `config.addr` and serves `engine` from background threads.
     pub fn start(config: ServerConfig, engine: Engine) -> Result<Self, ServerError> {
-        let listener = std::net::TcpListener::bind(config.addr).map_err(|source| ServerError::Bind { addr: config.addr, source })?;
+        let listener =
+            std::net::TcpListener::bind(config.addr).map_err(|source| ServerError::Bind { addr: config.addr, source })?;
         listener.set_nonblocking(true).map_err(ServerError::Start)?;
         let addr = listener.local_addr().map_err(ServerError::Start)?;
         let cors = match &config.cors_origin {
@@ -187,7 +188,10 @@ async fn models(State(shared): State<Arc<Shared>>) -> Json<Value> {
     Json(json!({ "object": "list", "data": [model_object(&shared.model_id)] }))
 }
 
-async fn model(State(shared): State<Arc<Shared>>, axum::extract::Path(id): axum::extract::Path<String>) -> Result<Json<Value>, ApiError> {
+async fn model(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
     match id == shared.model_id {
         true => Ok(Json(model_object(&id))),
         false => Err(ApiError::unknown_model(&id, &shared.model_id)),
@@ -297,28 +301,33 @@ async fn respond(shared: &Shared, kind: Kind, prompt: Prompt, request: api::Requ
 /// The server-sent events of a streamed response: an opening chunk, one chunk per piece of
 /// text, a closing chunk with the finish reason (and a usage chunk when asked), then `[DONE]`.
 /// A failure after the stream has begun is sent as an error event.
-fn chunks(envelope: Envelope, pieces: UnboundedReceiver<Piece>, include_usage: bool) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
+fn chunks(
+    envelope: Envelope,
+    pieces: UnboundedReceiver<Piece>,
+    include_usage: bool,
+) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
     let kind = envelope.kind;
     let data = |v: &Value| Ok(Event::default().data(v.to_string()));
     let opening = match kind {
         Kind::Chat => vec![data(&envelope.wrap(true, json!([kind.choice(None, None, true)]), None))],
         Kind::Completion => Vec::new(),
     };
-    let body = stream::unfold(pieces, |mut pieces| async move { pieces.recv().await.map(|p| (p, pieces)) }).flat_map(move |piece| {
-        let events = match piece {
-            Piece::Text(t) => vec![data(&envelope.wrap(true, json!([kind.choice(Some(&t), None, true)]), None))],
-            Piece::Done(Ok(g)) => {
-                let finish = kind.choice(Some(""), Some(api::finish_reason(g.stop_reason)), true);
-                let mut events = vec![data(&envelope.wrap(true, json!([finish]), None))];
-                if include_usage {
-                    events.push(data(&envelope.wrap(true, json!([]), Some(api::usage(&g)))));
+    let body =
+        stream::unfold(pieces, |mut pieces| async move { pieces.recv().await.map(|p| (p, pieces)) }).flat_map(move |piece| {
+            let events = match piece {
+                Piece::Text(t) => vec![data(&envelope.wrap(true, json!([kind.choice(Some(&t), None, true)]), None))],
+                Piece::Done(Ok(g)) => {
+                    let finish = kind.choice(Some(""), Some(api::finish_reason(g.stop_reason)), true);
+                    let mut events = vec![data(&envelope.wrap(true, json!([finish]), None))];
+                    if include_usage {
+                        events.push(data(&envelope.wrap(true, json!([]), Some(api::usage(&g)))));
+                    }
+                    events.push(Ok(Event::default().data("[DONE]")));
+                    events
                 }
-                events.push(Ok(Event::default().data("[DONE]")));
-                events
-            }
-            Piece::Done(Err(e)) => vec![data(&ApiError::from(e).body()), Ok(Event::default().data("[DONE]"))],
-        };
-        stream::iter(events)
-    });
+                Piece::Done(Err(e)) => vec![data(&ApiError::from(e).body()), Ok(Event::default().data("[DONE]"))],
+            };
+            stream::iter(events)
+        });
     stream::iter(opening).chain(body)
 }
