@@ -78,6 +78,12 @@ pub fn set_settings(session: Shared<'_>, settings: Settings) -> Result<(), Strin
     session.set_settings(settings)
 }
 
+/// Drops the remote engine and reloads the local model.
+#[tauri::command]
+pub fn use_local_model(session: Shared<'_>) -> Result<(), String> {
+    session.use_local_model()
+}
+
 /// The catalog's chat models and whether each is installed.
 #[tauri::command]
 pub fn catalog() -> Vec<CatalogModel> {

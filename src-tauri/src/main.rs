@@ -60,6 +60,7 @@ fn main() {
             commands::delete_conversation,
             commands::get_settings,
             commands::set_settings,
+            commands::use_local_model,
             commands::catalog,
             commands::download_model,
             commands::cancel_download,

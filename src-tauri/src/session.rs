@@ -12,6 +12,7 @@ use murmur_core::audio::Microphone;
 use murmur_core::history::{Conversation, History, SavedMessage};
 use murmur_core::llm::{LlmConfig, Message, Sampling};
 use murmur_core::models;
+use murmur_core::server::{Server, ServerConfig, Submit};
 use murmur_core::sync::lock;
 use murmur_core::tts::VoiceConfig;
 use tauri::{AppHandle, Emitter};
@@ -44,6 +45,10 @@ pub struct Session {
     conversation: Mutex<Option<i64>>,
     /// Counts reloads: a load that a newer one overtook is thrown away.
     loads: AtomicU64,
+    /// The OpenAI API, when Settings turn it on; it hands requests to the assistant.
+    server: Mutex<Option<Server>>,
+    /// What the status line says about the model, and about the server.
+    ready: Mutex<(String, String)>,
 }
 
 impl Session {
@@ -62,6 +67,8 @@ impl Session {
             history: Mutex::new(history),
             conversation: Mutex::new(None),
             loads: AtomicU64::new(0),
+            server: Mutex::new(None),
+            ready: Mutex::new(Default::default()),
         });
         session.reload();
         Ok(session)
@@ -98,8 +105,56 @@ impl Session {
         *lock(&self.settings) = new.clone();
         if old.needs_reload(&new) {
             self.reload();
+        } else if old.serving_changed(&new) {
+            self.restart_server();
         }
         Ok(())
+    }
+
+    /// Goes back to the local model (one click from the status line after a remote engine
+    /// failed).
+    pub fn use_local_model(self: &Arc<Self>) -> Result<(), String> {
+        let settings = Settings { remote_url: None, ..self.settings() };
+        self.set_settings(settings)
+    }
+
+    /// Stops the OpenAI API and, when Settings want it and a model is loaded, serves it again
+    /// through the current assistant (in the background: the old server first finishes the
+    /// requests it is streaming, and its port is then free for the new one).
+    fn restart_server(self: &Arc<Self>) {
+        let me = Arc::clone(self);
+        std::thread::spawn(move || {
+            drop(lock(&me.server).take());
+            let settings = me.settings();
+            let assistant = lock(&me.assistant).as_ref().map(Arc::downgrade);
+            let line = match assistant {
+                Some(assistant) if settings.serve_api => {
+                    let submit: Submit = Box::new(move |job| match assistant.upgrade() {
+                        Some(a) => a.serve(job),
+                        None => Err(job),
+                    });
+                    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], settings.serve_port));
+                    let config = ServerConfig { addr, model_id: model_id(&settings), api_key: None, cors_origin: None };
+                    match Server::start_on(config, submit) {
+                        Ok(server) => {
+                            let line = format!("OpenAI API at http://{}/v1", server.addr());
+                            *lock(&me.server) = Some(server);
+                            line
+                        }
+                        Err(e) => format!("OpenAI API off: {e}"),
+                    }
+                }
+                _ => String::new(),
+            };
+            let status = {
+                let mut ready = lock(&me.ready);
+                ready.1 = line;
+                ready_text(&ready)
+            };
+            if matches!(me.status(), Status::Ready(_)) {
+                me.set_status(Status::Ready(status));
+            }
+        });
     }
 
     /// Drops the assistant and loads a new one with the current settings, in the background.
@@ -108,6 +163,7 @@ impl Session {
             // Shutting down joins its threads: not on the caller's (maybe the UI's) thread.
             std::thread::spawn(move || drop(old));
         }
+        lock(&self.ready).1.clear();
         self.set_status(Status::Loading("loading the models…".into()));
         let load = self.loads.fetch_add(1, Ordering::SeqCst) + 1;
         let (me, settings, mic_file) = (Arc::clone(self), self.settings(), self.mic_file.clone());
@@ -124,9 +180,22 @@ impl Session {
                 let device = assistant.device().to_string();
                 *slot = Some(assistant);
                 drop(slot);
-                let model = settings.model.clone().unwrap_or_else(models::default_llm_path);
-                let name = model.file_name().map_or_else(|| model.display().to_string(), |n| n.to_string_lossy().into_owned());
-                me.set_status(Status::Ready(format!("{name} on {device}")));
+                let line = match settings.remote() {
+                    Some(_) => format!("{device} (remote engine)"),
+                    None => {
+                        let model = settings.model.clone().unwrap_or_else(models::default_llm_path);
+                        let name =
+                            model.file_name().map_or_else(|| model.display().to_string(), |n| n.to_string_lossy().into_owned());
+                        format!("{name} on {device}")
+                    }
+                };
+                let status = {
+                    let mut ready = lock(&me.ready);
+                    ready.0 = line;
+                    ready_text(&ready)
+                };
+                me.set_status(Status::Ready(status));
+                me.restart_server();
             }
             Err(e) if me.loads.load(Ordering::SeqCst) == load => {
                 me.set_status(Status::Failed(format!("{e}. Fix it in Settings.")));
@@ -200,10 +269,30 @@ impl Session {
             }
             Err(e) => {
                 tracing::error!("{e}");
-                let _ = self.app.emit("assistant", Event::Error { turn: None, message: format!("the exchange was not saved: {e}") });
+                let _ =
+                    self.app.emit("assistant", Event::Error { turn: None, message: format!("the exchange was not saved: {e}") });
             }
         }
     }
+}
+
+/// The status line of a loaded model: where it runs, and where the OpenAI API is served.
+fn ready_text((model, server): &(String, String)) -> String {
+    match server.is_empty() {
+        true => model.clone(),
+        false => format!("{model} · {server}"),
+    }
+}
+
+/// The model's name in the OpenAI API: the remote one, the catalog id, or the file's name.
+fn model_id(s: &Settings) -> String {
+    if let Some(remote) = s.remote() {
+        return remote.model.unwrap_or_else(|| "remote".into());
+    }
+    let manifest = models::Manifest::builtin();
+    let path = s.model.clone().unwrap_or_else(models::default_llm_path);
+    let entry = manifest.models.iter().find(|e| e.role == models::Role::Llm && models::llm_path(e) == path);
+    entry.map_or_else(|| path.file_stem().map_or_else(|| "local".into(), |n| n.to_string_lossy().into_owned()), |e| e.id.clone())
 }
 
 fn to_message(m: &SavedMessage) -> Message {
@@ -221,6 +310,7 @@ fn config(s: &Settings) -> AssistantConfig {
         speech_model: speech.exists().then_some(speech),
         voice: VoiceConfig { voice: s.voice.clone(), ..VoiceConfig::default() },
         output: if s.voice_output { Output::Speaker(None) } else { Output::Silent },
+        remote: s.remote(),
         ..AssistantConfig::new(llm)
     }
 }

@@ -3,13 +3,16 @@
 use std::path::{Path, PathBuf};
 
 use murmur_core::assistant::DEFAULT_SYSTEM;
-use murmur_core::llm::BackendChoice;
+use murmur_core::llm::{BackendChoice, RemoteConfig};
 use murmur_core::tts::DEFAULT_VOICE;
 
 /// Hold-to-talk shortcut unless the user picks another.
 pub const DEFAULT_HOTKEY: &str = "Ctrl+Alt+Space";
 /// The quick-query popup's shortcut unless the user picks another.
 pub const DEFAULT_QUICK_HOTKEY: &str = "Ctrl+Alt+Q";
+
+/// The OpenAI API's port unless the user picks another.
+pub const DEFAULT_SERVE_PORT: u16 = 8080;
 
 /// What the settings pane edits.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -31,6 +34,17 @@ pub struct Settings {
     pub temperature: f32,
     /// The system prompt.
     pub system_prompt: String,
+    /// An OpenAI-compatible server that answers instead of the local model; `None`: the local
+    /// model.
+    pub remote_url: Option<String>,
+    /// The model to ask that server for; `None`: the first one it lists.
+    pub remote_model: Option<String>,
+    /// That server's API key.
+    pub remote_api_key: Option<String>,
+    /// Serve the OpenAI API to other apps on this computer (loopback only).
+    pub serve_api: bool,
+    /// The port the OpenAI API listens on.
+    pub serve_port: u16,
 }
 
 impl Default for Settings {
@@ -44,6 +58,11 @@ impl Default for Settings {
             quick_hotkey: DEFAULT_QUICK_HOTKEY.into(),
             temperature: 0.2,
             system_prompt: DEFAULT_SYSTEM.into(),
+            remote_url: None,
+            remote_model: None,
+            remote_api_key: None,
+            serve_api: false,
+            serve_port: DEFAULT_SERVE_PORT,
         }
     }
 }
@@ -76,5 +95,21 @@ impl Settings {
     pub fn needs_reload(&self, other: &Self) -> bool {
         (&self.model, self.backend, self.voice_output, &self.voice, self.temperature.to_bits(), &self.system_prompt)
             != (&other.model, other.backend, other.voice_output, &other.voice, other.temperature.to_bits(), &other.system_prompt)
+            || self.remote() != other.remote()
+    }
+
+    /// Whether going from `self` to `other` changes how the OpenAI API is served.
+    pub fn serving_changed(&self, other: &Self) -> bool {
+        (self.serve_api, self.serve_port) != (other.serve_api, other.serve_port)
+    }
+
+    /// The remote engine, when a URL is set.
+    pub fn remote(&self) -> Option<RemoteConfig> {
+        let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(String::from);
+        Some(RemoteConfig {
+            url: given(&self.remote_url)?,
+            model: given(&self.remote_model),
+            api_key: given(&self.remote_api_key),
+        })
     }
 }

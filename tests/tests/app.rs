@@ -3,13 +3,14 @@
 //! switch the backend, a spoken question (the microphone replaced by a WAV file) is transcribed
 //! and answered through the button and the global hotkey, the quick-query popup answers and
 //! saves, and kills mid-reply lose no completed exchange. The spoken question runs the default
-//! model; the rest run SmolLM2, the quickest. Screenshots land in `target/screenshots/`.
+//! model; the rest run SmolLM2, the quickest. Settings serve the OpenAI API and switch to a
+//! remote engine and back. Screenshots land in `target/screenshots/`.
 
 mod webdriver;
 
 use std::path::PathBuf;
 
-use murmur_e2e::QUICK_MODEL;
+use murmur_e2e::{free_port, murmur, QUICK_MODEL};
 use webdriver::{Driver, Session};
 
 /// A data directory whose settings pick SmolLM2, the quickest model, as a user would in
@@ -283,4 +284,95 @@ fn the_app_killed_mid_reply_keeps_every_completed_exchange() {
             assert_eq!(found, 1, "run {run}: a completed exchange is missing: {q:?}");
         }
     }
+}
+
+/// `murmur serve` of the default model on `port`, the remote engine of the test below; stopped
+/// when dropped.
+struct RemoteEngine(std::process::Child);
+
+impl RemoteEngine {
+    fn start(port: u16) -> Self {
+        use std::io::BufRead;
+        let mut child =
+            murmur().args(["serve", "--port", &port.to_string()]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let started = stderr.lines().map_while(Result::ok).any(|l| l.contains("serving "));
+        assert!(started, "murmur serve did not start");
+        Self(child)
+    }
+}
+
+impl Drop for RemoteEngine {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits for an error bubble after `before` of them; returns its text.
+fn next_error(s: &Session<'_>, before: u64) -> String {
+    let script =
+        format!("const e = document.querySelectorAll('.msg.error'); return e.length > {before} && e[e.length - 1].textContent");
+    s.wait("an error in the chat", &script).as_str().unwrap().to_string()
+}
+
+/// Settings serve the OpenAI API: the status line shows its address, another app is answered
+/// through it by the model the window uses, and the window still answers. Then a remote engine
+/// answers in the window; when it goes away the window says which server failed, and one click
+/// on "Use the local model" brings the local model back.
+#[test]
+fn settings_serve_the_openai_api_and_switch_to_a_remote_engine_and_back() {
+    let data = quick_data();
+    let api = free_port();
+    let model = murmur_core::models::llm_named(QUICK_MODEL);
+    let settings = serde_json::json!({ "model": model, "serve_api": true, "serve_port": api, "voice_output": false });
+    std::fs::write(data.path().join("settings.json"), settings.to_string()).unwrap();
+    let driver = Driver::start(data.path());
+    let s = driver.launch(&app(), &[]);
+    ready(&s);
+    let url = format!("http://127.0.0.1:{api}/v1");
+    let shown = format!("return document.querySelector('#status').textContent.includes('{url}')");
+    s.wait("the API's address on the status line", &shown);
+    let other_app =
+        murmur().args(["ask", "--llm-url", &url, "--temp", "0", "--json", "What is the capital of France?"]).output().unwrap();
+    assert!(other_app.status.success(), "{}", String::from_utf8_lossy(&other_app.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&other_app.stdout).unwrap();
+    assert!(v["answer"].as_str().unwrap().contains("Paris"), "{v}");
+    assert!(ask(&s, "What is the capital of France?").last().unwrap().contains("Paris"));
+    s.screenshot("app-serving");
+
+    let remote_port = free_port();
+    let remote = RemoteEngine::start(remote_port);
+    let remote_url = format!("http://127.0.0.1:{remote_port}/v1");
+    s.click("#open-settings");
+    s.wait("the settings pane", "return document.querySelector('#settings').open");
+    s.js(&format!("document.querySelector('#settings-form').remote_url.value = '{remote_url}'; return true"));
+    s.click("#save-settings");
+    let remote_ready = format!(
+        "const st = document.querySelector('#status'); return st.dataset.kind === 'ready' && st.textContent.includes('remote engine') \
+         && st.textContent.includes('{remote_url}') && !document.querySelector('#use-local').hidden"
+    );
+    s.wait("the remote engine on the status line", &remote_ready);
+    let shown = ask(&s, "What is the capital of France?");
+    assert!(shown.last().unwrap().contains("Paris"), "{shown:?}");
+    s.screenshot("app-remote-engine");
+
+    drop(remote);
+    let errors = s.js("return document.querySelectorAll('.msg.error').length").as_u64().unwrap();
+    s.type_into("#question", "What is the capital of Italy?");
+    s.click("#send");
+    let error = next_error(&s, errors);
+    assert!(error.contains("cannot reach the model server") && error.contains(&remote_url), "{error}");
+    s.screenshot("app-remote-engine-gone");
+    s.click("#use-local");
+    s.wait(
+        "the local model again",
+        "return document.querySelector('#status').textContent.includes(' on CPU') && document.querySelector('#use-local').hidden",
+    );
+    ready(&s);
+    assert!(ask(&s, "What is the capital of France?").last().unwrap().contains("Paris"));
+    s.quit();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.path().join("settings.json")).unwrap()).unwrap();
+    assert!(saved["remote_url"].is_null() && saved["serve_api"] == true, "{saved}");
 }

@@ -89,7 +89,13 @@ function showStatus(s: Status) {
   statusLine.dataset.kind = s.kind;
   statusLine.textContent = s.kind === "loading" ? s.text : s.kind === "ready" ? `ready · ${s.text}` : s.text;
   statusLine.title = s.text;
+  // With a remote engine, the way back to the local model is one click away.
+  call<Settings>("get_settings").then((settings) => {
+    $("#use-local").hidden = !settings?.remote_url;
+  });
 }
+
+$("#use-local").addEventListener("click", () => call("use_local_model"));
 
 async function refreshHistory() {
   if (quick) return;
@@ -220,6 +226,11 @@ $("#open-settings").addEventListener("click", async () => {
   f.quick_hotkey.value = s.quick_hotkey;
   f.temperature.value = String(s.temperature);
   f.system_prompt.value = s.system_prompt;
+  f.remote_url.value = s.remote_url ?? "";
+  f.remote_model.value = s.remote_model ?? "";
+  f.remote_api_key.value = s.remote_api_key ?? "";
+  f.serve_api.checked = s.serve_api;
+  f.serve_port.value = String(s.serve_port);
   $("#settings-error").hidden = true;
   // Not showModal(): WebKit leaves the top layer out of screenshots, and the pane is shown
   // over the chat by its own styles.
@@ -250,6 +261,11 @@ form.addEventListener("submit", async (ev) => {
     quick_hotkey: f.quick_hotkey.value.trim(),
     temperature: Number(f.temperature.value),
     system_prompt: f.system_prompt.value,
+    remote_url: f.remote_url.value.trim() || null,
+    remote_model: f.remote_model.value.trim() || null,
+    remote_api_key: f.remote_api_key.value.trim() || null,
+    serve_api: f.serve_api.checked,
+    serve_port: Number(f.serve_port.value) || 8080,
   };
   try {
     await invoke("set_settings", { settings });

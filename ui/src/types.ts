@@ -39,6 +39,11 @@ export interface Settings {
   quick_hotkey: string;
   temperature: number;
   system_prompt: string;
+  remote_url: string | null;
+  remote_model: string | null;
+  remote_api_key: string | null;
+  serve_api: boolean;
+  serve_port: number;
 }
 
 export interface CatalogModel {

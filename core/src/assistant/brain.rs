@@ -27,6 +27,8 @@ pub(super) enum Work {
     Turn(Job),
     /// Replace the conversation (user and assistant messages, oldest first).
     Converse(Vec<Message>),
+    /// Answer a request of the OpenAI server with the same model.
+    Serve(crate::server::Job),
 }
 
 /// One turn for the brain.
@@ -84,6 +86,7 @@ impl Brain {
                     let excess = messages.len().saturating_sub(2 * HISTORY_TURNS);
                     self.history = messages.into_iter().skip(excess).collect();
                 }
+                Work::Serve(job) => job.run(&mut self.llm),
             }
         }
     }

@@ -287,6 +287,16 @@ impl Assistant {
         let _ = lock(&self.commands).send(owner::Msg::Command(command));
     }
 
+    /// Hands a request of the OpenAI server to the assistant's model, where it takes its turn
+    /// with the user's questions; gives it back if the assistant has stopped.
+    pub fn serve(&self, job: crate::server::Job) -> Result<(), crate::server::Job> {
+        match lock(&self.commands).send(owner::Msg::Serve(job)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::SendError(owner::Msg::Serve(job))) => Err(job),
+            Err(_) => unreachable!("a serve message was sent"),
+        }
+    }
+
     /// Waits for the next event; `None` once the assistant has stopped.
     pub fn recv(&self) -> Option<Event> {
         lock(&self.events).recv().ok()

@@ -20,6 +20,8 @@ pub(super) enum Msg {
     Command(Command),
     /// From a worker, about a turn.
     Progress(u64, Progress),
+    /// A request from the OpenAI server, for the brain's engine.
+    Serve(crate::server::Job),
     /// The [`super::Assistant`] is being dropped.
     Shutdown,
 }
@@ -31,7 +33,10 @@ pub(super) enum Progress {
     Sentence(String, Instant),
     Reply(Result<(Generation, Timings), String>, Instant),
     AudioStarted(Instant),
-    AudioDone { at: Instant, seconds: f64 },
+    AudioDone {
+        at: Instant,
+        seconds: f64,
+    },
     /// Something the user should know that did not stop the turn.
     Notice(String),
 }
@@ -132,12 +137,15 @@ pub(super) fn spawn(
                 tracing::warn!("no level meter: {e}");
             }
         }
-        let mut owner =
-            Owner { state: State::Idle, events, capture, brain: brain_tx, metering, out, turns: 0, turn: None };
+        let mut owner = Owner { state: State::Idle, events, capture, brain: brain_tx, metering, out, turns: 0, turn: None };
         for msg in inbox {
             match msg {
                 Msg::Command(c) => owner.command(c),
                 Msg::Progress(turn, p) => owner.progress(turn, p),
+                // Behind the turns already handed over, ahead of later ones.
+                Msg::Serve(job) => {
+                    let _ = owner.brain.send(brain::Work::Serve(job));
+                }
                 Msg::Shutdown => break,
             }
         }

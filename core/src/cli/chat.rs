@@ -53,7 +53,10 @@ impl ChatArgs {
         };
         let assistant = Assistant::start(config, no_mic)?;
         if !self.json {
-            eprintln!("model on {}; one question per line, /new starts a new conversation, end of input quits", assistant.device());
+            eprintln!(
+                "model on {}; one question per line, /new starts a new conversation, end of input quits",
+                assistant.device()
+            );
         }
         let mut conversation = None;
         for line in std::io::stdin().lock().lines() {
@@ -68,7 +71,18 @@ impl ChatArgs {
                 _ => {}
             }
             assistant.send(Command::Ask(question.clone()));
-            let answer = self.follow(&assistant)?;
+            // A failed turn (a remote engine that went away, say) is reported, and the chat goes on.
+            let answer = match self.follow(&assistant) {
+                Ok(answer) => answer,
+                Err(Turn::Failed(message)) => {
+                    match self.json {
+                        true => println!("{}", json!({ "question": question, "error": message })),
+                        false => eprintln!("error: {message}"),
+                    }
+                    continue;
+                }
+                Err(Turn::Stopped) => anyhow::bail!("the assistant stopped before the reply ended"),
+            };
             // A failed save (a full disk, say) loses only this exchange's record: the chat goes on.
             let saved = match history.as_mut() {
                 Some(h) if !answer.trim().is_empty() => match h.save_exchange(conversation, &question, &answer) {
@@ -89,12 +103,14 @@ impl ChatArgs {
     }
 
     /// Streams one reply to stdout; returns it whole.
-    fn follow(&self, assistant: &Assistant) -> anyhow::Result<String> {
-        let mut answer = String::new();
+    fn follow(&self, assistant: &Assistant) -> Result<String, Turn> {
+        let (mut answer, mut failed) = (String::new(), None);
         while let Some(event) = assistant.recv() {
             match event {
                 Event::Notice { message } => eprintln!("note: {message}"),
-                Event::Error { message, .. } => anyhow::bail!(message),
+                // A turn's failure is followed by its end; one outside a turn is not.
+                Event::Error { message, turn: None } => return Err(Turn::Failed(message)),
+                Event::Error { message, .. } => failed = Some(message),
                 Event::Token { text, .. } => {
                     let mut out = std::io::stdout().lock();
                     let _ = match self.json {
@@ -105,6 +121,9 @@ impl ChatArgs {
                 }
                 Event::Reply { text, .. } => answer = text,
                 Event::Done { .. } => {
+                    if let Some(message) = failed {
+                        return Err(Turn::Failed(message));
+                    }
                     if !self.json {
                         println!();
                     }
@@ -113,6 +132,14 @@ impl ChatArgs {
                 _ => {}
             }
         }
-        anyhow::bail!("the assistant stopped before the reply ended")
+        Err(Turn::Stopped)
     }
+}
+
+/// How a turn can end without a reply.
+enum Turn {
+    /// It failed; the message says why.
+    Failed(String),
+    /// The assistant stopped.
+    Stopped,
 }

@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 pub use api::{ApiError, DEFAULT_MAX_TOKENS};
+pub use queue::{Job, Submit};
 use queue::{Piece, Prompt, Queue};
 
 use crate::llm::Engine;
@@ -80,6 +81,17 @@ struct Shared {
 impl Server {
     /// Binds `config.addr` and serves `engine` from background threads.
     pub fn start(config: ServerConfig, engine: Engine) -> Result<Self, ServerError> {
+        Self::serve(config, || Queue::start(engine))
+    }
+
+    /// Like [`Server::start`], for an engine that runs elsewhere: each request is handed to
+    /// `submit` as a [`Job`] to run there (the app hands them to its assistant, where they take
+    /// turns with the user's questions on the one loaded model).
+    pub fn start_on(config: ServerConfig, submit: Submit) -> Result<Self, ServerError> {
+        Self::serve(config, || Queue::on(submit))
+    }
+
+    fn serve(config: ServerConfig, queue: impl FnOnce() -> Queue) -> Result<Self, ServerError> {
         let listener =
             std::net::TcpListener::bind(config.addr).map_err(|source| ServerError::Bind { addr: config.addr, source })?;
         listener.set_nonblocking(true).map_err(ServerError::Start)?;
@@ -95,7 +107,7 @@ impl Server {
             .enable_time()
             .build()
             .map_err(ServerError::Start)?;
-        let shared = Arc::new(Shared { queue: Queue::start(engine), model_id: config.model_id, api_key: config.api_key });
+        let shared = Arc::new(Shared { queue: queue(), model_id: config.model_id, api_key: config.api_key });
         let app = router(shared, cors);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
