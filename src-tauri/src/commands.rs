@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use murmur_core::assistant::Command;
 use murmur_core::history::{Conversation, SavedMessage};
+use murmur_core::tts::VoiceInfo;
 use tauri::State;
 
 use crate::downloads::{CatalogModel, Downloads};
@@ -82,6 +83,18 @@ pub fn set_settings(session: Shared<'_>, settings: Settings) -> Result<(), Strin
 #[tauri::command]
 pub fn use_local_model(session: Shared<'_>) -> Result<(), String> {
     session.use_local_model()
+}
+
+/// Every voice, and whether each is installed.
+#[tauri::command]
+pub fn voices() -> Vec<VoiceInfo> {
+    murmur_core::tts::voices()
+}
+
+/// The speech models of the catalog (`tiny.en`, `base`).
+#[tauri::command]
+pub fn speech_models() -> Vec<String> {
+    murmur_core::models::stt_names()
 }
 
 /// The catalog's chat models and whether each is installed.

@@ -76,9 +76,7 @@ impl Downloads {
     pub fn catalog() -> Vec<CatalogModel> {
         let manifest = Manifest::builtin();
         manifest
-            .models
-            .iter()
-            .filter(|m| m.role == Role::Llm)
+            .with_role(Role::Llm)
             .map(|m| {
                 let path = models::llm_path(m);
                 let installed = std::fs::metadata(&path).is_ok_and(|md| md.len() == m.files[0].size);

@@ -62,6 +62,8 @@ fn main() {
             commands::set_settings,
             commands::use_local_model,
             commands::catalog,
+            commands::voices,
+            commands::speech_models,
             commands::download_model,
             commands::cancel_download,
             commands::choose_model_file,

@@ -291,7 +291,7 @@ fn model_id(s: &Settings) -> String {
     }
     let manifest = models::Manifest::builtin();
     let path = s.model.clone().unwrap_or_else(models::default_llm_path);
-    let entry = manifest.models.iter().find(|e| e.role == models::Role::Llm && models::llm_path(e) == path);
+    let entry = manifest.with_role(models::Role::Llm).find(|e| models::llm_path(e) == path);
     entry.map_or_else(|| path.file_stem().map_or_else(|| "local".into(), |n| n.to_string_lossy().into_owned()), |e| e.id.clone())
 }
 
@@ -302,17 +302,19 @@ fn to_message(m: &SavedMessage) -> Message {
 fn config(s: &Settings) -> AssistantConfig {
     let mut llm = LlmConfig::new(s.model.clone().unwrap_or_else(models::default_llm_path));
     llm.backend = s.backend;
-    let speech = models::default_speech_path();
-    AssistantConfig {
+    let speech = models::speech_path(&s.stt);
+    let mut config = AssistantConfig {
         sampling: Sampling { temperature: s.temperature, ..Sampling::default() },
         system: s.system_prompt.clone(),
         // Without the speech model, typed questions still work (push-to-talk says why not).
         speech_model: speech.exists().then_some(speech),
-        voice: VoiceConfig { voice: s.voice.clone(), ..VoiceConfig::default() },
+        voice: VoiceConfig { voice: s.voice.clone(), rate: s.voice_rate },
         output: if s.voice_output { Output::Speaker(None) } else { Output::Silent },
         remote: s.remote(),
         ..AssistantConfig::new(llm)
-    }
+    };
+    config.speech.language = s.stt_language.clone();
+    config
 }
 
 fn capture(mic_file: Option<PathBuf>) -> CaptureFactory {

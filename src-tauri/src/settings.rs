@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use murmur_core::assistant::DEFAULT_SYSTEM;
 use murmur_core::llm::{BackendChoice, RemoteConfig};
-use murmur_core::tts::DEFAULT_VOICE;
+use murmur_core::models::DEFAULT_STT;
+use murmur_core::speech::DEFAULT_LANGUAGE;
+use murmur_core::tts::{DEFAULT_RATE, DEFAULT_VOICE};
 
 /// Hold-to-talk shortcut unless the user picks another.
 pub const DEFAULT_HOTKEY: &str = "Ctrl+Alt+Space";
@@ -24,8 +26,14 @@ pub struct Settings {
     pub backend: BackendChoice,
     /// Speak replies aloud.
     pub voice_output: bool,
-    /// The espeak-ng voice.
+    /// The voice (`piper:joe`, `espeak:en-us`).
     pub voice: String,
+    /// How fast it speaks, words per minute.
+    pub voice_rate: u32,
+    /// The speech model (`tiny.en`, `base`).
+    pub stt: String,
+    /// The language a multilingual speech model hears (`en`, …, `auto`).
+    pub stt_language: String,
     /// The hold-to-talk shortcut.
     pub hotkey: String,
     /// The shortcut that opens the quick-query popup.
@@ -54,6 +62,9 @@ impl Default for Settings {
             backend: BackendChoice::Auto,
             voice_output: true,
             voice: DEFAULT_VOICE.into(),
+            voice_rate: DEFAULT_RATE,
+            stt: DEFAULT_STT.into(),
+            stt_language: DEFAULT_LANGUAGE.into(),
             hotkey: DEFAULT_HOTKEY.into(),
             quick_hotkey: DEFAULT_QUICK_HOTKEY.into(),
             temperature: 0.2,
@@ -93,9 +104,11 @@ impl Settings {
 
     /// Whether going from `self` to `other` needs the models reloaded.
     pub fn needs_reload(&self, other: &Self) -> bool {
-        (&self.model, self.backend, self.voice_output, &self.voice, self.temperature.to_bits(), &self.system_prompt)
-            != (&other.model, other.backend, other.voice_output, &other.voice, other.temperature.to_bits(), &other.system_prompt)
-            || self.remote() != other.remote()
+        let load = |s: &Self| {
+            let speech = (s.voice_output, s.voice.clone(), s.voice_rate, s.stt.clone(), s.stt_language.clone());
+            (s.model.clone(), s.backend, speech, s.temperature.to_bits(), s.system_prompt.clone())
+        };
+        load(self) != load(other) || self.remote() != other.remote()
     }
 
     /// Whether going from `self` to `other` changes how the OpenAI API is served.

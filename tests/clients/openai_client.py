@@ -168,6 +168,32 @@ def concurrent():
     return {"answers": answers, "capitals": capitals}
 
 
+def conversation():
+    """Two requests of one conversation: the second reuses the first one's cached prefix."""
+    first = [{"role": "user", "content": "What is the capital of Italy? Answer in one short sentence."}]
+    r1 = client.chat.completions.create(model=MODEL, messages=first, temperature=0, max_tokens=40)
+    reply = r1.choices[0].message.content
+    second = first + [{"role": "assistant", "content": reply},
+                      {"role": "user", "content": "And what river runs through it? One short sentence."}]
+    r2 = client.chat.completions.create(model=MODEL, messages=second, temperature=0, max_tokens=40)
+    return {"first": reply, "first_prompt": r1.usage.prompt_tokens, "second": r2.choices[0].message.content,
+            "second_prompt": r2.usage.prompt_tokens, "cached": r2.usage.prompt_tokens_details.cached_tokens}
+
+
+CORS_ORIGIN = "http://localhost:3000"
+
+
+def cors():
+    """A browser's preflight from the allowed origin and from another one."""
+    def preflight(origin):
+        request = urllib.request.Request(BASE + "/chat/completions", method="OPTIONS", headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type"})
+        with urllib.request.urlopen(request) as r:
+            return r.headers.get("Access-Control-Allow-Origin")
+    return {"allowed": preflight(CORS_ORIGIN), "other": preflight("http://evil.example")}
+
+
 def http(body, key=KEY, path="/chat/completions"):
     request = urllib.request.Request(BASE + path, data=body.encode(), method="POST",
                                      headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})

@@ -13,14 +13,19 @@ use std::path::PathBuf;
 use murmur_e2e::{free_port, murmur, QUICK_MODEL};
 use webdriver::{Driver, Session};
 
-/// A data directory whose settings pick SmolLM2, the quickest model, as a user would in
-/// Settings: the tests that use it are about the window, not about the default model.
+/// A data directory whose settings pick SmolLM2, the quickest model, and espeak-ng, the quickest
+/// voice to start, as a user would in Settings: the tests that use it are about the window, not
+/// about the default models.
 fn quick_data() -> tempfile::TempDir {
     let data = tempfile::tempdir().unwrap();
     let model = murmur_core::models::llm_named(QUICK_MODEL);
-    std::fs::write(data.path().join("settings.json"), serde_json::json!({ "model": model }).to_string()).unwrap();
+    let settings = serde_json::json!({ "model": model, "voice": QUICK_VOICE });
+    std::fs::write(data.path().join("settings.json"), settings.to_string()).unwrap();
     data
 }
+
+/// The voice [`quick_data`] picks.
+const QUICK_VOICE: &str = "espeak:en-us";
 
 fn app() -> PathBuf {
     let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/murmur-app");
@@ -90,12 +95,19 @@ fn chat_streams_answers_keeps_history_and_switches_backend() {
     );
     assert!(reopened.as_str().unwrap().contains("Paris"), "{reopened}");
 
-    // Settings: the CPU backend, voice output off; the models reload and answers go on.
+    // Settings: the CPU backend and the Piper voice; the models reload and answers go on.
     ready(&s);
     s.click("#open-settings");
     s.wait("the settings pane", "return document.querySelector('#settings').open");
     s.screenshot("app-settings");
-    s.js("const f = document.querySelector('#settings-form'); f.backend.value = 'cpu'; f.voice_output.checked = false; return true");
+    // The voice is picked from a list: the Piper voice first, espeak-ng's voices after it.
+    let voices = s.wait(
+        "the voice list",
+        "const v = document.querySelector('#voices'); return v.options.length > 1 && [v.value, v.options[0].value, v.options.length]",
+    );
+    assert_eq!((voices[0].as_str(), voices[1].as_str()), (Some(QUICK_VOICE), Some("piper:joe")), "{voices}");
+    assert!(voices[2].as_u64().unwrap() > 50, "espeak-ng's voices are listed: {voices}");
+    s.js("const f = document.querySelector('#settings-form'); f.backend.value = 'cpu'; f.voice.value = 'piper:joe'; return true");
     s.click("#save-settings");
     s.wait("the reload", "return document.querySelector('#status').dataset.kind !== 'ready'");
     ready(&s);
@@ -108,6 +120,7 @@ fn chat_streams_answers_keeps_history_and_switches_backend() {
     s.quit();
     let saved = std::fs::read_to_string(data.path().join("settings.json")).unwrap();
     assert!(saved.contains("\"backend\": \"cpu\""), "{saved}");
+    assert!(saved.contains("\"voice\": \"piper:joe\""), "{saved}");
 }
 
 /// Settings list the catalog: with nothing installed the missing default is reported, a model

@@ -41,9 +41,52 @@ fn ask_json_reports_counts_and_speed() {
     assert_eq!(v["backend"], "cpu");
 }
 
+/// `ask --json-schema FILE` answers with JSON that has the schema's fields and types; a schema
+/// the grammar cannot take is refused by name.
+#[test]
+fn ask_with_a_json_schema_answers_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("city.json");
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+            "required": ["city", "population"], "additionalProperties": false}"#,
+    )
+    .unwrap();
+    let out = run(&[
+        "ask",
+        "--temp",
+        "0",
+        "--json-schema",
+        schema.to_str().unwrap(),
+        "What is the capital of France, and its population?",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(v["city"].as_str().unwrap().contains("Paris"), "{v}");
+    assert!(v["population"].is_u64(), "{v}");
+
+    std::fs::write(&schema, r#"{"type": "no-such-type"}"#).unwrap();
+    let out = murmur().args(["ask", "--json-schema", schema.to_str().unwrap(), "Hi"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("JSON schema") && err.contains("no-such-type"), "{err}");
+}
+
 #[test]
 fn the_gpu_backend_answers() {
-    let out = run(&["ask", "--model", QUICK_MODEL, "--backend", "gpu", "--temp", "0", "--json", "--max-tokens", "12", "What is the capital of France?"]);
+    let out = run(&[
+        "ask",
+        "--model",
+        QUICK_MODEL,
+        "--backend",
+        "gpu",
+        "--temp",
+        "0",
+        "--json",
+        "--max-tokens",
+        "12",
+        "What is the capital of France?",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["backend"], "gpu");
     assert!(v["answer"].as_str().unwrap().to_lowercase().contains("paris"), "{v}");
@@ -51,7 +94,19 @@ fn the_gpu_backend_answers() {
 
 #[test]
 fn gpu_bench_on_a_synthetic_model_counts_dispatches_and_submits() {
-    let out = run(&["bench", "--model", QUICK_MODEL, "--backend", "gpu", "--synthetic", "--json", "--prompt-tokens", "8", "--decode-tokens", "3"]);
+    let out = run(&[
+        "bench",
+        "--model",
+        QUICK_MODEL,
+        "--backend",
+        "gpu",
+        "--synthetic",
+        "--json",
+        "--prompt-tokens",
+        "8",
+        "--decode-tokens",
+        "3",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let run = &v["runs"][0]["murmur"];
     assert!(run["decode_tps"].as_f64().unwrap() > 0.0, "{v}");
@@ -71,7 +126,8 @@ fn a_synthetic_model_needs_a_gguf_head() {
 
 #[test]
 fn complete_json_gives_llama_cpp_tokens() {
-    let out = run(&["complete", "--model", QUICK_MODEL, "--json", "--ignore-eos", "--max-tokens", "8", "The capital of France is"]);
+    let out =
+        run(&["complete", "--model", QUICK_MODEL, "--json", "--ignore-eos", "--max-tokens", "8", "The capital of France is"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["token_ids"], serde_json::json!([7042, 30, 198, 198, 504, 1797, 1918, 553]));
 }
@@ -92,13 +148,18 @@ fn models_list_shows_the_catalog_installed_and_verified() {
         "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
         "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
         "whisper-tiny.en-ct2/model.bin",
+        "whisper-base-ct2/model.bin",
+        "piper/en_US-joe-medium.onnx",
+        "onnxruntime/libonnxruntime.so.1.31.1",
     ] {
         assert!(out.contains(file), "{file}: {out}");
     }
     assert!(out.contains("qwen2 Q4_K_M, 1117 MB") && out.contains("the default chat model"), "{out}");
     assert!(!out.contains("not installed") && !out.contains("UNVERIFIED"), "{out}");
-    // Three chat models and the speech model's four files.
-    assert_eq!(out.matches("installed, verified").count(), 7, "{out}");
+    // Every file of the catalog: three chat models, two speech models, the voice and its runtime.
+    let files: usize = murmur_core::models::Manifest::builtin().models.iter().map(|m| m.files.len()).sum();
+    assert_eq!((out.matches("installed, verified").count(), files), (14, 14), "{out}");
+    assert!(out.contains("speech base (ggml)") && !out.contains("missing (run"), "{out}");
 }
 
 #[test]
@@ -111,7 +172,7 @@ fn the_largest_catalog_model_answers_the_capital_of_france() {
 #[test]
 fn help_lists_every_subcommand() {
     let out = run(&["--help"]);
-    for cmd in ["models", "ask", "complete", "tokenize", "bench", "transcribe", "listen", "say", "voice"] {
+    for cmd in ["models", "ask", "complete", "tokenize", "bench", "transcribe", "listen", "say", "voices", "voice"] {
         assert!(out.contains(cmd), "{cmd} missing from --help");
     }
 }
@@ -172,6 +233,41 @@ fn say_speaks_into_a_wav() {
     run(&["say", "Please turn off the lights in the kitchen.", "--speak-to", wav.to_str().unwrap()]);
     let heard = run(&["transcribe", wav.to_str().unwrap()]).to_lowercase();
     assert!(heard.contains("lights") && heard.contains("kitchen"), "{heard:?}");
+}
+
+/// `murmur voices` lists the catalog's Piper voice first, installed, then espeak-ng's.
+#[test]
+fn voices_lists_piper_then_espeak() {
+    let v: serde_json::Value = serde_json::from_str(&run(&["voices", "--json"])).unwrap();
+    assert_eq!(v[0]["id"], "piper:joe", "{v}");
+    assert_eq!(v[0]["installed"], true, "{v}");
+    assert!(v.as_array().unwrap().iter().any(|v| v["id"] == "espeak:en-us"), "{v}");
+}
+
+/// A Piper voice whose files, or whose runtime library, are missing gives way to espeak-ng with
+/// one notice naming what is missing, and the speech is still said.
+#[test]
+fn a_missing_piper_voice_or_runtime_falls_back_to_espeak() {
+    let installed = murmur_core::paths::models_dir().join("piper");
+    let (empty, no_runtime) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::create_dir(no_runtime.path().join("piper")).unwrap();
+    for file in ["en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json"] {
+        std::os::unix::fs::symlink(installed.join(file), no_runtime.path().join("piper").join(file)).unwrap();
+    }
+    for (models, missing) in [(empty.path(), "en_US-joe-medium.onnx"), (no_runtime.path(), "libonnxruntime.so")] {
+        let wav = models.join("say.wav");
+        let out = murmur()
+            .args(["say", "--speak-to", wav.to_str().unwrap(), "Turn off the lights in the kitchen."])
+            .env("MURMUR_MODELS_DIR", models)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert_eq!(err.matches("speaking with espeak-ng instead").count(), 1, "{err}");
+        assert!(err.contains(missing), "{err}");
+        let heard = run(&["transcribe", wav.to_str().unwrap()]).to_lowercase();
+        assert!(heard.contains("kitchen"), "{heard:?}");
+    }
 }
 
 /// A voice turn on a microphone that hears only silence (the test audio server's null source)

@@ -40,7 +40,7 @@ impl SoundServer {
             .expect("pulseaudio runs (./dev installs it)");
         let server = Self { dir, daemon };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !server.pactl(&["info"]) {
+        while server.pactl(&["info"]).is_none() {
             assert!(Instant::now() < deadline, "the private sound server did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -52,15 +52,22 @@ impl SoundServer {
             .env("XDG_RUNTIME_DIR", self.dir.path());
     }
 
-    fn pactl(&self, args: &[&str]) -> bool {
+    /// Runs `pactl ARGS` against this server: its output, if it succeeded.
+    fn pactl(&self, args: &[&str]) -> Option<Vec<u8>> {
         let mut cmd = Command::new("pactl");
         self.env(&mut cmd);
-        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+        let out = cmd.args(args).stderr(Stdio::null()).output().ok()?;
+        out.status.success().then_some(out.stdout)
+    }
+
+    /// Whether some client is playing into the server (it has a sink input).
+    fn playing(&self) -> bool {
+        self.pactl(&["list", "short", "sink-inputs"]).is_some_and(|out| !out.trim_ascii().is_empty())
     }
 
     /// Unloads every module of `name` (the device vanishes).
     fn unplug(&self, name: &str) {
-        assert!(self.pactl(&["unload-module", name]), "unloading {name}");
+        assert!(self.pactl(&["unload-module", name]).is_some(), "unloading {name}");
     }
 }
 
@@ -135,8 +142,16 @@ fn a_speaker_unplugged_mid_speech_is_reported() {
     server.env(&mut cmd);
     let text = "This is a long sentence that takes a good while to say out loud. Here is a second sentence, \
                 which is also rather long. A third sentence follows it. And a fourth one ends the speech.";
-    let child = cmd.args(["say", text]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    let mut child = cmd.args(["say", text]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // The speaker goes once Murmur speaks into it (loading the voice first takes a while on a
+    // busy machine), and a moment later, mid-sentence.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !server.playing() {
+        assert!(child.try_wait().unwrap().is_none(), "murmur ended before it spoke");
+        assert!(Instant::now() < deadline, "murmur did not start speaking within 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
     server.unplug("module-null-sink");
     let started = Instant::now();
     let out = child.wait_with_output().unwrap();

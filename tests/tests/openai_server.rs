@@ -10,13 +10,15 @@ use serde_json::Value;
 
 const KEY: &str = "murmur-test-key";
 const MODEL: &str = "qwen2.5-coder-0.5b";
+/// The one origin the shared server lets browsers in from (`CORS_ORIGIN` in the client script).
+const CORS_ORIGIN: &str = "http://localhost:3000";
 
 /// The shared server's base URL (`http://127.0.0.1:PORT/v1`).
 fn base_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
         let mut serve = murmur();
-        serve.args(["serve", "--port", "0", "--api-key", KEY, "--model", MODEL]);
+        serve.args(["serve", "--port", "0", "--api-key", KEY, "--model", MODEL, "--cors", CORS_ORIGIN]);
         let ready = spawn_for_binary(serve, "serving ");
         let at = ready.find("http://").expect("the address");
         ready[at..].split_whitespace().next().expect("the address").to_string()
@@ -126,6 +128,26 @@ fn four_concurrent_clients_each_get_their_own_answer() {
         let answer = text(&v["answers"][country]);
         assert!(answer.contains(text(capital)), "{country}: {answer}");
     }
+}
+
+/// The second request of a conversation reuses the first one's KV cache, and says so in `usage`.
+#[test]
+fn a_conversation_reuses_its_cached_prefix() {
+    let _t = turn();
+    let v = client("conversation");
+    assert!(text(&v["first"]).contains("Rome"), "{v}");
+    let cached = v["cached"].as_u64().unwrap();
+    assert!(cached >= v["first_prompt"].as_u64().unwrap(), "the whole first prompt is reused: {v}");
+    assert!(cached < v["second_prompt"].as_u64().unwrap(), "{v}");
+}
+
+/// `--cors ORIGIN` lets that origin's browser pages in, and no other.
+#[test]
+fn only_the_given_origin_passes_cors() {
+    let _t = turn();
+    let v = client("cors");
+    assert_eq!(v["allowed"], CORS_ORIGIN, "{v}");
+    assert!(v["other"].is_null(), "{v}");
 }
 
 /// Bad requests get OpenAI's error object with the right status and code.

@@ -5,7 +5,16 @@ import { invoke } from "@tauri-apps/api/core";
 import { listen } from "@tauri-apps/api/event";
 import { getCurrentWindow } from "@tauri-apps/api/window";
 import { renderMarkdown } from "./markdown";
-import type { AssistantEvent, CatalogModel, Conversation, DownloadEvent, SavedMessage, Settings, Status } from "./types";
+import type {
+  AssistantEvent,
+  CatalogModel,
+  Conversation,
+  DownloadEvent,
+  SavedMessage,
+  Settings,
+  Status,
+  VoiceInfo,
+} from "./types";
 
 const $ = <T extends HTMLElement>(sel: string) => document.querySelector<T>(sel)!;
 const log = $("#log");
@@ -175,6 +184,16 @@ async function showCatalog(path: string | null): Promise<void> {
   showPicked();
 }
 
+/// Fills the voice list, selecting `current` (kept even when this machine does not list it).
+async function showVoices(current: string): Promise<void> {
+  const voices = (await call<VoiceInfo[]>("voices")) ?? [];
+  if (!voices.some((v) => v.id === current)) voices.unshift({ id: current, description: current, installed: true });
+  $<HTMLSelectElement>("#voices").replaceChildren(
+    ...voices.map((v) => new Option(`${v.description}${v.installed ? "" : " (not installed)"}`, v.id)),
+  );
+  $<HTMLSelectElement>("#voices").value = current;
+}
+
 /// Offers the Download button for a picked model that is not installed.
 function showPicked(): void {
   const m = catalog.find((c) => c.id === picker.value);
@@ -221,7 +240,12 @@ $("#open-settings").addEventListener("click", async () => {
   await showCatalog(s.model);
   f.backend.value = s.backend;
   f.voice_output.checked = s.voice_output;
-  f.voice.value = s.voice;
+  await showVoices(s.voice);
+  f.voice_rate.value = String(s.voice_rate);
+  const stt = (await call<string[]>("speech_models")) ?? [s.stt];
+  $<HTMLSelectElement>("#speech-models").replaceChildren(...stt.map((n) => new Option(n, n)));
+  f.stt.value = s.stt;
+  f.stt_language.value = s.stt_language;
   f.hotkey.value = s.hotkey;
   f.quick_hotkey.value = s.quick_hotkey;
   f.temperature.value = String(s.temperature);
@@ -256,7 +280,10 @@ form.addEventListener("submit", async (ev) => {
     model: own || (picked && !picked.default ? picked.path : null),
     backend: f.backend.value as Settings["backend"],
     voice_output: f.voice_output.checked,
-    voice: f.voice.value.trim(),
+    voice: f.voice.value,
+    voice_rate: Number(f.voice_rate.value),
+    stt: f.stt.value,
+    stt_language: f.stt_language.value,
     hotkey: f.hotkey.value.trim(),
     quick_hotkey: f.quick_hotkey.value.trim(),
     temperature: Number(f.temperature.value),

@@ -35,6 +35,9 @@ export interface Settings {
   backend: "auto" | "cpu" | "gpu";
   voice_output: boolean;
   voice: string;
+  voice_rate: number;
+  stt: string;
+  stt_language: string;
   hotkey: string;
   quick_hotkey: string;
   temperature: number;
@@ -44,6 +47,12 @@ export interface Settings {
   remote_api_key: string | null;
   serve_api: boolean;
   serve_port: number;
+}
+
+export interface VoiceInfo {
+  id: string;
+  description: string;
+  installed: boolean;
 }
 
 export interface CatalogModel {

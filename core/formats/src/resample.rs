@@ -31,7 +31,10 @@ pub fn resample(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, ResampleE
         out.extend_from_slice(&buf[0][..written]);
         pos += n;
     }
-    let (_, written) = r.process_partial_into_buffer(Some(&[&input[pos..]]), &mut buf, None).map_err(|e| fail(&e))?;
+    // An input that ends on a chunk boundary has no partial chunk: rubato refuses an empty one.
+    let rest = &input[pos..];
+    let tail = (!rest.is_empty()).then_some([rest]);
+    let (_, written) = r.process_partial_into_buffer(tail.as_ref().map(|t| &t[..]), &mut buf, None).map_err(|e| fail(&e))?;
     out.extend_from_slice(&buf[0][..written]);
     while out.len() < expected + delay {
         let (_, written) = r.process_partial_into_buffer(None::<&[&[f32]]>, &mut buf, None).map_err(|e| fail(&e))?;
@@ -49,17 +52,26 @@ pub fn resample(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, ResampleE
 mod tests {
     use super::*;
 
-    /// A 440 Hz tone keeps its frequency (zero crossings) and level (RMS) through 48 kHz,
-    /// 44.1 kHz and 22.05 kHz → 16 kHz, and the length comes out exact.
     #[test]
     fn empty_input_stays_empty() {
         assert!(resample(&[], 22_050, 16_000).unwrap().is_empty());
     }
 
+    /// Piper's audio comes in multiples of 256 samples, so it often ends on a chunk boundary.
+    #[test]
+    fn input_ending_on_a_chunk_boundary_resamples() {
+        for len in [1024, 2048, 4096 * 5] {
+            assert_eq!(resample(&vec![0.1; len], 22_050, 16_000).unwrap().len(), len * 16_000 / 22_050);
+        }
+    }
+
+    /// A 440 Hz tone keeps its frequency (zero crossings) and level (RMS) through 48 kHz,
+    /// 44.1 kHz and 22.05 kHz → 16 kHz, and the length comes out exact.
     #[test]
     fn tone_survives_resampling() {
         for from in [48_000u32, 44_100, 22_050] {
-            let tone: Vec<f32> = (0..from).map(|i| (i as f32 * 440.0 * std::f32::consts::TAU / from as f32).sin() * 0.5).collect();
+            let tone: Vec<f32> =
+                (0..from).map(|i| (i as f32 * 440.0 * std::f32::consts::TAU / from as f32).sin() * 0.5).collect();
             let out = resample(&tone, from, 16_000).unwrap();
             assert_eq!(out.len(), 16_000);
             let body = &out[400..15_600];

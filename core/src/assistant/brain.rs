@@ -1,15 +1,15 @@
 //! The brain thread: speech to text, then the LLM, streaming the reply's tokens to the owner and
 //! its sentences to the voice.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::owner::{Msg, Progress};
-use super::{voice, AssistantConfig, AssistantError, HISTORY_TURNS};
+use super::{listen_ahead, voice, AssistantConfig, AssistantError, HISTORY_TURNS};
 use crate::llm::{Engine, EngineConfig, Message, Sampling};
-use crate::speech::Transcriber;
+use crate::speech::{Transcriber, Transcript};
 use crate::sync::lock;
 use crate::tts::SentenceSplitter;
 
@@ -29,6 +29,24 @@ pub(super) enum Work {
     Converse(Vec<Message>),
     /// Answer a request of the OpenAI server with the same model.
     Serve(crate::server::Job),
+    /// Transcribe what was said up to a pause while the key is still held (see
+    /// [`listen_ahead`]), and evaluate the prompt it would make.
+    ListenAhead(Preview),
+}
+
+/// A recording up to a pause.
+pub(super) struct Preview {
+    /// Counts the previews sent; only the latest one is worth doing.
+    pub id: u64,
+    /// 16 kHz mono.
+    pub audio: Vec<f32>,
+}
+
+/// A preview's transcript, kept for the turn it may belong to.
+struct HeardAhead {
+    id: u64,
+    samples: usize,
+    transcript: Transcript,
 }
 
 /// One turn for the brain.
@@ -39,6 +57,8 @@ pub(super) struct Job {
     pub epoch: u64,
     /// Set when the turn is interrupted.
     pub cancel: Arc<AtomicBool>,
+    /// The last preview of this turn's recording, if a pause made one.
+    pub preview: Option<u64>,
 }
 
 /// The models and the conversation so far.
@@ -50,26 +70,43 @@ pub(super) struct Brain {
     history: Vec<Message>,
     owner: Sender<Msg>,
     voice: Option<Sender<voice::Job>>,
+    /// The id of the newest preview sent (set by the owner).
+    latest_preview: Arc<AtomicU64>,
+    /// The transcript of the newest preview done.
+    heard_ahead: Option<HeardAhead>,
 }
 
 impl Brain {
-    /// Loads the models and primes the LLM's cache with the system prompt.
-    pub fn load(config: &AssistantConfig, owner: Sender<Msg>, voice: Option<Sender<voice::Job>>) -> Result<Self, AssistantError> {
+    /// Loads the models and primes the LLM's cache with the system prompt. The owner counts its
+    /// previews in `latest_preview`.
+    pub fn load(config: &AssistantConfig, owner: Sender<Msg>, latest_preview: Arc<AtomicU64>) -> Result<Self, AssistantError> {
         let speech = match &config.speech_model {
-            Some(path) => Some(Transcriber::load(path, config.speech)?),
+            Some(path) => Some(Transcriber::load(path, config.speech.clone())?),
             None => None,
         };
         let system = Message { role: "system".into(), content: config.system.clone() };
-        let llm = match &config.remote {
-            Some(remote) => Engine::start(EngineConfig::Remote(remote.clone()))?,
-            None => {
-                let mut llm = Engine::start(EngineConfig::Local(config.llm.clone()))?;
-                // One token with only the system prompt: every later prompt starts with it and reuses it.
-                llm.chat(std::slice::from_ref(&system), &Sampling::greedy(1), |_| false)?;
-                llm
-            }
-        };
-        Ok(Self { llm, speech, sampling: config.sampling.clone(), system, history: Vec::new(), owner, voice })
+        let mut llm = Engine::start(match &config.remote {
+            Some(remote) => EngineConfig::Remote(remote.clone()),
+            None => EngineConfig::Local(config.llm.clone()),
+        })?;
+        // Every later prompt starts with the system prompt and reuses its evaluation.
+        llm.prime(std::slice::from_ref(&system))?;
+        Ok(Self {
+            llm,
+            speech,
+            sampling: config.sampling.clone(),
+            system,
+            history: Vec::new(),
+            owner,
+            voice: None,
+            latest_preview,
+            heard_ahead: None,
+        })
+    }
+
+    /// Sends the sentences of every reply from now on to `voice` (`None`: replies are not spoken).
+    pub fn speak_to(&mut self, voice: Option<Sender<voice::Job>>) {
+        self.voice = voice;
     }
 
     /// Where the LLM runs, in words.
@@ -87,6 +124,7 @@ impl Brain {
                     self.history = messages.into_iter().skip(excess).collect();
                 }
                 Work::Serve(job) => job.run(&mut self.llm),
+                Work::ListenAhead(preview) => self.listen_ahead(preview),
             }
         }
     }
@@ -98,23 +136,61 @@ impl Brain {
         }
     }
 
+    /// Transcribes a preview and evaluates the prompt it makes, unless a later pause has
+    /// already sent a newer one.
+    fn listen_ahead(&mut self, preview: Preview) {
+        if preview.id != self.latest_preview.load(Ordering::SeqCst) {
+            return;
+        }
+        self.heard_ahead = None;
+        let Some(speech) = self.speech.as_mut() else { return };
+        let transcript = match speech.transcribe(&preview.audio) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(id = preview.id, "nothing heard ahead: {e}");
+                return self.prepare_speech();
+            }
+        };
+        tracing::debug!(id = preview.id, seconds = transcript.timings.audio_s, text = %transcript.text, "heard ahead");
+        let user = Message { role: "user".into(), content: transcript.text.clone() };
+        if let Err(e) = self.llm.prime(&self.prompt(user)) {
+            tracing::warn!("evaluating the prompt ahead failed: {e}");
+        }
+        self.heard_ahead = Some(HeardAhead { id: preview.id, samples: preview.audio.len(), transcript });
+        self.prepare_speech();
+    }
+
+    /// The conversation so far, then `user`.
+    fn prompt(&self, user: Message) -> Vec<Message> {
+        std::iter::once(&self.system).chain(&self.history).cloned().chain(std::iter::once(user)).collect()
+    }
+
     fn send(&self, turn: u64, p: Progress) {
         let _ = self.owner.send(Msg::Progress(turn, p));
     }
 
     fn turn(&mut self, job: Job) {
+        let ahead = self.heard_ahead.take();
         if job.cancel.load(Ordering::SeqCst) {
             return;
         }
         let question = match job.question {
             Question::Text(text) => text,
             Question::Audio(audio) => {
-                let heard = match &mut self.speech {
-                    Some(t) => t.transcribe(&audio).map_err(|e| e.to_string()),
-                    None => Err("speech recognition is off: no speech model was loaded (run `murmur models convert`)".into()),
+                // What was heard ahead is the question if nothing was said after that pause.
+                let ahead = ahead
+                    .filter(|h| Some(h.id) == job.preview && listen_ahead::says_no_more_than(&audio, h.samples))
+                    .map(|h| h.transcript);
+                let early = ahead.is_some();
+                let heard = match (ahead, &mut self.speech) {
+                    (Some(transcript), _) => Ok(transcript),
+                    (None, Some(t)) => t.transcribe(&audio).map_err(|e| e.to_string()),
+                    (None, None) => {
+                        Err("speech recognition is off: no speech model was loaded (run `murmur models convert`)".into())
+                    }
                 };
                 let text = heard.as_ref().map(|t| t.text.clone()).ok();
-                self.send(job.turn, Progress::Heard(heard, Instant::now()));
+                self.send(job.turn, Progress::Heard { result: heard, at: Instant::now(), ahead: early });
                 match text {
                     Some(t) if !job.cancel.load(Ordering::SeqCst) => t,
                     _ => return self.prepare_speech(),
@@ -122,12 +198,11 @@ impl Brain {
             }
         };
         let user = Message { role: "user".into(), content: question };
-        let messages: Vec<Message> =
-            std::iter::once(&self.system).chain(&self.history).chain(std::iter::once(&user)).cloned().collect();
+        let messages = self.prompt(user.clone());
         let stream = Arc::new(Mutex::new(ReplyStream {
             turn: job.turn,
             epoch: job.epoch,
-            splitter: SentenceSplitter::new(),
+            splitter: SentenceSplitter::for_speech(),
             owner: self.owner.clone(),
             voice: self.voice.clone(),
         }));

@@ -13,10 +13,13 @@
 //! the *brain* (speech to text, then the LLM, cutting the reply into sentences as it streams) and
 //! the *voice* (synthesizes each sentence and queues it for playback while generation goes on).
 //! The hotkey, the window, the tray and the CLI all send [`Command`]s to the same [`Assistant`]
-//! and read the same [`Event`]s.
+//! and read the same [`Event`]s. While the key is held, a pause in the speech has the brain
+//! transcribe what was said so far (`listen_ahead`), so that a release after it finds the
+//! question ready.
 
 mod brain;
 mod capture;
+mod listen_ahead;
 mod owner;
 mod voice;
 
@@ -160,6 +163,8 @@ fn stop_name<S: serde::Serializer>(stop: &StopReason, s: S) -> Result<S::Ok, S::
 pub struct Timeline {
     /// The transcript was ready (voice turns only).
     pub transcript_ms: Option<f64>,
+    /// The transcript was made at a pause before the release, with nothing said after it.
+    pub heard_ahead: bool,
     /// The first reply token was generated.
     pub first_token_ms: Option<f64>,
     /// The first complete sentence was cut.

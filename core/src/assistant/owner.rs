@@ -1,13 +1,14 @@
 //! The owner thread: the only place the state changes. It takes commands, starts and interrupts
 //! turns, and turns the workers' progress into events.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use super::brain::{self, Brain, Question};
+use super::brain::{self, Brain, Preview, Question};
+use super::listen_ahead::PauseDetector;
 use super::voice::Voice;
 use super::{ms, AssistantConfig, AssistantError, Capture, CaptureFactory, Command, Event, Output, State, Timeline};
 use crate::audio::AudioOut;
@@ -18,6 +19,8 @@ use crate::speech::Transcript;
 pub(super) enum Msg {
     /// From the user.
     Command(Command),
+    /// The input level (RMS of the last 50 ms), about 20 times a second.
+    Level(f32),
     /// From a worker, about a turn.
     Progress(u64, Progress),
     /// A request from the OpenAI server, for the brain's engine.
@@ -28,7 +31,12 @@ pub(super) enum Msg {
 
 /// A worker's report on a turn.
 pub(super) enum Progress {
-    Heard(Result<Transcript, String>, Instant),
+    /// The question was transcribed; `ahead`: at a pause before the release.
+    Heard {
+        result: Result<Transcript, String>,
+        at: Instant,
+        ahead: bool,
+    },
     Token(String, Instant),
     Sentence(String, Instant),
     Reply(Result<(Generation, Timings), String>, Instant),
@@ -57,8 +65,12 @@ struct Owner {
     events: Sender<Event>,
     capture: Result<Box<dyn Capture>, String>,
     brain: Sender<brain::Work>,
-    /// Whether the level meter's readings are forwarded (only while listening).
-    metering: Arc<AtomicBool>,
+    /// Pauses in the recording being made.
+    pauses: PauseDetector,
+    /// How many previews were sent (shared with the brain, which skips superseded ones).
+    previews: Arc<AtomicU64>,
+    /// The last preview of the recording being made.
+    preview: Option<u64>,
     out: Option<Arc<AudioOut>>,
     turns: u64,
     turn: Option<Turn>,
@@ -78,10 +90,38 @@ pub(super) fn spawn(
         tracing::info!("{message}");
         let _ = events.send(Event::Notice { message });
     };
+    // The models load on the brain thread while the voice starts here: a neural voice takes
+    // seconds to start on a small CPU, and so does the LLM.
+    let (brain_tx, brain_rx) = mpsc::channel();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (voice_tx, voice_rx) = mpsc::channel::<Option<Sender<super::voice::Job>>>();
+    let brain_config = config.clone();
+    let brain_me = me.clone();
+    let previews = Arc::new(AtomicU64::new(0));
+    let brain_previews = Arc::clone(&previews);
+    let brain_thread = thread("murmur-brain", move || match Brain::load(&brain_config, brain_me, brain_previews) {
+        Ok(mut brain) => {
+            let _ = ready_tx.send(Ok(brain.device()));
+            // The voice is known before the owner starts, so before any job arrives.
+            brain.speak_to(voice_rx.recv().ok().flatten());
+            brain.run(brain_rx);
+        }
+        Err(e) => {
+            let _ = ready_tx.send(Err(e));
+        }
+    })?;
+
+    let voice = || {
+        let loaded = config.voice.synthesizer()?;
+        if let Some(message) = loaded.fallback_notice() {
+            notice(message);
+        }
+        Ok::<_, AssistantError>(loaded.synthesizer)
+    };
     let (out, tts) = match &config.output {
         Output::Silent => (None, None),
         Output::Speaker(device) => {
-            let tts = config.voice.synthesizer()?;
+            let tts = voice()?;
             match AudioOut::speaker(device.as_deref(), tts.sample_rate()) {
                 Ok(out) => (Some(Arc::new(out)), Some(tts)),
                 Err(e) => {
@@ -91,7 +131,7 @@ pub(super) fn spawn(
             }
         }
         Output::Wav(path) => {
-            let tts = config.voice.synthesizer()?;
+            let tts = voice()?;
             (Some(Arc::new(AudioOut::wav(path, tts.sample_rate())?)), Some(tts))
         }
     };
@@ -103,18 +143,7 @@ pub(super) fn spawn(
         }
         _ => (None, None),
     };
-
-    let (brain_tx, brain_rx) = mpsc::channel();
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let brain_thread = thread("murmur-brain", move || match Brain::load(&config, me, voice_jobs) {
-        Ok(brain) => {
-            let _ = ready_tx.send(Ok(brain.device()));
-            brain.run(brain_rx);
-        }
-        Err(e) => {
-            let _ = ready_tx.send(Err(e));
-        }
-    })?;
+    let _ = voice_tx.send(voice_jobs);
     let device = ready_rx.recv().map_err(|_| AssistantError::Start("the model thread stopped while loading".into()))??;
 
     thread("murmur-assistant", move || {
@@ -123,12 +152,10 @@ pub(super) fn spawn(
             let _ = events.send(Event::Notice { message: message.clone() });
             message
         });
-        let metering = Arc::new(AtomicBool::new(false));
         if let Some(levels) = capture.as_mut().ok().and_then(|c| c.levels()) {
-            let (events, metering) = (events.clone(), Arc::clone(&metering));
             let meter = move || {
                 for rms in levels {
-                    if metering.load(Ordering::Relaxed) && events.send(Event::Level { rms }).is_err() {
+                    if me.send(Msg::Level(rms)).is_err() {
                         break;
                     }
                 }
@@ -137,10 +164,22 @@ pub(super) fn spawn(
                 tracing::warn!("no level meter: {e}");
             }
         }
-        let mut owner = Owner { state: State::Idle, events, capture, brain: brain_tx, metering, out, turns: 0, turn: None };
+        let mut owner = Owner {
+            state: State::Idle,
+            events,
+            capture,
+            brain: brain_tx,
+            pauses: PauseDetector::default(),
+            previews,
+            preview: None,
+            out,
+            turns: 0,
+            turn: None,
+        };
         for msg in inbox {
             match msg {
                 Msg::Command(c) => owner.command(c),
+                Msg::Level(rms) => owner.level(rms),
                 Msg::Progress(turn, p) => owner.progress(turn, p),
                 // Behind the turns already handed over, ahead of later ones.
                 Msg::Serve(job) => {
@@ -170,7 +209,6 @@ impl Owner {
     }
 
     fn set(&mut self, state: State) {
-        self.metering.store(state == State::Listening, Ordering::Relaxed);
         if self.state != state {
             tracing::debug!(?state, "assistant state");
             self.state = state;
@@ -195,7 +233,11 @@ impl Owner {
                     Err(why) => Err(why.clone()),
                 };
                 match pressed {
-                    Ok(()) => self.set(State::Listening),
+                    Ok(()) => {
+                        self.pauses = PauseDetector::default();
+                        self.preview = None;
+                        self.set(State::Listening);
+                    }
                     Err(why) => {
                         self.fail(None, why);
                         self.set(State::Idle);
@@ -242,10 +284,27 @@ impl Owner {
         }
     }
 
+    /// Shows the level while listening, and hands what was said so far to the brain at each
+    /// pause (see [`super::listen_ahead`]).
+    fn level(&mut self, rms: f32) {
+        if self.state != State::Listening {
+            return;
+        }
+        self.emit(Event::Level { rms });
+        if !self.pauses.level(rms) {
+            return;
+        }
+        let Some(audio) = self.capture.as_mut().ok().and_then(|c| c.so_far()) else { return };
+        let id = self.previews.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.brain.send(brain::Work::ListenAhead(Preview { id, audio })).is_ok() {
+            self.preview = Some(id);
+        }
+    }
+
     /// Ends the recording; a device that failed midway is reported, its audio kept.
     fn release(&mut self) -> Result<Vec<f32>, String> {
         let capture = self.capture.as_mut().map_err(|why| why.clone())?;
-        let recording = capture.release().map_err(|e| e.to_string())?;
+        let recording = capture.release(!self.pauses.in_pause()).map_err(|e| e.to_string())?;
         if let Some(why) = recording.interrupted {
             self.emit(Event::Notice { message: format!("the microphone stopped ({why}); using what was recorded") });
         }
@@ -259,7 +318,8 @@ impl Owner {
         if let Question::Text(text) = &question {
             self.emit(Event::Question { turn: self.turns, text: text.clone(), spoken: false });
         }
-        let job = brain::Job { turn: self.turns, question, epoch, cancel: Arc::clone(&cancel) };
+        let preview = if matches!(question, Question::Audio(_)) { self.preview.take() } else { None };
+        let job = brain::Job { turn: self.turns, question, epoch, cancel: Arc::clone(&cancel), preview };
         if self.brain.send(brain::Work::Turn(job)).is_err() {
             self.fail(None, "the model thread has stopped; restart Murmur".into());
             self.set(State::Idle);
@@ -290,13 +350,14 @@ impl Owner {
         let Some(turn) = self.turn.as_mut().filter(|t| t.id == id) else { return };
         let (start, t) = (turn.start, &mut turn.timeline);
         match progress {
-            Progress::Heard(Ok(transcript), at) => {
+            Progress::Heard { result: Ok(transcript), at, ahead } => {
                 t.transcript_ms = Some(ms(start, at));
+                t.heard_ahead = ahead;
                 t.speech = Some(transcript.timings);
                 self.emit(Event::Question { turn: id, text: transcript.text, spoken: true });
                 self.set(State::Thinking);
             }
-            Progress::Heard(Err(why), _) => {
+            Progress::Heard { result: Err(why), .. } => {
                 self.turn = None;
                 self.fail(Some(id), why);
                 self.set(State::Idle);

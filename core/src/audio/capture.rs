@@ -97,10 +97,26 @@ impl Microphone {
         lock(&self.capture).interrupted.is_some()
     }
 
-    /// Ends the recording after the grace period; the audio comes back at 16 kHz.
+    /// What the recording holds so far, at 16 kHz (it goes on).
+    pub fn so_far(&self) -> Result<Vec<f32>, AudioError> {
+        let raw = lock(&self.capture).recording.clone().unwrap_or_default();
+        Ok(resample(&raw, self.rate, SAMPLE_RATE)?)
+    }
+
+    /// Ends the recording after the grace period (a user who lets go while still speaking
+    /// keeps their last syllable); the audio comes back at 16 kHz.
     pub fn release(&self) -> Result<Recording, AudioError> {
+        self.release_after(GRACE)
+    }
+
+    /// Ends the recording at once: the user had gone quiet before letting go.
+    pub fn release_quiet(&self) -> Result<Recording, AudioError> {
+        self.release_after(Duration::ZERO)
+    }
+
+    fn release_after(&self, grace: Duration) -> Result<Recording, AudioError> {
         if lock(&self.capture).interrupted.is_none() {
-            std::thread::sleep(GRACE);
+            std::thread::sleep(grace);
         }
         let (raw, interrupted) = {
             let mut c = lock(&self.capture);
@@ -112,7 +128,6 @@ impl Microphone {
         Ok(Recording { audio: resample(&raw, self.rate, SAMPLE_RATE)?, interrupted })
     }
 }
-
 
 fn build<T>(
     dev: &cpal::Device,

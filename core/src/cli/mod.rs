@@ -45,6 +45,8 @@ enum Command {
     Listen(speech::ListenArgs),
     /// Speak a text aloud (or into a WAV file with --speak-to).
     Say(voice::SayArgs),
+    /// List the voices: the Piper voices of the catalog, then espeak-ng's.
+    Voices(voice::VoicesArgs),
     /// One whole voice turn: hear a question (microphone or --in FILE.wav), answer it, speak it.
     Voice(voice::VoiceTurnArgs),
 }
@@ -64,6 +66,7 @@ impl Cli {
             Command::Transcribe(a) => a.run(),
             Command::Listen(a) => a.run(),
             Command::Say(a) => a.run(),
+            Command::Voices(a) => a.run(),
             Command::Voice(a) => a.run(),
         }
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use clap::Subcommand;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use murmur_core::models::{self, FetchOptions, FetchProgress, FetchStep, FileStatus, Manifest, ModelEntry};
+use murmur_core::models::{self, FetchOptions, FetchProgress, FetchStep, FileStatus, Manifest, ModelEntry, Role};
 use murmur_core::paths;
 use murmur_core::speech::convert::{convert, Ct2Export};
 use murmur_core::speech::ggml::GgmlWhisper;
@@ -29,11 +29,15 @@ pub enum ModelsCommand {
     List,
     /// Print the models directory.
     Dir,
-    /// Convert the fetched CTranslate2 Whisper export into the ggml file whisper.cpp loads.
-    /// Skipped when a valid converted file is already there.
+    /// Convert the fetched CTranslate2 Whisper exports into the ggml files whisper.cpp loads
+    /// (every fetched speech model, or the one of --stt or --from). Skipped when a valid
+    /// converted file is already there.
     Convert {
-        /// The CTranslate2 export directory (default: the fetched speech model).
-        #[arg(long)]
+        /// The speech model to convert (`tiny.en`, `base`).
+        #[arg(long, conflicts_with = "from")]
+        stt: Option<String>,
+        /// A CTranslate2 export directory instead of a catalog model (needs --to).
+        #[arg(long, requires = "to")]
         from: Option<PathBuf>,
         /// The ggml file to write (default: in the models directory).
         #[arg(long)]
@@ -91,20 +95,39 @@ impl ModelsCommand {
                         println!("  {:<44} {:>8.1} MB  {state}", f.file, f.size as f64 / 1e6);
                     }
                 }
-                let ggml = models::default_speech_path();
-                let state = if converted_ok(&ggml) { "converted" } else { "missing (run `murmur models convert`)" };
-                println!("speech (ggml) — {}  {state}", ggml.display());
+                for name in models::stt_names() {
+                    let ggml = models::speech_path(&name);
+                    let state = if converted_ok(&ggml) { "converted" } else { "missing (run `murmur models convert`)" };
+                    println!("speech {name} (ggml) — {}  {state}", ggml.display());
+                }
             }
             ModelsCommand::Dir => println!("{}", dir.display()),
-            ModelsCommand::Convert { from, to, force } => {
-                let from = from.unwrap_or_else(models::default_speech_export_dir);
-                let to = to.unwrap_or_else(models::default_speech_path);
-                if !force && converted_ok(&to) {
-                    println!("{} is already converted", to.display());
-                    return Ok(());
+            ModelsCommand::Convert { stt, from, to, force } => {
+                let jobs: Vec<(PathBuf, PathBuf)> = match (from, stt) {
+                    (Some(from), _) => vec![(from, to.expect("clap requires --to with --from"))],
+                    (None, Some(name)) => {
+                        let entry = models::speech_entry(&name)?;
+                        vec![(models::speech_export_dir(&entry), to.unwrap_or_else(|| models::speech_path(&name)))]
+                    }
+                    (None, None) => {
+                        let fetched = |e: &&ModelEntry| e.files.iter().all(|f| models::file_path(&dir, f).exists());
+                        let speech = manifest.with_role(Role::Speech).filter(fetched);
+                        speech
+                            .filter_map(|e| Some((models::speech_export_dir(e), models::speech_path(models::stt_name(e)?))))
+                            .collect()
+                    }
+                };
+                if jobs.is_empty() {
+                    bail!("no speech model is fetched: run `murmur models fetch` first");
                 }
-                let done = convert(&Ct2Export::in_dir(&from), &to)?;
-                println!("wrote {} ({} tensors, {:.1} MB)", to.display(), done.tensors, done.bytes as f64 / 1e6);
+                for (from, to) in jobs {
+                    if !force && converted_ok(&to) {
+                        println!("{} is already converted", to.display());
+                        continue;
+                    }
+                    let done = convert(&Ct2Export::in_dir(&from), &to)?;
+                    println!("wrote {} ({} tensors, {:.1} MB)", to.display(), done.tensors, done.bytes as f64 / 1e6);
+                }
             }
         }
         Ok(())

@@ -13,9 +13,15 @@ use serde_json::json;
 /// Options shared by the commands that load the speech model.
 #[derive(Args)]
 pub struct SpeechArgs {
-    /// ggml Whisper model file (default: the converted tiny.en).
+    /// ggml Whisper model file (default: the converted --stt model).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// The speech model: tiny.en (the default) or base (more accurate, multilingual).
+    #[arg(long, default_value = models::DEFAULT_STT)]
+    stt: String,
+    /// The language a multilingual model hears (`en`, `fr`, …, or `auto`).
+    #[arg(long, default_value = murmur_core::speech::DEFAULT_LANGUAGE)]
+    language: String,
     /// whisper.cpp threads (default: up to 4 cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -39,13 +45,18 @@ impl SpeechArgs {
             full_window: self.full_window,
             audio_ctx: self.audio_ctx,
             beam_size: self.beam,
+            language: self.language.clone(),
             ..SpeechConfig::default()
         };
         if let Some(t) = self.threads {
             config.threads = t.max(1);
         }
         let start = Instant::now();
-        let t = Transcriber::load(&self.model.clone().unwrap_or_else(models::default_speech_path), config)?;
+        let path = match &self.model {
+            Some(path) => path.clone(),
+            None => models::speech_model(&self.stt)?,
+        };
+        let t = Transcriber::load(&path, config)?;
         Ok((t, start.elapsed()))
     }
 

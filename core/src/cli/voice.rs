@@ -17,7 +17,7 @@ use super::llm::{ModelArgs, RemoteArgs};
 /// How replies sound and where they go.
 #[derive(Args)]
 pub struct VoiceArgs {
-    /// espeak-ng voice (`espeak-ng --voices` lists them).
+    /// The voice: piper:joe (natural), or espeak:VOICE (fast, robotic); `murmur voices` lists them.
     #[arg(long, default_value = DEFAULT_VOICE)]
     voice: String,
     /// Speaking rate, words per minute (80–450).
@@ -54,7 +54,11 @@ pub struct SayArgs {
 
 impl SayArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        let mut tts = self.voice.voice().synthesizer()?;
+        let loaded = self.voice.voice().synthesizer()?;
+        if let Some(message) = loaded.fallback_notice() {
+            eprintln!("{message}");
+        }
+        let mut tts = loaded.synthesizer;
         let out = match &self.voice.speak_to {
             Some(path) => AudioOut::wav(path, tts.sample_rate())?,
             None => AudioOut::speaker(self.voice.output_device.as_deref(), tts.sample_rate())?,
@@ -65,9 +69,7 @@ impl SayArgs {
         sentences.extend(splitter.finish());
         for words in sentences.iter().filter_map(|s| speakable(s)) {
             let mut failed = None;
-            tts.synthesize(&words, &mut |chunk| {
-                out.queue(epoch, chunk, None).map_err(|e| failed = Some(e)).unwrap_or(false)
-            })?;
+            tts.synthesize(&words, &mut |chunk| out.queue(epoch, chunk, None).map_err(|e| failed = Some(e)).unwrap_or(false))?;
             if let Some(e) = failed {
                 return Err(e.into());
             }
@@ -76,6 +78,29 @@ impl SayArgs {
         out.finish()?;
         out.check()?;
         eprintln!("{:.2} s of speech → {}", out.played_seconds(), out.target());
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+pub struct VoicesArgs {
+    /// Print them as one JSON array.
+    #[arg(long)]
+    json: bool,
+}
+
+impl VoicesArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let voices = murmur_core::tts::voices();
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            writeln!(out, "{}", serde_json::to_string(&voices)?)?;
+            return Ok(());
+        }
+        for v in voices {
+            let note = if v.installed { "" } else { "  (not installed: murmur models fetch)" };
+            writeln!(out, "{:<24} {}{note}", v.id, v.description)?;
+        }
         Ok(())
     }
 }
@@ -100,9 +125,15 @@ pub struct VoiceTurnArgs {
     /// Input device name (default: the system's default microphone).
     #[arg(long)]
     input_device: Option<String>,
-    /// ggml Whisper model (default: the converted tiny.en).
+    /// ggml Whisper model file (default: the converted --stt model).
     #[arg(long)]
     speech_model: Option<PathBuf>,
+    /// The speech model: tiny.en (the default) or base (more accurate, multilingual).
+    #[arg(long, default_value = murmur_core::models::DEFAULT_STT)]
+    stt: String,
+    /// The language a multilingual speech model hears (`en`, `fr`, …, or `auto`).
+    #[arg(long, default_value = murmur_core::speech::DEFAULT_LANGUAGE)]
+    language: String,
     /// Do not speak the reply (show it only).
     #[arg(long, conflicts_with = "speak_to")]
     silent: bool,
@@ -133,9 +164,11 @@ impl VoiceTurnArgs {
             remote: self.remote.config(),
             ..AssistantConfig::new(self.model.config())
         };
-        if let Some(path) = &self.speech_model {
-            config.speech_model = Some(path.clone());
-        }
+        config.speech_model = Some(match &self.speech_model {
+            Some(path) => path.clone(),
+            None => murmur_core::models::speech_model(&self.stt)?,
+        });
+        config.speech.language = self.language.clone();
         let assistant = Assistant::start(config, capture)?;
         assistant.send(Command::Press);
         if self.input.is_none() {

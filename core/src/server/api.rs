@@ -339,8 +339,14 @@ pub fn finish_reason(stop: StopReason) -> &'static str {
     }
 }
 
-/// Token counts of a generation.
+/// Token counts of a generation; `cached_tokens` are the prompt tokens whose KV cache an
+/// earlier request of the same conversation left behind.
 pub fn usage(g: &Generation) -> Value {
     let completion = g.token_ids.len() as u32;
-    json!({ "prompt_tokens": g.prompt_tokens, "completion_tokens": completion, "total_tokens": g.prompt_tokens + completion })
+    json!({
+        "prompt_tokens": g.prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": g.prompt_tokens + completion,
+        "prompt_tokens_details": { "cached_tokens": g.reused_tokens },
+    })
 }

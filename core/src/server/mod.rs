@@ -169,7 +169,8 @@ fn router(shared: Arc<Shared>, cors: Option<HeaderValue>) -> Router {
         .with_state(shared);
     if let Some(origin) = cors {
         let layer = tower_http::cors::CorsLayer::new()
-            .allow_origin(origin)
+            // A list, not one exact origin: another origin gets no CORS headers at all.
+            .allow_origin(tower_http::cors::AllowOrigin::list([origin]))
             .allow_methods([Method::GET, Method::POST])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
         app = app.layer(layer);

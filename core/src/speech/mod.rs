@@ -4,4 +4,4 @@
 mod transcriber;
 
 pub use murmur_formats::whisper::{convert, ct2, ggml, mel};
-pub use transcriber::{SpeechConfig, DEFAULT_BEAM, SpeechError, SpeechTimings, Transcriber, Transcript};
+pub use transcriber::{SpeechConfig, SpeechError, SpeechTimings, Transcriber, Transcript, DEFAULT_BEAM, DEFAULT_LANGUAGE};

@@ -49,7 +49,7 @@ pub enum SpeechError {
 }
 
 /// How to run the model.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SpeechConfig {
     /// CPU threads for whisper.cpp.
     pub threads: usize,
@@ -61,11 +61,23 @@ pub struct SpeechConfig {
     /// Beam width of the decoder (1: greedy). Five beams cost tens of milliseconds on a short
     /// question and fix words greedy decoding gets wrong ("capital and friends").
     pub beam_size: usize,
+    /// What a multilingual model hears: a Whisper language code (`en`, `fr`), or `auto` to
+    /// detect it. An English-only model always hears English.
+    pub language: String,
 }
+
+/// The language a multilingual model hears unless told otherwise.
+pub const DEFAULT_LANGUAGE: &str = "en";
 
 impl Default for SpeechConfig {
     fn default() -> Self {
-        Self { threads: std::thread::available_parallelism().map_or(1, |n| n.get()).min(4), full_window: false, audio_ctx: None, beam_size: DEFAULT_BEAM }
+        Self {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()).min(4),
+            full_window: false,
+            audio_ctx: None,
+            beam_size: DEFAULT_BEAM,
+            language: DEFAULT_LANGUAGE.into(),
+        }
     }
 }
 
@@ -168,7 +180,8 @@ impl Transcriber {
         };
         let mut params = FullParams::new(strategy);
         params.set_n_threads(self.config.threads as i32);
-        params.set_language(Some(if self.ctx.is_multilingual() { "auto" } else { "en" }));
+        let language = if self.ctx.is_multilingual() { self.config.language.clone() } else { "en".into() };
+        params.set_language(Some(&language));
         params.set_audio_ctx(audio_ctx as i32);
         // Timestamp decoding (Whisper's usual mode) is what makes the no-speech probability
         // meaningful: without it, noise comes out as a word.

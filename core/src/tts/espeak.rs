@@ -1,64 +1,22 @@
-//! espeak-ng through its C library (`libespeak-ng`), in synchronous retrieval mode.
+//! espeak-ng through its C library (`libespeak-ng`, bound by `espeakng-sys`): speech in
+//! synchronous retrieval mode, the IPA phonemes that Piper voices are fed, and the voice list.
 //!
 //! The library keeps one global synthesizer per process and is not thread-safe, so every
 //! [`Espeak`] shares it behind one lock; each call sets its own voice and rate first. Audio comes
 //! back through a callback in chunks of about 50 ms, which are handed on as they are made.
 
-use std::ffi::{c_char, c_int, c_uint, c_void, CString};
+use std::ffi::{c_int, c_void, CStr, CString};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use super::{Synthesizer, TtsError};
+use espeakng_sys as ffi;
+
+use super::{check_rate, Synthesizer, TtsError};
 use crate::sync::lock;
 
-/// `AUDIO_OUTPUT_SYNCHRONOUS`: the callback receives audio and `espeak_Synth` returns when done.
-const AUDIO_OUTPUT_SYNCHRONOUS: c_int = 2;
 /// Callback buffer length in milliseconds.
 const BUFFER_MS: c_int = 50;
-/// `espeakINITIALIZE_DONT_EXIT`: report a missing data directory instead of exiting.
-const INITIALIZE_DONT_EXIT: c_int = 0x8000;
-/// `espeakCHARS_UTF8`.
-const CHARS_UTF8: c_uint = 1;
-/// `POS_CHARACTER`.
-const POS_CHARACTER: c_int = 1;
-/// `espeakRATE`.
-const PARAM_RATE: c_int = 1;
-/// `EE_OK`.
-const EE_OK: c_int = 0;
 /// Speaking rates espeak-ng accepts, words per minute.
-pub const RATE_RANGE: std::ops::RangeInclusive<u32> = 80..=450;
-
-/// `espeak_EVENT` (speak_lib.h, API revision 12); only `user_data` is read.
-#[repr(C)]
-struct Event {
-    kind: c_int,
-    unique_identifier: c_uint,
-    text_position: c_int,
-    length: c_int,
-    audio_position: c_int,
-    sample: c_int,
-    user_data: *mut c_void,
-    id: [u8; 8],
-}
-
-type SynthCallback = unsafe extern "C" fn(wav: *mut i16, samples: c_int, events: *mut Event) -> c_int;
-
-#[link(name = "espeak-ng")]
-extern "C" {
-    fn espeak_Initialize(output: c_int, buflength: c_int, path: *const c_char, options: c_int) -> c_int;
-    fn espeak_SetSynthCallback(callback: SynthCallback);
-    fn espeak_SetVoiceByName(name: *const c_char) -> c_int;
-    fn espeak_SetParameter(parameter: c_int, value: c_int, relative: c_int) -> c_int;
-    fn espeak_Synth(
-        text: *const c_void,
-        size: usize,
-        position: c_uint,
-        position_type: c_int,
-        end_position: c_uint,
-        flags: c_uint,
-        unique_identifier: *mut c_uint,
-        user_data: *mut c_void,
-    ) -> c_int;
-}
+pub(super) const ESPEAK_RATES: std::ops::RangeInclusive<u32> = ffi::espeakRATE_MINIMUM..=ffi::espeakRATE_MAXIMUM;
 
 /// The process-wide synthesizer: its output rate, once initialised.
 fn engine() -> Result<&'static Mutex<u32>, TtsError> {
@@ -67,12 +25,19 @@ fn engine() -> Result<&'static Mutex<u32>, TtsError> {
         .get_or_init(|| {
             // SAFETY: called once, before any other espeak function; a null path means the
             // library's own data directory.
-            let rate = unsafe { espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, BUFFER_MS, std::ptr::null(), INITIALIZE_DONT_EXIT) };
+            let rate = unsafe {
+                ffi::espeak_Initialize(
+                    ffi::espeak_AUDIO_OUTPUT_AUDIO_OUTPUT_SYNCHRONOUS,
+                    BUFFER_MS,
+                    std::ptr::null(),
+                    ffi::espeakINITIALIZE_DONT_EXIT as c_int,
+                )
+            };
             if rate <= 0 {
                 return Err("espeak-ng could not start: its data files are missing (install the espeak-ng-data package)".into());
             }
             // SAFETY: `on_audio` matches `t_espeak_callback`.
-            unsafe { espeak_SetSynthCallback(on_audio) };
+            unsafe { ffi::espeak_SetSynthCallback(Some(on_audio)) };
             Ok(Mutex::new(rate as u32))
         })
         .as_ref()
@@ -82,7 +47,7 @@ fn engine() -> Result<&'static Mutex<u32>, TtsError> {
 /// Where the callback sends the audio of the running `espeak_Synth` call.
 type Sink<'a> = &'a mut dyn FnMut(&[f32]) -> bool;
 
-unsafe extern "C" fn on_audio(wav: *mut i16, samples: c_int, events: *mut Event) -> c_int {
+unsafe extern "C" fn on_audio(wav: *mut i16, samples: c_int, events: *mut ffi::espeak_EVENT) -> c_int {
     // SAFETY: espeak passes the `user_data` of `espeak_Synth` in every event of the message; it
     // points at a `Sink` living on the stack of `Espeak::synthesize` for the whole call.
     let sink = unsafe { &mut *((*events).user_data as *mut Sink<'_>) };
@@ -111,13 +76,7 @@ impl Espeak {
     /// The voice named `voice` (as `espeak-ng --voices` lists them, e.g. `en-us`) at `rate`
     /// words per minute.
     pub fn new(voice: &str, rate: u32) -> Result<Self, TtsError> {
-        if !RATE_RANGE.contains(&rate) {
-            return Err(TtsError::Setting(format!(
-                "a speaking rate of {rate} words per minute is out of range ({}–{})",
-                RATE_RANGE.start(),
-                RATE_RANGE.end()
-            )));
-        }
+        check_rate(rate)?;
         let name = CString::new(voice).map_err(|_| TtsError::Setting(format!("bad voice name {voice:?}")))?;
         // Selecting the voice checks it exists; like every espeak call, under the engine lock.
         let guard = lock(engine()?);
@@ -130,15 +89,10 @@ impl Espeak {
     /// Makes this voice and rate the engine's current ones; `_engine` proves the caller holds
     /// the engine lock (espeak-ng's state is global and not thread-safe).
     fn select(&self, _engine: &MutexGuard<'_, u32>) -> Result<(), TtsError> {
-        // SAFETY: a valid NUL-terminated string; the caller holds the engine lock.
-        if unsafe { espeak_SetVoiceByName(self.voice.as_ptr()) } != EE_OK {
-            return Err(TtsError::Setting(format!(
-                "espeak-ng has no voice named '{}' (`espeak-ng --voices` lists them)",
-                self.voice.to_string_lossy()
-            )));
-        }
+        set_voice(&self.voice, _engine)?;
         // SAFETY: a plain parameter call under the engine lock.
-        if unsafe { espeak_SetParameter(PARAM_RATE, self.rate as c_int, 0) } != EE_OK {
+        if unsafe { ffi::espeak_SetParameter(ffi::espeak_PARAMETER_espeakRATE, self.rate as c_int, 0) } != ffi::espeak_ERROR_EE_OK
+        {
             return Err(TtsError::Engine(format!("espeak-ng refused the rate {}", self.rate)));
         }
         Ok(())
@@ -158,21 +112,91 @@ impl Synthesizer for Espeak {
         // SAFETY: the text is NUL-terminated UTF-8; `user_data` points at `sink`, which outlives
         // this synchronous call; the engine lock is held throughout.
         let status = unsafe {
-            espeak_Synth(
+            ffi::espeak_Synth(
                 text.as_ptr().cast(),
                 text.as_bytes().len() + 1,
                 0,
-                POS_CHARACTER,
+                ffi::espeak_POSITION_TYPE_POS_CHARACTER,
                 0,
-                CHARS_UTF8,
+                ffi::espeakCHARS_UTF8,
                 std::ptr::null_mut(),
                 (&mut sink as *mut Sink<'_>).cast(),
             )
         };
         drop(guard);
-        if status != EE_OK {
+        if status != ffi::espeak_ERROR_EE_OK {
             return Err(TtsError::Engine(format!("espeak-ng failed to synthesize (error {status})")));
         }
         Ok(())
     }
+}
+
+/// Makes `voice` the engine's current voice; `_engine` proves the caller holds the engine lock.
+fn set_voice(voice: &CStr, _engine: &MutexGuard<'_, u32>) -> Result<(), TtsError> {
+    // SAFETY: a valid NUL-terminated string; the caller holds the engine lock.
+    if unsafe { ffi::espeak_SetVoiceByName(voice.as_ptr()) } != ffi::espeak_ERROR_EE_OK {
+        return Err(TtsError::Setting(format!(
+            "espeak-ng has no voice named '{}' (`murmur voices` lists them)",
+            voice.to_string_lossy()
+        )));
+    }
+    Ok(())
+}
+
+/// The IPA phonemes espeak-ng's `voice` gives each of `texts` (espeak-ng's own clauses of one
+/// joined by spaces): what Piper voices are trained on. One lock and one voice change for all.
+pub(super) fn phonemes(voice: &CStr, texts: &[&str]) -> Result<Vec<String>, TtsError> {
+    let guard = lock(engine()?);
+    set_voice(voice, &guard)?;
+    Ok(texts.iter().map(|text| text_phonemes(text, &guard)).collect())
+}
+
+/// The phonemes of one text; `_engine` proves the caller holds the engine lock.
+fn text_phonemes(text: &str, _engine: &MutexGuard<'_, u32>) -> String {
+    let text = CString::new(text.replace('\0', " ")).expect("NULs replaced");
+    let mut next: *const c_void = text.as_ptr().cast();
+    let mut all = String::new();
+    while !next.is_null() {
+        // SAFETY: `next` points into `text` (NUL-terminated UTF-8), which outlives the loop;
+        // espeak-ng advances it past the clause it read, or nulls it at the end. The engine lock
+        // is held throughout.
+        let clause =
+            unsafe { ffi::espeak_TextToPhonemes(&mut next, ffi::espeakCHARS_UTF8 as c_int, ffi::espeakPHONEMES_IPA as c_int) };
+        if clause.is_null() {
+            break;
+        }
+        // SAFETY: espeak-ng returns a NUL-terminated string it owns until the next call.
+        let clause = unsafe { CStr::from_ptr(clause) }.to_string_lossy();
+        let clause = clause.trim();
+        if !clause.is_empty() {
+            if !all.is_empty() {
+                all.push(' ');
+            }
+            all.push_str(clause);
+        }
+    }
+    all
+}
+
+/// The names of espeak-ng's voices (`en-us`, `fr-fr`, …), each the language it speaks first.
+pub fn espeak_voices() -> Result<Vec<String>, TtsError> {
+    let guard = lock(engine()?);
+    // SAFETY: a null spec lists every voice; the array, ended by a null entry, and the voices it
+    // points at are espeak-ng's and valid until the next call, made under the same lock.
+    let mut names = Vec::new();
+    unsafe {
+        let mut voice = ffi::espeak_ListVoices(std::ptr::null_mut());
+        while !voice.is_null() && !(*voice).is_null() {
+            // `languages` is a list of (priority byte, NUL-terminated name), ended by a 0 byte.
+            let languages = (**voice).languages;
+            if !languages.is_null() && *languages != 0 {
+                names.push(CStr::from_ptr(languages.add(1)).to_string_lossy().into_owned());
+            }
+            voice = voice.add(1);
+        }
+    }
+    drop(guard);
+    names.sort();
+    names.dedup();
+    Ok(names)
 }

@@ -8,6 +8,8 @@
 //! ("1. first 2. second"). A fenced code block is kept whole, and [`speakable`] says it is on
 //! screen instead of reading it out symbol by symbol. A run of text with no sentence end is cut
 //! at a clause once it grows past [`MAX_CHARS`], so speech never waits on a rambling sentence.
+//! For speech, [`SentenceSplitter::for_speech`] also hands out a reply's first clause on its own
+//! ("Sure, …", "The capital of France, …"), so the voice starts before the first sentence ends.
 
 /// Longest piece held back waiting for a sentence end.
 pub const MAX_CHARS: usize = 240;
@@ -17,20 +19,41 @@ const CODE_NOTE: &str = "The code is on the screen.";
 
 /// Abbreviations after which a dot does not end a sentence (lower case, inner dots kept).
 const ABBREVIATIONS: &[&str] = &[
-    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "e.g", "i.e", "cf", "approx", "ca", "fig", "no",
-    "gen", "gov", "lt", "col", "capt", "sgt", "rev", "hon", "dept", "est",
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "e.g", "i.e", "cf", "approx", "ca", "fig", "no", "gen", "gov",
+    "lt", "col", "capt", "sgt", "rev", "hon", "dept", "est",
 ];
+
+/// Marks that end a clause inside a sentence (each followed by its space).
+const CLAUSE_MARKS: [&str; 5] = [", ", "; ", ": ", " – ", " — "];
+
+/// Fewest words a first clause needs to be spoken on its own.
+const FIRST_CLAUSE_WORDS: usize = 2;
+
+/// Words a speaker may pause before ("The capital of France | is Paris."), once a phrase of
+/// [`PHRASE_WORDS`] precedes them.
+const PAUSE_WORDS: [&str; 13] = ["is", "are", "was", "were", "and", "but", "or", "because", "which", "who", "that", "in", "with"];
+
+/// Fewest words before a pause word for the phrase to be spoken on its own.
+const PHRASE_WORDS: usize = 4;
 
 /// Collects streamed text and hands back each sentence as soon as it is complete.
 #[derive(Debug, Default)]
 pub struct SentenceSplitter {
     pending: String,
+    /// Whether the first piece handed out may be a clause (nothing handed out yet).
+    first_clause: bool,
 }
 
 impl SentenceSplitter {
     /// An empty splitter.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty splitter for a reply that is spoken: its first piece ends at the first clause
+    /// mark (once it has a few words), so speech starts as early as it can.
+    pub fn for_speech() -> Self {
+        Self { pending: String::new(), first_clause: true }
     }
 
     /// Adds generated text; returns the sentences it completed, in order.
@@ -53,7 +76,10 @@ impl SentenceSplitter {
                 self.pending.clear();
                 break;
             }
-            let Some((end, next)) = cut(piece, at_end) else {
+            let sentence_cut = cut(piece, at_end);
+            let clause = self.first_clause.then(|| first_clause_cut(piece)).flatten();
+            let early = clause.filter(|&(at, _)| sentence_cut.is_none_or(|(end, _)| at < end));
+            let Some((end, next)) = early.or(sentence_cut) else {
                 if at_end {
                     out.push(piece.trim_end().to_string());
                     self.pending.clear();
@@ -63,6 +89,7 @@ impl SentenceSplitter {
             let sentence = piece[..end].trim_end();
             if !sentence.is_empty() {
                 out.push(sentence.to_string());
+                self.first_clause = false;
             }
             self.pending.drain(..start + next);
         }
@@ -149,11 +176,27 @@ fn fence_end(s: &str, at_end: bool) -> Option<usize> {
     }
 }
 
+/// The earliest cut of `s` at a pause: after a clause mark once [`FIRST_CLAUSE_WORDS`] precede
+/// it, or before a complete pause word once [`PHRASE_WORDS`] do; never inside a code block.
+fn first_clause_cut(s: &str) -> Option<(usize, usize)> {
+    if s.starts_with("```") {
+        return None;
+    }
+    let marks = CLAUSE_MARKS.iter().flat_map(|p| s.match_indices(p).map(move |(k, _)| (k + p.len() - 1, FIRST_CLAUSE_WORDS)));
+    let pauses = s.match_indices(' ').filter_map(|(k, _)| {
+        let rest = &s[k + 1..];
+        let word = &rest[..rest.find(char::is_whitespace)?];
+        PAUSE_WORDS.contains(&word.to_lowercase().as_str()).then_some((k, PHRASE_WORDS))
+    });
+    let at = marks.chain(pauses).filter(|&(at, words)| s[..at].split_whitespace().count() >= words).map(|(at, _)| at).min()?;
+    Some((at, at + 1))
+}
+
 /// A cut after the last clause mark (or else the last space) of an over-long `s`.
 fn clause_cut(s: &str) -> (usize, usize) {
     let limit = s.char_indices().nth(MAX_CHARS).map_or(s.len(), |(i, _)| i);
     let head = &s[..limit];
-    let at = [", ", "; ", ": ", " – ", " — "]
+    let at = CLAUSE_MARKS
         .iter()
         .filter_map(|p| head.rfind(p).map(|k| k + p.len() - 1))
         .max()
@@ -243,7 +286,10 @@ mod tests {
             split("Dr. Smith met J. R. R. Tolkien in the U.S. Army. Pi is 3.14, e.g. roughly. Fruit, e.g. Apples. Done."),
             ["Dr. Smith met J. R. R. Tolkien in the U.S. Army.", "Pi is 3.14, e.g. roughly.", "Fruit, e.g. Apples.", "Done."]
         );
-        assert_eq!(split("It costs approx. five euros. Wait... what? Yes."), ["It costs approx. five euros.", "Wait... what?", "Yes."]);
+        assert_eq!(
+            split("It costs approx. five euros. Wait... what? Yes."),
+            ["It costs approx. five euros.", "Wait... what?", "Yes."]
+        );
         assert_eq!(split("The answer is 7. It is prime."), ["The answer is 7.", "It is prime."]);
     }
 
@@ -251,7 +297,10 @@ mod tests {
     fn keeps_lists_and_urls_whole() {
         assert_eq!(split("1. first 2. second"), ["1. first 2. second"]);
         assert_eq!(split("1. Paris is big. 2. Rome is old."), ["1. Paris is big.", "2. Rome is old."]);
-        assert_eq!(split("Steps:\n1. Open it.\n2. Close it.\n- a bullet"), ["Steps:", "1. Open it.", "2. Close it.", "- a bullet"]);
+        assert_eq!(
+            split("Steps:\n1. Open it.\n2. Close it.\n- a bullet"),
+            ["Steps:", "1. Open it.", "2. Close it.", "- a bullet"]
+        );
         assert_eq!(
             split("See https://example.com/docs/v1.2/index.html for more. Or example.org. Bye."),
             ["See https://example.com/docs/v1.2/index.html for more.", "Or example.org.", "Bye."]
@@ -276,9 +325,39 @@ mod tests {
     }
 
     #[test]
+    fn for_speech_hands_out_the_first_clause_early() {
+        let mut splitter = SentenceSplitter::for_speech();
+        let mut got = Vec::new();
+        for piece in ["Sure", ", here", " you go", ": the capital", " of France, as", " you know, is Paris. It", " is big."] {
+            got.extend(splitter.push(piece));
+        }
+        got.extend(splitter.finish());
+        assert_eq!(got, ["Sure, here you go:", "the capital of France, as you know, is Paris.", "It is big."]);
+        let mut splitter = SentenceSplitter::for_speech();
+        let mut got = splitter.push("Yes. Then, later, more.");
+        got.extend(splitter.finish());
+        assert_eq!(got, ["Yes.", "Then, later, more."], "a first sentence ending before any clause mark stays whole");
+        let speak = |text: &str| {
+            let mut splitter = SentenceSplitter::for_speech();
+            let mut got: Vec<String> = text.split_inclusive(' ').flat_map(|t| splitter.push(t)).collect();
+            got.extend(splitter.finish());
+            got
+        };
+        assert_eq!(speak("The capital of France is Paris."), ["The capital of France", "is Paris."]);
+        assert_eq!(
+            speak("There are 8 planets. They orbit the sun and the moon."),
+            ["There are 8 planets.", "They orbit the sun and the moon."]
+        );
+        assert_eq!(speak("12 times 12 equals 144."), ["12 times 12 equals 144."]);
+    }
+
+    #[test]
     fn speaks_markdown_as_plain_text() {
         assert_eq!(speakable("## **Paris** is the `capital`.").as_deref(), Some("Paris is the capital."));
-        assert_eq!(speakable("- See [the docs](https://x.org/a) or https://www.rust-lang.org/learn.").as_deref(), Some("See the docs or rust-lang.org."));
+        assert_eq!(
+            speakable("- See [the docs](https://x.org/a) or https://www.rust-lang.org/learn.").as_deref(),
+            Some("See the docs or rust-lang.org.")
+        );
         assert_eq!(speakable("---"), None);
         assert_eq!(speakable("It is -5 degrees.").as_deref(), Some("It is -5 degrees."));
         assert_eq!(speakable("  "), None);
