@@ -223,7 +223,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if ((p.rope >> k) & 1u) != 0u {
             // The pair's other row is the same lane of the neighbouring row group.
             let mate = partial[lane * WG + (li ^ LANES) - lane];
-            let cs = rotation(p.rope_pos + t, (r % p.rope_head_dim) / 2u, p.rope_head_dim, p.rope_base);
+            let cs = rotation(p.rope_pos + t, (r % p.rope_head_dim) / 2u, p.rope_head_dim, p.rope_base, 1.0);
             v = select(mate * cs.y + v * cs.x, v * cs.x - mate * cs.y, r % 2u == 0u);
         }
         switch k {

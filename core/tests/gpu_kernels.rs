@@ -74,6 +74,16 @@ impl FileBuilder {
         WeightSpec { ty, rows, cols, offset }
     }
 
+    /// One F32 row of random values in `[lo, hi)`.
+    fn row(&mut self, cols: usize, lo: f32, hi: f32) -> WeightSpec {
+        let offset = self.bytes.len();
+        for _ in 0..cols {
+            let v = self.rng.f(lo, hi);
+            self.bytes.extend(v.to_le_bytes());
+        }
+        WeightSpec { ty: WeightType::F32, rows: 1, cols, offset }
+    }
+
     /// The largest magnitude of weight `w`'s elements.
     fn max_weight(&self, w: &WeightSpec) -> f32 {
         let mut row = vec![0f32; w.cols];
@@ -241,20 +251,30 @@ fn rms_norm_matches_the_cpu() {
 }
 
 /// Rotary embedding, both pair layouts, at the start and deep into the context (where the
-/// angle's own f32 rounding dominates): 2e-4.
+/// angle's own f32 rounding dominates), with and without Llama 3's frequency divisors: 2e-4.
 #[test]
 fn rope_matches_the_cpu() {
     let mut f = FileBuilder::new();
-    let cases: Vec<_> = [(64, 576, 3, 0, true), (32, 96, 5, 1000, false), (64, 192, 1, 2047, true)]
-        .iter()
-        .map(|&(hd, cols, n, pos, inter)| (f.weight(WeightType::F32, n, cols), hd, pos, inter))
-        .collect();
+    let cases: Vec<_> = [
+        (64, 576, 3, 0, true, false),
+        (32, 96, 5, 1000, false, false),
+        (64, 192, 1, 2047, true, false),
+        (64, 256, 4, 7, true, true),
+        (128, 512, 2, 1500, false, true),
+    ]
+    .iter()
+    .map(|&(hd, cols, n, pos, inter, scaled)| {
+        let factors = scaled.then(|| f.row(hd / 2, 1.0, 8.0));
+        (f.weight(WeightType::F32, n, cols), hd, pos, inter, factors)
+    })
+    .collect();
     let mut p = Pair::new(f.finish(), None);
-    for (x, head_dim, pos, interleaved) in cases {
+    for (x, head_dim, pos, interleaved, factors) in cases {
         let xa = p.input(x);
-        let spec = RopeSpec { head_dim, pos, n: x.rows, base: 10_000.0, interleaved };
+        let factors = factors.map(|w| p.weight(w));
+        let spec = RopeSpec { head_dim, pos, n: x.rows, base: 10_000.0, interleaved, factors };
         p.both(|b| b.rope(xa, spec).unwrap());
-        p.check(&format!("rope head {head_dim} at {pos}"), xa, 2e-4);
+        p.check(&format!("rope head {head_dim} at {pos}, factors {}", factors.is_some()), xa, 2e-4);
     }
 }
 
@@ -381,7 +401,7 @@ fn fused_ops_match_the_cpu() {
         let (xb, q, k, v, act, out) = (p.act(n, 576), p.act(n, 576), p.act(n, 192), p.act(n, 192), p.act(n, 1536), p.act(n, 576));
         p.both(|b| b.read(xa).map(drop).unwrap());
         let before = p.gpu.stats().dispatches;
-        let spec = RopeSpec { head_dim: 64, pos: 17, n, base: 10_000.0, interleaved: true };
+        let spec = RopeSpec { head_dim: 64, pos: 17, n, base: 10_000.0, interleaved: true, factors: None };
         p.both(|b| {
             b.rms_norm(xa, nw, 1e-5, n, xb).unwrap();
             b.matmul(wq, xb, n, q, false).unwrap();

@@ -127,6 +127,17 @@ fn forced_decoding_agrees_with_the_cpu_on_a_k_quant_variant() {
     forced_decoding(path, &common::reference_for(stem));
 }
 
+/// Llama 3's rotation (divided by `rope_freqs`, so not fused into the mat-mul) and K-quants in
+/// 256-wide tensors: the synthetic Llama 3's Q4_K_M variant on the GPU continues the reference
+/// prompts as llama.cpp does (equal, or first apart at a near-tie).
+#[test]
+fn a_synthetic_llama3_k_quant_variant_matches_llama_cpp_on_the_gpu() {
+    let (path, stem) = common::synthetic_llama3("Q4_K_M");
+    let mut llm = Llm::load_on(config_for(path, BackendChoice::Gpu), |m| Box::new(gpu(m))).unwrap();
+    assert_eq!(llm.backend_name(), "gpu");
+    common::check_greedy(&mut llm, &common::reference_for(&stem), 16, &stem);
+}
+
 fn forced_decoding(model: std::path::PathBuf, reference: &serde_json::Value) {
     const STEPS: usize = 20;
     let cpu_seen: Seen = Arc::default();

@@ -133,12 +133,16 @@ fn misused_ops_are_refused_and_valid_ones_still_work() {
     let mut llm = session();
     let got = report(&mut llm, "misuse");
     let (valid, misused): (Vec<_>, Vec<_>) = got.iter().partition(|(op, _)| op.starts_with("a valid"));
-    assert_eq!(misused.len(), 27, "{got:#?}");
+    assert_eq!(misused.len(), 29, "{got:#?}");
     for (op, outcome) in misused {
         let want = if op.contains("an activation") || op.contains("of a weight") {
             "BadHandle"
         } else if op.contains("past") || op.contains("100000") {
-            if op.starts_with("top-k of 100000") { "Unsupported" } else { "OutOfRange" }
+            if op.starts_with("top-k of 100000") {
+                "Unsupported"
+            } else {
+                "OutOfRange"
+            }
         } else {
             "BadShape"
         };
@@ -239,7 +243,8 @@ fn the_guest_cannot_reach_files_sockets_or_the_environment() {
 
     let mut llm = session();
     let got = report(&mut llm, &format!("capabilities:{port}"));
-    let outcome = |op: &str| got.iter().find(|(o, _)| o == op).map(|(_, r)| r.as_str()).unwrap_or_else(|| panic!("no {op}: {got:#?}"));
+    let outcome =
+        |op: &str| got.iter().find(|(o, _)| o == op).map(|(_, r)| r.as_str()).unwrap_or_else(|| panic!("no {op}: {got:#?}"));
     assert_eq!(outcome("environment"), "0 variables");
     assert_eq!(outcome("arguments"), "0");
     assert_eq!(outcome("preopened directories"), "0");

@@ -1,7 +1,8 @@
 //! The models users download, in the real guest on the CPU backend, against llama.cpp's own
 //! answers (made by the test setup with `tests/reference/llama_reference.py`): the catalog's Qwen2.5
-//! files (K-quants, qwen2) and llama.cpp's quantised variants of SmolLM2, one per weight type.
-//! And the catalog's choice of default: the smallest model that answers the reference questions.
+//! files (K-quants, qwen2), llama.cpp's quantised variants of SmolLM2, one per weight type, and
+//! a Llama 3-shaped model with random weights and its K-quant variants. And the catalog's
+//! choice of default: the smallest model that answers the reference questions.
 
 mod common;
 
@@ -46,6 +47,38 @@ fn quantised_variants_of_smollm2_match_llama_cpp() {
         let mut llm = load(path);
         common::check_greedy(&mut llm, &common::reference_for(&stem), 32, &stem);
     }
+}
+
+/// A Llama 3-shaped model with random weights (`llama_reference.py synthetic`): every width a
+/// multiple of 256, so each tensor of a K-quant variant is in a K type (or IQ4_XS), and the
+/// rotation's frequencies divided by its `rope_freqs`. Its F16 source and four variants that
+/// hold Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS between them, 32 greedy tokens of three
+/// prompts each.
+#[test]
+fn a_synthetic_llama3_and_its_k_quant_variants_match_llama_cpp() {
+    for ty in ["F16", "Q2_K", "Q3_K_M", "Q4_K_M", "IQ4_XS"] {
+        let (path, stem) = common::synthetic_llama3(ty);
+        let mut llm = load(path);
+        common::check_greedy(&mut llm, &common::reference_for(&stem), 32, &stem);
+    }
+}
+
+/// A model of an architecture Murmur does not run is refused by name when it loads: the
+/// synthetic Llama 3 with its architecture renamed `gemma` (the same length, so nothing moves).
+#[test]
+fn an_unsupported_architecture_is_refused_by_name() {
+    let (path, _) = common::synthetic_llama3("F16");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let key = b"general.architecture";
+    // The key, its value's type (u32), the string's length (u64), then the string.
+    let at = bytes.windows(key.len()).position(|w| w == key).expect("the key") + key.len() + 12;
+    assert_eq!(&bytes[at..at + 5], b"llama");
+    bytes[at..at + 5].copy_from_slice(b"gemma");
+    let dir = tempfile::tempdir().unwrap();
+    let renamed = dir.path().join("renamed.gguf");
+    std::fs::write(&renamed, bytes).unwrap();
+    let err = Llm::load(LlmConfig::new(renamed)).err().expect("refused").to_string();
+    assert!(err.contains("architecture 'gemma'") && err.contains("qwen2"), "{err}");
 }
 
 /// The reference questions, and the words of which a right answer holds one.

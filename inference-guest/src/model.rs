@@ -61,6 +61,17 @@ impl Config {
         if rope_dims != head_dim as i64 {
             return Err(Error::Unsupported(format!("partial rotary embedding ({rope_dims} of {head_dim} dimensions)")));
         }
+        // Llama 3's scaling is the `rope_freqs` tensor, which the rotation divides by; other
+        // schemes change the rotation itself.
+        match g.str(&key("rope.scaling.type")).unwrap_or("none") {
+            "none" | "llama3" => {}
+            other => {
+                let factor = g.float(&key("rope.scaling.factor")).unwrap_or(1.0);
+                if factor != 1.0 {
+                    return Err(Error::Unsupported(format!("'{other}' rope scaling (factor {factor})")));
+                }
+            }
+        }
         let embd = tensor(g, "token_embd.weight")?;
         Ok(Self {
             layers: g.req_u32(&key("block_count"))?,
@@ -135,6 +146,8 @@ pub struct Llama {
     embd: Tensor,
     out_norm: Tensor,
     output: Tensor,
+    /// Divisors of the rotation's frequencies (`rope_freqs`, Llama 3), where the model has them.
+    rope_factors: Option<Tensor>,
     layers: Vec<Layer>,
     s: Scratch,
 }
@@ -149,6 +162,10 @@ impl Llama {
             weight(g, "output.weight", cfg.vocab, d)?
         } else {
             weight(g, "token_embd.weight", cfg.vocab, d)?
+        };
+        let rope_factors = match g.tensors.contains_key("rope_freqs.weight") {
+            true => Some(weight(g, "rope_freqs.weight", 1, cfg.head_dim / 2)?),
+            false => None,
         };
         let layers = (0..cfg.layers)
             .map(|i| {
@@ -189,7 +206,7 @@ impl Llama {
             last_norm: compute::activation(1, d)?,
             logits: compute::activation(1, cfg.vocab)?,
         };
-        Ok(Self { out_norm: weight(g, "output_norm.weight", 1, d)?, cfg, context, batch, embd, output, layers, s })
+        Ok(Self { out_norm: weight(g, "output_norm.weight", 1, d)?, cfg, context, batch, embd, output, rope_factors, layers, s })
     }
 
     /// Runs `tokens` at positions `pos..`, filling the KV cache and leaving the last token's
@@ -218,8 +235,9 @@ impl Llama {
                     compute::add_bias(&s.k, bk, n)?;
                     compute::add_bias(&s.v, bv, n)?;
                 }
-                compute::rope(&s.q, c.head_dim, pos, n, c.rope_base, c.rope_style)?;
-                compute::rope(&s.k, c.head_dim, pos, n, c.rope_base, c.rope_style)?;
+                let factors = self.rope_factors.as_ref();
+                compute::rope(&s.q, c.head_dim, pos, n, c.rope_base, c.rope_style, factors)?;
+                compute::rope(&s.k, c.head_dim, pos, n, c.rope_base, c.rope_style, factors)?;
                 compute::attention(&s.q, &s.k, &s.v, &l.k_cache, &l.v_cache, c.head_dim, pos, n, &s.att)?;
                 compute::matmul(&l.wo, &s.att, n, &s.x, true)?;
                 compute::rms_norm(&s.x, &l.ffn_norm, c.eps, n, &s.xb)?;

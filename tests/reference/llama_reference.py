@@ -4,10 +4,12 @@
 For each model: token ids of mixed text, and greedy continuations of three prompts (the whole
 logits' argmax, ties to the lowest id, prompt in one batch, then one token at a time, not
 stopping at end-of-generation tokens) with llama.cpp's five best logits at each step. Also
-makes the quantised variants of a model with llama.cpp's own quantiser.
+makes the quantised variants of a model with llama.cpp's own quantiser, and small models of a
+family with random weights, written by llama.cpp's own GGUF writer (the `gguf` package).
 
     llama_reference.py variants SOURCE.gguf OUT_DIR TYPE...      # OUT_DIR/<stem>.<TYPE>.gguf
     llama_reference.py reference MODEL.gguf OUT.json STEPS
+    llama_reference.py synthetic llama3 VOCAB.gguf OUT.gguf      # random weights, VOCAB's tokenizer
 
 Outputs are written once: an existing file is left alone (the setup re-runs cheaply).
 """
@@ -72,6 +74,94 @@ def variants(source, out_dir, types):
         write_once(os.path.join(out_dir, f"{stem}.{t}.gguf"), make)
 
 
+# A Llama 3-shaped model, small: every width a multiple of 256, so llama.cpp's quantiser keeps
+# each tensor of a K-quant variant in its K type (SmolLM2's 576 falls back to Q5_0/Q8_0).
+LLAMA3 = dict(dim=256, heads=4, kv_heads=2, ffn=768, layers=2, context=4096, rope_base=500000.0)
+
+
+def llama3_rope_factors(head_dim, base, factor=8.0, low=1.0, high=4.0, original_context=64):
+    """Llama 3's `rope_freqs`, as llama.cpp's converter computes them from `rope_scaling`; the
+    original context is cut to 64 so that the scaling acts within the tests' short prompts."""
+    freqs = base ** -(np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    low_wavelen, high_wavelen = original_context / low, original_context / high
+    out = []
+    for f in freqs:
+        wavelen = 2 * np.pi / f
+        if wavelen < high_wavelen:
+            out.append(1.0)
+        elif wavelen > low_wavelen:
+            out.append(factor)
+        else:
+            smooth = (original_context / wavelen - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
+def synthetic(family, vocab_source, out):
+    """A `family` model with random weights and `vocab_source`'s tokenizer, in F16 (F32 norms)."""
+    import gguf
+
+    if family != "llama3":
+        sys.exit(f"unknown family {family}")
+    c = LLAMA3
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+
+    def make(tmp):
+        reader = gguf.GGUFReader(vocab_source)
+        vocab = len(reader.fields["tokenizer.ggml.tokens"].data)
+        w = gguf.GGUFWriter(tmp, "llama")
+        w.add_name("Murmur synthetic Llama 3")
+        w.add_context_length(c["context"])
+        w.add_embedding_length(c["dim"])
+        w.add_block_count(c["layers"])
+        w.add_feed_forward_length(c["ffn"])
+        w.add_head_count(c["heads"])
+        w.add_head_count_kv(c["kv_heads"])
+        w.add_rope_dimension_count(c["dim"] // c["heads"])
+        w.add_rope_freq_base(c["rope_base"])
+        w.add_layer_norm_rms_eps(1e-5)
+        w.add_vocab_size(vocab)
+        w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+        for name, field in reader.fields.items():
+            if not name.startswith("tokenizer."):
+                continue
+            kind = field.types[0]
+            sub = field.types[1] if kind == gguf.GGUFValueType.ARRAY else None
+            w.add_key_value(name, field.contents(), kind, sub)
+        # Scales that keep every part of the block in play: attention logits of spread about 2
+        # (sharp enough for the rotation to matter, not so sharp that rounding flips it),
+        # residual branches as large as the embedding, output logits of spread about 8.
+        rng = np.random.default_rng(20261203)
+        d, hd, kv, ffn = c["dim"], c["dim"] // c["heads"], c["kv_heads"] * c["dim"] // c["heads"], c["ffn"]
+
+        def mat(name, rows, cols, std):
+            w.add_tensor(name, (rng.standard_normal((rows, cols)) * std).astype(np.float16))
+
+        def norm(name):
+            w.add_tensor(name, (1 + 0.1 * rng.standard_normal(d)).astype(np.float32))
+
+        mat("token_embd.weight", vocab, d, 1.0)
+        w.add_tensor("rope_freqs.weight", llama3_rope_factors(hd, c["rope_base"]))
+        for i in range(c["layers"]):
+            norm(f"blk.{i}.attn_norm.weight")
+            mat(f"blk.{i}.attn_q.weight", d, d, 0.09)
+            mat(f"blk.{i}.attn_k.weight", kv, d, 0.09)
+            mat(f"blk.{i}.attn_v.weight", kv, d, d ** -0.5)
+            mat(f"blk.{i}.attn_output.weight", d, d, d ** -0.5)
+            norm(f"blk.{i}.ffn_norm.weight")
+            mat(f"blk.{i}.ffn_gate.weight", ffn, d, d ** -0.5)
+            mat(f"blk.{i}.ffn_up.weight", ffn, d, d ** -0.5)
+            mat(f"blk.{i}.ffn_down.weight", d, ffn, ffn ** -0.5)
+        norm("output_norm.weight")
+        mat("output.weight", vocab, d, 0.5)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+
+    write_once(out, make)
+
+
 def last_logits(llm):
     """The logits after the last token evaluated (llama.cpp keeps only those)."""
     ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
@@ -115,5 +205,7 @@ if __name__ == "__main__":
         variants(args[0], args[1], args[2:])
     elif cmd == "reference":
         reference(args[0], args[1], int(args[2]))
+    elif cmd == "synthetic":
+        synthetic(args[0], args[1], args[2])
     else:
         sys.exit(__doc__)

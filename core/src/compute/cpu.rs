@@ -8,6 +8,7 @@ use super::packed::{kernel_for, PackedWeight, ROWS, TOKENS};
 use super::pool::{share, ThreadPool};
 use super::quant::{dequantize_row, quantize_activations, BlockQ8, WeightType, QK};
 use super::simd::{attend, dot_f32};
+use super::RopeSpec;
 
 /// Packing a weight would take the packed copies past their budget.
 #[derive(Debug, thiserror::Error)]
@@ -228,20 +229,25 @@ impl CpuKernels {
         }
     }
 
-    /// Rotary position embedding, in place, for `n` rows of `cols` (heads of `head_dim`).
-    pub fn rope(x: &mut [f32], cols: usize, head_dim: usize, pos: usize, n: usize, base: f32, interleaved: bool) {
-        let half = head_dim / 2;
-        let theta_scale = base.powf(-2.0 / head_dim as f32);
+    /// Rotary position embedding, in place, for `n` rows of `cols` (heads of `head_dim`), each
+    /// pair's angle divided by its factor (`factors` is one F32 row of `head_dim / 2`, or none).
+    pub fn rope(x: &mut [f32], cols: usize, s: RopeSpec, factors: Option<WeightView>) {
+        let (head_dim, half) = (s.head_dim, s.head_dim / 2);
+        let theta_scale = s.base.powf(-2.0 / head_dim as f32);
+        let mut divisors = [1f32; 256];
+        if let Some(f) = factors {
+            f.dequantize_row(0, &mut divisors[..half]);
+        }
         let mut cs = [(0f32, 0f32); 256];
-        for (t, row) in x.chunks_exact_mut(cols).take(n).enumerate() {
-            let mut theta = (pos + t) as f32;
-            for c in cs.iter_mut().take(half) {
-                *c = (theta.cos(), theta.sin());
+        for (t, row) in x.chunks_exact_mut(cols).take(s.n).enumerate() {
+            let mut theta = (s.pos + t) as f32;
+            for (c, &d) in cs.iter_mut().zip(&divisors).take(half) {
+                *c = ((theta / d).cos(), (theta / d).sin());
                 theta *= theta_scale;
             }
             for head in row.chunks_exact_mut(head_dim) {
                 for (i, &(cos, sin)) in cs.iter().take(half).enumerate() {
-                    let (a, b) = if interleaved { (2 * i, 2 * i + 1) } else { (i, i + half) };
+                    let (a, b) = if s.interleaved { (2 * i, 2 * i + 1) } else { (i, i + half) };
                     let (x0, x1) = (head[a], head[b]);
                     head[a] = x0 * cos - x1 * sin;
                     head[b] = x0 * sin + x1 * cos;

@@ -114,7 +114,8 @@ impl Backend for CpuBackend {
     }
 
     fn rope(&mut self, x: ActId, s: RopeSpec) -> BackendResult {
-        self.with_out(x, |_, _, o, cols| CpuKernels::rope(o, cols, s.head_dim, s.pos, s.n, s.base, s.interleaved));
+        let factors = s.factors.map(|f| self.weights[f.0]);
+        self.with_out(x, |b, _, o, cols| CpuKernels::rope(o, cols, s, factors.map(|f| f.view(b.model))));
         Ok(())
     }
 

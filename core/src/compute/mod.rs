@@ -79,6 +79,9 @@ pub struct RopeSpec {
     pub base: f32,
     /// Adjacent pairs (the GGUF llama layout) rather than halves (NeoX).
     pub interleaved: bool,
+    /// A one-row F32 weight of `head_dim / 2` divisors of the pairs' angles (Llama 3's
+    /// `rope_freqs`); none divides by one.
+    pub factors: Option<WeightId>,
 }
 
 /// The tensors of one attention call.

@@ -332,14 +332,40 @@ impl compute::Host for State {
         self.settle(result)
     }
 
-    fn rope(&mut self, x: Resource<Tensor>, head_dim: u32, pos: u32, n: u32, base: f32, style: RopeStyle) -> Res<()> {
+    fn rope(
+        &mut self,
+        x: Resource<Tensor>,
+        head_dim: u32,
+        pos: u32,
+        n: u32,
+        base: f32,
+        style: RopeStyle,
+        factors: Option<Resource<Tensor>>,
+    ) -> Res<()> {
         let (xi, rows, cols) = self.act(&x, "the input")?;
         let n = rows_fit("the input", rows, n)?;
         let hd = head_dim as usize;
         if hd == 0 || hd % 2 != 0 || hd > 512 || cols % hd != 0 {
             return Err(shape(format!("head width {hd} does not divide rows of {cols}")));
         }
-        let spec = RopeSpec { head_dim: hd, pos: pos as usize, n, base, interleaved: style == RopeStyle::Interleaved };
+        let factors = match factors {
+            None => None,
+            Some(f) => {
+                let (spec, id) = self.weight_of(&f, "the rotation's factors")?;
+                if spec.ty != WeightType::F32 || spec.rows != 1 || spec.cols != hd / 2 {
+                    return Err(shape(format!(
+                        "rotation factors must be one F32 row of {} (half the head), not {}x{} {:?}",
+                        hd / 2,
+                        spec.rows,
+                        spec.cols,
+                        spec.ty
+                    )));
+                }
+                Some(id)
+            }
+        };
+        let interleaved = style == RopeStyle::Interleaved;
+        let spec = RopeSpec { head_dim: hd, pos: pos as usize, n, base, interleaved, factors };
         let result = self.backend.rope(xi, spec);
         self.settle(result)
     }

@@ -42,6 +42,16 @@ pub fn catalog_model(id: &str) -> PathBuf {
     p
 }
 
+/// The synthetic Llama 3 (random weights, made by the test setup) as `ty`: its F16 source, or
+/// one of llama.cpp's quantised variants of it.
+pub fn synthetic_llama3(ty: &str) -> (PathBuf, String) {
+    let stem = format!("llama3-synthetic.{ty}");
+    let dir = murmur_core::paths::cache_dir().join(if ty == "F16" { "synthetic" } else { "variants" });
+    let path = dir.join(format!("{stem}.gguf"));
+    assert!(path.exists(), "{} is missing (made by `./dev test`'s setup)", path.display());
+    (path, stem)
+}
+
 /// Checks that `llm` tokenizes `reference`'s texts to llama.cpp's ids.
 pub fn check_tokenizer(llm: &mut Llm, reference: &serde_json::Value) {
     for case in reference["tokenization"].as_array().expect("cases") {

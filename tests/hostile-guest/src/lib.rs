@@ -107,8 +107,10 @@ fn misuse(r: &mut Report) {
     r.log("rms-norm of no rows", &compute::rms_norm(&x, &norm, 1e-5, 0, &wide));
     r.log("rms-norm into its input", &compute::rms_norm(&x, &norm, 1e-5, 1, &x));
     r.log("silu-mul into its gate", &compute::silu_mul(&x, &wide, 1, &x));
-    r.log("rope of an odd head", &compute::rope(&x, 3, 0, 1, 10_000.0, RopeStyle::Interleaved));
-    r.log("rope of a head wider than the row", &compute::rope(&x, 16, 0, 1, 10_000.0, RopeStyle::Halves));
+    r.log("rope of an odd head", &compute::rope(&x, 3, 0, 1, 10_000.0, RopeStyle::Interleaved, None));
+    r.log("rope of a head wider than the row", &compute::rope(&x, 16, 0, 1, 10_000.0, RopeStyle::Halves, None));
+    r.log("rope with factors of the wrong width", &compute::rope(&x, 8, 0, 1, 10_000.0, RopeStyle::Halves, Some(&norm)));
+    r.log("rope with factors from an activation", &compute::rope(&x, 8, 0, 1, 10_000.0, RopeStyle::Halves, Some(&y)));
     r.log("copy of a row past the end", &compute::copy_row(&x, 2, &wide, 0));
     r.log("copy into a row past the end", &compute::copy_row(&x, 0, &wide, u32::MAX));
     r.log("penalty of NaN", &compute::penalize(&logits, 0, &[1, 2], f32::NAN));

@@ -68,7 +68,17 @@ pub struct WeightShape {
 impl FusedMatmul {
     /// A single mat-mul of `x` as is.
     pub fn plain(w: WeightId, x: ActId, rows: usize, out: ActId, accumulate: bool) -> Self {
-        Self { input: MatmulInput::Plain, x, aux: None, side: None, eps: 0.0, rows, accumulate, targets: vec![(w, out)], rope: None }
+        Self {
+            input: MatmulInput::Plain,
+            x,
+            aux: None,
+            side: None,
+            eps: 0.0,
+            rows,
+            accumulate,
+            targets: vec![(w, out)],
+            rope: None,
+        }
     }
 
     /// Every buffer the dispatch reads.
@@ -87,13 +97,12 @@ impl FusedMatmul {
 }
 
 /// `pending` followed by a rotary embedding of `x` as one dispatch, or `None`: the rotation of
-/// a mat-mul's output (adjacent pairs, not accumulated), or of a second tensor.
+/// a mat-mul's output (adjacent pairs, all factors one, not accumulated), or of a second tensor.
 pub fn fuse_rope(pending: &Pending, x: ActId, spec: RopeSpec) -> Option<Pending> {
-    let same = |s: &RopeSpec| {
-        (s.head_dim, s.pos, s.n, s.base.to_bits(), s.interleaved) == (spec.head_dim, spec.pos, spec.n, spec.base.to_bits(), spec.interleaved)
-    };
+    let key = |s: &RopeSpec| (s.head_dim, s.pos, s.n, s.base.to_bits(), s.interleaved, s.factors);
+    let same = |s: &RopeSpec| key(s) == key(&spec);
     match *pending {
-        Pending::Matmul(ref m) if spec.interleaved && !m.accumulate && spec.n == m.rows => {
+        Pending::Matmul(ref m) if spec.interleaved && spec.factors.is_none() && !m.accumulate && spec.n == m.rows => {
             let k = m.targets.iter().position(|&(_, out)| out == x)?;
             let mask = match m.rope {
                 None => 0,
@@ -187,7 +196,7 @@ mod tests {
         let norm = Pending::Norm { x: ActId(0), weight: WeightId(9), eps: 1e-5, rows: 1, out: ActId(1) };
         let q = fuse_matmul(&norm, None, Q4, (WeightId(1), ActId(1), 1, ActId(2), false)).unwrap();
         let k = fuse_matmul(&Pending::Matmul(q), Some(Q4), Q4, (WeightId(2), ActId(1), 1, ActId(3), false)).unwrap();
-        let spec = RopeSpec { head_dim: 64, pos: 5, n: 1, base: 1e4, interleaved: true };
+        let spec = RopeSpec { head_dim: 64, pos: 5, n: 1, base: 1e4, interleaved: true, factors: None };
         let rq = fuse_rope(&Pending::Matmul(k), ActId(2), spec).expect("rope q");
         let rk = fuse_rope(&rq, ActId(3), spec).expect("rope k");
         let Pending::Matmul(m) = &rk else { panic!("still one mat-mul") };
@@ -195,6 +204,9 @@ mod tests {
         assert!(fuse_rope(&rk, ActId(3), spec).is_none(), "twice is two rotations");
         assert!(fuse_rope(&rq, ActId(3), RopeSpec { pos: 6, ..spec }).is_none(), "another position");
         assert!(fuse_rope(&rq, ActId(3), RopeSpec { interleaved: false, ..spec }).is_none(), "halves pair rows apart");
+        let scaled = RopeSpec { factors: Some(WeightId(9)), ..spec };
+        let plain = fuse_matmul(&norm, None, Q4, (WeightId(1), ActId(1), 1, ActId(2), false)).unwrap();
+        assert!(fuse_rope(&Pending::Matmul(plain), ActId(2), scaled).is_none(), "frequency divisors are a rope of their own");
         assert!(fuse_matmul(&rk, Some(Q4), Q4, (WeightId(3), ActId(1), 1, ActId(4), false)).is_none(), "rotated: closed");
     }
 

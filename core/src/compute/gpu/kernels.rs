@@ -21,8 +21,8 @@ pub enum Layout {
     R2W1,
     /// Reads 3, writes 1.
     R3W1,
-    /// Writes 2 (in place).
-    W2,
+    /// Writes 2 (in place), reads 1.
+    W2R1,
     /// Reads 3, writes 4 (attention: queries, new keys/values; caches, output, partial sums).
     R3W4,
     /// Mat-mul: reads three weights' quants and scales, the input and its auxiliary; writes
@@ -36,7 +36,7 @@ impl Layout {
             Layout::R1W1 => &[true, false],
             Layout::R2W1 => &[true, true, false],
             Layout::R3W1 => &[true, true, true, false],
-            Layout::W2 => &[false, false],
+            Layout::W2R1 => &[false, false, true],
             Layout::R3W4 => &[true, true, true, false, false, false, false],
             Layout::Matmul => &[true, true, true, true, true, true, true, true, false, false, false, false],
         }
@@ -214,7 +214,7 @@ impl Kernels {
                 "rope",
                 &format!("{ROTATION}\n{}", include_str!("../../../../shaders/rope.wgsl")),
                 "main",
-                Layout::W2,
+                Layout::W2R1,
                 &[],
             ),
             attention: std::collections::HashMap::new(),

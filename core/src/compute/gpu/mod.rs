@@ -334,9 +334,11 @@ impl GpuBackend {
                     .u(s.n)
                     .f(s.base)
                     .u(s.interleaved as usize)
-                    .u(nx as usize);
+                    .u(nx as usize)
+                    .u(s.factors.is_some() as usize);
                 let kernel = self.kernels.rope.clone();
-                let bufs = self.resolve(&[Res::Act(x), y.map_or(Res::Dummy(0), Res::Act)]);
+                let factors = s.factors.map_or(Res::Dummy(1), |f| Res::Weight(f, 0));
+                let bufs = self.resolve(&[Res::Act(x), y.map_or(Res::Dummy(0), Res::Act), factors]);
                 self.dispatch_with(&kernel, &bufs, params, (nx, ny, 1))
             }
         }
@@ -358,7 +360,8 @@ impl GpuBackend {
         } else {
             64
         };
-        let (rope, rope_mask) = m.rope.map_or((RopeSpec { head_dim: 2, pos: 0, n: 0, base: 1.0, interleaved: true }, 0), |r| r);
+        let (rope, rope_mask) =
+            m.rope.map_or((RopeSpec { head_dim: 2, pos: 0, n: 0, base: 1.0, interleaved: true, factors: None }, 0), |r| r);
         let variant = MatmulVariant { bits, tile, input: m.input, count: m.targets.len() as u32, lanes, cols: cols as u32 };
         let kernel = self.kernels.matmul(variant);
         let out_cols = self.act(out0).cols;

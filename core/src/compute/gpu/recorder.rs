@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 
 use super::device::Gpu;
-use crate::compute::KernelTime;
 use super::kernels::PARAMS_BYTES;
 use super::Buf;
+use crate::compute::KernelTime;
 
 /// Dispatches one submit can hold; more are submitted in turns.
 const MAX_DISPATCHES: u64 = 4096;
@@ -155,9 +155,12 @@ impl Recorder {
 
     /// Device time per kernel so far (profiling only), slowest first.
     pub fn profile(&self) -> Vec<KernelTime> {
-        let mut v: Vec<KernelTime> = self.profiler.iter().flat_map(|p| &p.totals).map(|(name, &(dispatches, ns))| {
-            KernelTime { name: name.to_string(), dispatches, ns }
-        }).collect();
+        let mut v: Vec<KernelTime> = self
+            .profiler
+            .iter()
+            .flat_map(|p| &p.totals)
+            .map(|(name, &(dispatches, ns))| KernelTime { name: name.to_string(), dispatches, ns })
+            .collect();
         v.sort_by_key(|k| std::cmp::Reverse(k.ns));
         v
     }
@@ -286,7 +289,8 @@ impl Recorder {
                 beginning_of_pass_write_index: Some(2 * i as u32),
                 end_of_pass_write_index: Some(2 * i as u32 + 1),
             };
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: Some(timestamp_writes) });
+            let mut pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: Some(timestamp_writes) });
             pass.set_pipeline(&d.pipeline);
             pass.set_bind_group(0, &d.group, &[d.offset]);
             pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);
