@@ -41,6 +41,22 @@ fn ask_json_reports_counts_and_speed() {
     assert_eq!(v["backend"], "cpu");
 }
 
+/// Outside a desktop session (no runtime directory, no display), `ask` on `auto` prints the
+/// answer and nothing else: looking for a GPU stays quiet.
+#[test]
+fn ask_outside_a_desktop_session_prints_only_the_answer() {
+    let out = murmur()
+        .args(["ask", "--model", QUICK_MODEL, "--temp", "0", "--max-tokens", "4", "Say hi."])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("DISPLAY")
+        .output()
+        .expect("murmur runs");
+    assert!(out.status.success());
+    assert!(!out.stdout.is_empty());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "nothing but the answer");
+}
+
 /// `ask --json-schema FILE` answers with JSON that has the schema's fields and types; a schema
 /// the grammar cannot take is refused by name.
 #[test]

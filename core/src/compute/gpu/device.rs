@@ -38,9 +38,27 @@ fn rank(t: wgpu::DeviceType) -> Option<u8> {
     }
 }
 
+/// Whether this machine may have a GPU at all, found without starting a graphics loader: on
+/// Linux, a DRM render node, an NVIDIA device or WSL's GPU bridge. Where there is none, Vulkan
+/// could only find a software rasteriser, and outside a desktop session Mesa's layers print
+/// errors about the missing display while looking.
+fn may_have_gpu() -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    let render_node = std::fs::read_dir("/dev/dri")
+        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("renderD")))
+        .unwrap_or(false);
+    render_node || ["/dev/nvidia0", "/dev/dxg"].iter().any(|p| std::path::Path::new(p).exists())
+}
+
 /// The best adapter `policy` allows, or `None`. Enumerating costs a Vulkan/Metal/DX12 loader
-/// start (tens of milliseconds).
+/// start (tens of milliseconds); for hardware only, it is skipped where no GPU device exists.
 pub fn find_adapter(policy: AdapterPolicy) -> Option<wgpu::Adapter> {
+    if policy == AdapterPolicy::Hardware && !may_have_gpu() {
+        tracing::debug!("no GPU device on this machine");
+        return None;
+    }
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
         backends: wgpu::Backends::PRIMARY,
         ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
