@@ -242,7 +242,8 @@ impl CpuKernels {
         for (t, row) in x.chunks_exact_mut(cols).take(s.n).enumerate() {
             let mut theta = (s.pos + t) as f32;
             for (c, &d) in cs.iter_mut().zip(&divisors).take(half) {
-                *c = ((theta / d).cos(), (theta / d).sin());
+                let (sin, cos) = (theta / d).sin_cos();
+                *c = (cos, sin);
                 theta *= theta_scale;
             }
             for head in row.chunks_exact_mut(head_dim) {
