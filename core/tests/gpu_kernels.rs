@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use half::f16;
-use memmap2::{Mmap, MmapMut};
 use murmur_core::compute::gpu::{AdapterPolicy, GpuOptions};
 use murmur_core::compute::quant::dequantize_row;
 use murmur_core::compute::{
-    ActId, AttentionIo, AttentionShape, Backend, CpuBackend, GpuBackend, RopeSpec, WeightId, WeightSpec, WeightType,
+    ActId, AttentionIo, AttentionShape, Backend, CpuBackend, CpuWeights, GpuBackend, ModelFile, RopeSpec, WeightId, WeightSpec,
+    WeightType,
 };
 
 /// xorshift64*: fresh but reproducible inputs (the seed is printed on failure).
@@ -87,7 +87,7 @@ impl FileBuilder {
     /// The largest magnitude of weight `w`'s elements.
     fn max_weight(&self, w: &WeightSpec) -> f32 {
         let mut row = vec![0f32; w.cols];
-        let data = w.view(&self.bytes).data;
+        let data = &self.bytes[w.offset..w.offset + w.len()];
         let rb = data.len() / w.rows;
         (0..w.rows).fold(0f32, |m, r| {
             dequantize_row(w.ty, &data[r * rb..(r + 1) * rb], &mut row);
@@ -95,10 +95,8 @@ impl FileBuilder {
         })
     }
 
-    fn finish(self) -> Arc<Mmap> {
-        let mut map = MmapMut::map_anon(self.bytes.len().max(1)).unwrap();
-        map[..self.bytes.len()].copy_from_slice(&self.bytes);
-        Arc::new(map.make_read_only().unwrap())
+    fn finish(self) -> Arc<ModelFile> {
+        Arc::new(ModelFile::from_bytes(self.bytes))
     }
 }
 
@@ -109,10 +107,10 @@ struct Pair {
 }
 
 impl Pair {
-    fn new(model: Arc<Mmap>, max_binding: Option<u64>) -> Self {
+    fn new(model: Arc<ModelFile>, max_binding: Option<u64>) -> Self {
         let gpu = GpuBackend::new(Arc::clone(&model), GpuOptions { policy: AdapterPolicy::Any, max_binding, profile: false })
             .expect("a GPU adapter (lavapipe: apt install mesa-vulkan-drivers)");
-        Self { cpu: CpuBackend::new(model, 2), gpu }
+        Self { cpu: CpuBackend::new(Arc::new(CpuWeights::new(model)), 2), gpu }
     }
 
     fn both<T>(&mut self, mut f: impl FnMut(&mut dyn Backend) -> T) -> (T, T) {

@@ -5,11 +5,11 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use memmap2::Mmap;
 use murmur_core::compute::gpu::device::{find_adapter, AdapterPolicy};
 use murmur_core::compute::gpu::GpuOptions;
 use murmur_core::compute::{
-    ActId, AttentionIo, AttentionShape, Backend, BackendResult, CpuBackend, GpuBackend, RopeSpec, Stats, WeightId, WeightSpec,
+    ActId, AttentionIo, AttentionShape, Backend, BackendResult, CpuBackend, CpuWeights, GpuBackend, RopeSpec, Stats, WeightId,
+    WeightSpec,
 };
 use murmur_core::llm::{BackendChoice, Llm, LlmConfig, Sampling};
 
@@ -94,8 +94,8 @@ impl<B: Backend> Backend for Probe<B> {
     }
 }
 
-fn gpu(model: Arc<Mmap>) -> GpuBackend {
-    GpuBackend::new(model, GpuOptions { policy: AdapterPolicy::Any, max_binding: None, profile: false })
+fn gpu(weights: &Arc<CpuWeights>) -> GpuBackend {
+    GpuBackend::new(Arc::clone(weights.model()), GpuOptions { policy: AdapterPolicy::Any, max_binding: None, profile: false })
         .expect("a GPU adapter (lavapipe: apt install mesa-vulkan-drivers)")
 }
 
@@ -142,9 +142,10 @@ fn forced_decoding(model: std::path::PathBuf, reference: &serde_json::Value) {
     const STEPS: usize = 20;
     let cpu_seen: Seen = Arc::default();
     let gpu_seen: Seen = Arc::default();
-    let mut cpu =
-        Llm::load_on(config_for(model.clone(), BackendChoice::Cpu), |m| Box::new(Probe::new(CpuBackend::new(m, 2), &cpu_seen)))
-            .unwrap();
+    let mut cpu = Llm::load_on(config_for(model.clone(), BackendChoice::Cpu), |m| {
+        Box::new(Probe::new(CpuBackend::new(Arc::clone(m), 2), &cpu_seen))
+    })
+    .unwrap();
     let mut gpu = Llm::load_on(config_for(model, BackendChoice::Gpu), |m| Box::new(Probe::new(gpu(m), &gpu_seen))).unwrap();
     assert_eq!(gpu.backend_name(), "gpu");
     let (mut checked, mut ties, mut skipped) = (0, 0, 0);

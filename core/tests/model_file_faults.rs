@@ -1,6 +1,7 @@
 //! The model file misbehaving under a loaded model: truncated, overwritten or deleted while
-//! Murmur runs (the model is copied on open, so none of this reaches it, and no read can fault
-//! the way a shrunken file mapping does), and rewritten while it is being read (refused).
+//! Murmur runs (its weights are read and packed at load, so none of this reaches it, and no
+//! read can fault the way a shrunken file mapping does), and rewritten while it is being read
+//! (refused).
 
 mod common;
 
@@ -41,7 +42,12 @@ fn a_loaded_model_survives_its_file_being_truncated_overwritten_and_deleted() {
     // A trapped guest restarts from the model in memory, not from the file.
     let canceller = llm.canceller();
     let s = Sampling { ignore_eos: true, ..Sampling::greedy(50) };
-    let err = llm.complete("Once upon a time", &s, move |_| { canceller.interrupt(); true }).unwrap_err();
+    let err = llm
+        .complete("Once upon a time", &s, move |_| {
+            canceller.interrupt();
+            true
+        })
+        .unwrap_err();
     assert!(matches!(err, LlmError::Trap(_)), "{err}");
     assert_eq!(ask(&mut llm), before);
 
@@ -91,9 +97,7 @@ fn a_model_file_rewritten_while_it_loads_is_refused_or_loads_whole() {
     let rewrites = writer.join().unwrap();
     assert!(rewrites > 0);
     for o in &outcomes {
-        let clear = *o == whole
-            || o.contains("changed while it was being read")
-            || o.contains("truncated");
+        let clear = *o == whole || o.contains("changed while it was being read") || o.contains("truncated");
         assert!(clear, "unexpected outcome: {o}");
     }
     eprintln!("{rewrites} rewrites; outcomes: {outcomes:#?}");

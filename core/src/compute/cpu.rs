@@ -1,46 +1,74 @@
-//! The native CPU backend: multi-threaded kernels that read weights in place from the mapped
-//! model file. Quantised mat-muls quantise the activations to 8 bits once per call and use
+//! The native CPU backend: multi-threaded kernels over the model's weights as the CPU holds them
+//! ([`CpuWeight`]). Quantised mat-muls quantise the activations to 8 bits once per call and use
 //! integer dot products (AVX2 when the CPU has it).
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
+use super::model_file::ModelFile;
 use super::packed::{kernel_for, PackedWeight, ROWS, TOKENS};
 use super::pool::{share, ThreadPool};
 use super::quant::{dequantize_row, quantize_activations, BlockQ8, WeightType, QK};
 use super::simd::{attend, dot_f32};
 use super::RopeSpec;
 
-/// Packing a weight would take the packed copies past their budget.
-#[derive(Debug, thiserror::Error)]
-#[error("packing a {rows}x{cols} weight would take packed weights past their {budget}-byte budget")]
-pub struct PackError {
-    rows: usize,
-    cols: usize,
-    budget: usize,
+/// A weight as the CPU kernels hold it: a quantised one packed (see [`super::packed`]), a float
+/// one as the file stores it.
+#[derive(Clone)]
+pub enum CpuWeight {
+    /// A quantised weight, and where its exact rows are when packing rounded its scales.
+    Packed(Arc<PackedWeight>, Option<FileRows>),
+    /// An F32, F16 or BF16 weight.
+    Float {
+        /// Storage type.
+        ty: WeightType,
+        /// Rows.
+        rows: usize,
+        /// Elements per row.
+        cols: usize,
+        /// The file's bytes.
+        data: Arc<[u8]>,
+    },
 }
 
-/// Packed copies of the quantised weights used so far, keyed by their place in the model file.
-/// Their total is capped (at the model's size) so a guest that names overlapping weights cannot
-/// make the host copy the file again and again.
-struct PackCache {
-    packed: HashMap<(usize, usize), PackedWeight>,
-    bytes: usize,
-    budget: usize,
+/// A quantised weight's rows in the model file, for the lookups that need the file's exact
+/// values (an embedding) where packing rounded the scales.
+#[derive(Clone)]
+pub struct FileRows {
+    /// The file.
+    pub model: Arc<ModelFile>,
+    /// Where the weight starts in it.
+    pub offset: usize,
 }
 
-impl PackCache {
-    fn get(&mut self, w: WeightView) -> Result<&PackedWeight, PackError> {
-        let key = (w.data.as_ptr() as usize, w.data.len());
-        if !self.packed.contains_key(&key) {
-            let size = PackedWeight::size_of(&w);
-            if self.bytes + size > self.budget {
-                return Err(PackError { rows: w.rows, cols: w.cols, budget: self.budget });
-            }
-            self.bytes += size;
-            let packed = PackedWeight::new(w);
-            self.packed.insert(key, packed);
+impl FileRows {
+    /// Row `r` of `packed`'s source as f32 values into `out`, through `raw`; false when the
+    /// file changed since it was opened (and `out` is untouched).
+    fn dequantize_row(&self, packed: &PackedWeight, r: usize, raw: &mut Vec<u8>, out: &mut [f32]) -> bool {
+        let row_bytes = packed.ty.row_bytes(packed.blocks * QK).expect("a packed weight has whole blocks");
+        raw.resize(row_bytes, 0);
+        let read = self.model.read_at((self.offset + r * row_bytes) as u64, raw).is_ok();
+        if read {
+            dequantize_row(packed.ty, raw, &mut out[..packed.blocks * QK]);
         }
-        Ok(&self.packed[&key])
+        read
+    }
+}
+
+impl CpuWeight {
+    /// Row `r` as f32 values into `out` (at least a row long), as the kernels hold it.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        match self {
+            Self::Packed(p, _) => p.dequantize_row(r, out),
+            Self::Float { ty, rows, cols, data } => WeightView { ty: *ty, rows: *rows, cols: *cols, data }.dequantize_row(r, out),
+        }
+    }
+
+    /// Elements per row.
+    pub fn cols(&self) -> usize {
+        match self {
+            Self::Packed(p, _) => p.blocks * QK,
+            Self::Float { cols, .. } => *cols,
+        }
     }
 }
 
@@ -114,12 +142,13 @@ pub struct CpuKernels {
     /// One dequantised weight row (a norm's scales, a bias).
     norm_w: Vec<f32>,
     dedup: Vec<u32>,
-    packed: PackCache,
+    /// One row of a weight's file bytes.
+    raw_row: Vec<u8>,
 }
 
 impl CpuKernels {
-    /// Kernels running on `threads` threads, packing at most `pack_budget` bytes of weights.
-    pub fn new(threads: usize, pack_budget: usize) -> Self {
+    /// Kernels running on `threads` threads.
+    pub fn new(threads: usize) -> Self {
         let pool = ThreadPool::new(threads);
         let shares = pool.threads();
         Self {
@@ -129,20 +158,17 @@ impl CpuKernels {
             scores: vec![Vec::new(); shares],
             norm_w: Vec::new(),
             dedup: Vec::new(),
-            packed: PackCache { packed: HashMap::new(), bytes: 0, budget: pack_budget },
+            raw_row: Vec::new(),
         }
     }
 
     /// `out[t][r] (+)= dot(w[r], x[t])` for `n` rows of `x`.
-    ///
-    /// Quantised weights are repacked on first use (see [`super::packed`]); that fails once the
-    /// packed copies would outgrow the budget given to [`CpuKernels::new`].
-    pub fn matmul(&mut self, w: WeightView, x: &[f32], n: usize, out: &mut [f32], accumulate: bool) -> Result<(), PackError> {
-        let (rows, cols) = (w.rows, w.cols);
+    pub fn matmul(&mut self, w: &CpuWeight, x: &[f32], n: usize, out: &mut [f32], accumulate: bool) {
         let out_ptr = SharedMut(out.as_mut_ptr());
         let shares = self.pool.threads();
-        match w.ty.family() {
-            None => {
+        match w {
+            &CpuWeight::Float { ty, rows, cols, ref data } => {
+                let w = WeightView { ty, rows, cols, data };
                 for buf in &mut self.rows_f32 {
                     buf.resize(cols, 0.0);
                 }
@@ -160,15 +186,15 @@ impl CpuKernels {
                     }
                 });
             }
-            Some(_) => {
-                let packed = self.packed.get(w)?;
-                let blocks = cols / QK;
+            CpuWeight::Packed(packed, _) => {
+                let (rows, blocks) = (packed.rows, packed.blocks);
+                let cols = blocks * QK;
                 self.xq.resize(n * blocks, BlockQ8::default());
                 for t in 0..n {
-                    quantize_activations(w.ty, &x[t * cols..(t + 1) * cols], &mut self.xq[t * blocks..(t + 1) * blocks]);
+                    quantize_activations(packed.ty, &x[t * cols..(t + 1) * cols], &mut self.xq[t * blocks..(t + 1) * blocks]);
                 }
                 let xq = &self.xq;
-                let kernel = kernel_for(w.ty);
+                let kernel = kernel_for(packed.ty);
                 let groups = packed.groups();
                 self.pool.run(&|s| {
                     let mut res = [[0f32; ROWS]; TOKENS];
@@ -188,12 +214,11 @@ impl CpuKernels {
                 });
             }
         }
-        Ok(())
     }
 
     /// `out = x / rms(x) * weight` for `n` rows of `cols`.
-    pub fn rms_norm(&mut self, x: &[f32], weight: WeightView, eps: f32, n: usize, out: &mut [f32]) {
-        let cols = weight.cols;
+    pub fn rms_norm(&mut self, x: &[f32], weight: &CpuWeight, eps: f32, n: usize, out: &mut [f32]) {
+        let cols = weight.cols();
         self.norm_w.resize(cols, 0.0);
         weight.dequantize_row(0, &mut self.norm_w);
         for (xr, or) in x.chunks_exact(cols).zip(out.chunks_exact_mut(cols)).take(n) {
@@ -206,8 +231,8 @@ impl CpuKernels {
     }
 
     /// `x[t] += bias` for the first `n` rows of `x`.
-    pub fn add_bias(&mut self, bias: WeightView, n: usize, x: &mut [f32]) {
-        let cols = bias.cols;
+    pub fn add_bias(&mut self, bias: &CpuWeight, n: usize, x: &mut [f32]) {
+        let cols = bias.cols();
         self.norm_w.resize(cols, 0.0);
         bias.dequantize_row(0, &mut self.norm_w);
         for row in x.chunks_exact_mut(cols).take(n) {
@@ -215,10 +240,18 @@ impl CpuKernels {
         }
     }
 
-    /// `out[i] = table[tokens[i]]`.
-    pub fn embed(&mut self, table: WeightView, tokens: &[u32], out: &mut [f32]) {
-        for (&t, o) in tokens.iter().zip(out.chunks_exact_mut(table.cols)) {
-            table.dequantize_row(t as usize, o);
+    /// `out[i] = table[tokens[i]]`, with the file's exact values: a table whose packing rounded
+    /// its scales is read from the file (one row a token), or from its packed copy if the file
+    /// changed since.
+    pub fn embed(&mut self, table: &CpuWeight, tokens: &[u32], out: &mut [f32]) {
+        for (&t, o) in tokens.iter().zip(out.chunks_exact_mut(table.cols())) {
+            let exact = match table {
+                CpuWeight::Packed(packed, Some(file)) => file.dequantize_row(packed, t as usize, &mut self.raw_row, o),
+                _ => false,
+            };
+            if !exact {
+                table.dequantize_row(t as usize, o);
+            }
         }
     }
 
@@ -231,7 +264,7 @@ impl CpuKernels {
 
     /// Rotary position embedding, in place, for `n` rows of `cols` (heads of `head_dim`), each
     /// pair's angle divided by its factor (`factors` is one F32 row of `head_dim / 2`, or none).
-    pub fn rope(x: &mut [f32], cols: usize, s: RopeSpec, factors: Option<WeightView>) {
+    pub fn rope(x: &mut [f32], cols: usize, s: RopeSpec, factors: Option<&CpuWeight>) {
         let (head_dim, half) = (s.head_dim, s.head_dim / 2);
         let theta_scale = s.base.powf(-2.0 / head_dim as f32);
         let mut divisors = [1f32; 256];
@@ -364,12 +397,13 @@ mod tests {
     fn threaded_matmul_equals_single_threaded() {
         let (rows, cols, n) = (37, 64, 3);
         let data: Vec<u8> = (0..rows * cols / 32 * 20).map(|i| (i * 13 % 251) as u8 & 0x7F).collect();
-        let w = WeightView { ty: WeightType::Q4_1, rows, cols, data: &data };
+        let w =
+            CpuWeight::Packed(Arc::new(PackedWeight::new(WeightView { ty: WeightType::Q4_1, rows, cols, data: &data })), None);
         let x: Vec<f32> = (0..n * cols).map(|i| (i as f32 * 0.1).cos()).collect();
         let mut one = vec![0f32; n * rows];
         let mut two = vec![0f32; n * rows];
-        CpuKernels::new(1, 2 * data.len()).matmul(w, &x, n, &mut one, false).unwrap();
-        CpuKernels::new(2, 2 * data.len()).matmul(w, &x, n, &mut two, false).unwrap();
+        CpuKernels::new(1).matmul(&w, &x, n, &mut one, false);
+        CpuKernels::new(2).matmul(&w, &x, n, &mut two, false);
         assert_eq!(one, two);
     }
 }

@@ -1,13 +1,12 @@
-//! [`Backend`] on the native CPU kernels: weights are read in place from the host's copy of the model
-//! file (quantised ones repacked once on first use), activations are plain `Vec<f32>`s.
+//! [`Backend`] on the native CPU kernels: weights come from the model's [`CpuWeights`] (packed
+//! once, shared by every session), activations are plain `Vec<f32>`s.
 
 use std::sync::Arc;
 
-use memmap2::Mmap;
-
-use super::cpu::{top_k, CpuKernels};
+use super::cpu::{top_k, CpuKernels, CpuWeight};
+use super::cpu_weights::CpuWeights;
 use super::slab::Slab;
-use super::{ActId, AttentionIo, AttentionShape, Backend, BackendError, BackendResult, RopeSpec, Stats, WeightId, WeightSpec};
+use super::{ActId, AttentionIo, AttentionShape, Backend, BackendResult, RopeSpec, Stats, WeightId, WeightSpec};
 
 /// An activation's elements and row width.
 struct Act {
@@ -15,23 +14,20 @@ struct Act {
     data: Vec<f32>,
 }
 
-/// The CPU backend: [`CpuKernels`] over the host's copy of the model file.
+/// The CPU backend: [`CpuKernels`] over a model's [`CpuWeights`].
 pub struct CpuBackend {
     kernels: CpuKernels,
     threads: usize,
-    model: Arc<Mmap>,
-    weights: Vec<WeightSpec>,
+    store: Arc<CpuWeights>,
+    weights: Vec<CpuWeight>,
     acts: Slab<Act>,
     ops: u64,
 }
 
 impl CpuBackend {
-    /// Kernels on `threads` threads over `model`. Packed copies of quantised weights may take
-    /// four times the model's size (Q2_K's 2.6 bits become 10, see [`super::packed`]), so
-    /// weights named twice cannot make the host copy the file again and again.
-    pub fn new(model: Arc<Mmap>, threads: usize) -> Self {
-        let budget = 4 * model.len();
-        Self { kernels: CpuKernels::new(threads, budget), threads, model, weights: Vec::new(), acts: Slab::new(), ops: 0 }
+    /// Kernels on `threads` threads over the weights of `store`.
+    pub fn new(store: Arc<CpuWeights>, threads: usize) -> Self {
+        Self { kernels: CpuKernels::new(threads), threads, store, weights: Vec::new(), acts: Slab::new(), ops: 0 }
     }
 
     /// Runs `f` with `out`'s buffer checked out, so inputs can be borrowed beside it.
@@ -39,7 +35,7 @@ impl CpuBackend {
         self.ops += 1;
         let slot = self.acts.get_mut(out);
         let (mut data, cols) = (std::mem::take(&mut slot.data), slot.cols);
-        let result = f(&Inputs { acts: &self.acts, model: &self.model }, &mut self.kernels, &mut data, cols);
+        let result = f(&Inputs { acts: &self.acts, weights: &self.weights }, &mut self.kernels, &mut data, cols);
         self.acts.get_mut(out).data = data;
         result
     }
@@ -48,17 +44,17 @@ impl CpuBackend {
 /// The tensors an op reads while its output is checked out.
 struct Inputs<'a> {
     acts: &'a Slab<Act>,
-    model: &'a [u8],
+    weights: &'a [CpuWeight],
 }
 
 impl Inputs<'_> {
     fn act(&self, id: ActId) -> &Act {
         self.acts.get(id)
     }
-}
 
-fn exhausted(e: impl std::fmt::Display) -> BackendError {
-    BackendError::Exhausted(e.to_string())
+    fn weight(&self, id: WeightId) -> &CpuWeight {
+        &self.weights[id.0]
+    }
 }
 
 impl Backend for CpuBackend {
@@ -75,7 +71,7 @@ impl Backend for CpuBackend {
     }
 
     fn weight(&mut self, spec: WeightSpec) -> BackendResult<WeightId> {
-        self.weights.push(spec);
+        self.weights.push(self.store.get(spec)?);
         Ok(WeightId(self.weights.len() - 1))
     }
 
@@ -88,34 +84,30 @@ impl Backend for CpuBackend {
     }
 
     fn embed(&mut self, table: WeightId, tokens: &[u32], out: ActId) -> BackendResult {
-        let spec = self.weights[table.0];
-        self.with_out(out, |b, k, o, _| k.embed(spec.view(b.model), tokens, o));
+        self.with_out(out, |b, k, o, _| k.embed(b.weight(table), tokens, o));
         Ok(())
     }
 
     fn rms_norm(&mut self, x: ActId, weight: WeightId, eps: f32, rows: usize, out: ActId) -> BackendResult {
-        let spec = self.weights[weight.0];
-        self.with_out(out, |b, k, o, _| k.rms_norm(&b.act(x).data, spec.view(b.model), eps, rows, o));
+        self.with_out(out, |b, k, o, _| k.rms_norm(&b.act(x).data, b.weight(weight), eps, rows, o));
         Ok(())
     }
 
     fn matmul(&mut self, w: WeightId, x: ActId, rows: usize, out: ActId, accumulate: bool) -> BackendResult {
-        let spec = self.weights[w.0];
         self.with_out(out, |b, k, o, _| {
-            let xs = &b.act(x).data[..rows * spec.cols];
-            k.matmul(spec.view(b.model), xs, rows, o, accumulate).map_err(exhausted)
-        })
+            let w = b.weight(w);
+            k.matmul(w, &b.act(x).data[..rows * w.cols()], rows, o, accumulate)
+        });
+        Ok(())
     }
 
     fn add_bias(&mut self, x: ActId, bias: WeightId, rows: usize) -> BackendResult {
-        let spec = self.weights[bias.0];
-        self.with_out(x, |b, k, o, _| k.add_bias(spec.view(b.model), rows, o));
+        self.with_out(x, |b, k, o, _| k.add_bias(b.weight(bias), rows, o));
         Ok(())
     }
 
     fn rope(&mut self, x: ActId, s: RopeSpec) -> BackendResult {
-        let factors = s.factors.map(|f| self.weights[f.0]);
-        self.with_out(x, |b, _, o, cols| CpuKernels::rope(o, cols, s, factors.map(|f| f.view(b.model))));
+        self.with_out(x, |b, _, o, cols| CpuKernels::rope(o, cols, s, s.factors.map(|f| b.weight(f))));
         Ok(())
     }
 

@@ -2,11 +2,14 @@
 //!
 //! The host ([`crate::llm`]) checks every handle and shape the guest sends, then calls a
 //! [`Backend`] with ids of tensors the backend owns: [`cpu::CpuBackend`] (native kernels over the
-//! mapped file) or [`gpu::GpuBackend`] (WGSL compute shaders through wgpu).
+//! model's packed weights) or [`gpu::GpuBackend`] (WGSL compute shaders through wgpu). Both read
+//! the weights from the [`ModelFile`].
 
 pub mod cpu;
 pub mod cpu_backend;
+pub mod cpu_weights;
 pub mod gpu;
+pub mod model_file;
 pub mod packed;
 pub mod pool;
 pub mod quant;
@@ -15,7 +18,9 @@ mod slab;
 
 pub use cpu::{AttentionShape, WeightView};
 pub use cpu_backend::CpuBackend;
+pub use cpu_weights::CpuWeights;
 pub use gpu::GpuBackend;
+pub use model_file::{ModelChanged, ModelFile};
 pub use quant::WeightType;
 
 /// A weight a backend holds: a range of the model file, in the backend's own layout.
@@ -38,6 +43,9 @@ pub enum BackendError {
     /// The compute device stopped working (lost, reset, driver failure).
     #[error("the GPU stopped working: {0}")]
     DeviceLost(String),
+    /// The model file changed on disk, so a weight could not be read from it.
+    #[error(transparent)]
+    ModelChanged(#[from] ModelChanged),
 }
 
 /// Where a weight lies in the model file: checked by the caller to lie inside it.
@@ -58,11 +66,6 @@ impl WeightSpec {
     #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
         self.rows * self.ty.row_bytes(self.cols).expect("checked by the caller")
-    }
-
-    /// The weight viewed in place in `model`.
-    pub fn view<'a>(&self, model: &'a [u8]) -> WeightView<'a> {
-        WeightView { ty: self.ty, rows: self.rows, cols: self.cols, data: &model[self.offset..self.offset + self.len()] }
     }
 }
 

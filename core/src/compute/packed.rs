@@ -15,15 +15,22 @@
 //!   lane `r` holds row `r`'s fifth bits as a u32 (bit `j`: column `j`).
 //! - Bytes (Q8_0, IQ4_NL, IQ4_XS): 8 f16 scales, then 8 vectors of 32 bytes; lane `r` of
 //!   vector `k` holds row `r`'s signed values `4k..4k+4`.
-//! - Bytes16 (Q2_K, Q3_K, Q6_K): 8 f16 scales of the first 16 columns, 8 of the last 16, 8 f16
+//! - Bytes16 (Q2_K, Q3_K): 8 f16 scales of the first 16 columns, 8 of the last 16, 8 f16
 //!   minimums of each half, then the 8 vectors of Bytes.
+//! - Bits6 (Q6_K): ggml's own scales, 8 f16 super-block scales and 2 × 8 i8 scales of the
+//!   halves; Nibbles' 4 vectors of the low four bits; then 2 vectors of the top two bits, one
+//!   per half: bits `2k..2k + 2` of lane `r`'s byte `i` belong to column `16h + 4k + i`.
+//!   The same bits as ggml's (7 per weight, against its 6.56), so a Q6_K model packs to
+//!   about its own size, and every value decodes exactly.
 //!
-//! K-quant sub-block scales (products of two ggml factors) are rounded to f16 here.
+//! The other K-quant sub-block scales (products of two ggml factors) are rounded to f16 here.
+//! Every packed weight decodes back to rows ([`PackedWeight::dequantize_row`]), so the CPU holds
+//! one copy of a quantised weight, packed, whatever it is used for.
 
 use half::f16;
 
 use super::cpu::WeightView;
-use super::quant::{decode_block, f16_at, Block32, BlockQ8, Family, WeightType, QK};
+use super::quant::{decode_block, f16_at, BlockQ8, Family, Q6Block, WeightType, QK};
 
 /// Rows interleaved in one group.
 pub const ROWS: usize = 8;
@@ -45,6 +52,12 @@ pub const Q5_GROUP_BLOCK: usize = Q4_GROUP_BLOCK + 4 * ROWS;
 pub const Q8_GROUP_BLOCK: usize = 2 * ROWS + QK * ROWS;
 /// Bytes of one packed Bytes16 block of a group: 2 × 8 scales, 2 × 8 minimums, 8 × 32 quant bytes.
 pub const Q8X16_GROUP_BLOCK: usize = 8 * ROWS + QK * ROWS;
+/// Where a Bits6 block's low nibbles start: after 8 f16 and 2 × 8 i8 scales.
+pub const Q6_NIBBLES: usize = 4 * ROWS;
+/// Where a Bits6 block's top bits start.
+pub const Q6_HIGH: usize = Q6_NIBBLES + 16 * ROWS;
+/// Bytes of one packed Bits6 block of a group.
+pub const Q6_GROUP_BLOCK: usize = Q6_HIGH + 8 * ROWS;
 
 /// Bytes of one packed block of a group.
 pub fn block_bytes(family: Family) -> usize {
@@ -53,6 +66,7 @@ pub fn block_bytes(family: Family) -> usize {
         Family::Nibbles5 => Q5_GROUP_BLOCK,
         Family::Bytes => Q8_GROUP_BLOCK,
         Family::Bytes16 => Q8X16_GROUP_BLOCK,
+        Family::Bits6 => Q6_GROUP_BLOCK,
     }
 }
 
@@ -76,8 +90,25 @@ fn put_f16(dst: &mut [u8], at: usize, v: f32) {
     dst[at..at + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
 }
 
-/// Writes decoded block `blk` of row lane `lane` into the packed group block `dst`.
-fn pack_block(family: Family, blk: &Block32, lane: usize, dst: &mut [u8]) {
+/// Writes block `b` of `row` (a row of `ty`) as row lane `lane` of the packed group block `dst`.
+fn pack_block(ty: WeightType, row: &[u8], b: usize, lane: usize, dst: &mut [u8]) {
+    let family = family_of(ty);
+    if family == Family::Bits6 {
+        let six = Q6Block::of(row, b);
+        dst[2 * lane..2 * lane + 2].copy_from_slice(&six.d.to_le_bytes());
+        for h in 0..2 {
+            dst[2 * ROWS + ROWS * h + lane] = six.scales[h] as u8;
+        }
+        for i in 0..16 {
+            dst[Q6_NIBBLES + 32 * (i / 4) + 4 * lane + i % 4] = (six.q[i] & 0xF) | ((six.q[16 + i] & 0xF) << 4);
+        }
+        for (j, &q) in six.q.iter().enumerate() {
+            let (h, k, i) = (j / 16, j % 16 / 4, j % 4);
+            dst[Q6_HIGH + 32 * h + 4 * lane + i] |= (q >> 4) << (2 * k);
+        }
+        return;
+    }
+    let blk = decode_block(ty, row, b);
     match family {
         Family::Nibbles | Family::Nibbles5 => {
             put_f16(dst, 2 * lane, blk.scale[0]);
@@ -105,30 +136,97 @@ fn pack_block(family: Family, blk: &Block32, lane: usize, dst: &mut [u8]) {
                 dst[scales + 32 * (i / 4) + 4 * lane + i % 4] = blk.q[i] as u8;
             }
         }
+        Family::Bits6 => unreachable!("packed above"),
+    }
+}
+
+/// Element `j` of row lane `lane` of the packed group block `blk`.
+fn unpack_value(family: Family, blk: &[u8], lane: usize, j: usize) -> f32 {
+    // Nibbles' byte of column j (its low nibble for j < 16, its high one after).
+    let nibble = |at: usize| {
+        let byte = blk[at + 32 * (j % 16 / 4) + 4 * lane + j % 4];
+        if j < 16 {
+            byte & 0xF
+        } else {
+            byte >> 4
+        }
+    };
+    match family {
+        Family::Nibbles | Family::Nibbles5 => {
+            let mut q = nibble(4 * ROWS) as u32;
+            if family == Family::Nibbles5 {
+                let at = Q4_GROUP_BLOCK + 4 * lane;
+                q |= ((u32::from_le_bytes([blk[at], blk[at + 1], blk[at + 2], blk[at + 3]]) >> j) & 1) << 4;
+            }
+            f16_at(blk, 2 * lane) * q as f32 + f16_at(blk, 2 * ROWS + 2 * lane)
+        }
+        Family::Bytes => f16_at(blk, 2 * lane) * blk[2 * ROWS + 32 * (j / 4) + 4 * lane + j % 4] as i8 as f32,
+        Family::Bytes16 => {
+            let h = j / 16;
+            let q = blk[8 * ROWS + 32 * (j / 4) + 4 * lane + j % 4] as i8 as f32;
+            f16_at(blk, 2 * ROWS * h + 2 * lane) * q + f16_at(blk, 2 * ROWS * (2 + h) + 2 * lane)
+        }
+        Family::Bits6 => {
+            let (h, k, i) = (j / 16, j % 16 / 4, j % 4);
+            let top = (blk[Q6_HIGH + 32 * h + 4 * lane + i] >> (2 * k)) & 3;
+            let q = (nibble(Q6_NIBBLES) | (top << 4)) as i32 - 32;
+            f16_at(blk, 2 * lane) * blk[2 * ROWS + ROWS * h + lane] as i8 as f32 * q as f32
+        }
     }
 }
 
 impl PackedWeight {
-    /// Bytes that packing `w` takes.
-    pub fn size_of(w: &WeightView) -> usize {
-        w.rows.div_ceil(ROWS) * (w.cols / QK) * block_bytes(family_of(w.ty))
+    /// Bytes that packing a `rows` x `cols` weight of `ty` takes.
+    pub fn size_of(ty: WeightType, rows: usize, cols: usize) -> usize {
+        rows.div_ceil(ROWS) * (cols / QK) * block_bytes(family_of(ty))
     }
 
-    /// Repacks `w` (a quantised weight); a last partial group is padded with zero rows.
-    pub fn new(w: WeightView) -> Self {
-        let blocks = w.cols / QK;
-        let family = family_of(w.ty);
-        let bb = block_bytes(family);
-        let mut data = vec![0u8; Self::size_of(&w)];
+    /// A `rows` x `cols` weight of `ty` (a quantised type) to be filled by
+    /// [`PackedWeight::pack_rows`]; a last partial group is padded with zero rows.
+    pub fn zeroed(ty: WeightType, rows: usize, cols: usize) -> Self {
+        Self { ty, rows, blocks: cols / QK, data: vec![0; Self::size_of(ty, rows, cols)] }
+    }
+
+    /// Packs the rows of `w` as rows `first..first + w.rows` of this weight.
+    pub fn pack_rows(&mut self, first: usize, w: WeightView) {
+        let bb = block_bytes(family_of(self.ty));
         for r in 0..w.rows {
-            let (g, lane) = (r / ROWS, r % ROWS);
+            let (g, lane) = ((first + r) / ROWS, (first + r) % ROWS);
             let row = w.row(r);
-            for b in 0..blocks {
-                let dst = &mut data[(g * blocks + b) * bb..(g * blocks + b + 1) * bb];
-                pack_block(family, &decode_block(w.ty, row, b), lane, dst);
+            for b in 0..self.blocks {
+                let at = (g * self.blocks + b) * bb;
+                pack_block(self.ty, row, b, lane, &mut self.data[at..at + bb]);
             }
         }
-        Self { ty: w.ty, rows: w.rows, blocks, data }
+    }
+
+    /// Repacks `w` (a quantised weight).
+    pub fn new(w: WeightView) -> Self {
+        let mut packed = Self::zeroed(w.ty, w.rows, w.cols);
+        packed.pack_rows(0, w);
+        packed
+    }
+
+    /// Bytes the packed weight holds.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether every value decodes exactly: all but the types whose scales packing rounds.
+    pub fn exact(ty: WeightType) -> bool {
+        !matches!(ty, WeightType::Q2K | WeightType::Q3K | WeightType::Q4K | WeightType::Q5K | WeightType::IQ4XS)
+    }
+
+    /// Row `r` as f32 values (`out` is at least a row long): the file's values where
+    /// [`PackedWeight::exact`], else within f16 rounding of the scales.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        let family = family_of(self.ty);
+        let bb = block_bytes(family);
+        let group = self.group(r / ROWS);
+        for (b, o) in out.chunks_exact_mut(QK).take(self.blocks).enumerate() {
+            let blk = &group[b * bb..(b + 1) * bb];
+            o.iter_mut().enumerate().for_each(|(j, v)| *v = unpack_value(family, blk, r % ROWS, j));
+        }
     }
 
     /// Number of row groups.
@@ -148,6 +246,7 @@ pub fn kernel_for(ty: WeightType) -> GroupKernel {
     #[cfg(target_arch = "x86_64")]
     if super::simd::has_avx2() {
         return match family_of(ty) {
+            Family::Bits6 => super::simd::group_q6,
             Family::Nibbles5 => super::simd::group_q5,
             Family::Bytes => super::simd::group_q8,
             Family::Bytes16 => super::simd::group_q8x16,
@@ -160,6 +259,7 @@ pub fn kernel_for(ty: WeightType) -> GroupKernel {
 /// The portable group kernel for `ty`.
 pub fn portable_kernel_for(ty: WeightType) -> GroupKernel {
     match family_of(ty) {
+        Family::Bits6 => group_q6_portable,
         Family::Nibbles5 => group_q5_portable,
         Family::Bytes => group_q8_portable,
         Family::Bytes16 => group_q8x16_portable,
@@ -231,6 +331,26 @@ pub fn group_q8x16_portable(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: 
     });
 }
 
+/// Portable Bits6 group kernel.
+pub fn group_q6_portable(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, out: &mut GroupOut) {
+    portable(group, x, blocks, tokens, out, Q6_GROUP_BLOCK, |blk, lane, y| {
+        let mut dots = [0i32; 2];
+        for (j, &a) in y.qs.iter().enumerate() {
+            let (h, k, i) = (j / 16, j % 16 / 4, j % 4);
+            let byte = blk[Q6_NIBBLES + 32 * k + 4 * lane + i];
+            let low = if h == 0 { byte & 0xF } else { byte >> 4 };
+            let top = (blk[Q6_HIGH + 32 * h + 4 * lane + i] >> (2 * k)) & 3;
+            dots[h] += (low | (top << 4)) as i32 * a as i32;
+        }
+        (0..2)
+            .map(|h| {
+                let scale = f16_at(blk, 2 * lane) * blk[2 * ROWS + ROWS * h + lane] as i8 as f32;
+                scale * (y.d * dots[h] as f32 - 32.0 * y.half_sums[h])
+            })
+            .sum()
+    });
+}
+
 fn portable(
     group: &[u8],
     x: &[BlockQ8],
@@ -269,6 +389,29 @@ mod tests {
             }
         }
         w
+    }
+
+    /// A packed weight's rows decode to the file's values: exactly, but for the K-quant scales
+    /// that packing rounds to f16 (within f16's precision there).
+    #[test]
+    fn packed_rows_decode_to_the_files_values() {
+        let (rows, cols) = (11, 512);
+        for ty in WeightType::ALL.into_iter().filter(|t| t.family().is_some()) {
+            let data = random_weight(ty, rows, cols, 5);
+            let view = WeightView { ty, rows, cols, data: &data };
+            let packed = PackedWeight::new(view);
+            let rounded = !PackedWeight::exact(ty);
+            let (mut want, mut got) = (vec![0f32; cols], vec![0f32; cols]);
+            for r in 0..rows {
+                dequantize_row(ty, view.row(r), &mut want);
+                packed.dequantize_row(r, &mut got);
+                let largest = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+                for (j, (&w, &g)) in want.iter().zip(&got).enumerate() {
+                    let tol = if rounded { 2e-3 * largest } else { 0.0 };
+                    assert!((w - g).abs() <= tol, "{ty:?} row {r} column {j}: {w} vs {g}");
+                }
+            }
+        }
     }
 
     /// Every kernel (SIMD and portable) of every quantised type matches the float dot product

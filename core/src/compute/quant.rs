@@ -61,8 +61,10 @@ pub enum Family {
     Nibbles5,
     /// Signed bytes with one scale per 32 and no minimum: Q8_0, IQ4_NL, IQ4_XS.
     Bytes,
-    /// Signed bytes with a (scale, minimum) per 16: Q2_K, Q3_K, Q6_K.
+    /// Signed bytes with a (scale, minimum) per 16: Q2_K, Q3_K.
     Bytes16,
+    /// Unsigned 6-bit values with ggml's own scales (an f16 per row and an i8 per 16): Q6_K.
+    Bits6,
 }
 
 impl WeightType {
@@ -151,7 +153,8 @@ impl WeightType {
             WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Q4K => Some(Family::Nibbles),
             WeightType::Q5_0 | WeightType::Q5_1 | WeightType::Q5K => Some(Family::Nibbles5),
             WeightType::Q8_0 | WeightType::IQ4NL | WeightType::IQ4XS => Some(Family::Bytes),
-            WeightType::Q2K | WeightType::Q3K | WeightType::Q6K => Some(Family::Bytes16),
+            WeightType::Q2K | WeightType::Q3K => Some(Family::Bytes16),
+            WeightType::Q6K => Some(Family::Bits6),
         }
     }
 }
@@ -208,6 +211,33 @@ fn scales_q3k(s: &[u8]) -> [i8; 16] {
         *o = (low | (high << 4)) as i8;
     }
     out
+}
+
+/// One 32-element block of a Q6_K row in ggml's own terms: element `j` is
+/// `d * scales[j / 16] * (q[j] - 32)`.
+pub struct Q6Block {
+    /// The super-block's scale.
+    pub d: f16,
+    /// The scale of each half.
+    pub scales: [i8; 2],
+    /// The unsigned 6-bit values.
+    pub q: [u8; QK],
+}
+
+impl Q6Block {
+    /// Block `b` of `row`.
+    pub fn of(row: &[u8], b: usize) -> Self {
+        let (bytes, elems) = WeightType::Q6K.block();
+        let (x, sub) = (&row[b / (elems / QK) * bytes..(b / (elems / QK) + 1) * bytes], b % (elems / QK));
+        let (chunk, g) = (sub / 4, sub % 4);
+        let (ql, qh, sc) = (&x[64 * chunk..], &x[128 + 32 * chunk..], &x[192 + 8 * chunk..]);
+        let q = std::array::from_fn(|l| {
+            let low = if g % 2 == 0 { ql[l] } else { ql[l + 32] };
+            let low = if g < 2 { low & 0xF } else { low >> 4 };
+            low | (((qh[l] >> (2 * g)) & 3) << 4)
+        });
+        Self { d: f16::from_le_bytes([x[208], x[209]]), scales: [sc[2 * g] as i8, sc[2 * g + 1] as i8], q }
+    }
 }
 
 /// Decodes the `b`-th 32-element block of `row` (a quantised row of `ty`).
@@ -272,15 +302,10 @@ pub fn decode_block(ty: WeightType, row: &[u8], b: usize) -> Block32 {
             Block32::uniform(q, d * sc as f32, -(dmin * m as f32))
         }
         WeightType::Q6K => {
-            let (chunk, g) = (sub / 4, sub % 4);
-            let (ql, qh, sc) = (&x[64 * chunk..], &x[128 + 32 * chunk..], &x[192 + 8 * chunk..]);
-            for (l, v) in q.iter_mut().enumerate() {
-                let low = if g % 2 == 0 { ql[l] } else { ql[l + 32] };
-                let low = if g < 2 { low & 0xF } else { low >> 4 };
-                *v = ((low | (((qh[l] >> (2 * g)) & 3) << 4)) as i32 - 32) as i8;
-            }
-            let d = f16_at(x, 208);
-            Block32 { q, scale: [d * sc[2 * g] as i8 as f32, d * sc[2 * g + 1] as i8 as f32], min: [0.0; 2] }
+            let six = Q6Block::of(row, b);
+            q.iter_mut().zip(six.q).for_each(|(v, u)| *v = (u as i32 - 32) as i8);
+            let d = six.d.to_f32();
+            Block32 { q, scale: [d * six.scales[0] as f32, d * six.scales[1] as f32], min: [0.0; 2] }
         }
         WeightType::Q2K | WeightType::Q3K => {
             let (chunk, j) = (sub / 4, sub % 4);

@@ -4,7 +4,7 @@
 //! products) over the eight-row interleaved layout of [`super::packed`].
 
 #[cfg(target_arch = "x86_64")]
-use super::packed::{GroupOut, Q4_GROUP_BLOCK, Q5_GROUP_BLOCK, Q8X16_GROUP_BLOCK, Q8_GROUP_BLOCK};
+use super::packed::{GroupOut, Q4_GROUP_BLOCK, Q5_GROUP_BLOCK, Q6_GROUP_BLOCK, Q8X16_GROUP_BLOCK, Q8_GROUP_BLOCK};
 #[cfg(target_arch = "x86_64")]
 use super::quant::BlockQ8;
 
@@ -118,11 +118,20 @@ pub fn group_q8x16(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, ou
     run_checked(kernels, Q8X16_GROUP_BLOCK, group, x, blocks, tokens, out);
 }
 
+/// Bits6 group kernel (see [`super::packed::GroupKernel`]).
+#[cfg(target_arch = "x86_64")]
+pub fn group_q6(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, out: &mut GroupOut) {
+    let kernels: ByTokens = [x86::bits6::<1>, x86::bits6::<2>, x86::bits6::<3>, x86::bits6::<4>];
+    run_checked(kernels, Q6_GROUP_BLOCK, group, x, blocks, tokens, out);
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::packed::{GroupOut, Q4_GROUP_BLOCK, Q5_GROUP_BLOCK, Q8X16_GROUP_BLOCK, Q8_GROUP_BLOCK, ROWS};
+    use super::super::packed::{
+        GroupOut, Q4_GROUP_BLOCK, Q5_GROUP_BLOCK, Q6_GROUP_BLOCK, Q6_HIGH, Q6_NIBBLES, Q8X16_GROUP_BLOCK, Q8_GROUP_BLOCK, ROWS,
+    };
     use super::super::quant::BlockQ8;
 
     #[inline]
@@ -262,6 +271,62 @@ mod x86 {
                 for h in 0..2 {
                     *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[h]), _mm256_mul_ps(d[h], yd), *a);
                     *a = _mm256_fmadd_ps(m[h], _mm256_set1_ps(y.half_sums[h]), *a);
+                }
+            }
+        }
+        for (o, a) in out.iter_mut().zip(acc) {
+            _mm256_storeu_ps(o.as_mut_ptr(), a);
+        }
+    }
+
+    /// Bits `count..count + 2` of each byte of `high`, moved to bits 4 and 5.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn top_bits(high: __m256i, count: __m128i, two: __m256i) -> __m256i {
+        _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(high, count), two), 4)
+    }
+
+    /// `d` times the eight i8 scales at `p`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn half_scale(d: __m256, p: *const u8) -> __m256 {
+        _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i))))
+    }
+
+    /// Eight rows × `T` tokens of Bits6 weights: unsigned 6-bit values times signed activations
+    /// through `maddubs` (2 · 63 · 127 < 2¹⁵), each half's sum widened per step; the `- 32` of
+    /// Q6_K comes in once per half through the activations' sums.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn bits6<const T: usize>(g: *const u8, x: *const BlockQ8, blocks: usize, out: &mut GroupOut) {
+        let (mask, two) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x03));
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); T];
+        for b in 0..blocks {
+            let base = g.add(b * Q6_GROUP_BLOCK);
+            let high = [
+                _mm256_loadu_si256(base.add(Q6_HIGH) as *const __m256i),
+                _mm256_loadu_si256(base.add(Q6_HIGH + 32) as *const __m256i),
+            ];
+            let mut sums = [[_mm256_setzero_si256(); 2]; T];
+            for k in 0..4 {
+                let raw = _mm256_loadu_si256(base.add(Q6_NIBBLES + 32 * k) as *const __m256i);
+                let count = _mm_cvtsi32_si128(2 * k as i32);
+                let lo = _mm256_or_si256(_mm256_and_si256(raw, mask), top_bits(high[0], count, two));
+                let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), mask), top_bits(high[1], count, two));
+                for (t, sum) in sums.iter_mut().enumerate() {
+                    let y = &*x.add(t * blocks + b);
+                    sum[0] = _mm256_add_epi32(sum[0], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, spread(y, k)), ones));
+                    sum[1] = _mm256_add_epi32(sum[1], _mm256_madd_epi16(_mm256_maddubs_epi16(hi, spread(y, 4 + k)), ones));
+                }
+            }
+            let d = halves(base);
+            let scale = [half_scale(d, base.add(2 * ROWS)), half_scale(d, base.add(3 * ROWS))];
+            for (t, (a, sum)) in acc.iter_mut().zip(sums).enumerate() {
+                let y = &*x.add(t * blocks + b);
+                for h in 0..2 {
+                    let dot =
+                        _mm256_fmsub_ps(_mm256_cvtepi32_ps(sum[h]), _mm256_set1_ps(y.d), _mm256_set1_ps(32.0 * y.half_sums[h]));
+                    *a = _mm256_fmadd_ps(dot, scale[h], *a);
                 }
             }
         }

@@ -3,15 +3,14 @@
 
 use std::sync::{Arc, OnceLock};
 
-use memmap2::Mmap;
-
 use super::{BackendChoice, LlmConfig, LlmError};
 use crate::compute::gpu::{AdapterPolicy, GpuOptions};
-use crate::compute::{Backend, CpuBackend, GpuBackend};
+use crate::compute::{Backend, CpuBackend, CpuWeights, GpuBackend};
 
-/// Opens the backend `cfg` asks for over `model`.
-pub fn open(cfg: &LlmConfig, model: &Arc<Mmap>) -> Result<Box<dyn Backend>, LlmError> {
-    let cpu = || Box::new(CpuBackend::new(Arc::clone(model), cfg.threads)) as Box<dyn Backend>;
+/// Opens the backend `cfg` asks for over the model of `weights` (the CPU's store of it).
+pub fn open(cfg: &LlmConfig, weights: &Arc<CpuWeights>) -> Result<Box<dyn Backend>, LlmError> {
+    let model = weights.model();
+    let cpu = || Box::new(CpuBackend::new(Arc::clone(weights), cfg.threads)) as Box<dyn Backend>;
     match cfg.backend {
         BackendChoice::Cpu => Ok(cpu()),
         BackendChoice::Gpu => {

@@ -7,14 +7,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use memmap2::Mmap;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::tensors::Kind;
 pub use super::tensors::Tensor;
-use crate::compute::{ActId, AttentionIo, AttentionShape, Backend, BackendError, RopeSpec, WeightSpec, WeightType, MAX_TOP_K};
+use crate::compute::{
+    ActId, AttentionIo, AttentionShape, Backend, BackendError, ModelFile, RopeSpec, WeightSpec, WeightType, MAX_TOP_K,
+};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -34,13 +35,15 @@ pub struct State {
     /// Guest memory cap.
     pub limits: StoreLimits,
     backend: Box<dyn Backend>,
-    model: Arc<Mmap>,
+    model: Arc<ModelFile>,
     host_bytes: usize,
     host_cap: usize,
     /// Where tokens go during a request.
     pub sink: Option<TokenSink>,
     /// Set when the backend's device stopped working; the session is then unusable.
     pub device_lost: Option<String>,
+    /// Set when the model file changed on disk under a read; the request then fails saying so.
+    pub model_changed: bool,
     /// When the guest last got work done through the host (the stall deadline's clock).
     pub last_progress: Instant,
     weight_bytes: usize,
@@ -67,7 +70,7 @@ fn shape(msg: String) -> ComputeError {
 impl State {
     /// A state that grants the guest nothing but `model`, the kernels of `backend`, and
     /// `host_cap` bytes of activations.
-    pub fn new(model: Arc<Mmap>, backend: Box<dyn Backend>, limits: StoreLimits, host_cap: usize) -> Self {
+    pub fn new(model: Arc<ModelFile>, backend: Box<dyn Backend>, limits: StoreLimits, host_cap: usize) -> Self {
         Self {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
@@ -78,6 +81,7 @@ impl State {
             host_cap,
             sink: None,
             device_lost: None,
+            model_changed: false,
             last_progress: Instant::now(),
             weight_bytes: 0,
             tensors: 0,
@@ -96,6 +100,11 @@ impl State {
         let handle = self.table.push(tensor).map_err(|e| ComputeError::Exhausted(e.to_string()))?;
         self.tensors += 1;
         Ok(handle)
+    }
+
+    /// Where the model file is.
+    pub fn model_path(&self) -> &std::path::Path {
+        self.model.path()
     }
 
     /// The kernels.
@@ -130,6 +139,10 @@ impl State {
         result.map_err(|e| match e {
             BackendError::Exhausted(m) => ComputeError::Exhausted(m),
             BackendError::Unsupported(m) => ComputeError::Unsupported(m),
+            BackendError::ModelChanged(e) => {
+                self.model_changed = true;
+                ComputeError::OutOfRange(e.to_string())
+            }
             e @ BackendError::DeviceLost(_) => {
                 let m = e.to_string();
                 tracing::warn!(backend = self.backend.name(), "{m}");
@@ -215,7 +228,7 @@ impl compute::HostTensor for State {
 
 impl compute::Host for State {
     fn model_size(&mut self) -> u64 {
-        self.model.len() as u64
+        self.model.len()
     }
 
     fn read_model(&mut self, offset: u64, len: u32) -> Res<Vec<u8>> {
@@ -223,13 +236,14 @@ impl compute::Host for State {
         if len > MAX_READ {
             return Err(ComputeError::OutOfRange(format!("a read of {len} bytes; at most {MAX_READ} per call")));
         }
-        let end = offset.checked_add(len as u64).filter(|&e| e <= self.model.len() as u64);
-        match end {
-            Some(end) => Ok(self.model[offset as usize..end as usize].to_vec()),
-            None => {
-                Err(ComputeError::OutOfRange(format!("bytes {offset}+{len} lie beyond the {}-byte model file", self.model.len())))
-            }
+        if offset.checked_add(len as u64).is_none_or(|end| end > self.model.len()) {
+            return Err(ComputeError::OutOfRange(format!(
+                "bytes {offset}+{len} lie beyond the {}-byte model file",
+                self.model.len()
+            )));
         }
+        let read = self.model.read_remembered(offset, len).map_err(BackendError::from);
+        self.settle(read)
     }
 
     fn weight(&mut self, dtype: Dtype, rows: u32, cols: u32, offset: u64) -> Res<Resource<Tensor>> {
@@ -237,7 +251,7 @@ impl compute::Host for State {
         let row_bytes =
             ty.row_bytes(cols as usize).ok_or_else(|| shape(format!("{cols} columns do not fill whole {ty:?} blocks")))?;
         let len = (rows as usize).checked_mul(row_bytes).filter(|_| rows > 0 && cols > 0);
-        let fits = len.and_then(|l| (offset as usize).checked_add(l)).is_some_and(|end| end <= self.model.len());
+        let fits = len.and_then(|l| (offset as usize).checked_add(l)).is_some_and(|end| end as u64 <= self.model.len());
         if !fits {
             return Err(ComputeError::OutOfRange(format!(
                 "a {rows}x{cols} {ty:?} weight at offset {offset} lies outside the {}-byte model file",
@@ -247,7 +261,7 @@ impl compute::Host for State {
         let spec = WeightSpec { ty, rows: rows as usize, cols: cols as usize, offset: offset as usize };
         // Weights are views of the file, but a backend may copy them (repacked, or uploaded):
         // a guest may hold twice the file's bytes at once, which a real model never needs.
-        let cap = 2 * self.model.len() + (1 << 20);
+        let cap = 2 * self.model.len() as usize + (1 << 20);
         if self.weight_bytes + spec.len() > cap {
             return Err(ComputeError::Exhausted(format!(
                 "weights of more than twice the model file's {} bytes at once",

@@ -16,12 +16,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use host::exports::murmur::llm::llm::{Generation, Message, ModelInfo, RequestError, Sampling, StopReason};
 pub use engine::{Engine, EngineConfig};
+pub use host::exports::murmur::llm::llm::{Generation, Message, ModelInfo, RequestError, Sampling, StopReason};
 pub use remote::{RemoteConfig, RemoteLlm};
 pub use sandbox::Sandbox;
 
-use crate::compute::{Backend, KernelTime, Stats};
+use crate::compute::{Backend, CpuWeights, KernelTime, ModelFile, Stats};
 
 /// What can go wrong running the LLM.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +58,7 @@ pub enum LlmError {
     DeviceLost(String),
     /// The model needs more memory than the machine has free.
     #[error(
-        "the model {path} needs about {:.1} GB of memory (its copy and the kernels' repacked weights) but only {:.1} GB is free; \
+        "the model {path} needs about {:.1} GB of memory (its weights as the kernels hold them) but only {:.1} GB is free; \
          close other programs or pick a smaller model (`murmur models list`)",
         *needed as f64 / 1e9,
         *available as f64 / 1e9
@@ -231,7 +231,8 @@ impl Canceller {
 pub struct Llm {
     sandbox: Arc<Sandbox>,
     config: LlmConfig,
-    model: Arc<memmap2::Mmap>,
+    model: Arc<ModelFile>,
+    cpu_weights: Arc<CpuWeights>,
     session: Option<sandbox::Session>,
     info: ModelInfo,
     backend: (&'static str, String),
@@ -264,30 +265,31 @@ impl Llm {
 
     /// Like [`Llm::load`], with the guest of `sandbox` (see [`Sandbox::with_guest`]).
     pub fn load_in(sandbox: Arc<Sandbox>, config: LlmConfig) -> Result<Self, LlmError> {
-        let model = Arc::new(snapshot(&config.model)?);
-        let backend = backends::open(&config, &model)?;
-        Self::start(sandbox, config, model, backend)
+        let cpu_weights = open(&config.model)?;
+        let backend = backends::open(&config, &cpu_weights)?;
+        Self::start(sandbox, config, cpu_weights, backend)
     }
 
-    /// Like [`Llm::load`], with the first session on a given backend (a later restart opens
-    /// the one `config` asks for).
-    pub fn load_on(config: LlmConfig, backend: impl FnOnce(Arc<memmap2::Mmap>) -> Box<dyn Backend>) -> Result<Self, LlmError> {
-        let model = Arc::new(snapshot(&config.model)?);
-        let backend = backend(Arc::clone(&model));
-        Self::start(Sandbox::shared()?, config, model, backend)
+    /// Like [`Llm::load`], with the first session on a given backend, made from the model's CPU
+    /// weights (a later restart opens the one `config` asks for).
+    pub fn load_on(config: LlmConfig, backend: impl FnOnce(&Arc<CpuWeights>) -> Box<dyn Backend>) -> Result<Self, LlmError> {
+        let cpu_weights = open(&config.model)?;
+        let backend = backend(&cpu_weights);
+        Self::start(Sandbox::shared()?, config, cpu_weights, backend)
     }
 
     fn start(
         sandbox: Arc<Sandbox>,
         config: LlmConfig,
-        model: Arc<memmap2::Mmap>,
+        cpu_weights: Arc<CpuWeights>,
         backend: Box<dyn Backend>,
     ) -> Result<Self, LlmError> {
         let canceller = Canceller::default();
         let mut llm = Self {
             sandbox,
             config,
-            model,
+            model: Arc::clone(cpu_weights.model()),
+            cpu_weights,
             session: None,
             info: ModelInfo {
                 architecture: String::new(),
@@ -311,8 +313,16 @@ impl Llm {
             }
             Err(e) => return Err(e),
         }
+        // Every read checked the file as it went; this catches a writer that finished between
+        // two of them.
+        if !llm.model.unchanged() {
+            return Err(LlmError::Changed(llm.config.model.clone()));
+        }
         let info = &llm.info;
-        tracing::info!(model = %llm.config.model.display(), arch = %info.architecture, layers = info.layers, backend = %llm.backend.1, "model loaded");
+        tracing::info!(
+            model = %llm.config.model.display(), arch = %info.architecture, layers = info.layers,
+            backend = %llm.backend.1, cpu_weight_bytes = llm.cpu_weights.bytes(), "model loaded"
+        );
         Ok(llm)
     }
 
@@ -320,7 +330,7 @@ impl Llm {
     fn open_session(&mut self, backend: Option<Box<dyn Backend>>) -> Result<(), LlmError> {
         let backend = match backend {
             Some(b) => b,
-            None => backends::open(&self.config, &self.model)?,
+            None => backends::open(&self.config, &self.cpu_weights)?,
         };
         let session = self.sandbox.start(&self.config, Arc::clone(&self.model), backend, &self.canceller)?;
         let (name, device, _) = session.backend();
@@ -498,36 +508,19 @@ fn sink(progress: &Arc<Mutex<Progress>>, on_text: &TextSink, cancel: &Arc<Atomic
     })
 }
 
-/// The model file copied into private memory (copy on open). A file that is truncated,
-/// rewritten or deleted while Murmur runs then changes nothing the model sees, and no read can
-/// fault the way a read past the end of a shrunken file mapping does (SIGBUS). A file that
-/// changes while it is being read is refused.
-fn snapshot(path: &Path) -> Result<memmap2::Mmap, LlmError> {
-    let open = |source| LlmError::Open { path: path.to_path_buf(), source };
-    let mut file = std::fs::File::open(path).map_err(open)?;
-    let before = file.metadata().map_err(open)?;
-    let len = usize::try_from(before.len()).map_err(|_| open(std::io::Error::other("the file does not fit in memory")))?;
-    if len == 0 {
-        return Err(open(std::io::Error::other("the file is empty")));
-    }
-    fits_in_memory(path, len as u64, available_memory())?;
-    let mut copy = memmap2::MmapMut::map_anon(len).map_err(open)?;
-    let read = std::io::Read::read_exact(&mut file, &mut copy);
-    let after = file.metadata().map_err(open)?;
-    let changed = after.len() != before.len() || after.modified().ok() != before.modified().ok();
-    match read {
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(LlmError::Changed(path.to_path_buf())),
-        Err(e) => return Err(open(e)),
-        Ok(()) if changed => return Err(LlmError::Changed(path.to_path_buf())),
-        Ok(()) => {}
-    }
-    copy.make_read_only().map_err(open)
+/// Opens the model file with an empty store of its CPU weights, after checking that the weights
+/// fit in free memory. Nothing is copied yet: the backends read what the guest names.
+fn open(path: &Path) -> Result<Arc<CpuWeights>, LlmError> {
+    let model = ModelFile::open(path).map_err(|source| LlmError::Open { path: path.to_path_buf(), source })?;
+    fits_in_memory(path, model.len(), available_memory())?;
+    Ok(Arc::new(CpuWeights::new(Arc::new(model))))
 }
 
-/// Refuses a model of `len` bytes that needs more than `available` bytes (when known): its copy,
-/// and about as much again for the weights the CPU kernels repack.
+/// Refuses a model of `len` bytes that needs more than `available` bytes (when known): the CPU
+/// kernels hold its weights packed, in about its own size (a quarter more for the K-quant
+/// scales at most, as for Q4_K_M).
 fn fits_in_memory(path: &Path, len: u64, available: Option<u64>) -> Result<(), LlmError> {
-    let needed = 2 * len;
+    let needed = len + len / 4;
     match available {
         Some(available) if needed > available => Err(LlmError::TooLarge { path: path.to_path_buf(), needed, available }),
         _ => Ok(()),
@@ -549,8 +542,8 @@ mod memory_tests {
     #[test]
     fn a_model_larger_than_free_memory_is_refused_with_the_figures() {
         let path = Path::new("/models/big.gguf");
-        let err = fits_in_memory(path, 4_000_000_000, Some(6_000_000_000)).unwrap_err().to_string();
-        assert!(err.contains("/models/big.gguf") && err.contains("8.0 GB") && err.contains("6.0 GB"), "{err}");
+        let err = fits_in_memory(path, 4_800_000_000, Some(5_000_000_000)).unwrap_err().to_string();
+        assert!(err.contains("/models/big.gguf") && err.contains("6.0 GB") && err.contains("5.0 GB"), "{err}");
         assert!(fits_in_memory(path, 1_000_000_000, Some(6_000_000_000)).is_ok());
         assert!(fits_in_memory(path, 1_000_000_000, None).is_ok(), "unknown free memory does not refuse");
         assert!(available_memory().is_some_and(|b| b > 0), "this Linux machine reports MemAvailable");

@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use memmap2::Mmap;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 
@@ -82,7 +81,7 @@ impl Sandbox {
     pub(super) fn start(
         &self,
         cfg: &LlmConfig,
-        model: Arc<Mmap>,
+        model: Arc<crate::compute::ModelFile>,
         backend: Box<dyn Backend>,
         canceller: &Canceller,
     ) -> Result<Session, LlmError> {
@@ -159,6 +158,9 @@ pub(super) struct Session {
 fn settle<T, E: Into<LlmError>>(store: &Store<State>, result: wasmtime::Result<Result<T, E>>) -> Result<T, LlmError> {
     if let Some(lost) = &store.data().device_lost {
         return Err(LlmError::DeviceLost(lost.clone()));
+    }
+    if store.data().model_changed {
+        return Err(LlmError::Changed(store.data().model_path().to_path_buf()));
     }
     result.map_err(trap)?.map_err(Into::into)
 }

@@ -15,8 +15,7 @@ pub mod weights;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use memmap2::Mmap;
-
+use super::model_file::ModelFile;
 use super::slab::Slab;
 pub use device::AdapterPolicy;
 use device::Gpu;
@@ -79,7 +78,7 @@ pub struct GpuOptions {
 pub struct GpuBackend {
     gpu: Gpu,
     kernels: Kernels,
-    model: Arc<Mmap>,
+    model: Arc<ModelFile>,
     max_binding: u64,
     weights: Vec<GpuWeight>,
     weight_ids: HashMap<WeightSpec, WeightId>,
@@ -115,7 +114,7 @@ fn lost(e: impl std::fmt::Display) -> BackendError {
 
 impl GpuBackend {
     /// Opens the best adapter `options.policy` allows over `model`, or says why there is none.
-    pub fn new(model: Arc<Mmap>, options: GpuOptions) -> Result<Self, String> {
+    pub fn new(model: Arc<ModelFile>, options: GpuOptions) -> Result<Self, String> {
         let adapter = device::find_adapter(options.policy).ok_or_else(|| match options.policy {
             AdapterPolicy::Hardware => "no hardware GPU was found".to_string(),
             AdapterPolicy::Any => {
@@ -268,16 +267,16 @@ impl GpuBackend {
                 spec.rows, spec.cols, self.max_binding
             )));
         }
-        let model = Arc::clone(&self.model);
-        let file = spec.view(&model).data;
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+        let row_bytes = spec.ty.row_bytes(spec.cols).expect("checked by the host");
         let mut parts = Vec::new();
         for row0 in (0..spec.rows).step_by(part_rows) {
             let rows = part_rows.min(spec.rows - row0);
+            let file = self.model.read((spec.offset + row0 * row_bytes) as u64, rows * row_bytes)?;
             let (mut qd, mut sd) = (vec![0u8; rows * qrow], vec![0u8; rows * srow]);
             for r in 0..rows {
                 let (q, s) = (&mut qd[r * qrow..(r + 1) * qrow], &mut sd[r * srow..(r + 1) * srow]);
-                weights::repack_row(&spec, bits, file, row0 + r, q, s);
+                weights::repack_row(&spec, bits, &file, r, q, s);
             }
             let (q, s) = (self.buffer(qd.len() as u64, usage), self.buffer(sd.len() as u64, usage));
             self.gpu.queue.write_buffer(&q.buf, 0, &qd);
@@ -449,7 +448,7 @@ impl Backend for GpuBackend {
         let bytes = (spec.rows * (q + s)) as u64;
         // Repacked weights take at most five times the file (Q2_K's 2.6 bits become 12);
         // overlapping ranges named again and again must not grow device memory without bound.
-        let budget = 5 * self.model.len() as u64 + (1 << 20);
+        let budget = 5 * self.model.len() + (1 << 20);
         if self.weight_bytes + bytes > budget {
             return Err(BackendError::Exhausted(format!(
                 "uploading a {}x{} weight would take GPU weights past {budget} bytes",
