@@ -178,11 +178,35 @@ fn models_list_shows_the_catalog_installed_and_verified() {
     assert!(out.contains("speech base (ggml)") && !out.contains("missing (run"), "{out}");
 }
 
+/// A typed chat with the largest catalog model answers, and its peak resident memory stays
+/// within the model file's size plus 200 MB (the kernels hold one packed copy of the weights).
 #[test]
-fn the_largest_catalog_model_answers_the_capital_of_france() {
-    // `--model` takes a catalog id as well as a file.
-    let a = run(&["ask", "--temp", "0", "--model", "qwen2.5-coder-1.5b", "What is the capital of France?"]);
-    assert!(a.contains("Paris"), "{a}");
+fn the_largest_catalog_model_answers_a_typed_chat_within_its_file_size_plus_200_mb() {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    // `--model` takes a catalog id as well as a file. `wait4` below reaps the child, and gives
+    // its peak memory.
+    #[allow(clippy::zombie_processes)]
+    let mut child = murmur()
+        .args(["chat", "--temp", "0", "--backend", "cpu", "--model", "qwen2.5-coder-1.5b"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("murmur runs");
+    child.stdin.take().unwrap().write_all(b"What is the capital of France?\nAnd the capital of Italy?\n").unwrap();
+    let (mut out, mut err) = (String::new(), String::new());
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+    // SAFETY: waits for our own child, which nothing else reaps; both pointers are valid.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert!(pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "murmur chat failed: {err}");
+    assert!(out.contains("Paris") && out.contains("Rome"), "{out}");
+    let file = std::fs::metadata(murmur_core::models::llm_named("qwen2.5-coder-1.5b")).expect("the model is installed").len();
+    let peak = usage.ru_maxrss as u64 * 1024;
+    eprintln!("peak RSS {:.0} MB for a {:.0} MB file", peak as f64 / 1e6, file as f64 / 1e6);
+    assert!(peak <= file + 200_000_000, "peak RSS {peak} bytes, file {file} bytes");
 }
 
 #[test]

@@ -8,9 +8,12 @@
 //! no horizontal reduction. Every type is packed from its decoded blocks
 //! ([`super::quant::decode_block`]) into the layout of its [`Family`]:
 //!
-//! - Nibbles (Q4_0, Q4_1, Q4_K): 8 f16 scales, 8 f16 minimums, then 4 vectors of 32 bytes;
+//! - Nibbles (Q4_0, Q4_1): 8 f16 scales, 8 f16 minimums, then 4 vectors of 32 bytes;
 //!   lane `r` (4 bytes) of vector `k` holds row `r`'s bytes `4k..4k+4`, whose low nibbles are
 //!   columns `4k..4k+4` and high nibbles columns `16+4k..16+4k+4`.
+//! - NibblesK (Q4_K): ggml's own scales, laid out per super-block of 256 columns: 8 f16 scales,
+//!   8 f16 minimum scales, 8 × 8 6-bit scales and 8 × 8 6-bit minimums (block-major), then each
+//!   block's 4 vectors of Nibbles. 4.625 bits a weight (ggml's 4.5), decoded exactly.
 //! - Nibbles5 (Q5_0, Q5_1, Q5_K): Nibbles' layout of the low four bits, then one vector whose
 //!   lane `r` holds row `r`'s fifth bits as a u32 (bit `j`: column `j`).
 //! - Bytes (Q8_0, IQ4_NL, IQ4_XS): 8 f16 scales, then 8 vectors of 32 bytes; lane `r` of
@@ -30,7 +33,7 @@
 use half::f16;
 
 use super::cpu::WeightView;
-use super::quant::{decode_block, f16_at, BlockQ8, Family, Q6Block, WeightType, QK};
+use super::quant::{decode_block, f16_at, BlockQ8, Family, KBlock, Q6Block, WeightType, QK};
 
 /// Rows interleaved in one group.
 pub const ROWS: usize = 8;
@@ -52,6 +55,14 @@ pub const Q5_GROUP_BLOCK: usize = Q4_GROUP_BLOCK + 4 * ROWS;
 pub const Q8_GROUP_BLOCK: usize = 2 * ROWS + QK * ROWS;
 /// Bytes of one packed Bytes16 block of a group: 2 × 8 scales, 2 × 8 minimums, 8 × 32 quant bytes.
 pub const Q8X16_GROUP_BLOCK: usize = 8 * ROWS + QK * ROWS;
+/// Bytes of one packed NibblesK super-block (8 blocks) of a group.
+pub const Q4K_GROUP_SUPER: usize = 4 * ROWS + 16 * ROWS + 8 * Q4K_NIBBLES_BLOCK;
+/// Where a NibblesK super-block's 6-bit scales start (its minimums follow, `8 * ROWS` later).
+pub const Q4K_SCALES: usize = 4 * ROWS;
+/// Where a NibblesK super-block's nibbles start.
+pub const Q4K_NIBBLES: usize = Q4K_SCALES + 16 * ROWS;
+/// Bytes of one block's nibbles in a NibblesK super-block.
+pub const Q4K_NIBBLES_BLOCK: usize = 16 * ROWS;
 /// Where a Bits6 block's low nibbles start: after 8 f16 and 2 × 8 i8 scales.
 pub const Q6_NIBBLES: usize = 4 * ROWS;
 /// Where a Bits6 block's top bits start.
@@ -63,6 +74,7 @@ pub const Q6_GROUP_BLOCK: usize = Q6_HIGH + 8 * ROWS;
 pub fn block_bytes(family: Family) -> usize {
     match family {
         Family::Nibbles => Q4_GROUP_BLOCK,
+        Family::NibblesK => Q4K_GROUP_SUPER / 8,
         Family::Nibbles5 => Q5_GROUP_BLOCK,
         Family::Bytes => Q8_GROUP_BLOCK,
         Family::Bytes16 => Q8X16_GROUP_BLOCK,
@@ -90,27 +102,38 @@ fn put_f16(dst: &mut [u8], at: usize, v: f32) {
     dst[at..at + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
 }
 
-/// Writes block `b` of `row` (a row of `ty`) as row lane `lane` of the packed group block `dst`.
-fn pack_block(ty: WeightType, row: &[u8], b: usize, lane: usize, dst: &mut [u8]) {
+/// Writes block `b` of `row` (a row of `ty`) as row lane `lane` of the packed `group`.
+fn pack_block(ty: WeightType, row: &[u8], b: usize, lane: usize, group: &mut [u8]) {
     let family = family_of(ty);
-    if family == Family::Bits6 {
-        let six = Q6Block::of(row, b);
-        dst[2 * lane..2 * lane + 2].copy_from_slice(&six.d.to_le_bytes());
-        for h in 0..2 {
-            dst[2 * ROWS + ROWS * h + lane] = six.scales[h] as u8;
-        }
-        for i in 0..16 {
-            dst[Q6_NIBBLES + 32 * (i / 4) + 4 * lane + i % 4] = (six.q[i] & 0xF) | ((six.q[16 + i] & 0xF) << 4);
-        }
-        for (j, &q) in six.q.iter().enumerate() {
-            let (h, k, i) = (j / 16, j % 16 / 4, j % 4);
-            dst[Q6_HIGH + 32 * h + 4 * lane + i] |= (q >> 4) << (2 * k);
-        }
-        return;
-    }
-    let blk = decode_block(ty, row, b);
+    let dst = &mut group[b * block_bytes(family)..(b + 1) * block_bytes(family)];
     match family {
+        Family::NibblesK => {
+            let (sup, sub) = (&mut group[b / 8 * Q4K_GROUP_SUPER..(b / 8 + 1) * Q4K_GROUP_SUPER], b % 8);
+            let k = KBlock::of(ty, row, b);
+            sup[2 * lane..2 * lane + 2].copy_from_slice(&k.d.to_le_bytes());
+            sup[2 * ROWS + 2 * lane..2 * ROWS + 2 * lane + 2].copy_from_slice(&k.dmin.to_le_bytes());
+            sup[Q4K_SCALES + ROWS * sub + lane] = k.scale;
+            sup[Q4K_SCALES + 8 * ROWS + ROWS * sub + lane] = k.min;
+            for i in 0..16 {
+                sup[Q4K_NIBBLES + Q4K_NIBBLES_BLOCK * sub + 32 * (i / 4) + 4 * lane + i % 4] = k.q[i] | (k.q[16 + i] << 4);
+            }
+        }
+        Family::Bits6 => {
+            let six = Q6Block::of(row, b);
+            dst[2 * lane..2 * lane + 2].copy_from_slice(&six.d.to_le_bytes());
+            for h in 0..2 {
+                dst[2 * ROWS + ROWS * h + lane] = six.scales[h] as u8;
+            }
+            for i in 0..16 {
+                dst[Q6_NIBBLES + 32 * (i / 4) + 4 * lane + i % 4] = (six.q[i] & 0xF) | ((six.q[16 + i] & 0xF) << 4);
+            }
+            for (j, &q) in six.q.iter().enumerate() {
+                let (h, k, i) = (j / 16, j % 16 / 4, j % 4);
+                dst[Q6_HIGH + 32 * h + 4 * lane + i] |= (q >> 4) << (2 * k);
+            }
+        }
         Family::Nibbles | Family::Nibbles5 => {
+            let blk = decode_block(ty, row, b);
             put_f16(dst, 2 * lane, blk.scale[0]);
             put_f16(dst, 2 * ROWS + 2 * lane, blk.min[0]);
             for (i, byte) in blk.nibble_bytes().into_iter().enumerate() {
@@ -122,6 +145,7 @@ fn pack_block(ty: WeightType, row: &[u8], b: usize, lane: usize, dst: &mut [u8])
             }
         }
         Family::Bytes | Family::Bytes16 => {
+            let blk = decode_block(ty, row, b);
             let scales = if family == Family::Bytes {
                 put_f16(dst, 2 * lane, blk.scale[0]);
                 2 * ROWS
@@ -136,12 +160,19 @@ fn pack_block(ty: WeightType, row: &[u8], b: usize, lane: usize, dst: &mut [u8])
                 dst[scales + 32 * (i / 4) + 4 * lane + i % 4] = blk.q[i] as u8;
             }
         }
-        Family::Bits6 => unreachable!("packed above"),
     }
 }
 
-/// Element `j` of row lane `lane` of the packed group block `blk`.
-fn unpack_value(family: Family, blk: &[u8], lane: usize, j: usize) -> f32 {
+/// Element `j` of block `b` of row lane `lane` of the packed `group`.
+fn unpack_value(family: Family, group: &[u8], b: usize, lane: usize, j: usize) -> f32 {
+    if family == Family::NibblesK {
+        let (sup, sub) = (&group[b / 8 * Q4K_GROUP_SUPER..], b % 8);
+        let byte = sup[Q4K_NIBBLES + Q4K_NIBBLES_BLOCK * sub + 32 * (j % 16 / 4) + 4 * lane + j % 4];
+        let q = if j < 16 { byte & 0xF } else { byte >> 4 };
+        let (scale, min) = (sup[Q4K_SCALES + ROWS * sub + lane], sup[Q4K_SCALES + 8 * ROWS + ROWS * sub + lane]);
+        return f16_at(sup, 2 * lane) * scale as f32 * q as f32 - f16_at(sup, 2 * ROWS + 2 * lane) * min as f32;
+    }
+    let blk = &group[b * block_bytes(family)..];
     // Nibbles' byte of column j (its low nibble for j < 16, its high one after).
     let nibble = |at: usize| {
         let byte = blk[at + 32 * (j % 16 / 4) + 4 * lane + j % 4];
@@ -166,6 +197,7 @@ fn unpack_value(family: Family, blk: &[u8], lane: usize, j: usize) -> f32 {
             let q = blk[8 * ROWS + 32 * (j / 4) + 4 * lane + j % 4] as i8 as f32;
             f16_at(blk, 2 * ROWS * h + 2 * lane) * q + f16_at(blk, 2 * ROWS * (2 + h) + 2 * lane)
         }
+        Family::NibblesK => unreachable!("decoded above"),
         Family::Bits6 => {
             let (h, k, i) = (j / 16, j % 16 / 4, j % 4);
             let top = (blk[Q6_HIGH + 32 * h + 4 * lane + i] >> (2 * k)) & 3;
@@ -189,13 +221,12 @@ impl PackedWeight {
 
     /// Packs the rows of `w` as rows `first..first + w.rows` of this weight.
     pub fn pack_rows(&mut self, first: usize, w: WeightView) {
-        let bb = block_bytes(family_of(self.ty));
+        let len = self.blocks * block_bytes(family_of(self.ty));
         for r in 0..w.rows {
             let (g, lane) = ((first + r) / ROWS, (first + r) % ROWS);
             let row = w.row(r);
             for b in 0..self.blocks {
-                let at = (g * self.blocks + b) * bb;
-                pack_block(self.ty, row, b, lane, &mut self.data[at..at + bb]);
+                pack_block(self.ty, row, b, lane, &mut self.data[g * len..(g + 1) * len]);
             }
         }
     }
@@ -214,18 +245,16 @@ impl PackedWeight {
 
     /// Whether every value decodes exactly: all but the types whose scales packing rounds.
     pub fn exact(ty: WeightType) -> bool {
-        !matches!(ty, WeightType::Q2K | WeightType::Q3K | WeightType::Q4K | WeightType::Q5K | WeightType::IQ4XS)
+        !matches!(ty, WeightType::Q2K | WeightType::Q3K | WeightType::Q5K | WeightType::IQ4XS)
     }
 
     /// Row `r` as f32 values (`out` is at least a row long): the file's values where
     /// [`PackedWeight::exact`], else within f16 rounding of the scales.
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
         let family = family_of(self.ty);
-        let bb = block_bytes(family);
         let group = self.group(r / ROWS);
         for (b, o) in out.chunks_exact_mut(QK).take(self.blocks).enumerate() {
-            let blk = &group[b * bb..(b + 1) * bb];
-            o.iter_mut().enumerate().for_each(|(j, v)| *v = unpack_value(family, blk, r % ROWS, j));
+            o.iter_mut().enumerate().for_each(|(j, v)| *v = unpack_value(family, group, b, r % ROWS, j));
         }
     }
 
@@ -246,6 +275,7 @@ pub fn kernel_for(ty: WeightType) -> GroupKernel {
     #[cfg(target_arch = "x86_64")]
     if super::simd::has_avx2() {
         return match family_of(ty) {
+            Family::NibblesK => super::simd::group_q4k,
             Family::Bits6 => super::simd::group_q6,
             Family::Nibbles5 => super::simd::group_q5,
             Family::Bytes => super::simd::group_q8,
@@ -259,6 +289,7 @@ pub fn kernel_for(ty: WeightType) -> GroupKernel {
 /// The portable group kernel for `ty`.
 pub fn portable_kernel_for(ty: WeightType) -> GroupKernel {
     match family_of(ty) {
+        Family::NibblesK => group_q4k_portable,
         Family::Bits6 => group_q6_portable,
         Family::Nibbles5 => group_q5_portable,
         Family::Bytes => group_q8_portable,
@@ -329,6 +360,33 @@ pub fn group_q8x16_portable(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: 
             })
             .sum()
     });
+}
+
+/// Portable NibblesK group kernel: per super-block, the integer dot of each block times its
+/// 6-bit scale, and its 6-bit minimum times the activations' sum.
+pub fn group_q4k_portable(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, out: &mut GroupOut) {
+    for (t, o) in out.iter_mut().enumerate().take(tokens) {
+        for (lane, v) in o.iter_mut().enumerate() {
+            *v = 0.0;
+            for s in 0..blocks / 8 {
+                let sup = &group[s * Q4K_GROUP_SUPER..(s + 1) * Q4K_GROUP_SUPER];
+                let (mut dots, mut mins) = (0i32, 0f32);
+                for sub in 0..8 {
+                    let y = &x[t * blocks + 8 * s + sub];
+                    let dot: i32 = (0..QK)
+                        .map(|j| {
+                            let byte = sup[Q4K_NIBBLES + Q4K_NIBBLES_BLOCK * sub + 32 * (j % 16 / 4) + 4 * lane + j % 4];
+                            (if j < 16 { byte & 0xF } else { byte >> 4 }) as i32 * y.qs[j] as i32
+                        })
+                        .sum();
+                    dots += dot * sup[Q4K_SCALES + ROWS * sub + lane] as i32;
+                    mins += sup[Q4K_SCALES + 8 * ROWS + ROWS * sub + lane] as f32 * y.s;
+                }
+                let yd = x[t * blocks + 8 * s].d;
+                *v += f16_at(sup, 2 * lane) * yd * dots as f32 - f16_at(sup, 2 * ROWS + 2 * lane) * mins;
+            }
+        }
+    }
 }
 
 /// Portable Bits6 group kernel.

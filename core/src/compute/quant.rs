@@ -55,8 +55,10 @@ pub enum WeightType {
 /// How a quantised type's decoded blocks are best stored for the kernels (see [`super::packed`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
-    /// Unsigned 4-bit values with one (scale, minimum) per 32: Q4_0, Q4_1, Q4_K.
+    /// Unsigned 4-bit values with one (scale, minimum) per 32: Q4_0, Q4_1.
     Nibbles,
+    /// Unsigned 4-bit values with ggml's own scales (f16 per 256, 6 bits per 32): Q4_K.
+    NibblesK,
     /// Unsigned 5-bit values with one (scale, minimum) per 32: Q5_0, Q5_1, Q5_K.
     Nibbles5,
     /// Signed bytes with one scale per 32 and no minimum: Q8_0, IQ4_NL, IQ4_XS.
@@ -150,7 +152,8 @@ impl WeightType {
     pub fn family(self) -> Option<Family> {
         match self {
             WeightType::F32 | WeightType::F16 | WeightType::BF16 => None,
-            WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Q4K => Some(Family::Nibbles),
+            WeightType::Q4_0 | WeightType::Q4_1 => Some(Family::Nibbles),
+            WeightType::Q4K => Some(Family::NibblesK),
             WeightType::Q5_0 | WeightType::Q5_1 | WeightType::Q5K => Some(Family::Nibbles5),
             WeightType::Q8_0 | WeightType::IQ4NL | WeightType::IQ4XS => Some(Family::Bytes),
             WeightType::Q2K | WeightType::Q3K => Some(Family::Bytes16),
@@ -213,6 +216,47 @@ fn scales_q3k(s: &[u8]) -> [i8; 16] {
     out
 }
 
+/// The ggml block of `row` (a row of `ty`) that holds 32-element block `b`, and which 32 of it
+/// that is (0..8 for super-blocks).
+fn block_of(ty: WeightType, row: &[u8], b: usize) -> (&[u8], usize) {
+    let (bytes, elems) = ty.block();
+    let per = (elems / QK).max(1);
+    (&row[b / per * bytes..(b / per + 1) * bytes], b % per)
+}
+
+/// One 32-element block of a Q4_K or Q5_K row in ggml's own terms: element `j` is
+/// `d * scale * q[j] - dmin * min`.
+pub struct KBlock {
+    /// The super-block's scale of the values.
+    pub d: f16,
+    /// The super-block's scale of the minimums.
+    pub dmin: f16,
+    /// The block's 6-bit scale.
+    pub scale: u8,
+    /// The block's 6-bit minimum.
+    pub min: u8,
+    /// The unsigned values (4 bits, or 5 for Q5_K).
+    pub q: [u8; QK],
+}
+
+impl KBlock {
+    /// Block `b` of `row`, a row of `ty` (Q4_K or Q5_K).
+    pub fn of(ty: WeightType, row: &[u8], b: usize) -> Self {
+        let (x, sub) = block_of(ty, row, b);
+        let (scale, min) = scale_min_k4(sub, &x[4..16]);
+        let qs = if ty == WeightType::Q4K { &x[16 + 32 * (sub / 2)..] } else { &x[48 + 32 * (sub / 2)..] };
+        let q = std::array::from_fn(|j| {
+            let n = (qs[j] >> (4 * (sub % 2))) & 0xF;
+            if ty == WeightType::Q5K {
+                n | (((x[16 + j] >> sub) & 1) << 4)
+            } else {
+                n
+            }
+        });
+        Self { d: f16::from_le_bytes([x[0], x[1]]), dmin: f16::from_le_bytes([x[2], x[3]]), scale, min, q }
+    }
+}
+
 /// One 32-element block of a Q6_K row in ggml's own terms: element `j` is
 /// `d * scales[j / 16] * (q[j] - 32)`.
 pub struct Q6Block {
@@ -227,8 +271,7 @@ pub struct Q6Block {
 impl Q6Block {
     /// Block `b` of `row`.
     pub fn of(row: &[u8], b: usize) -> Self {
-        let (bytes, elems) = WeightType::Q6K.block();
-        let (x, sub) = (&row[b / (elems / QK) * bytes..(b / (elems / QK) + 1) * bytes], b % (elems / QK));
+        let (x, sub) = block_of(WeightType::Q6K, row, b);
         let (chunk, g) = (sub / 4, sub % 4);
         let (ql, qh, sc) = (&x[64 * chunk..], &x[128 + 32 * chunk..], &x[192 + 8 * chunk..]);
         let q = std::array::from_fn(|l| {
@@ -243,10 +286,7 @@ impl Q6Block {
 /// Decodes the `b`-th 32-element block of `row` (a quantised row of `ty`).
 pub fn decode_block(ty: WeightType, row: &[u8], b: usize) -> Block32 {
     let mut q = [0i8; QK];
-    // The block holding element block `b`, and which 32 of it (`sub`, 0..8 for super-blocks).
-    let (bytes, elems) = ty.block();
-    let per = (elems / QK).max(1);
-    let (x, sub) = (&row[b / per * bytes..(b / per + 1) * bytes], b % per);
+    let (x, sub) = block_of(ty, row, b);
     // Nibble j (0..32) of 16 bytes in ggml's order: low nibbles are 0..16, high ones 16..32.
     let nibble = |qs: &[u8], j: usize| if j < 16 { qs[j] & 0xF } else { qs[j - 16] >> 4 };
     match ty {
@@ -285,21 +325,8 @@ pub fn decode_block(ty: WeightType, row: &[u8], b: usize) -> Block32 {
             Block32::uniform(q, f16_at(x, 0) * (ls as i32 - 32) as f32, 0.0)
         }
         WeightType::Q4K | WeightType::Q5K => {
-            let (d, dmin) = (f16_at(x, 0), f16_at(x, 2));
-            let (sc, m) = scale_min_k4(sub, &x[4..16]);
-            let (qs, shift) = if ty == WeightType::Q4K {
-                (&x[16 + 32 * (sub / 2)..], 4 * (sub % 2))
-            } else {
-                (&x[48 + 32 * (sub / 2)..], 4 * (sub % 2))
-            };
-            for (j, v) in q.iter_mut().enumerate() {
-                let mut n = (qs[j] >> shift) & 0xF;
-                if ty == WeightType::Q5K {
-                    n |= ((x[16 + j] >> sub) & 1) << 4;
-                }
-                *v = n as i8;
-            }
-            Block32::uniform(q, d * sc as f32, -(dmin * m as f32))
+            let k = KBlock::of(ty, row, b);
+            Block32::uniform(k.q.map(|v| v as i8), k.d.to_f32() * k.scale as f32, -(k.dmin.to_f32() * k.min as f32))
         }
         WeightType::Q6K => {
             let six = Q6Block::of(row, b);

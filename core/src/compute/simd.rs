@@ -4,7 +4,9 @@
 //! products) over the eight-row interleaved layout of [`super::packed`].
 
 #[cfg(target_arch = "x86_64")]
-use super::packed::{GroupOut, Q4_GROUP_BLOCK, Q5_GROUP_BLOCK, Q6_GROUP_BLOCK, Q8X16_GROUP_BLOCK, Q8_GROUP_BLOCK};
+use super::packed::{
+    GroupOut, Q4K_GROUP_SUPER, Q4_GROUP_BLOCK, Q5_GROUP_BLOCK, Q6_GROUP_BLOCK, Q8X16_GROUP_BLOCK, Q8_GROUP_BLOCK,
+};
 #[cfg(target_arch = "x86_64")]
 use super::quant::BlockQ8;
 
@@ -118,6 +120,13 @@ pub fn group_q8x16(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, ou
     run_checked(kernels, Q8X16_GROUP_BLOCK, group, x, blocks, tokens, out);
 }
 
+/// NibblesK group kernel (see [`super::packed::GroupKernel`]).
+#[cfg(target_arch = "x86_64")]
+pub fn group_q4k(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, out: &mut GroupOut) {
+    let kernels: ByTokens = [x86::nibbles_k::<1>, x86::nibbles_k::<2>, x86::nibbles_k::<3>, x86::nibbles_k::<4>];
+    run_checked(kernels, Q4K_GROUP_SUPER / 8, group, x, blocks, tokens, out);
+}
+
 /// Bits6 group kernel (see [`super::packed::GroupKernel`]).
 #[cfg(target_arch = "x86_64")]
 pub fn group_q6(group: &[u8], x: &[BlockQ8], blocks: usize, tokens: usize, out: &mut GroupOut) {
@@ -130,7 +139,8 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::super::packed::{
-        GroupOut, Q4_GROUP_BLOCK, Q5_GROUP_BLOCK, Q6_GROUP_BLOCK, Q6_HIGH, Q6_NIBBLES, Q8X16_GROUP_BLOCK, Q8_GROUP_BLOCK, ROWS,
+        GroupOut, Q4K_GROUP_SUPER, Q4K_NIBBLES, Q4K_NIBBLES_BLOCK, Q4K_SCALES, Q4_GROUP_BLOCK, Q5_GROUP_BLOCK, Q6_GROUP_BLOCK,
+        Q6_HIGH, Q6_NIBBLES, Q8X16_GROUP_BLOCK, Q8_GROUP_BLOCK, ROWS,
     };
     use super::super::quant::BlockQ8;
 
@@ -277,6 +287,60 @@ mod x86 {
         for (o, a) in out.iter_mut().zip(acc) {
             _mm256_storeu_ps(o.as_mut_ptr(), a);
         }
+    }
+
+    /// Eight rows × `T` tokens of NibblesK weights, a super-block at a time: each block's
+    /// `maddubs` sums (as Nibbles', they cannot overflow) times its 6-bit scale add up in 32-bit
+    /// integers (8 · 32 · 15 · 127 · 63 < 2³¹), its 6-bit minimum times the activations' sum in
+    /// floats; the super-block's two f16 scales apply once.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn nibbles_k<const T: usize>(g: *const u8, x: *const BlockQ8, blocks: usize, out: &mut GroupOut) {
+        let mask = _mm256_set1_epi8(0x0F);
+        let mut acc = [_mm256_setzero_ps(); T];
+        for s in 0..blocks / 8 {
+            let base = g.add(s * Q4K_GROUP_SUPER);
+            let mut dots = [_mm256_setzero_si256(); T];
+            let mut mins = [_mm256_setzero_ps(); T];
+            for sub in 0..8 {
+                let mut sums = [_mm256_setzero_si256(); T];
+                for k in 0..4 {
+                    let raw = _mm256_loadu_si256(base.add(Q4K_NIBBLES + Q4K_NIBBLES_BLOCK * sub + 32 * k) as *const __m256i);
+                    let lo = _mm256_and_si256(raw, mask);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+                    for (t, sum) in sums.iter_mut().enumerate() {
+                        let y = &*x.add(t * blocks + 8 * s + sub);
+                        let p =
+                            _mm256_add_epi16(_mm256_maddubs_epi16(lo, spread(y, k)), _mm256_maddubs_epi16(hi, spread(y, 4 + k)));
+                        *sum = _mm256_add_epi16(*sum, p);
+                    }
+                }
+                // Each lane's scale in both its 16-bit halves: one `madd` scales and sums the pair.
+                let scale = bytes_u32(base.add(Q4K_SCALES + ROWS * sub));
+                let scale = _mm256_or_si256(scale, _mm256_slli_epi32(scale, 16));
+                let min = _mm256_cvtepi32_ps(bytes_u32(base.add(Q4K_SCALES + 8 * ROWS + ROWS * sub)));
+                for (t, sum) in sums.iter().enumerate() {
+                    let y = &*x.add(t * blocks + 8 * s + sub);
+                    dots[t] = _mm256_add_epi32(dots[t], _mm256_madd_epi16(*sum, scale));
+                    mins[t] = _mm256_fmadd_ps(min, _mm256_set1_ps(y.s), mins[t]);
+                }
+            }
+            let (d, dmin) = (halves(base), halves(base.add(2 * ROWS)));
+            for (t, a) in acc.iter_mut().enumerate() {
+                let yd = _mm256_set1_ps((*x.add(t * blocks + 8 * s)).d);
+                *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots[t]), _mm256_mul_ps(d, yd), *a);
+                *a = _mm256_fnmadd_ps(dmin, mins[t], *a);
+            }
+        }
+        for (o, a) in out.iter_mut().zip(acc) {
+            _mm256_storeu_ps(o.as_mut_ptr(), a);
+        }
+    }
+
+    /// The eight bytes at `p` as unsigned 32-bit integers.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn bytes_u32(p: *const u8) -> __m256i {
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i))
     }
 
     /// Bits `count..count + 2` of each byte of `high`, moved to bits 4 and 5.

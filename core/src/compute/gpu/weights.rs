@@ -16,7 +16,7 @@ use crate::compute::WeightSpec;
 pub fn bits_of(spec: &WeightSpec) -> u32 {
     match spec.ty.family() {
         _ if spec.rows == 1 => 32,
-        Some(Family::Nibbles) => 4,
+        Some(Family::Nibbles | Family::NibblesK) => 4,
         Some(Family::Nibbles5 | Family::Bytes | Family::Bytes16 | Family::Bits6) => 8,
         None => 32,
     }
