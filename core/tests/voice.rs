@@ -120,6 +120,9 @@ impl Monitor {
                 }
             }
         });
+        // parec connects in its own time (slowly on a loaded machine), and the null sink's
+        // monitor streams silence once it has: what is played after its first chunk is heard whole.
+        chunks.recv_timeout(PATIENCE).expect("parec records from the monitor");
         Self { child, chunks }
     }
 
