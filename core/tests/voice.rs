@@ -127,11 +127,13 @@ impl Monitor {
     }
 
     /// Records until `seconds` of audio have come out since the first loud sample and then
-    /// half a second of quiet (a fresh null-sink stream may pause mid-speech while it starts).
+    /// half a second of quiet (a fresh null-sink stream may pause mid-speech while it starts),
+    /// and at least until what was played before this call has come through: speech spoken in
+    /// chunks with gaps between them (a loaded machine) is then heard whole.
     fn until_quiet_after(&self, seconds: f64) -> Vec<f32> {
         let (mut audio, mut first_loud, mut loud_until) = (Vec::new(), None::<usize>, None::<usize>);
         let span = (seconds * f64::from(SAMPLE_RATE)) as usize;
-        let deadline = Instant::now() + PATIENCE;
+        let (called, deadline) = (Instant::now(), Instant::now() + PATIENCE);
         while Instant::now() < deadline {
             let Ok(chunk) = self.chunks.recv_timeout(Duration::from_millis(100)) else { continue };
             if let Some(i) = chunk.iter().position(|s| s.abs() > 0.01) {
@@ -140,7 +142,8 @@ impl Monitor {
             }
             audio.extend(chunk);
             let long_enough = first_loud.is_some_and(|start| audio.len() >= start + span);
-            if long_enough && loud_until.is_some_and(|end| audio.len() >= end + SAMPLE_RATE as usize / 2) {
+            let caught_up = called.elapsed() >= Duration::from_millis(300);
+            if caught_up && long_enough && loud_until.is_some_and(|end| audio.len() >= end + SAMPLE_RATE as usize / 2) {
                 return audio;
             }
         }
