@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::model_file::ModelFile;
 use super::packed::{kernel_for, PackedWeight, ROWS, TOKENS};
 use super::pool::{share, ThreadPool};
-use super::quant::{dequantize_row, quantize_activations, BlockQ8, WeightType, QK};
+use super::quant::{dequantize_row, quantize_activations, BlockQ8, WeightType};
 use super::simd::{attend, dot_f32};
 use super::RopeSpec;
 
@@ -18,16 +18,27 @@ pub enum CpuWeight {
     /// A quantised weight, and where its exact rows are when packing rounded its scales.
     Packed(Arc<PackedWeight>, Option<FileRows>),
     /// An F32, F16 or BF16 weight.
-    Float {
-        /// Storage type.
-        ty: WeightType,
-        /// Rows.
-        rows: usize,
-        /// Elements per row.
-        cols: usize,
-        /// The file's bytes.
-        data: Arc<[u8]>,
-    },
+    Float(FloatWeight),
+}
+
+/// An F32, F16 or BF16 weight, as the file stores it.
+#[derive(Clone)]
+pub struct FloatWeight {
+    /// Storage type.
+    pub ty: WeightType,
+    /// Rows.
+    pub rows: usize,
+    /// Elements per row.
+    pub cols: usize,
+    /// The file's bytes.
+    pub data: Arc<[u8]>,
+}
+
+impl FloatWeight {
+    /// The weight viewed in place.
+    pub fn view(&self) -> WeightView<'_> {
+        WeightView { ty: self.ty, rows: self.rows, cols: self.cols, data: &self.data }
+    }
 }
 
 /// A quantised weight's rows in the model file, for the lookups that need the file's exact
@@ -44,11 +55,11 @@ impl FileRows {
     /// Row `r` of `packed`'s source as f32 values into `out`, through `raw`; false when the
     /// file changed since it was opened (and `out` is untouched).
     fn dequantize_row(&self, packed: &PackedWeight, r: usize, raw: &mut Vec<u8>, out: &mut [f32]) -> bool {
-        let row_bytes = packed.ty.row_bytes(packed.blocks * QK).expect("a packed weight has whole blocks");
+        let row_bytes = packed.ty.row_bytes(packed.cols()).expect("a packed weight has whole blocks");
         raw.resize(row_bytes, 0);
         let read = self.model.read_at((self.offset + r * row_bytes) as u64, raw).is_ok();
         if read {
-            dequantize_row(packed.ty, raw, &mut out[..packed.blocks * QK]);
+            dequantize_row(packed.ty, raw, &mut out[..packed.cols()]);
         }
         read
     }
@@ -59,15 +70,15 @@ impl CpuWeight {
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
         match self {
             Self::Packed(p, _) => p.dequantize_row(r, out),
-            Self::Float { ty, rows, cols, data } => WeightView { ty: *ty, rows: *rows, cols: *cols, data }.dequantize_row(r, out),
+            Self::Float(f) => f.view().dequantize_row(r, out),
         }
     }
 
     /// Elements per row.
     pub fn cols(&self) -> usize {
         match self {
-            Self::Packed(p, _) => p.blocks * QK,
-            Self::Float { cols, .. } => *cols,
+            Self::Packed(p, _) => p.cols(),
+            Self::Float(f) => f.cols,
         }
     }
 }
@@ -167,8 +178,9 @@ impl CpuKernels {
         let out_ptr = SharedMut(out.as_mut_ptr());
         let shares = self.pool.threads();
         match w {
-            &CpuWeight::Float { ty, rows, cols, ref data } => {
-                let w = WeightView { ty, rows, cols, data };
+            CpuWeight::Float(f) => {
+                let w = f.view();
+                let (rows, cols) = (w.rows, w.cols);
                 for buf in &mut self.rows_f32 {
                     buf.resize(cols, 0.0);
                 }
@@ -187,8 +199,7 @@ impl CpuKernels {
                 });
             }
             CpuWeight::Packed(packed, _) => {
-                let (rows, blocks) = (packed.rows, packed.blocks);
-                let cols = blocks * QK;
+                let (rows, blocks, cols) = (packed.rows, packed.blocks, packed.cols());
                 self.xq.resize(n * blocks, BlockQ8::default());
                 for t in 0..n {
                     quantize_activations(packed.ty, &x[t * cols..(t + 1) * cols], &mut self.xq[t * blocks..(t + 1) * blocks]);

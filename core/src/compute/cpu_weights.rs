@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::cpu::{CpuWeight, FileRows, WeightView};
+use super::cpu::{CpuWeight, FileRows, FloatWeight, WeightView};
 use super::model_file::ModelFile;
 use super::packed::PackedWeight;
 use super::{BackendError, BackendResult, WeightSpec};
@@ -71,7 +71,7 @@ impl CpuWeights {
         let WeightSpec { ty, rows, cols, offset } = spec;
         if ty.family().is_none() {
             let data = self.model.read(offset as u64, spec.len())?;
-            return Ok(CpuWeight::Float { ty, rows, cols, data: data.into() });
+            return Ok(CpuWeight::Float(FloatWeight { ty, rows, cols, data: data.into() }));
         }
         let row_bytes = ty.row_bytes(cols).expect("checked by the host");
         let per_slice = (SLICE / row_bytes).max(1);

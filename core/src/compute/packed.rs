@@ -238,6 +238,11 @@ impl PackedWeight {
         packed
     }
 
+    /// Elements per row.
+    pub fn cols(&self) -> usize {
+        self.blocks * QK
+    }
+
     /// Bytes the packed weight holds.
     pub fn bytes(&self) -> usize {
         self.data.len()

@@ -231,7 +231,6 @@ impl Canceller {
 pub struct Llm {
     sandbox: Arc<Sandbox>,
     config: LlmConfig,
-    model: Arc<ModelFile>,
     cpu_weights: Arc<CpuWeights>,
     session: Option<sandbox::Session>,
     info: ModelInfo,
@@ -288,7 +287,6 @@ impl Llm {
         let mut llm = Self {
             sandbox,
             config,
-            model: Arc::clone(cpu_weights.model()),
             cpu_weights,
             session: None,
             info: ModelInfo {
@@ -315,7 +313,7 @@ impl Llm {
         }
         // Every read checked the file as it went; this catches a writer that finished between
         // two of them.
-        if !llm.model.unchanged() {
+        if !llm.cpu_weights.model().unchanged() {
             return Err(LlmError::Changed(llm.config.model.clone()));
         }
         let info = &llm.info;
@@ -332,7 +330,7 @@ impl Llm {
             Some(b) => b,
             None => backends::open(&self.config, &self.cpu_weights)?,
         };
-        let session = self.sandbox.start(&self.config, Arc::clone(&self.model), backend, &self.canceller)?;
+        let session = self.sandbox.start(&self.config, Arc::clone(self.cpu_weights.model()), backend, &self.canceller)?;
         let (name, device, _) = session.backend();
         self.backend = (name, device);
         self.info = session.info.clone();
