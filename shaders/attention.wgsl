@@ -1,5 +1,5 @@
-// Causal grouped-query attention over the device-resident KV cache, one workgroup per (head,
-// token, span of `span` cache positions). Positions before `pos` come from the caches, the new
+// Causal grouped-query attention over the device-resident KV cache (or its last `window`
+// positions), one workgroup per (head, token, span of `span` cache positions). Positions before `pos` come from the caches, the new
 // ones straight from this batch's keys and values — which the first span's workgroups of each
 // key/value head also store into the caches, so no separate store pass is needed. A span is
 // streamed in chunks of 64 positions with an online softmax, so any context fits fixed shared
@@ -16,6 +16,7 @@ struct Params {
     scale: f32,
     span: u32,    // cache positions per workgroup of `main` (a multiple of 64)
     spans: u32,
+    window: u32,  // positions a query sees, its own among them; 0: all before it
 }
 
 const WG: u32 = 64u;
@@ -104,8 +105,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         qs[d] = vec4<f32>(q[at], q[at + 1u], q[at + 2u], q[at + 3u]) * p.scale;
     }
     workgroupBarrier();
-    let begin = split * p.span;
-    let end = min(begin + p.span, p.pos + t + 1u);
+    let end = min(split * p.span + p.span, p.pos + t + 1u);
+    let seen = select(0u, p.pos + t + 1u - p.window, p.window != 0u && p.pos + t + 1u > p.window);
+    let begin = max(split * p.span, seen);
     // For the weighted sum, 4 groups of 16 lanes: group g takes every 4th position, lane l
     // dimensions 4l..4l+3 (and +64, +128, +192).
     let g = li / 16u;

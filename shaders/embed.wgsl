@@ -1,4 +1,5 @@
-// out[i] = table[ids[i]] dequantised, for the tokens whose row lies in this part of the table.
+// out[i] = table[ids[i]] * scale dequantised, for the tokens whose row lies in this part of the
+// table.
 
 struct Params {
     cols: u32,
@@ -6,6 +7,7 @@ struct Params {
     ids_at: u32,     // first token in `ids`
     row0: u32,       // first table row of this part
     rows: u32,       // rows in this part
+    scale: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -23,5 +25,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if token < p.row0 || token >= p.row0 + p.rows {
         return;
     }
-    out[i * p.cols + c] = weight_at(token - p.row0, c, p.cols);
+    out[i * p.cols + c] = weight_at(token - p.row0, c, p.cols) * p.scale;
 }

@@ -1,8 +1,10 @@
-// out[t] = x[t] / rms(x[t]) * weight, one workgroup per row.
+// out[g] (+)= x[g] / rms(x[g]) * weight, one workgroup per group of `cols` values (a row, or
+// one head of it).
 
 struct Params {
     cols: u32,
     eps: f32,
+    accumulate: u32,
 }
 
 const WG: u32 = 256u;
@@ -32,6 +34,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let scale = inverseSqrt(sums[0] / f32(p.cols) + p.eps);
     for (var c = li; c < p.cols; c += WG) {
-        out[base + c] = x[base + c] * scale * weight[c];
+        let v = x[base + c] * scale * weight[c];
+        out[base + c] = select(v, out[base + c] + v, p.accumulate != 0u);
     }
 }

@@ -8,8 +8,8 @@ use half::f16;
 use murmur_core::compute::gpu::{AdapterPolicy, GpuOptions};
 use murmur_core::compute::quant::dequantize_row;
 use murmur_core::compute::{
-    ActId, AttentionIo, AttentionShape, Backend, CpuBackend, CpuWeights, GpuBackend, ModelFile, RopeSpec, WeightId, WeightSpec,
-    WeightType,
+    ActId, Activation, AttentionIo, AttentionShape, Backend, CpuBackend, CpuWeights, GpuBackend, ModelFile, NormSpec, RopeSpec,
+    WeightId, WeightSpec, WeightType,
 };
 
 /// xorshift64*: fresh but reproducible inputs (the seed is printed on failure).
@@ -131,9 +131,14 @@ impl Pair {
 
     /// An activation filled with the rows of an f32 table.
     fn input(&mut self, table: WeightSpec) -> ActId {
+        self.input_scaled(table, 1.0)
+    }
+
+    /// An activation filled with the rows of an f32 table times `scale`.
+    fn input_scaled(&mut self, table: WeightSpec, scale: f32) -> ActId {
         let (w, x) = (self.weight(table), self.act(table.rows, table.cols));
         let tokens: Vec<u32> = (0..table.rows as u32).collect();
-        self.both(|b| b.embed(w, &tokens, x).unwrap());
+        self.both(|b| b.embed(w, &tokens, scale, x).unwrap());
         x
     }
 
@@ -219,7 +224,8 @@ fn add_bias_matches_the_cpu() {
     }
 }
 
-/// Embedding rows of every type, repeated and out-of-order tokens: exact up to rounding.
+/// Embedding rows of every type, repeated and out-of-order tokens, and scaled as gemma3 scales
+/// them: exact up to rounding.
 #[test]
 fn embed_matches_the_cpu() {
     let mut f = FileBuilder::new();
@@ -227,24 +233,33 @@ fn embed_matches_the_cpu() {
     let mut p = Pair::new(f.finish(), None);
     for t in tables {
         let (w, out) = (p.weight(t), p.act(6, t.cols));
-        p.both(|b| b.embed(w, &[7, 0, 49, 7, 13, 2], out).unwrap());
-        p.check(&format!("{:?} embedding", t.ty), out, 1e-6);
+        let scale = if t.ty == WeightType::Q8_0 { 25.3 } else { 1.0 };
+        p.both(|b| b.embed(w, &[7, 0, 49, 7, 13, 2], scale, out).unwrap());
+        p.check(&format!("{:?} embedding ×{scale}", t.ty), out, 1e-6);
     }
 }
 
-/// RMSNorm over widths that are and are not multiples of the 256-thread workgroup: 1e-5.
+/// RMSNorm over widths that are and are not multiples of the 256-thread workgroup, per head
+/// (a weight narrower than the row: gemma3's and qwen3's q/k norms), and added to its output
+/// (gemma3's post-norms): 1e-5.
 #[test]
 fn rms_norm_matches_the_cpu() {
     let mut f = FileBuilder::new();
-    let cases: Vec<_> = [(1, 576), (3, 100), (2, 1000)]
-        .iter()
-        .map(|&(n, cols)| (f.weight(WeightType::F32, n, cols), f.weight(WeightType::F32, 1, cols), n))
-        .collect();
+    let cases: Vec<_> =
+        [(1, 576, 576, false), (3, 100, 100, false), (2, 1000, 1000, true), (3, 1024, 256, false), (2, 640, 640, true)]
+            .iter()
+            .map(|&(n, cols, group, acc)| {
+                let (x, out) = (f.weight(WeightType::F32, n, cols), f.weight(WeightType::F32, n, cols));
+                (x, out, f.weight(WeightType::F32, 1, group), n, acc)
+            })
+            .collect();
     let mut p = Pair::new(f.finish(), None);
-    for (x, w, n) in cases {
-        let (xa, wid, out) = (p.input(x), p.weight(w), p.act(n, x.cols));
-        p.both(|b| b.rms_norm(xa, wid, 1e-5, n, out).unwrap());
-        p.check(&format!("rms-norm {n}x{}", x.cols), out, 1e-5);
+    for (x, out, w, n, accumulate) in cases {
+        let (xa, wid, out) = (p.input(x), p.weight(w), p.input(out));
+        // Over fewer rows than the tensor has, so the rest must stay as they were.
+        let rows = n.max(2) - 1;
+        p.both(|b| b.rms_norm(xa, wid, NormSpec { eps: 1e-5, rows, accumulate }, out).unwrap());
+        p.check(&format!("rms-norm {rows}x{} by {}, accumulate {accumulate}", x.cols, w.cols), out, 1e-5);
     }
 }
 
@@ -277,10 +292,18 @@ fn rope_matches_the_cpu() {
 }
 
 /// Grouped-query attention over a cache filled step by step (a prompt, then single tokens),
-/// across the 64-position chunks of the GPU kernel: 1e-4.
+/// across the 64-position chunks of the GPU kernel, over the whole past or a sliding window
+/// (gemma3's, with its 256-wide heads): 1e-4.
 #[test]
 fn attention_matches_the_cpu() {
-    for (heads, kv_heads, hd, steps) in [(9, 3, 64, vec![5, 1, 70, 1]), (4, 4, 32, vec![1, 130]), (2, 1, 80, vec![3])] {
+    let cases = [
+        (9, 3, 64, vec![5, 1, 70, 1], None),
+        (4, 4, 32, vec![1, 130], None),
+        (2, 1, 80, vec![3], None),
+        (4, 1, 256, vec![40, 1, 30, 1], Some(48)),
+        (2, 2, 64, vec![100, 1], Some(1)),
+    ];
+    for (heads, kv_heads, hd, steps, window) in cases {
         let (qd, kvd) = (heads * hd, kv_heads * hd);
         let mut f = FileBuilder::new();
         let inputs: Vec<_> = steps
@@ -294,9 +317,9 @@ fn attention_matches_the_cpu() {
         for (q, k, v, n) in inputs {
             let (q, k, v, out) = (p.input(q), p.input(k), p.input(v), p.act(n, qd));
             let io = AttentionIo { q, k, v, k_cache: kc, v_cache: vc, out };
-            let shape = AttentionShape { heads, kv_heads, head_dim: hd, pos, n };
+            let shape = AttentionShape { heads, kv_heads, head_dim: hd, pos, n, window };
             p.both(|b| b.attention(io, shape).unwrap());
-            p.check(&format!("attention {heads}/{kv_heads} heads of {hd}, {n} at {pos}"), out, 1e-4);
+            p.check(&format!("attention {heads}/{kv_heads} heads of {hd}, {n} at {pos}, window {window:?}"), out, 1e-4);
             pos += n;
         }
         p.check("key cache", kc, 0.0);
@@ -304,15 +327,18 @@ fn attention_matches_the_cpu() {
     }
 }
 
-/// SiLU·mul, row copies and the repetition penalty (repeated and out-of-range tokens).
+/// The gated products (SiLU, and GELU's tanh form over a range that reaches where tanh
+/// saturates), row copies and the repetition penalty (repeated and out-of-range tokens).
 #[test]
 fn elementwise_ops_match_the_cpu() {
     let mut f = FileBuilder::new();
     let (g, u, l) = (f.weight(WeightType::F32, 3, 1000), f.weight(WeightType::F32, 3, 1000), f.weight(WeightType::F32, 2, 300));
     let mut p = Pair::new(f.finish(), None);
-    let (ga, ua, la, out, row) = (p.input(g), p.input(u), p.input(l), p.act(3, 1000), p.act(1, 1000));
-    p.both(|b| b.silu_mul(ga, ua, 2, out).unwrap());
-    p.check("silu-mul", out, 1e-6);
+    let (ga, ua, la, out, row) = (p.input_scaled(g, 12.0), p.input(u), p.input(l), p.act(3, 1000), p.act(1, 1000));
+    for act in [Activation::Silu, Activation::GeluTanh] {
+        p.both(|b| b.glu(ga, ua, act, 2, out).unwrap());
+        p.check(&format!("{act:?} glu"), out, 1e-6);
+    }
     p.both(|b| b.copy_row(ga, 2, row, 0).unwrap());
     p.check("copy-row", row, 0.0);
     p.both(|b| b.penalize(la, 1, &[5, 299, 5, 300, 77, 0], 1.3).unwrap());
@@ -374,7 +400,7 @@ fn weights_past_the_binding_limit_are_split() {
     p.check_scaled("split mat-vec", o1, 2e-2, 12.8);
     p.both(|b| b.matmul(wid, a4, 4, o4, false).unwrap());
     p.check_scaled("split mat-mul", o4, 2e-2, 12.8);
-    p.both(|b| b.embed(wid, &[0, 63, 64, 999], e).unwrap());
+    p.both(|b| b.embed(wid, &[0, 63, 64, 999], 1.0, e).unwrap());
     p.check("split embedding", e, 1e-6);
     let too_big = p.gpu.activation(5, 1000).map(|_| ()).unwrap_err().to_string();
     assert!(too_big.contains("larger than the GPU can bind"), "{too_big}");
@@ -401,13 +427,13 @@ fn fused_ops_match_the_cpu() {
         let before = p.gpu.stats().dispatches;
         let spec = RopeSpec { head_dim: 64, pos: 17, n, base: 10_000.0, interleaved: true, factors: None };
         p.both(|b| {
-            b.rms_norm(xa, nw, 1e-5, n, xb).unwrap();
+            b.rms_norm(xa, nw, NormSpec { eps: 1e-5, rows: n, accumulate: false }, xb).unwrap();
             b.matmul(wq, xb, n, q, false).unwrap();
             b.matmul(wk, xb, n, k, false).unwrap();
             b.matmul(wv, xb, n, v, false).unwrap();
             b.rope(q, spec).unwrap();
             b.rope(k, spec).unwrap();
-            b.silu_mul(ga, ua, n, act).unwrap();
+            b.glu(ga, ua, Activation::Silu, n, act).unwrap();
             b.matmul(down, act, n, out, true).unwrap();
         });
         p.check(&format!("{n}: normed input"), xb, 1e-5);

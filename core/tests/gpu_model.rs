@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use murmur_core::compute::gpu::device::{find_adapter, AdapterPolicy};
 use murmur_core::compute::gpu::GpuOptions;
 use murmur_core::compute::{
-    ActId, AttentionIo, AttentionShape, Backend, BackendResult, CpuBackend, CpuWeights, GpuBackend, RopeSpec, Stats, WeightId,
-    WeightSpec,
+    ActId, Activation, AttentionIo, AttentionShape, Backend, BackendResult, CpuBackend, CpuWeights, GpuBackend, NormSpec,
+    RopeSpec, Stats, WeightId, WeightSpec,
 };
 use murmur_core::llm::{BackendChoice, Llm, LlmConfig, Sampling};
 
@@ -52,11 +52,11 @@ impl<B: Backend> Backend for Probe<B> {
     fn free(&mut self, id: ActId) {
         self.inner.free(id)
     }
-    fn embed(&mut self, table: WeightId, tokens: &[u32], out: ActId) -> BackendResult {
-        self.inner.embed(table, tokens, out)
+    fn embed(&mut self, table: WeightId, tokens: &[u32], scale: f32, out: ActId) -> BackendResult {
+        self.inner.embed(table, tokens, scale, out)
     }
-    fn rms_norm(&mut self, x: ActId, weight: WeightId, eps: f32, rows: usize, out: ActId) -> BackendResult {
-        self.inner.rms_norm(x, weight, eps, rows, out)
+    fn rms_norm(&mut self, x: ActId, weight: WeightId, spec: NormSpec, out: ActId) -> BackendResult {
+        self.inner.rms_norm(x, weight, spec, out)
     }
     fn matmul(&mut self, w: WeightId, x: ActId, rows: usize, out: ActId, accumulate: bool) -> BackendResult {
         self.inner.matmul(w, x, rows, out, accumulate)
@@ -70,8 +70,8 @@ impl<B: Backend> Backend for Probe<B> {
     fn attention(&mut self, io: AttentionIo, shape: AttentionShape) -> BackendResult {
         self.inner.attention(io, shape)
     }
-    fn silu_mul(&mut self, gate: ActId, up: ActId, rows: usize, out: ActId) -> BackendResult {
-        self.inner.silu_mul(gate, up, rows, out)
+    fn glu(&mut self, gate: ActId, up: ActId, act: Activation, rows: usize, out: ActId) -> BackendResult {
+        self.inner.glu(gate, up, act, rows, out)
     }
     fn copy_row(&mut self, src: ActId, src_row: usize, dst: ActId, dst_row: usize) -> BackendResult {
         self.inner.copy_row(src, src_row, dst, dst_row)
@@ -136,6 +136,16 @@ fn a_synthetic_llama3_k_quant_variant_matches_llama_cpp_on_the_gpu() {
     let mut llm = Llm::load_on(config_for(path, BackendChoice::Gpu), |m| Box::new(gpu(m))).unwrap();
     assert_eq!(llm.backend_name(), "gpu");
     common::check_greedy(&mut llm, &common::reference_for(&stem), 16, &stem);
+}
+
+/// Gemma 3 on the GPU (its per-head norms, GELU, post-norms and sliding windows through the
+/// WGSL kernels) continues the reference prompts as llama.cpp does.
+#[test]
+fn gemma3_matches_llama_cpp_on_the_gpu() {
+    let path = common::catalog_model("gemma3-270m");
+    let mut llm = Llm::load_on(config_for(path, BackendChoice::Gpu), |m| Box::new(gpu(m))).unwrap();
+    assert_eq!(llm.backend_name(), "gpu");
+    common::check_greedy(&mut llm, &common::reference_for("gemma-3-270m-q4_k_m"), 16, "gemma3-270m");
 }
 
 fn forced_decoding(model: std::path::PathBuf, reference: &serde_json::Value) {

@@ -35,6 +35,23 @@ fn qwen2_5_models_match_llama_cpp_and_answer() {
     }
 }
 
+/// Gemma 3 270M, the real file (gemma3: 256-wide heads normed per head, GELU, norms after each
+/// block, sliding-window layers with their own rope base, a 262,144-token SentencePiece
+/// vocabulary without a space prefix): its tokenizer on mixed text (leading spaces, tabs,
+/// newlines, digits, CJK, emoji, bytes no token covers, special tokens), 16 greedy tokens of
+/// three raw prompts, and a chat turn in Gemma's own turn markers.
+#[test]
+fn gemma3_matches_llama_cpp() {
+    let mut llm = load(common::catalog_model("gemma3-270m"));
+    let reference = common::reference_for("gemma-3-270m-q4_k_m");
+    common::check_tokenizer(&mut llm, &reference);
+    common::check_greedy(&mut llm, &reference, 16, "gemma3-270m");
+    // The file has no template; Gemma's turns are used, and the reply ends at its turn's end.
+    let question = [Message { role: "user".into(), content: "What is the capital of France?".into() }];
+    let (g, _) = llm.chat(&question, &Sampling::greedy(24), |_| true).expect("answers");
+    assert!(!g.text.contains("<start_of_turn>") && !g.text.contains("<end_of_turn>"), "{:?}", g.text);
+}
+
 /// SmolLM2 requantised by llama.cpp to each weight type: 32 greedy tokens of three prompts. SmolLM2's width (576) is not a multiple of 256, so llama.cpp keeps most tensors of
 /// a K-quant variant in Q5_0/Q8_0 and the rest in the K type.
 #[test]

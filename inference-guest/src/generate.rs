@@ -5,9 +5,9 @@ use crate::bindings::murmur::llm::output;
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, HostModel};
 use crate::grammar::{Constraint, Grammars};
-use crate::model::{Config, Llama};
+use crate::model::{Config, Model};
 use crate::sampler::Sampler;
-use crate::template::ChatTemplate;
+use crate::template::{self, ChatTemplate};
 use crate::tokenizer::{Tokenizer, Utf8Stream};
 
 /// Context length used when the caller asks for the model's default.
@@ -19,7 +19,7 @@ const DEFAULT_BATCH: u32 = 64;
 pub struct Engine {
     /// The tokenizer.
     pub tokenizer: Tokenizer,
-    model: Llama,
+    model: Model,
     template: ChatTemplate,
     cached: Vec<u32>,
     name: String,
@@ -40,14 +40,14 @@ impl Engine {
                 cfg.vocab
             )));
         }
-        let template =
-            ChatTemplate::new(g.str("tokenizer.chat_template"), tokenizer.text(tokenizer.bos), tokenizer.text(tokenizer.eos))?;
+        let source = template::source_for(g.str("tokenizer.chat_template"), &cfg.arch);
+        let template = ChatTemplate::new(source, tokenizer.text(tokenizer.bos), tokenizer.text(tokenizer.eos))?;
         let context = match context {
             0 => DEFAULT_CONTEXT.min(cfg.train_context),
             c => c.min(cfg.train_context),
         };
         let batch = if batch == 0 { DEFAULT_BATCH } else { batch }.min(context);
-        let model = Llama::load(&g, cfg, context, batch)?;
+        let model = Model::load(&g, cfg, context, batch)?;
         let name = g.str("general.name").unwrap_or("").to_string();
         Ok(Self { tokenizer, model, template, cached: Vec::new(), name, grammars: None })
     }

@@ -15,6 +15,7 @@ mod gguf;
 mod grammar;
 mod model;
 mod sampler;
+mod spm;
 mod template;
 mod tokenizer;
 
@@ -83,17 +84,18 @@ pub mod fuzzing {
     use crate::bindings::exports::murmur::llm::llm::Message;
     use crate::gguf::Gguf;
     use crate::model::Config;
-    use crate::template::ChatTemplate;
+    use crate::template::{self, ChatTemplate};
     use crate::tokenizer::Tokenizer;
 
     /// Parses `data` as a GGUF file and, where that succeeds, builds what `load` builds from
     /// its metadata: the model shape, the tokenizer (then encodes a line) and the chat template.
     pub fn gguf(data: &[u8]) {
         let Ok(g) = Gguf::parse(data) else { return };
-        let _ = Config::from_gguf(&g);
+        let arch = Config::from_gguf(&g).map(|c| c.arch).unwrap_or_default();
         if let Ok(mut tokenizer) = Tokenizer::from_gguf(&g) {
             let _ = tokenizer.encode("<|im_start|>user\nHello, world!<|im_end|>", true);
-            if let Ok(t) = ChatTemplate::new(g.str("tokenizer.chat_template"), tokenizer.text(tokenizer.bos), tokenizer.text(tokenizer.eos)) {
+            let source = template::source_for(g.str("tokenizer.chat_template"), &arch);
+            if let Ok(t) = ChatTemplate::new(source, tokenizer.text(tokenizer.bos), tokenizer.text(tokenizer.eos)) {
                 let _ = t.render(&[Message { role: "user".into(), content: "Hi".into() }]);
             }
         }
@@ -111,7 +113,7 @@ pub mod fuzzing {
                 Message { role: role.into(), content: content.into() }
             })
             .collect();
-        if let Ok(t) = ChatTemplate::new(Some(source), "<s>", "</s>") {
+        if let Ok(t) = ChatTemplate::new(source, "<s>", "</s>") {
             let _ = t.render(&messages);
         }
     }

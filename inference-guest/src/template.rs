@@ -1,4 +1,5 @@
-//! Chat templates: the model's `tokenizer.chat_template` rendered with minijinja, ChatML if absent.
+//! Chat templates: the model's `tokenizer.chat_template` rendered with minijinja; where the file
+//! has none, its family's own (gemma3's turns), else ChatML.
 
 use minijinja::{context, Environment, Error as JinjaError, ErrorKind};
 
@@ -8,6 +9,23 @@ use crate::error::{Error, Result};
 /// ChatML, used when the model names no template.
 const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}\
 {% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+/// Gemma's turns, used when a gemma3 file names no template (the base models): a system prompt
+/// opens the first user turn, as Gemma's own template does, and the assistant is `model`.
+const GEMMA: &str = "{{ bos_token }}{% set ns = namespace(system='') %}{% for m in messages %}\
+{% if m.role == 'system' %}{% set ns.system = m.content | trim ~ '\n\n' %}\
+{% else %}<start_of_turn>{{ 'model' if m.role == 'assistant' else m.role }}\n\
+{% if m.role == 'user' %}{{ ns.system }}{% set ns.system = '' %}{% endif %}{{ m.content | trim }}<end_of_turn>\n\
+{% endif %}{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}";
+
+/// The template a model is rendered with: its own, or its family's when the file has none.
+pub fn source_for<'a>(own: Option<&'a str>, arch: &str) -> &'a str {
+    match (own, arch) {
+        (Some(own), _) => own,
+        (None, "gemma3") => GEMMA,
+        (None, _) => CHATML,
+    }
+}
 
 /// A compiled chat template.
 pub struct ChatTemplate {
@@ -21,12 +39,12 @@ fn raise_exception(msg: String) -> std::result::Result<String, JinjaError> {
 }
 
 impl ChatTemplate {
-    /// Compiles `source` (or ChatML when `None`); `bos`/`eos` are the special tokens' texts.
-    pub fn new(source: Option<&str>, bos: &str, eos: &str) -> Result<Self> {
+    /// Compiles `source`; `bos`/`eos` are the special tokens' texts.
+    pub fn new(source: &str, bos: &str, eos: &str) -> Result<Self> {
         let mut env = Environment::new();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
-        env.add_template_owned("chat", source.unwrap_or(CHATML).to_string())
+        env.add_template_owned("chat", source.to_string())
             .map_err(|e| Error::Template(format!("the model's chat template does not compile: {e}")))?;
         Ok(Self { env, bos: bos.to_string(), eos: eos.to_string() })
     }

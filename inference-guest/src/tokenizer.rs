@@ -1,10 +1,10 @@
-//! The model's tokenizer, built from the GGUF vocabulary with the `tokenizers` crate, and a
-//! streaming detokenizer that only ever emits complete UTF-8.
+//! The model's tokenizer, built from the GGUF vocabulary: byte-level BPE with the `tokenizers`
+//! crate, SentencePiece as llama.cpp runs it ([`crate::spm`]); and a streaming detokenizer that
+//! only ever emits complete UTF-8.
 
 use std::collections::HashMap;
 
 use tokenizers::models::bpe::{Vocab, BPE};
-use tokenizers::normalizers::{Prepend, Replace, Sequence as NormSequence};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
@@ -13,23 +13,34 @@ use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior};
 
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, Value};
+use crate::spm::Spm;
 
 /// GGUF token types (`tokenizer.ggml.token_type`).
+const TOKEN_UNKNOWN: i64 = 2;
 const TOKEN_CONTROL: i64 = 3;
 const TOKEN_USER_DEFINED: i64 = 4;
 const TOKEN_BYTE: i64 = 6;
 
 /// The GPT-2 pre-tokenizer regex, shared by most byte-level BPE models.
-const GPT2_SPLIT: &str =
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+const GPT2_SPLIT: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 /// Llama 3's pre-tokenizer regex.
-const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const LLAMA3_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// Qwen 2's pre-tokenizer regex.
-const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// How text becomes tokens.
+enum Encoder {
+    /// Byte-level BPE (`gpt2` vocabularies), special tokens among its added tokens.
+    Bpe(Box<tokenizers::Tokenizer>),
+    /// SentencePiece (`llama` vocabularies).
+    Spm(Box<Spm>),
+}
 
 /// A tokenizer plus what generation needs to know about special tokens.
 pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
+    encoder: Encoder,
     /// The bytes each token stands for when shown to the user (control tokens: none).
     pieces: Vec<Vec<u8>>,
     /// Text of each token as written in the vocabulary (for templates).
@@ -61,9 +72,7 @@ fn byte_decoder() -> HashMap<char, u8> {
 
 fn split(regex: &str) -> Result<PreTokenizerWrapper> {
     let pattern = SplitPattern::Regex(regex.to_string());
-    Ok(Split::new(pattern, SplitDelimiterBehavior::Isolated, false)
-        .map_err(|e| Error::Tokenizer(e.to_string()))?
-        .into())
+    Ok(Split::new(pattern, SplitDelimiterBehavior::Isolated, false).map_err(|e| Error::Tokenizer(e.to_string()))?.into())
 }
 
 impl Tokenizer {
@@ -86,7 +95,7 @@ impl Tokenizer {
         let vocab: HashMap<String, u32> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
         let token_id = |key: &str| g.int(key).and_then(|i| u32::try_from(i).ok()).filter(|&i| (i as usize) < tokens.len());
 
-        let (mut inner, pieces, default_bos) = match model {
+        let (encoder, pieces, default_bos) = match model {
             "gpt2" => {
                 let merges = strings(g, "tokenizer.ggml.merges")?
                     .into_iter()
@@ -117,6 +126,13 @@ impl Tokenizer {
                 };
                 let mut t = tokenizers::Tokenizer::new(bpe);
                 t.with_pre_tokenizer(Some(pre_tokenizer));
+                let specials: Vec<AddedToken> = tokens
+                    .iter()
+                    .zip(&types)
+                    .filter(|(_, ty)| matches!(**ty, TOKEN_CONTROL | TOKEN_USER_DEFINED))
+                    .map(|(t, _)| AddedToken::from(t.clone(), true))
+                    .collect();
+                t.add_special_tokens(specials).map_err(|e| Error::Tokenizer(e.to_string()))?;
                 let decoder = byte_decoder();
                 let pieces = tokens
                     .iter()
@@ -127,26 +143,21 @@ impl Tokenizer {
                         _ => t.chars().map(|c| decoder.get(&c).copied().unwrap_or(b'?')).collect(),
                     })
                     .collect();
-                (t, pieces, false)
+                (Encoder::Bpe(Box::new(t)), pieces, false)
             }
             "llama" => {
-                let scores: Vec<f64> = match g.array("tokenizer.ggml.scores") {
-                    Some(a) => a.iter().map(|v| if let Value::Float(f) = v { *f } else { 0.0 }).collect(),
+                let scores: Vec<f32> = match g.array("tokenizer.ggml.scores") {
+                    Some(a) => a.iter().map(|v| if let Value::Float(f) = v { *f as f32 } else { 0.0 }).collect(),
                     None => return Err(Error::Model("SentencePiece vocabulary without tokenizer.ggml.scores".into())),
                 };
-                let merges = spm_merges(&tokens, &types, &scores, &vocab);
-                let bpe = BPE::builder()
-                    .vocab_and_merges(vocab.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vocab>(), merges)
-                    .byte_fallback(true)
-                    .unk_token(tokens.get(token_id("tokenizer.ggml.unknown_token_id").unwrap_or(0) as usize).cloned().unwrap_or_default())
-                    .build()
-                    .map_err(|e| Error::Tokenizer(e.to_string()))?;
-                let mut t = tokenizers::Tokenizer::new(bpe);
-                let norm = NormSequence::new(vec![
-                    Prepend::new("▁".into()).into(),
-                    Replace::new(" ", "▁").map_err(|e| Error::Tokenizer(e.to_string()))?.into(),
-                ]);
-                t.with_normalizer(Some(norm)).map_err(|e| Error::Tokenizer(e.to_string()))?;
+                let special = |i: usize| match types[i] {
+                    TOKEN_CONTROL | TOKEN_UNKNOWN => Some(true),
+                    TOKEN_USER_DEFINED => Some(false),
+                    _ => None,
+                };
+                let unknown = token_id("tokenizer.ggml.unknown_token_id").unwrap_or(0);
+                let space_prefix = g.bool("tokenizer.ggml.add_space_prefix").unwrap_or(true);
+                let spm = Spm::new(&tokens, vocab, scores, special, unknown, space_prefix);
                 let pieces = tokens
                     .iter()
                     .zip(&types)
@@ -156,7 +167,7 @@ impl Tokenizer {
                         _ => t.replace('▁', " ").into_bytes(),
                     })
                     .collect();
-                (t, pieces, true)
+                (Encoder::Spm(Box::new(spm)), pieces, true)
             }
             other => {
                 return Err(Error::Unsupported(format!(
@@ -164,14 +175,6 @@ impl Tokenizer {
                 )))
             }
         };
-
-        let specials: Vec<AddedToken> = tokens
-            .iter()
-            .zip(&types)
-            .filter(|(_, ty)| matches!(**ty, TOKEN_CONTROL | TOKEN_USER_DEFINED))
-            .map(|(t, _)| AddedToken::from(t.clone(), true))
-            .collect();
-        inner.add_special_tokens(specials).map_err(|e| Error::Tokenizer(e.to_string()))?;
 
         let bos = token_id("tokenizer.ggml.bos_token_id");
         let eos = token_id("tokenizer.ggml.eos_token_id");
@@ -187,7 +190,7 @@ impl Tokenizer {
             }
         }
         Ok(Self {
-            inner,
+            encoder,
             pieces,
             texts: tokens,
             eog,
@@ -199,9 +202,14 @@ impl Tokenizer {
 
     /// Token ids of `text`. With `parse_special`, special-token text becomes those tokens.
     pub fn encode(&mut self, text: &str, parse_special: bool) -> Result<Vec<u32>> {
-        self.inner.set_encode_special_tokens(!parse_special);
-        let enc = self.inner.encode_fast(text, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
-        Ok(enc.get_ids().to_vec())
+        match &mut self.encoder {
+            Encoder::Bpe(t) => {
+                t.set_encode_special_tokens(!parse_special);
+                let enc = t.encode_fast(text, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+                Ok(enc.get_ids().to_vec())
+            }
+            Encoder::Spm(spm) => Ok(spm.encode(text, parse_special)),
+        }
     }
 
     /// Whether `id` ends generation.
@@ -256,25 +264,6 @@ fn strings(g: &Gguf, key: &str) -> Result<Vec<String>> {
 fn byte_token(t: &str) -> Option<u8> {
     let hex = t.strip_prefix("<0x")?.strip_suffix('>')?;
     u8::from_str_radix(hex, 16).ok()
-}
-
-/// Merges for a SentencePiece vocabulary: every split of a token into two vocabulary entries,
-/// ranked by the merged token's score (higher merges first).
-fn spm_merges(tokens: &[String], types: &[i64], scores: &[f64], vocab: &HashMap<String, u32>) -> Vec<(String, String)> {
-    let mut ranked = Vec::new();
-    for (i, t) in tokens.iter().enumerate() {
-        if types.get(i) != Some(&1) {
-            continue;
-        }
-        for (at, _) in t.char_indices().skip(1) {
-            let (a, b) = t.split_at(at);
-            if let (Some(&ia), Some(&ib)) = (vocab.get(a), vocab.get(b)) {
-                ranked.push((-scores.get(i).copied().unwrap_or(0.0), ia, ib, a.to_string(), b.to_string()));
-            }
-        }
-    }
-    ranked.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
-    ranked.into_iter().map(|(_, _, _, a, b)| (a, b)).collect()
 }
 
 /// Turns token bytes into text, holding back an unfinished UTF-8 sequence until it completes.

@@ -34,6 +34,7 @@ TOKENIZE = [
     ("numbers", "3.14159 1,234,567 2026-12-02 0x1F 1e-5 123456789012"),
     ("whitespace", "a  b   c\t\td\n\n\n  e \r\n f      "),
     ("special", "<|im_start|>system\nYou are helpful.<|im_end|>\n<|endoftext|>"),
+    ("leading", "   three spaces first,\n\n\ttabs, <bos> and <start_of_turn>user\n\u00ff\ufffd\U0001d11e end"),
 ]
 
 # ggml's file-type numbers for llama_model_quantize.

@@ -9,7 +9,7 @@ use super::packed::{kernel_for, PackedWeight, ROWS, TOKENS};
 use super::pool::{share, ThreadPool};
 use super::quant::{dequantize_row, quantize_activations, BlockQ8, WeightType};
 use super::simd::{attend, dot_f32};
-use super::RopeSpec;
+use super::{Activation, RopeSpec};
 
 /// A weight as the CPU kernels hold it: a quantised one packed (see [`super::packed`]), a float
 /// one as the file stores it.
@@ -126,6 +126,15 @@ pub struct AttentionShape {
     pub pos: usize,
     /// New tokens.
     pub n: usize,
+    /// Positions each query sees, its own among them (a sliding window), or all before it.
+    pub window: Option<usize>,
+}
+
+impl AttentionShape {
+    /// The first cache row that the query at position `p` attends.
+    pub fn first_seen(&self, p: usize) -> usize {
+        self.window.map_or(0, |w| (p + 1).saturating_sub(w))
+    }
 }
 
 /// A raw pointer that shares can write through at disjoint indices.
@@ -227,16 +236,17 @@ impl CpuKernels {
         }
     }
 
-    /// `out = x / rms(x) * weight` for `n` rows of `cols`.
-    pub fn rms_norm(&mut self, x: &[f32], weight: &CpuWeight, eps: f32, n: usize, out: &mut [f32]) {
+    /// `out (+)= x / rms(x) * weight` for each group of `weight.cols()` values of `x` (the rows
+    /// to normalise, whole).
+    pub fn rms_norm(&mut self, x: &[f32], weight: &CpuWeight, eps: f32, accumulate: bool, out: &mut [f32]) {
         let cols = weight.cols();
         self.norm_w.resize(cols, 0.0);
         weight.dequantize_row(0, &mut self.norm_w);
-        for (xr, or) in x.chunks_exact(cols).zip(out.chunks_exact_mut(cols)).take(n) {
+        for (xr, or) in x.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
             let sum: f64 = xr.iter().map(|&v| (v as f64) * (v as f64)).sum();
             let scale = 1.0 / ((sum / cols as f64) as f32 + eps).sqrt();
             for ((o, &v), &g) in or.iter_mut().zip(xr).zip(&self.norm_w) {
-                *o = v * scale * g;
+                *o = if accumulate { *o + v * scale * g } else { v * scale * g };
             }
         }
     }
@@ -251,10 +261,10 @@ impl CpuKernels {
         }
     }
 
-    /// `out[i] = table[tokens[i]]`, with the file's exact values: a table whose packing rounded
-    /// its scales is read from the file (one row a token), or from its packed copy if the file
-    /// changed since.
-    pub fn embed(&mut self, table: &CpuWeight, tokens: &[u32], out: &mut [f32]) {
+    /// `out[i] = table[tokens[i]] * scale`, with the file's exact values: a table whose packing
+    /// rounded its scales is read from the file (one row a token), or from its packed copy if the
+    /// file changed since.
+    pub fn embed(&mut self, table: &CpuWeight, tokens: &[u32], scale: f32, out: &mut [f32]) {
         for (&t, o) in tokens.iter().zip(out.chunks_exact_mut(table.cols())) {
             let exact = match table {
                 CpuWeight::Packed(packed, Some(file)) => file.dequantize_row(packed, t as usize, &mut self.raw_row, o),
@@ -263,13 +273,16 @@ impl CpuKernels {
             if !exact {
                 table.dequantize_row(t as usize, o);
             }
+            if scale != 1.0 {
+                o.iter_mut().for_each(|v| *v *= scale);
+            }
         }
     }
 
-    /// `out = silu(gate) * up` element-wise.
-    pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    /// `out = act(gate) * up` element-wise.
+    pub fn glu(gate: &[f32], up: &[f32], act: Activation, out: &mut [f32]) {
         for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-            *o = g / (1.0 + (-g).exp()) * u;
+            *o = act.apply(g) * u;
         }
     }
 
@@ -313,7 +326,7 @@ impl CpuKernels {
         shape: AttentionShape,
         out: &mut [f32],
     ) {
-        let AttentionShape { heads, kv_heads, head_dim: hd, pos, n } = shape;
+        let AttentionShape { heads, kv_heads, head_dim: hd, pos, n, .. } = shape;
         let (qd, kvd) = (heads * hd, kv_heads * hd);
         k_cache[pos * kvd..(pos + n) * kvd].copy_from_slice(&k[..n * kvd]);
         v_cache[pos * kvd..(pos + n) * kvd].copy_from_slice(&v[..n * kvd]);
@@ -331,9 +344,10 @@ impl CpuKernels {
             let sc = unsafe { scores.row(s) };
             for item in share(n * heads, s, shares) {
                 let (t, h) = (item / heads, item % heads);
-                let len = pos + t + 1;
+                let first = shape.first_seen(pos + t);
+                let len = pos + t + 1 - first;
                 let qh = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
-                let kvo = (h / group) * hd;
+                let kvo = first * kvd + (h / group) * hd;
                 let o = &mut [0f32; 256][..hd];
                 attend(qh, &k_cache[kvo..], &v_cache[kvo..], kvd, len, scale, &mut sc[..len], o);
                 for (d, &a) in o.iter().enumerate() {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use super::cpu::{top_k, CpuKernels, CpuWeight};
 use super::cpu_weights::CpuWeights;
 use super::slab::Slab;
-use super::{ActId, AttentionIo, AttentionShape, Backend, BackendResult, RopeSpec, Stats, WeightId, WeightSpec};
+use super::{
+    ActId, Activation, AttentionIo, AttentionShape, Backend, BackendResult, NormSpec, RopeSpec, Stats, WeightId, WeightSpec,
+};
 
 /// An activation's elements and row width.
 struct Act {
@@ -83,13 +85,16 @@ impl Backend for CpuBackend {
         self.acts.remove(id);
     }
 
-    fn embed(&mut self, table: WeightId, tokens: &[u32], out: ActId) -> BackendResult {
-        self.with_out(out, |b, k, o, _| k.embed(b.weight(table), tokens, o));
+    fn embed(&mut self, table: WeightId, tokens: &[u32], scale: f32, out: ActId) -> BackendResult {
+        self.with_out(out, |b, k, o, _| k.embed(b.weight(table), tokens, scale, o));
         Ok(())
     }
 
-    fn rms_norm(&mut self, x: ActId, weight: WeightId, eps: f32, rows: usize, out: ActId) -> BackendResult {
-        self.with_out(out, |b, k, o, _| k.rms_norm(&b.act(x).data, b.weight(weight), eps, rows, o));
+    fn rms_norm(&mut self, x: ActId, weight: WeightId, spec: NormSpec, out: ActId) -> BackendResult {
+        self.with_out(out, |b, k, o, cols| {
+            let x = &b.act(x).data[..spec.rows * cols];
+            k.rms_norm(x, b.weight(weight), spec.eps, spec.accumulate, o)
+        });
         Ok(())
     }
 
@@ -122,10 +127,10 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn silu_mul(&mut self, gate: ActId, up: ActId, rows: usize, out: ActId) -> BackendResult {
+    fn glu(&mut self, gate: ActId, up: ActId, act: Activation, rows: usize, out: ActId) -> BackendResult {
         self.with_out(out, |b, _, o, cols| {
             let n = rows * cols;
-            CpuKernels::silu_mul(&b.act(gate).data[..n], &b.act(up).data[..n], &mut o[..n]);
+            CpuKernels::glu(&b.act(gate).data[..n], &b.act(up).data[..n], act, &mut o[..n]);
         });
         Ok(())
     }

@@ -87,6 +87,39 @@ pub struct RopeSpec {
     pub factors: Option<WeightId>,
 }
 
+/// The nonlinearity of a gated feed-forward block: `out = act(gate) * up`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// `x * sigmoid(x)`.
+    Silu,
+    /// GELU's tanh approximation, `x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))`.
+    GeluTanh,
+}
+
+impl Activation {
+    /// The activation of one value.
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Self::Silu => x / (1.0 + (-x).exp()),
+            Self::GeluTanh => {
+                const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+                0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
+            }
+        }
+    }
+}
+
+/// How an RMSNorm call runs: over groups of the weight's width within each row.
+#[derive(Debug, Clone, Copy)]
+pub struct NormSpec {
+    /// Epsilon added to the mean square.
+    pub eps: f32,
+    /// Rows of `x` to normalise.
+    pub rows: usize,
+    /// Add to the output instead of overwriting it.
+    pub accumulate: bool,
+}
+
 /// The tensors of one attention call.
 #[derive(Debug, Clone, Copy)]
 pub struct AttentionIo {
@@ -159,10 +192,10 @@ pub trait Backend: Send {
     fn activation(&mut self, rows: usize, cols: usize) -> BackendResult<ActId>;
     /// Frees an activation.
     fn free(&mut self, id: ActId);
-    /// `out[i] = table[tokens[i]]`.
-    fn embed(&mut self, table: WeightId, tokens: &[u32], out: ActId) -> BackendResult;
-    /// `out = x / rms(x) * weight` for the first `rows` rows.
-    fn rms_norm(&mut self, x: ActId, weight: WeightId, eps: f32, rows: usize, out: ActId) -> BackendResult;
+    /// `out[i] = table[tokens[i]] * scale`.
+    fn embed(&mut self, table: WeightId, tokens: &[u32], scale: f32, out: ActId) -> BackendResult;
+    /// `out (+)= x / rms(x) * weight` for each `weight`-wide group of the first `spec.rows` rows.
+    fn rms_norm(&mut self, x: ActId, weight: WeightId, spec: NormSpec, out: ActId) -> BackendResult;
     /// `out[t][r] (+)= dot(w[r], x[t])` for the first `rows` rows of `x`.
     fn matmul(&mut self, w: WeightId, x: ActId, rows: usize, out: ActId, accumulate: bool) -> BackendResult;
     /// `x[t] += bias` for the first `rows` rows, in place (`bias` is one row as wide as `x`).
@@ -171,8 +204,8 @@ pub trait Backend: Send {
     fn rope(&mut self, x: ActId, spec: RopeSpec) -> BackendResult;
     /// Stores the new keys/values at their positions, then causal grouped-query attention.
     fn attention(&mut self, io: AttentionIo, shape: AttentionShape) -> BackendResult;
-    /// `out = silu(gate) * up` for the first `rows` rows.
-    fn silu_mul(&mut self, gate: ActId, up: ActId, rows: usize, out: ActId) -> BackendResult;
+    /// `out = act(gate) * up` for the first `rows` rows.
+    fn glu(&mut self, gate: ActId, up: ActId, act: Activation, rows: usize, out: ActId) -> BackendResult;
     /// Copies row `src_row` of `src` to row `dst_row` of `dst`.
     fn copy_row(&mut self, src: ActId, src_row: usize, dst: ActId, dst_row: usize) -> BackendResult;
     /// Repetition penalty on row `row` of `logits` for each distinct listed token in range.

@@ -32,6 +32,7 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], stride: usize, len: usize, scale:
         match hd {
             64 => return unsafe { x86::attend::<8>(q, k, v, stride, len, scale, scores, out) },
             128 => return unsafe { x86::attend::<16>(q, k, v, stride, len, scale, scores, out) },
+            256 => return unsafe { x86::attend::<32>(q, k, v, stride, len, scale, scores, out) },
             _ => {}
         }
     }
@@ -462,10 +463,10 @@ mod tests {
     use super::*;
 
     /// Attention over cached rows matches a plain softmax-weighted sum, for the head widths
-    /// with a SIMD path (64, 128) and one without (48).
+    /// with a SIMD path (64, 128, 256) and one without (48).
     #[test]
     fn attend_matches_naive_softmax() {
-        for hd in [48, 64, 128] {
+        for hd in [48, 64, 128, 256] {
             let (stride, len) = (3 * hd, 37);
             let k: Vec<f32> = (0..len * stride).map(|i| ((i * 13 % 29) as f32 - 14.0) * 0.05).collect();
             let v: Vec<f32> = (0..len * stride).map(|i| ((i * 7 % 31) as f32 - 15.0) * 0.1).collect();

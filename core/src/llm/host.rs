@@ -14,7 +14,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::tensors::Kind;
 pub use super::tensors::Tensor;
 use crate::compute::{
-    ActId, AttentionIo, AttentionShape, Backend, BackendError, ModelFile, RopeSpec, WeightSpec, WeightType, MAX_TOP_K,
+    ActId, Activation, AttentionIo, AttentionShape, Backend, BackendError, ModelFile, NormSpec, RopeSpec, WeightSpec, WeightType,
+    MAX_TOP_K,
 };
 
 wasmtime::component::bindgen!({
@@ -23,7 +24,7 @@ wasmtime::component::bindgen!({
     with: { "murmur:llm/compute.tensor": Tensor },
 });
 
-use murmur::llm::compute::{self, Candidate, ComputeError, Dtype, RopeStyle};
+use murmur::llm::compute::{self, Candidate, ComputeError, Dtype, Nonlinearity, RopeStyle};
 
 /// Called with each generated token id and its text; returns false to cancel.
 pub type TokenSink = Box<dyn FnMut(u32, &str) -> bool + Send>;
@@ -293,7 +294,7 @@ impl compute::Host for State {
         self.push(tensor)
     }
 
-    fn embed(&mut self, table: Resource<Tensor>, tokens: Vec<u32>, out: Resource<Tensor>) -> Res<()> {
+    fn embed(&mut self, table: Resource<Tensor>, tokens: Vec<u32>, scale: f32, out: Resource<Tensor>) -> Res<()> {
         let (w, wid) = self.weight_of(&table, "the embedding table")?;
         let (o, rows, cols) = self.act(&out, "the output")?;
         if w.cols != cols || tokens.len() > rows || tokens.is_empty() {
@@ -302,20 +303,31 @@ impl compute::Host for State {
         if let Some(bad) = tokens.iter().find(|&&t| t as usize >= w.rows) {
             return Err(ComputeError::OutOfRange(format!("token {bad} is outside the {}-row table", w.rows)));
         }
-        let result = self.backend.embed(wid, &tokens, o);
+        if !scale.is_finite() {
+            return Err(shape(format!("embedding scale {scale} is not a number")));
+        }
+        let result = self.backend.embed(wid, &tokens, scale, o);
         self.settle(result)
     }
 
-    fn rms_norm(&mut self, x: Resource<Tensor>, weight: Resource<Tensor>, eps: f32, n: u32, out: Resource<Tensor>) -> Res<()> {
+    fn rms_norm(
+        &mut self,
+        x: Resource<Tensor>,
+        weight: Resource<Tensor>,
+        eps: f32,
+        n: u32,
+        out: Resource<Tensor>,
+        accumulate: bool,
+    ) -> Res<()> {
         let (xi, xr, xc) = self.act(&x, "the input")?;
         let (w, wid) = self.weight_of(&weight, "the norm weight")?;
         let (o, or, cols) = self.act(&out, "the output")?;
         distinct(o, &[xi])?;
         let n = rows_fit("the input", xr.min(or), n)?;
-        if xc != cols || w.cols != cols || w.rows != 1 {
+        if xc != cols || w.rows != 1 || w.cols == 0 || cols % w.cols != 0 {
             return Err(shape(format!("rms-norm of width {xc} with weight {}x{} into width {cols}", w.rows, w.cols)));
         }
-        let result = self.backend.rms_norm(xi, wid, eps, n, o);
+        let result = self.backend.rms_norm(xi, wid, NormSpec { eps, rows: n, accumulate }, o);
         self.settle(result)
     }
 
@@ -394,6 +406,7 @@ impl compute::Host for State {
         head_dim: u32,
         pos: u32,
         n: u32,
+        window: Option<u32>,
         out: Resource<Tensor>,
     ) -> Res<()> {
         let (qi, qr, qc) = self.act(&q, "the queries")?;
@@ -421,22 +434,30 @@ impl compute::Host for State {
                 pos + n
             )));
         }
-        let shape = AttentionShape { heads: qd / hd, kv_heads: kvd / hd, head_dim: hd, pos, n };
+        if window == Some(0) {
+            return Err(shape("an attention window of no positions".into()));
+        }
+        let window = window.map(|w| w as usize);
+        let shape = AttentionShape { heads: qd / hd, kv_heads: kvd / hd, head_dim: hd, pos, n, window };
         let io = AttentionIo { q: qi, k: ki, v: vi, k_cache: kci, v_cache: vci, out: o };
         let result = self.backend.attention(io, shape);
         self.settle(result)
     }
 
-    fn silu_mul(&mut self, gate: Resource<Tensor>, up: Resource<Tensor>, n: u32, out: Resource<Tensor>) -> Res<()> {
+    fn glu(&mut self, gate: Resource<Tensor>, up: Resource<Tensor>, act: Nonlinearity, n: u32, out: Resource<Tensor>) -> Res<()> {
         let (gi, gr, gc) = self.act(&gate, "the gate")?;
         let (ui, ur, uc) = self.act(&up, "the up projection")?;
         let (o, or, cols) = self.act(&out, "the output")?;
         distinct(o, &[gi, ui])?;
         let n = rows_fit("the gate", gr.min(ur).min(or), n)?;
         if gc != cols || uc != cols {
-            return Err(shape(format!("silu-mul of widths {gc} and {uc} into {cols}")));
+            return Err(shape(format!("glu of widths {gc} and {uc} into {cols}")));
         }
-        let result = self.backend.silu_mul(gi, ui, n, o);
+        let act = match act {
+            Nonlinearity::Silu => Activation::Silu,
+            Nonlinearity::GeluTanh => Activation::GeluTanh,
+        };
+        let result = self.backend.glu(gi, ui, act, n, o);
         self.settle(result)
     }
 

@@ -74,7 +74,11 @@ pub fn check_greedy(llm: &mut Llm, reference: &serde_json::Value, steps: usize, 
         let prompt = case["prompt"].as_str().expect("prompt");
         let mut want = ids(&case["greedy_ids"]);
         want.truncate(steps);
-        assert_eq!(llm.tokenize(prompt, true).expect("tokenizes"), ids(&case["prompt_ids"]), "{name}: prompt ids");
+        // llama.cpp's prompt starts with the BOS token where the model adds one (gemma3);
+        // Murmur adds it when it runs the prompt, not when it tokenizes text.
+        let (got, prompt_ids) = (llm.tokenize(prompt, true).expect("tokenizes"), ids(&case["prompt_ids"]));
+        let text_ids = if prompt_ids.len() == got.len() + 1 { &prompt_ids[1..] } else { &prompt_ids[..] };
+        assert_eq!(got, text_ids, "{name}: prompt ids");
         let sampling = Sampling { ignore_eos: true, ..Sampling::greedy(want.len() as u32) };
         let (g, _) = llm.complete(prompt, &sampling, |_| true).expect("generates");
         assert_eq!(g.token_ids.len(), want.len(), "{name}: generated count");

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::fmt::Debug;
 
 use bindings::exports::murmur::llm::llm::{Generation, Guest, Message, ModelInfo, RequestError, Sampling};
-use bindings::murmur::llm::compute::{self, Dtype, RopeStyle, Tensor};
+use bindings::murmur::llm::compute::{self, Dtype, Nonlinearity, RopeStyle, Tensor};
 
 mod bindings {
     wit_bindgen::generate!({
@@ -95,18 +95,22 @@ fn misuse(r: &mut Report) {
     let y = act(2, 4);
     let wide = act(2, 16);
     let logits = act(1, 8);
-    r.log("embed from an activation", &compute::embed(&x, &[0], &y));
+    let y_norm = compute::weight(Dtype::F32, 1, 3, 0).expect("a small weight");
+    let wide2 = act(2, 16);
+    r.log("embed from an activation", &compute::embed(&x, &[0], 1.0, &y));
     r.log("matmul by an activation", &compute::matmul(&x, &x, 1, &y, false));
-    r.log("rms-norm of a weight", &compute::rms_norm(&w, &norm, 1e-5, 1, &x));
-    r.log("embed of a token past the table", &compute::embed(&w, &[4], &x));
-    r.log("embed of no tokens", &compute::embed(&w, &[], &x));
-    r.log("embed of more tokens than rows", &compute::embed(&w, &[0, 1, 2], &x));
+    r.log("rms-norm of a weight", &compute::rms_norm(&w, &norm, 1e-5, 1, &x, false));
+    r.log("embed of a token past the table", &compute::embed(&w, &[4], 1.0, &x));
+    r.log("embed of no tokens", &compute::embed(&w, &[], 1.0, &x));
+    r.log("embed of more tokens than rows", &compute::embed(&w, &[0, 1, 2], 1.0, &x));
     r.log("matmul of mismatched widths", &compute::matmul(&w, &wide, 1, &y, false));
     r.log("matmul of more rows than the input", &compute::matmul(&w, &x, 3, &y, false));
     r.log("matmul into its own input", &compute::matmul(&w, &x, 1, &x, false));
-    r.log("rms-norm of no rows", &compute::rms_norm(&x, &norm, 1e-5, 0, &wide));
-    r.log("rms-norm into its input", &compute::rms_norm(&x, &norm, 1e-5, 1, &x));
-    r.log("silu-mul into its gate", &compute::silu_mul(&x, &wide, 1, &x));
+    r.log("rms-norm of no rows", &compute::rms_norm(&x, &norm, 1e-5, 0, &wide, false));
+    r.log("rms-norm into its input", &compute::rms_norm(&x, &norm, 1e-5, 1, &x, false));
+    r.log("glu into its gate", &compute::glu(&x, &wide, Nonlinearity::Silu, 1, &x));
+    r.log("rms-norm by a weight that does not divide the row", &compute::rms_norm(&wide, &y_norm, 1e-5, 1, &wide2, false));
+    r.log("embed scaled by NaN", &compute::embed(&w, &[0], f32::NAN, &x));
     r.log("rope of an odd head", &compute::rope(&x, 3, 0, 1, 10_000.0, RopeStyle::Interleaved, None));
     r.log("rope of a head wider than the row", &compute::rope(&x, 16, 0, 1, 10_000.0, RopeStyle::Halves, None));
     r.log("rope with factors of the wrong width", &compute::rope(&x, 8, 0, 1, 10_000.0, RopeStyle::Halves, Some(&norm)));
@@ -120,11 +124,12 @@ fn misuse(r: &mut Report) {
     r.log("top-k of a row past the end", &compute::top_k(&logits, 1, 4));
     r.log("top-k of 100000", &compute::top_k(&logits, 0, 100_000));
     let (q, k, v, kc, vc, out) = (act(1, 8), act(1, 8), act(1, 8), act(4, 8), act(4, 8), act(1, 8));
-    r.log("attention past the cache", &compute::attention(&q, &k, &v, &kc, &vc, 8, 4, 1, &out));
-    r.log("attention with shared caches", &compute::attention(&q, &k, &v, &kc, &kc, 8, 0, 1, &out));
-    r.log("attention into its queries", &compute::attention(&q, &k, &v, &kc, &vc, 8, 0, 1, &q));
-    r.log("attention of head width 0", &compute::attention(&q, &k, &v, &kc, &vc, 0, 0, 1, &out));
-    r.log("attention of head width 3", &compute::attention(&q, &k, &v, &kc, &vc, 3, 0, 1, &out));
+    r.log("attention past the cache", &compute::attention(&q, &k, &v, &kc, &vc, 8, 4, 1, None, &out));
+    r.log("attention with shared caches", &compute::attention(&q, &k, &v, &kc, &kc, 8, 0, 1, None, &out));
+    r.log("attention into its queries", &compute::attention(&q, &k, &v, &kc, &vc, 8, 0, 1, None, &q));
+    r.log("attention of head width 0", &compute::attention(&q, &k, &v, &kc, &vc, 0, 0, 1, None, &out));
+    r.log("attention of head width 3", &compute::attention(&q, &k, &v, &kc, &vc, 3, 0, 1, None, &out));
+    r.log("attention of an empty window", &compute::attention(&q, &k, &v, &kc, &vc, 8, 0, 1, Some(0), &out));
     // A well-formed op still works after all that.
     r.log("a valid matmul", &compute::matmul(&w, &x, 1, &y, false));
     r.log("a valid read", &compute::read_model(size - 4, 4));
@@ -151,7 +156,7 @@ fn use_after_drop() {
 fn plant() -> Vec<u32> {
     let table = compute::weight(Dtype::F32, 1, 8, 0).expect("a small weight");
     let secret = act(1, 8);
-    compute::embed(&table, &[0], &secret).expect("an embed");
+    compute::embed(&table, &[0], 1.0, &secret).expect("an embed");
     let handle = secret.handle();
     KEPT.with_borrow_mut(|k| k.extend([table, secret]));
     vec![handle]

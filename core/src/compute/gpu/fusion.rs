@@ -1,21 +1,21 @@
 //! Which recorded ops merge into one dispatch. The backend holds the last op back; when the
 //! next one reads what it wrote in a way one kernel can do, they become one mat-mul:
-//! RMSNorm + the mat-muls that read the normed rows (up to three, sharing the input), and
-//! SiLU·mul + the mat-mul that reads the product; the rotary embedding of a mat-mul's output
+//! RMSNorm over whole rows + the mat-muls that read the normed rows (up to three, sharing the
+//! input), and SiLU·mul + the mat-mul that reads the product; the rotary embedding of a mat-mul's output
 //! (or else of two tensors at once). With attention storing its own keys and values, a llama
 //! block takes 5 dispatches instead of 14: norm+q/k/v+rope, attention, o, norm+gate/up,
 //! silu+down (and a merge of attention's spans past 64 positions).
 
 use super::kernels::MatmulInput;
-use crate::compute::{ActId, RopeSpec, WeightId};
+use crate::compute::{ActId, Activation, NormSpec, RopeSpec, WeightId};
 
 /// An op held back in case the next one fuses with it.
 #[derive(Debug, Clone)]
 pub enum Pending {
-    /// RMSNorm of `x` by `weight` into `out`.
-    Norm { x: ActId, weight: WeightId, eps: f32, rows: usize, out: ActId },
-    /// `out = silu(gate) * up`.
-    Silu { gate: ActId, up: ActId, rows: usize, out: ActId },
+    /// RMSNorm of `x` by `weight` into `out`, over whole rows or groups of the weight's width.
+    Norm { x: ActId, weight: WeightId, spec: NormSpec, whole_rows: bool, out: ActId },
+    /// `out = act(gate) * up`.
+    Glu { gate: ActId, up: ActId, act: Activation, rows: usize, out: ActId },
     /// One dispatch of mat-muls.
     Matmul(FusedMatmul),
     /// Rotary embedding of one tensor or two (same positions and heads).
@@ -129,28 +129,34 @@ pub fn fuse_matmul(
     (w, x, rows, out, accumulate): (WeightId, ActId, usize, ActId, bool),
 ) -> Option<FusedMatmul> {
     let fused = match *pending {
-        Pending::Norm { x: src, weight, eps, rows: r, out: normed } if normed == x && r == rows && shape.whole => FusedMatmul {
-            input: MatmulInput::Norm,
-            x: src,
-            aux: Some(Aux::Weight(weight)),
-            side: Some(normed),
-            eps,
-            rows,
-            accumulate,
-            targets: vec![(w, out)],
-            rope: None,
-        },
-        Pending::Silu { gate, up, rows: r, out: product } if product == x && r == rows && shape.whole => FusedMatmul {
-            input: MatmulInput::Silu,
-            x: gate,
-            aux: Some(Aux::Act(up)),
-            side: Some(product),
-            eps: 0.0,
-            rows,
-            accumulate,
-            targets: vec![(w, out)],
-            rope: None,
-        },
+        Pending::Norm { x: src, weight, spec, whole_rows: true, out: normed }
+            if normed == x && spec.rows == rows && !spec.accumulate && shape.whole =>
+        {
+            FusedMatmul {
+                input: MatmulInput::Norm,
+                x: src,
+                aux: Some(Aux::Weight(weight)),
+                side: Some(normed),
+                eps: spec.eps,
+                rows,
+                accumulate,
+                targets: vec![(w, out)],
+                rope: None,
+            }
+        }
+        Pending::Glu { gate, up, act: Activation::Silu, rows: r, out: product } if product == x && r == rows && shape.whole => {
+            FusedMatmul {
+                input: MatmulInput::Silu,
+                x: gate,
+                aux: Some(Aux::Act(up)),
+                side: Some(product),
+                eps: 0.0,
+                rows,
+                accumulate,
+                targets: vec![(w, out)],
+                rope: None,
+            }
+        }
         Pending::Matmul(ref m)
             if m.targets.len() < 3
                 && m.rope.is_none()
@@ -179,9 +185,15 @@ mod tests {
 
     const Q4: WeightShape = WeightShape { bits: 4, cols: 576, whole: true };
 
+    /// RMSNorm of `ActId(0)` into `ActId(1)` over whole rows.
+    fn norm_of(rows: usize) -> Pending {
+        let spec = NormSpec { eps: 1e-5, rows, accumulate: false };
+        Pending::Norm { x: ActId(0), weight: WeightId(9), spec, whole_rows: true, out: ActId(1) }
+    }
+
     #[test]
     fn norm_then_three_matmuls_of_its_output_fuse() {
-        let norm = Pending::Norm { x: ActId(0), weight: WeightId(9), eps: 1e-5, rows: 1, out: ActId(1) };
+        let norm = norm_of(1);
         let q = fuse_matmul(&norm, None, Q4, (WeightId(1), ActId(1), 1, ActId(2), false)).expect("norm + q");
         let k = fuse_matmul(&Pending::Matmul(q), Some(Q4), Q4, (WeightId(2), ActId(1), 1, ActId(3), false)).expect("+ k");
         let v = fuse_matmul(&Pending::Matmul(k), Some(Q4), Q4, (WeightId(3), ActId(1), 1, ActId(4), false)).expect("+ v");
@@ -193,7 +205,7 @@ mod tests {
 
     #[test]
     fn rotations_of_fused_outputs_fuse_once_each() {
-        let norm = Pending::Norm { x: ActId(0), weight: WeightId(9), eps: 1e-5, rows: 1, out: ActId(1) };
+        let norm = norm_of(1);
         let q = fuse_matmul(&norm, None, Q4, (WeightId(1), ActId(1), 1, ActId(2), false)).unwrap();
         let k = fuse_matmul(&Pending::Matmul(q), Some(Q4), Q4, (WeightId(2), ActId(1), 1, ActId(3), false)).unwrap();
         let spec = RopeSpec { head_dim: 64, pos: 5, n: 1, base: 1e4, interleaved: true, factors: None };
@@ -212,7 +224,7 @@ mod tests {
 
     #[test]
     fn hazards_and_mismatches_do_not_fuse() {
-        let norm = Pending::Norm { x: ActId(0), weight: WeightId(9), eps: 1e-5, rows: 2, out: ActId(1) };
+        let norm = norm_of(2);
         // Writes the norm's source.
         assert!(fuse_matmul(&norm, None, Q4, (WeightId(1), ActId(1), 2, ActId(0), true)).is_none());
         // Reads something else, or other rows.
@@ -224,5 +236,17 @@ mod tests {
         assert!(fuse_matmul(&Pending::Matmul(q.clone()), Some(Q4), q8, (WeightId(2), ActId(1), 2, ActId(3), false)).is_none());
         assert!(fuse_matmul(&Pending::Matmul(q.clone()), Some(Q4), Q4, (WeightId(2), ActId(1), 2, ActId(2), false)).is_none());
         assert!(fuse_matmul(&Pending::Matmul(q), Some(Q4), Q4, (WeightId(2), ActId(1), 2, ActId(3), true)).is_none());
+        // A per-head norm, or one added to its output, is not the mat-mul's input transform;
+        // nor is a GELU product.
+        let Pending::Norm { spec, .. } = norm_of(2) else { unreachable!() };
+        let per_head = Pending::Norm { x: ActId(0), weight: WeightId(9), spec, whole_rows: false, out: ActId(1) };
+        assert!(fuse_matmul(&per_head, None, Q4, (WeightId(1), ActId(1), 2, ActId(2), false)).is_none());
+        let added = NormSpec { accumulate: true, ..spec };
+        let added = Pending::Norm { x: ActId(0), weight: WeightId(9), spec: added, whole_rows: true, out: ActId(1) };
+        assert!(fuse_matmul(&added, None, Q4, (WeightId(1), ActId(1), 2, ActId(2), false)).is_none());
+        let gelu = Pending::Glu { gate: ActId(0), up: ActId(5), act: Activation::GeluTanh, rows: 2, out: ActId(1) };
+        assert!(fuse_matmul(&gelu, None, Q4, (WeightId(1), ActId(1), 2, ActId(2), true)).is_none());
+        let silu = Pending::Glu { gate: ActId(0), up: ActId(5), act: Activation::Silu, rows: 2, out: ActId(1) };
+        assert!(fuse_matmul(&silu, None, Q4, (WeightId(1), ActId(1), 2, ActId(2), true)).is_some());
     }
 }

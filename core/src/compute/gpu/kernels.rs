@@ -110,8 +110,8 @@ pub struct Kernels {
     /// Attention over spans of the cache and the merge of the spans, by head width, built on
     /// first use.
     attention: std::collections::HashMap<usize, (Kernel, Kernel)>,
-    /// SiLU · mul.
-    pub silu_mul: Kernel,
+    /// The gated feed-forward product, `act(gate) · up`.
+    pub glu: Kernel,
     /// A bias added to rows in place.
     pub add_bias: Kernel,
     /// Row copy.
@@ -218,7 +218,7 @@ impl Kernels {
                 &[],
             ),
             attention: std::collections::HashMap::new(),
-            silu_mul: b.kernel("silu_mul", include_str!("../../../../shaders/silu_mul.wgsl"), "main", Layout::R2W1, &[]),
+            glu: b.kernel("glu", include_str!("../../../../shaders/glu.wgsl"), "main", Layout::R2W1, &[]),
             add_bias: b.kernel("add_bias", include_str!("../../../../shaders/add_bias.wgsl"), "main", Layout::R1W1, &[]),
             copy_row: b.kernel("copy_row", include_str!("../../../../shaders/copy_row.wgsl"), "main", Layout::R1W1, &[]),
             penalize: b.kernel("penalize", include_str!("../../../../shaders/penalize.wgsl"), "main", Layout::R1W1, &[]),

@@ -24,7 +24,8 @@ use kernels::{format_index, Kernel, Kernels, Layout, MatmulVariant, MATMUL_BINDI
 use recorder::{Params, Recorder};
 
 use super::{
-    ActId, AttentionIo, AttentionShape, Backend, BackendError, BackendResult, KernelTime, RopeSpec, Stats, WeightId, WeightSpec,
+    ActId, Activation, AttentionIo, AttentionShape, Backend, BackendError, BackendResult, KernelTime, NormSpec, RopeSpec, Stats,
+    WeightId, WeightSpec,
 };
 
 /// A device buffer with an id that names it in the bind-group cache.
@@ -307,18 +308,20 @@ impl GpuBackend {
     fn settle(&mut self) -> BackendResult {
         match self.pending.take() {
             None => Ok(()),
-            Some(Pending::Norm { x, weight, eps, rows, out }) => {
-                let cols = self.act(x).cols;
+            Some(Pending::Norm { x, weight, spec, out, .. }) => {
+                let (cols, group) = (self.act(x).cols, self.weights[weight.0].cols);
                 let kernel = self.kernels.rms_norm.clone();
                 let bufs = self.resolve(&[Res::Act(x), Res::Weight(weight, 0), Res::Act(out)]);
-                self.dispatch_with(&kernel, &bufs, Params::new().u(cols).f(eps), (rows as u32, 1, 1))
+                let params = Params::new().u(group).f(spec.eps).u(spec.accumulate as usize);
+                self.dispatch_with(&kernel, &bufs, params, ((spec.rows * cols / group) as u32, 1, 1))
             }
-            Some(Pending::Silu { gate, up, rows, out }) => {
+            Some(Pending::Glu { gate, up, act, rows, out }) => {
                 let count = rows * self.act(gate).cols;
                 let (nx, ny) = grid(count.div_ceil(256));
-                let kernel = self.kernels.silu_mul.clone();
+                let kernel = self.kernels.glu.clone();
                 let bufs = self.resolve(&[Res::Act(gate), Res::Act(up), Res::Act(out)]);
-                self.dispatch_with(&kernel, &bufs, Params::new().u(count).u(nx as usize), (nx, ny, 1))
+                let params = Params::new().u(count).u(nx as usize).u((act == Activation::GeluTanh) as usize);
+                self.dispatch_with(&kernel, &bufs, params, (nx, ny, 1))
             }
             Some(Pending::Matmul(m)) => self.record_matmul(m),
             Some(Pending::Rope { x, y, spec: s }) => {
@@ -487,7 +490,7 @@ impl Backend for GpuBackend {
         }
     }
 
-    fn embed(&mut self, table: WeightId, tokens: &[u32], out: ActId) -> BackendResult {
+    fn embed(&mut self, table: WeightId, tokens: &[u32], scale: f32, out: ActId) -> BackendResult {
         self.settle()?;
         let at = self.ids(tokens, self.weights[table.0].parts.len())?;
         let w = &self.weights[table.0];
@@ -499,7 +502,7 @@ impl Backend for GpuBackend {
             if !tokens.iter().any(|&t| (part.row0..part.row0 + part.rows).contains(&(t as usize))) {
                 continue;
             }
-            let params = Params::new().u(cols).u(tokens.len()).u(at).u(part.row0).u(part.rows);
+            let params = Params::new().u(cols).u(tokens.len()).u(at).u(part.row0).u(part.rows).f(scale);
             let groups = ((cols as u32).div_ceil(64), tokens.len() as u32, 1);
             let bufs = self.resolve(&[Res::Weight(table, i), Res::WeightScales(table, i), Res::Ids, Res::Act(out)]);
             self.dispatch_with(&kernel, &bufs, params, groups)?;
@@ -507,10 +510,11 @@ impl Backend for GpuBackend {
         Ok(())
     }
 
-    fn rms_norm(&mut self, x: ActId, weight: WeightId, eps: f32, rows: usize, out: ActId) -> BackendResult {
+    fn rms_norm(&mut self, x: ActId, weight: WeightId, spec: NormSpec, out: ActId) -> BackendResult {
         self.check()?;
         self.settle()?;
-        self.pending = Some(Pending::Norm { x, weight, eps, rows, out });
+        let whole_rows = self.weights[weight.0].cols == self.act(x).cols;
+        self.pending = Some(Pending::Norm { x, weight, spec, whole_rows, out });
         Ok(())
     }
 
@@ -567,7 +571,16 @@ impl Backend for GpuBackend {
         let span = len.div_ceil(CHUNK).div_ceil(most) * CHUNK;
         let spans = len.div_ceil(span);
         self.scratch(|s| &mut s.spans, 1, if spans > 1 { (spans * per_span) as u64 } else { 16 });
-        let params = Params::new().u(a.heads).u(a.kv_heads).u(a.head_dim).u(a.pos).u(a.n).f(scale).u(span).u(spans);
+        let params = Params::new()
+            .u(a.heads)
+            .u(a.kv_heads)
+            .u(a.head_dim)
+            .u(a.pos)
+            .u(a.n)
+            .f(scale)
+            .u(span)
+            .u(spans)
+            .u(a.window.unwrap_or(0));
         let bufs = self.resolve(&[
             Res::Act(io.q),
             Res::Act(io.k),
@@ -586,10 +599,10 @@ impl Backend for GpuBackend {
         Ok(())
     }
 
-    fn silu_mul(&mut self, gate: ActId, up: ActId, rows: usize, out: ActId) -> BackendResult {
+    fn glu(&mut self, gate: ActId, up: ActId, act: Activation, rows: usize, out: ActId) -> BackendResult {
         self.check()?;
         self.settle()?;
-        self.pending = Some(Pending::Silu { gate, up, rows, out });
+        self.pending = Some(Pending::Glu { gate, up, act, rows, out });
         Ok(())
     }
 
