@@ -5,94 +5,11 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
+use common::probe::{Probe, Seen};
 use murmur_core::compute::gpu::device::{find_adapter, AdapterPolicy};
 use murmur_core::compute::gpu::GpuOptions;
-use murmur_core::compute::{
-    ActId, Activation, AttentionIo, AttentionShape, Backend, BackendResult, CpuBackend, CpuWeights, GpuBackend, NormSpec,
-    RopeSpec, Stats, WeightId, WeightSpec,
-};
+use murmur_core::compute::{CpuBackend, CpuWeights, GpuBackend};
 use murmur_core::llm::{BackendChoice, Llm, LlmConfig, Sampling};
-
-/// Top-k results seen, best first (at least two per call, for near-tie checks).
-type Seen = Arc<Mutex<Vec<Vec<(u32, f32)>>>>;
-
-/// Runs before the n-th top-k call (counted from 1) on the wrapped backend.
-type Hook<B> = Box<dyn FnMut(&mut B, usize) + Send>;
-
-/// A backend that records what top-k returns and can run a hook before a given call.
-struct Probe<B> {
-    inner: B,
-    seen: Seen,
-    calls: usize,
-    before_top_k: Hook<B>,
-}
-
-impl<B: Backend> Probe<B> {
-    fn new(inner: B, seen: &Seen) -> Self {
-        Self { inner, seen: Arc::clone(seen), calls: 0, before_top_k: Box::new(|_, _| {}) }
-    }
-}
-
-impl<B: Backend> Backend for Probe<B> {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn device(&self) -> String {
-        self.inner.device()
-    }
-    fn stats(&self) -> Stats {
-        self.inner.stats()
-    }
-    fn weight(&mut self, spec: WeightSpec) -> BackendResult<WeightId> {
-        self.inner.weight(spec)
-    }
-    fn activation(&mut self, rows: usize, cols: usize) -> BackendResult<ActId> {
-        self.inner.activation(rows, cols)
-    }
-    fn free(&mut self, id: ActId) {
-        self.inner.free(id)
-    }
-    fn embed(&mut self, table: WeightId, tokens: &[u32], scale: f32, out: ActId) -> BackendResult {
-        self.inner.embed(table, tokens, scale, out)
-    }
-    fn rms_norm(&mut self, x: ActId, weight: WeightId, spec: NormSpec, out: ActId) -> BackendResult {
-        self.inner.rms_norm(x, weight, spec, out)
-    }
-    fn matmul(&mut self, w: WeightId, x: ActId, rows: usize, out: ActId, accumulate: bool) -> BackendResult {
-        self.inner.matmul(w, x, rows, out, accumulate)
-    }
-    fn add_bias(&mut self, x: ActId, bias: WeightId, rows: usize) -> BackendResult {
-        self.inner.add_bias(x, bias, rows)
-    }
-    fn rope(&mut self, x: ActId, spec: RopeSpec) -> BackendResult {
-        self.inner.rope(x, spec)
-    }
-    fn attention(&mut self, io: AttentionIo, shape: AttentionShape) -> BackendResult {
-        self.inner.attention(io, shape)
-    }
-    fn glu(&mut self, gate: ActId, up: ActId, act: Activation, rows: usize, out: ActId) -> BackendResult {
-        self.inner.glu(gate, up, act, rows, out)
-    }
-    fn copy_row(&mut self, src: ActId, src_row: usize, dst: ActId, dst_row: usize) -> BackendResult {
-        self.inner.copy_row(src, src_row, dst, dst_row)
-    }
-    fn penalize(&mut self, logits: ActId, row: usize, tokens: &[u32], penalty: f32) -> BackendResult {
-        self.inner.penalize(logits, row, tokens, penalty)
-    }
-    fn mask(&mut self, logits: ActId, row: usize, allowed: &[u32]) -> BackendResult {
-        self.inner.mask(logits, row, allowed)
-    }
-    fn read(&mut self, x: ActId) -> BackendResult<Vec<f32>> {
-        self.inner.read(x)
-    }
-    fn top_k(&mut self, logits: ActId, row: usize, k: usize) -> BackendResult<Vec<(u32, f32)>> {
-        self.calls += 1;
-        (self.before_top_k)(&mut self.inner, self.calls);
-        let best = self.inner.top_k(logits, row, k.max(2))?;
-        self.seen.lock().unwrap().push(best.clone());
-        Ok(best[..k.min(best.len())].to_vec())
-    }
-}
 
 fn gpu(weights: &Arc<CpuWeights>) -> GpuBackend {
     GpuBackend::new(Arc::clone(weights.model()), GpuOptions { policy: AdapterPolicy::Any, max_binding: None, profile: false })
@@ -132,7 +49,7 @@ fn forced_decoding_agrees_with_the_cpu_on_a_k_quant_variant() {
 /// prompts as llama.cpp does (equal, or first apart at a near-tie).
 #[test]
 fn a_synthetic_llama3_k_quant_variant_matches_llama_cpp_on_the_gpu() {
-    let (path, stem) = common::synthetic_llama3("Q4_K_M");
+    let (path, stem) = common::synthetic("llama3", "Q4_K_M");
     let mut llm = Llm::load_on(config_for(path, BackendChoice::Gpu), |m| Box::new(gpu(m))).unwrap();
     assert_eq!(llm.backend_name(), "gpu");
     common::check_greedy(&mut llm, &common::reference_for(&stem), 16, &stem);
@@ -146,6 +63,18 @@ fn gemma3_matches_llama_cpp_on_the_gpu() {
     let mut llm = Llm::load_on(config_for(path, BackendChoice::Gpu), |m| Box::new(gpu(m))).unwrap();
     assert_eq!(llm.backend_name(), "gpu");
     common::check_greedy(&mut llm, &common::reference_for("gemma-3-270m-q4_k_m"), 16, "gemma3-270m");
+}
+
+/// The synthetic Qwen3 and Gemma 3 (per-head norms of heads wider than the width over the
+/// heads, and Gemma 3's sliding windows) on the GPU continue the reference prompts as
+/// llama.cpp does.
+#[test]
+fn synthetic_qwen3_and_gemma3_match_llama_cpp_on_the_gpu() {
+    for family in ["qwen3", "gemma3"] {
+        let (path, stem) = common::synthetic(family, "F16");
+        let mut llm = Llm::load_on(config_for(path, BackendChoice::Gpu), |m| Box::new(gpu(m))).unwrap();
+        common::check_greedy(&mut llm, &common::reference_for(&stem), 32, &stem);
+    }
 }
 
 fn forced_decoding(model: std::path::PathBuf, reference: &serde_json::Value) {

@@ -61,9 +61,41 @@ impl ChatTemplate {
         tmpl.render(context! {
             messages => msgs,
             add_generation_prompt => true,
+            // Qwen3's templates: the assistant answers without a reasoning block.
+            enable_thinking => false,
             bos_token => self.bos,
             eos_token => self.eos,
         })
         .map_err(|e| Error::Template(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(role: &str, content: &str) -> Message {
+        Message { role: role.into(), content: content.into() }
+    }
+
+    #[test]
+    fn gemma_turns_fold_the_system_prompt_into_the_first_user_turn() {
+        let t = ChatTemplate::new(source_for(None, "gemma3"), "<bos>", "<eos>").unwrap();
+        let chat =
+            [message("system", "Be brief."), message("user", " Hi "), message("assistant", "Hello."), message("user", "Bye")];
+        assert_eq!(
+            t.render(&chat).unwrap(),
+            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n\
+             <start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
+        );
+        assert!(source_for(None, "qwen2").contains("<|im_start|>"), "ChatML elsewhere");
+    }
+
+    #[test]
+    fn templates_are_told_to_leave_thinking_off() {
+        // Qwen3's templates open an empty reasoning block when thinking is off.
+        let qwen3 = "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}";
+        let t = ChatTemplate::new(qwen3, "", "").unwrap();
+        assert_eq!(t.render(&[message("user", "Hi")]).unwrap(), "<think>\n\n</think>\n\n");
     }
 }

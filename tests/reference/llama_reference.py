@@ -9,7 +9,8 @@ family with random weights, written by llama.cpp's own GGUF writer (the `gguf` p
 
     llama_reference.py variants SOURCE.gguf OUT_DIR TYPE...      # OUT_DIR/<stem>.<TYPE>.gguf
     llama_reference.py reference MODEL.gguf OUT.json STEPS
-    llama_reference.py synthetic llama3 VOCAB.gguf OUT.gguf      # random weights, VOCAB's tokenizer
+    llama_reference.py synthetic FAMILY VOCAB.gguf OUT.gguf      # random weights, VOCAB's tokenizer
+                                                                 # (FAMILY: llama3, qwen3, gemma3)
 
 Outputs are written once: an existing file is left alone (the setup re-runs cheaply).
 """
@@ -75,9 +76,17 @@ def variants(source, out_dir, types):
         write_once(os.path.join(out_dir, f"{stem}.{t}.gguf"), make)
 
 
-# A Llama 3-shaped model, small: every width a multiple of 256, so llama.cpp's quantiser keeps
-# each tensor of a K-quant variant in its K type (SmolLM2's 576 falls back to Q5_0/Q8_0).
-LLAMA3 = dict(dim=256, heads=4, kv_heads=2, ffn=768, layers=2, context=4096, rope_base=500000.0)
+# Small models of each family with random weights. The Llama 3 one has every width a multiple
+# of 256, so llama.cpp's quantiser keeps each tensor of a K-quant variant in its K type (SmolLM2's
+# 576 falls back to Q5_0/Q8_0). Qwen3 and Gemma 3 have heads wider than the width over the heads
+# and per-head q/k norms; Gemma 3 slides a window of 5 positions on two layers of every three,
+# so the tests' prompts reach past it.
+FAMILIES = {
+    "llama3": dict(arch="llama", dim=256, heads=4, kv_heads=2, head_dim=64, ffn=768, layers=2, rope_base=500000.0),
+    "qwen3": dict(arch="qwen3", dim=256, heads=4, kv_heads=2, head_dim=96, ffn=512, layers=2, rope_base=1000000.0),
+    "gemma3": dict(arch="gemma3", dim=256, heads=4, kv_heads=2, head_dim=128, ffn=512, layers=3, rope_base=1000000.0,
+                   window=5, pattern=3),
+}
 
 
 def llama3_rope_factors(head_dim, base, factor=8.0, low=1.0, high=4.0, original_context=64):
@@ -102,27 +111,34 @@ def synthetic(family, vocab_source, out):
     """A `family` model with random weights and `vocab_source`'s tokenizer, in F16 (F32 norms)."""
     import gguf
 
-    if family != "llama3":
-        sys.exit(f"unknown family {family}")
-    c = LLAMA3
+    if family not in FAMILIES:
+        sys.exit(f"unknown family {family}; known: {', '.join(FAMILIES)}")
+    c = FAMILIES[family]
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
 
     def make(tmp):
         reader = gguf.GGUFReader(vocab_source)
         vocab = len(reader.fields["tokenizer.ggml.tokens"].data)
-        w = gguf.GGUFWriter(tmp, "llama")
-        w.add_name("Murmur synthetic Llama 3")
-        w.add_context_length(c["context"])
-        w.add_embedding_length(c["dim"])
+        d, hd, ffn = c["dim"], c["head_dim"], c["ffn"]
+        qd, kv = c["heads"] * hd, c["kv_heads"] * hd
+        w = gguf.GGUFWriter(tmp, c["arch"])
+        w.add_name(f"Murmur synthetic {family}")
+        w.add_context_length(4096)
+        w.add_embedding_length(d)
         w.add_block_count(c["layers"])
-        w.add_feed_forward_length(c["ffn"])
+        w.add_feed_forward_length(ffn)
         w.add_head_count(c["heads"])
         w.add_head_count_kv(c["kv_heads"])
-        w.add_rope_dimension_count(c["dim"] // c["heads"])
+        w.add_key_length(hd)
+        w.add_value_length(hd)
+        w.add_rope_dimension_count(hd)
         w.add_rope_freq_base(c["rope_base"])
-        w.add_layer_norm_rms_eps(1e-5)
+        w.add_layer_norm_rms_eps(1e-5 if family == "llama3" else 1e-6)
         w.add_vocab_size(vocab)
         w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+        if "window" in c:
+            w.add_sliding_window(c["window"])
+            w.add_sliding_window_pattern(c["pattern"])
         for name, field in reader.fields.items():
             if not name.startswith("tokenizer."):
                 continue
@@ -133,26 +149,33 @@ def synthetic(family, vocab_source, out):
         # (sharp enough for the rotation to matter, not so sharp that rounding flips it),
         # residual branches as large as the embedding, output logits of spread about 8.
         rng = np.random.default_rng(20261203)
-        d, hd, kv, ffn = c["dim"], c["dim"] // c["heads"], c["kv_heads"] * c["dim"] // c["heads"], c["ffn"]
 
         def mat(name, rows, cols, std):
             w.add_tensor(name, (rng.standard_normal((rows, cols)) * std).astype(np.float16))
 
-        def norm(name):
-            w.add_tensor(name, (1 + 0.1 * rng.standard_normal(d)).astype(np.float32))
+        def norm(name, width=d):
+            w.add_tensor(name, (1 + 0.1 * rng.standard_normal(width)).astype(np.float32))
 
-        mat("token_embd.weight", vocab, d, 1.0)
-        w.add_tensor("rope_freqs.weight", llama3_rope_factors(hd, c["rope_base"]))
+        # Gemma scales the embedding up by the square root of the width.
+        mat("token_embd.weight", vocab, d, d ** -0.5 if family == "gemma3" else 1.0)
+        if family == "llama3":
+            w.add_tensor("rope_freqs.weight", llama3_rope_factors(hd, c["rope_base"]))
         for i in range(c["layers"]):
             norm(f"blk.{i}.attn_norm.weight")
-            mat(f"blk.{i}.attn_q.weight", d, d, 0.09)
+            mat(f"blk.{i}.attn_q.weight", qd, d, 0.09)
             mat(f"blk.{i}.attn_k.weight", kv, d, 0.09)
             mat(f"blk.{i}.attn_v.weight", kv, d, d ** -0.5)
-            mat(f"blk.{i}.attn_output.weight", d, d, d ** -0.5)
+            if family != "llama3":
+                norm(f"blk.{i}.attn_q_norm.weight", hd)
+                norm(f"blk.{i}.attn_k_norm.weight", hd)
+            mat(f"blk.{i}.attn_output.weight", d, qd, qd ** -0.5)
             norm(f"blk.{i}.ffn_norm.weight")
             mat(f"blk.{i}.ffn_gate.weight", ffn, d, d ** -0.5)
             mat(f"blk.{i}.ffn_up.weight", ffn, d, d ** -0.5)
             mat(f"blk.{i}.ffn_down.weight", d, ffn, ffn ** -0.5)
+            if family == "gemma3":
+                norm(f"blk.{i}.post_attention_norm.weight")
+                norm(f"blk.{i}.post_ffw_norm.weight")
         norm("output_norm.weight")
         mat("output.weight", vocab, d, 0.5)
         w.write_header_to_file()

@@ -3,7 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod probe;
+
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -42,10 +45,10 @@ pub fn catalog_model(id: &str) -> PathBuf {
     p
 }
 
-/// The synthetic Llama 3 (random weights, made by the test setup) as `ty`: its F16 source, or
-/// one of llama.cpp's quantised variants of it.
-pub fn synthetic_llama3(ty: &str) -> (PathBuf, String) {
-    let stem = format!("llama3-synthetic.{ty}");
+/// A synthetic model of `family` (`llama3`, `qwen3`, `gemma3`: random weights, made by the test
+/// setup) as `ty`: its F16 source, or one of llama.cpp's quantised variants of it.
+pub fn synthetic(family: &str, ty: &str) -> (PathBuf, String) {
+    let stem = format!("{family}-synthetic.{ty}");
     let dir = murmur_core::paths::cache_dir().join(if ty == "F16" { "synthetic" } else { "variants" });
     let path = dir.join(format!("{stem}.gguf"));
     assert!(path.exists(), "{} is missing (made by `./dev test`'s setup)", path.display());
@@ -66,6 +69,18 @@ pub fn check_tokenizer(llm: &mut Llm, reference: &serde_json::Value) {
 /// candidates within 0.5 of its best (its runner-up, or a third of a three-way tie). Returns
 /// how many prompts diverged that way.
 pub fn check_greedy(llm: &mut Llm, reference: &serde_json::Value, steps: usize, model: &str) -> usize {
+    check_greedy_with(llm, reference, steps, model, |_, _| {})
+}
+
+/// [`check_greedy`], calling `after(case, agreed)` after each prompt with the number of steps
+/// that chose llama.cpp's token.
+pub fn check_greedy_with(
+    llm: &mut Llm,
+    reference: &serde_json::Value,
+    steps: usize,
+    model: &str,
+    mut after: impl FnMut(&serde_json::Value, usize),
+) -> usize {
     let cases = reference["greedy"].as_array().expect("cases");
     assert!(!cases.is_empty());
     let mut near_ties = 0;
@@ -99,11 +114,40 @@ pub fn check_greedy(llm: &mut Llm, reference: &serde_json::Value, steps: usize, 
             );
             eprintln!("{name}: diverges at step {at}, a near-tie ({best:.3} vs {:.3})", tied.unwrap().1);
             near_ties += 1;
+            after(case, at);
         } else {
             eprintln!("{name}: all {} tokens equal llama.cpp's", want.len());
+            after(case, want.len());
         }
     }
     near_ties
+}
+
+/// [`check_greedy`] on `path` run by the CPU backend, and along each prompt's path while it is
+/// llama.cpp's, each of llama.cpp's five best logits that Murmur also ranks among its five best
+/// within `rel` of llama.cpp's (relative to the larger of its magnitude and 1). Returns the
+/// largest relative difference seen.
+pub fn check_greedy_and_logits(path: PathBuf, reference: &serde_json::Value, steps: usize, model: &str, rel: f64) -> f64 {
+    let seen: probe::Seen = Arc::default();
+    let mut llm = Llm::load_on(LlmConfig::new(path.clone()), |w| {
+        Box::new(probe::Probe::new(murmur_core::compute::CpuBackend::new(Arc::clone(w), 2), &seen))
+    })
+    .unwrap_or_else(|e| panic!("{} loads: {e}", path.display()));
+    let mut worst = 0f64;
+    check_greedy_with(&mut llm, reference, steps, model, |case, agreed| {
+        let ours = std::mem::take(&mut *seen.lock().unwrap());
+        for (step, theirs) in case["top5_logits_per_step"].as_array().unwrap().iter().take(agreed).enumerate() {
+            for c in theirs.as_array().unwrap() {
+                let (id, want) = (c[0].as_u64().unwrap() as u32, c[1].as_f64().unwrap());
+                let Some(&(_, got)) = ours[step].iter().find(|&&(i, _)| i == id) else { continue };
+                let diff = (got as f64 - want).abs() / want.abs().max(1.0);
+                worst = worst.max(diff);
+                assert!(diff <= rel, "{model} {}: step {step}, token {id}: logit {got} against llama.cpp's {want}", case["name"]);
+            }
+        }
+    });
+    eprintln!("{model}: logits within {worst:.2e} of llama.cpp's");
+    worst
 }
 
 /// The id of SmolLM2, the catalog's quickest model, that most tests run.
