@@ -65,12 +65,12 @@ fn gemma3_matches_llama_cpp_on_the_gpu() {
     common::check_greedy(&mut llm, &common::reference_for("gemma-3-270m-q4_k_m"), 16, "gemma3-270m");
 }
 
-/// The synthetic Qwen3 and Gemma 3 (per-head norms of heads wider than the width over the
-/// heads, and Gemma 3's sliding windows) on the GPU continue the reference prompts as
-/// llama.cpp does.
+/// The synthetic Qwen3, Phi-3 and Gemma 3 (per-head norms of heads wider than the width over
+/// the heads, fused tensors, Gemma 3's sliding windows) on the GPU continue the reference
+/// prompts as llama.cpp does.
 #[test]
-fn synthetic_qwen3_and_gemma3_match_llama_cpp_on_the_gpu() {
-    for family in ["qwen3", "gemma3"] {
+fn synthetic_qwen3_phi3_and_gemma3_match_llama_cpp_on_the_gpu() {
+    for family in ["qwen3", "phi3", "gemma3"] {
         let (path, stem) = common::synthetic(family, "F16");
         let mut llm = Llm::load_on(config_for(path, BackendChoice::Gpu), |m| Box::new(gpu(m))).unwrap();
         common::check_greedy(&mut llm, &common::reference_for(&stem), 32, &stem);

@@ -80,13 +80,14 @@ fn a_synthetic_llama3_and_its_k_quant_variants_match_llama_cpp() {
     }
 }
 
-/// Qwen3 and Gemma 3 with random weights (`llama_reference.py synthetic`), in F16: heads wider
-/// than the width over the heads, normed per head; Gemma 3's window of 5 positions slides on
-/// two layers of every three, well inside the prompts. 32 greedy tokens of three prompts each,
-/// and where Murmur's path is still llama.cpp's, its best logit within 1e-2 of llama.cpp's.
+/// Qwen3, Phi-3 and Gemma 3 with random weights (`llama_reference.py synthetic`), in F16: heads
+/// wider than the width over the heads, normed per head (Qwen3, Gemma 3); q/k/v in one tensor
+/// and the gate with the up projection (Phi-3); Gemma 3's window of 5 positions sliding on two
+/// layers of every three, well inside the prompts. 32 greedy tokens of three prompts each, and
+/// while Murmur's path is llama.cpp's, llama.cpp's five best logits within 1e-2.
 #[test]
-fn synthetic_qwen3_and_gemma3_match_llama_cpp() {
-    for family in ["qwen3", "gemma3"] {
+fn synthetic_qwen3_phi3_and_gemma3_match_llama_cpp() {
+    for family in ["qwen3", "phi3", "gemma3"] {
         let (path, stem) = common::synthetic(family, "F16");
         common::check_greedy_and_logits(path, &common::reference_for(&stem), 32, &stem, 1e-2);
     }
@@ -108,6 +109,23 @@ fn an_unsupported_architecture_is_refused_by_name() {
     std::fs::write(&renamed, bytes).unwrap();
     let err = Llm::load(LlmConfig::new(renamed)).err().expect("refused").to_string();
     assert!(err.contains("architecture 'gemma'") && err.contains("qwen2"), "{err}");
+}
+
+/// Phi-3's long-context models (LongRoPE: their `rope_factors_long`/`_short` tensors) are
+/// refused by name: the synthetic Phi-3 with a tensor renamed so (the same length, so nothing
+/// moves).
+#[test]
+fn longrope_is_refused_by_name() {
+    let (path, _) = common::synthetic("phi3", "F16");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let (name, long) = (b"blk.0.attn_output.weight", b"rope_factors_long.weight");
+    let at = bytes.windows(name.len()).position(|w| w == name).expect("the tensor's name");
+    bytes[at..at + long.len()].copy_from_slice(long);
+    let dir = tempfile::tempdir().unwrap();
+    let renamed = dir.path().join("longrope.gguf");
+    std::fs::write(&renamed, bytes).unwrap();
+    let err = Llm::load(LlmConfig::new(renamed)).err().expect("refused").to_string();
+    assert!(err.contains("'longrope' rope scaling"), "{err}");
 }
 
 /// The reference questions, and the words of which a right answer holds one.

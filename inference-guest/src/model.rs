@@ -3,7 +3,7 @@
 
 use crate::bindings::murmur::llm::compute::{self, Candidate, Nonlinearity, RopeStyle, Tensor};
 use crate::error::{Error, Result};
-use crate::gguf::{Gguf, TensorInfo, Value};
+use crate::gguf::{block_layout, Gguf, TensorInfo, Value};
 
 /// Hyper-parameters read from the GGUF metadata.
 #[derive(Debug, Clone)]
@@ -58,13 +58,14 @@ pub struct Sliding {
 /// The architectures Murmur runs. Their GGUF tensors follow llama's names; how each rotates:
 /// llama's GGUF export permutes q/k into adjacent pairs, the others keep the NeoX halves.
 /// Optional tensors are loaded where present: qwen2's q/k/v biases, the per-head q/k norms of
-/// gemma3 and qwen3.
-const FAMILIES: [(&str, RopeStyle); 5] = [
+/// gemma3 and qwen3, phi3's fused q/k/v and gate/up tensors.
+const FAMILIES: [(&str, RopeStyle); 6] = [
     ("llama", RopeStyle::Interleaved),
     ("mistral", RopeStyle::Interleaved),
     ("qwen2", RopeStyle::Halves),
     ("qwen3", RopeStyle::Halves),
     ("gemma3", RopeStyle::Halves),
+    ("phi3", RopeStyle::Halves),
 ];
 
 impl Config {
@@ -74,7 +75,7 @@ impl Config {
         let Some(&(_, rope_style)) = FAMILIES.iter().find(|(a, _)| *a == arch) else {
             return Err(Error::Unsupported(format!(
                 "architecture '{arch}'; Murmur runs llama (SmolLM2, TinyLlama, Llama 2/3), mistral, qwen2 (Qwen2, Qwen2.5), \
-                 qwen3 and gemma3 models"
+                 qwen3, gemma3 and phi3 (Phi-3, Phi-4-mini) models"
             )));
         };
         let gemma = arch == "gemma3";
@@ -100,7 +101,11 @@ impl Config {
             return Err(Error::Unsupported(format!("partial rotary embedding ({rope_dims} of {head_dim} dimensions)")));
         }
         // Llama 3's scaling is the `rope_freqs` tensor, which the rotation divides by; other
-        // schemes change the rotation itself.
+        // schemes change the rotation itself. Phi-3's long-context models carry LongRoPE's
+        // factors (and scale the rotated values), which Murmur does not implement.
+        if ["rope_factors_long.weight", "rope_factors_short.weight"].iter().any(|t| g.tensors.contains_key(*t)) {
+            return Err(Error::Unsupported("'longrope' rope scaling (the long-context Phi-3 models)".into()));
+        }
         match g.str(&key("rope.scaling.type")).unwrap_or("none") {
             "none" | "llama3" => {}
             other => {
@@ -166,12 +171,34 @@ fn tensor<'a>(g: &'a Gguf, name: &str) -> Result<&'a TensorInfo> {
 
 /// A weight handle for tensor `name`, checked to be `rows` x `cols`.
 fn weight(g: &Gguf, name: &str, rows: u32, cols: u32) -> Result<Tensor> {
+    Ok(weights(g, name, &[rows], cols)?.remove(0))
+}
+
+/// Weight handles for consecutive row ranges of tensor `name` (`heights` rows each, `cols` wide,
+/// all of its rows between them): the parts of a fused tensor, such as phi3's q/k/v.
+fn weights(g: &Gguf, name: &str, heights: &[u32], cols: u32) -> Result<Vec<Tensor>> {
     let info = tensor(g, name)?;
     let (c, r) = (info.dims[0], info.dims.get(1).copied().unwrap_or(1));
-    if (r, c) != (rows as u64, cols as u64) || info.dims.iter().skip(2).any(|&d| d != 1) {
+    let rows: u64 = heights.iter().map(|&h| h as u64).sum();
+    if (r, c) != (rows, cols as u64) || info.dims.iter().skip(2).any(|&d| d != 1) {
         return Err(Error::Model(format!("tensor '{name}' is {:?}, expected [{cols}, {rows}]", info.dims)));
     }
-    Ok(compute::weight(info.dtype, rows, cols, info.offset)?)
+    let (block_bytes, block_elems) = block_layout(info.dtype);
+    let row_bytes = cols as u64 / block_elems * block_bytes;
+    let mut offset = info.offset;
+    heights
+        .iter()
+        .map(|&h| {
+            let w = compute::weight(info.dtype, h, cols, offset)?;
+            offset += h as u64 * row_bytes;
+            Ok(w)
+        })
+        .collect()
+}
+
+/// The parts of a fused tensor, `N` of them.
+fn parts<const N: usize>(v: Vec<Tensor>) -> [Tensor; N] {
+    v.try_into().unwrap_or_else(|_| unreachable!("one handle per height"))
 }
 
 struct Layer {
@@ -265,6 +292,15 @@ impl Model {
                     false => None,
                 };
                 let sliding = cfg.sliding.as_ref().filter(|s| s.layers[i as usize]);
+                // phi3 fuses q/k/v into one tensor, and the gate with the up projection.
+                let [wq, wk, wv] = match has("attn_qkv.weight") {
+                    true => parts(weights(g, &format!("blk.{i}.attn_qkv.weight"), &[qd, kv, kv], d)?),
+                    false => [w("attn_q", qd, d)?, w("attn_k", kv, d)?, w("attn_v", kv, d)?],
+                };
+                let [gate, up] = match has("ffn_gate.weight") {
+                    true => [w("ffn_gate", ffn, d)?, w("ffn_up", ffn, d)?],
+                    false => parts(weights(g, &format!("blk.{i}.ffn_up.weight"), &[ffn, ffn], d)?),
+                };
                 Ok(Layer {
                     bias,
                     qk_norm,
@@ -272,13 +308,13 @@ impl Model {
                     window: sliding.map(|s| s.window),
                     rope_base: sliding.map_or(cfg.rope_base, |s| s.rope_base),
                     attn_norm: w("attn_norm", 1, d)?,
-                    wq: w("attn_q", qd, d)?,
-                    wk: w("attn_k", kv, d)?,
-                    wv: w("attn_v", kv, d)?,
+                    wq,
+                    wk,
+                    wv,
                     wo: w("attn_output", d, qd)?,
                     ffn_norm: w("ffn_norm", 1, d)?,
-                    gate: w("ffn_gate", ffn, d)?,
-                    up: w("ffn_up", ffn, d)?,
+                    gate,
+                    up,
                     down: w("ffn_down", d, ffn)?,
                     k_cache: compute::activation(context, kv)?,
                     v_cache: compute::activation(context, kv)?,

@@ -16,6 +16,8 @@ struct Special {
     /// A control or unknown token, split out only when special tokens are parsed (user-defined
     /// ones always are).
     control: bool,
+    /// Whitespace right after the token is dropped ([`crate::tokenizer::strips_right`]).
+    rstrip: bool,
 }
 
 /// A SentencePiece vocabulary ready to encode.
@@ -77,12 +79,13 @@ enum Fragment<'a> {
 impl Spm {
     /// The vocabulary of `tokens` (`vocab` maps their texts to ids) with their `scores`, where
     /// `special(i)` says whether token `i` is split out before merging, and if so whether only
-    /// when special tokens are parsed.
+    /// when special tokens are parsed; `rstrip(text)` whether whitespace after it is dropped.
     pub fn new(
         tokens: &[String],
         vocab: HashMap<String, u32>,
         scores: Vec<f32>,
         special: impl Fn(usize) -> Option<bool>,
+        rstrip: impl Fn(&str) -> bool,
         unknown: u32,
         add_space_prefix: bool,
     ) -> Self {
@@ -92,7 +95,10 @@ impl Spm {
             vocab.get(&hex).or_else(|| text.and_then(|t| vocab.get(&t))).copied().unwrap_or(unknown)
         });
         let mut specials: Vec<Special> = (0..tokens.len())
-            .filter_map(|i| special(i).map(|control| Special { text: tokens[i].clone(), id: i as u32, control }))
+            .filter_map(|i| {
+                let text = tokens[i].clone();
+                special(i).map(|control| Special { rstrip: rstrip(&text), text, id: i as u32, control })
+            })
             .filter(|s| !s.text.is_empty())
             .collect();
         specials.sort_by_key(|s| std::cmp::Reverse(s.text.len()));
@@ -142,6 +148,9 @@ impl Spm {
                     }
                     next.push(Fragment::Token(special.id));
                     rest = &rest[at + special.text.len()..];
+                    if special.rstrip {
+                        rest = rest.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
+                    }
                 }
                 if !rest.is_empty() {
                     next.push(Fragment::Text(rest));
@@ -224,7 +233,7 @@ mod tests {
             _ => None,
         };
         let ids = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
-        Spm::new(&tokens, ids, scores, special, 0, true)
+        Spm::new(&tokens, ids, scores, special, |t| t == "<s>", 0, true)
     }
 
     #[test]
@@ -244,5 +253,7 @@ mod tests {
         // "<s>" is a control token: text unless special tokens are parsed.
         assert_eq!(spm.encode("<s>a", true), vec![1, 4]);
         assert_ne!(spm.encode("<s>a", false)[0], 1);
+        // Whitespace after a token that strips to its right is dropped.
+        assert_eq!(spm.encode("<s> \n a", true), vec![1, 4]);
     }
 }

@@ -1,5 +1,5 @@
 //! Chat templates: the model's `tokenizer.chat_template` rendered with minijinja; where the file
-//! has none, its family's own (gemma3's turns), else ChatML.
+//! has none, its family's own (gemma3's and phi3's turns), else ChatML.
 
 use minijinja::{context, Environment, Error as JinjaError, ErrorKind};
 
@@ -18,11 +18,16 @@ const GEMMA: &str = "{{ bos_token }}{% set ns = namespace(system='') %}{% for m 
 {% if m.role == 'user' %}{{ ns.system }}{% set ns.system = '' %}{% endif %}{{ m.content | trim }}<end_of_turn>\n\
 {% endif %}{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}";
 
+/// Phi-3's turns, used when a phi3 file names no template.
+const PHI3: &str = "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}<|end|>\n{% endfor %}\
+{% if add_generation_prompt %}<|assistant|>\n{% endif %}";
+
 /// The template a model is rendered with: its own, or its family's when the file has none.
 pub fn source_for<'a>(own: Option<&'a str>, arch: &str) -> &'a str {
     match (own, arch) {
         (Some(own), _) => own,
         (None, "gemma3") => GEMMA,
+        (None, "phi3") => PHI3,
         (None, _) => CHATML,
     }
 }

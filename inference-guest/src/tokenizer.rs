@@ -95,6 +95,8 @@ impl Tokenizer {
         let vocab: HashMap<String, u32> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
         let token_id = |key: &str| g.int(key).and_then(|i| u32::try_from(i).ok()).filter(|&i| (i as usize) < tokens.len());
 
+        let name = g.str("general.name").unwrap_or("");
+        let rstrip = |token: &str| strips_right(name, token);
         let (encoder, pieces, default_bos) = match model {
             "gpt2" => {
                 let merges = strings(g, "tokenizer.ggml.merges")?
@@ -130,7 +132,7 @@ impl Tokenizer {
                     .iter()
                     .zip(&types)
                     .filter(|(_, ty)| matches!(**ty, TOKEN_CONTROL | TOKEN_USER_DEFINED))
-                    .map(|(t, _)| AddedToken::from(t.clone(), true))
+                    .map(|(t, _)| AddedToken::from(t.clone(), true).rstrip(rstrip(t)))
                     .collect();
                 t.add_special_tokens(specials).map_err(|e| Error::Tokenizer(e.to_string()))?;
                 let decoder = byte_decoder();
@@ -157,7 +159,7 @@ impl Tokenizer {
                 };
                 let unknown = token_id("tokenizer.ggml.unknown_token_id").unwrap_or(0);
                 let space_prefix = g.bool("tokenizer.ggml.add_space_prefix").unwrap_or(true);
-                let spm = Spm::new(&tokens, vocab, scores, special, unknown, space_prefix);
+                let spm = Spm::new(&tokens, vocab, scores, special, rstrip, unknown, space_prefix);
                 let pieces = tokens
                     .iter()
                     .zip(&types)
@@ -249,6 +251,13 @@ impl Tokenizer {
     pub fn vocab_size(&self) -> usize {
         self.texts.len()
     }
+}
+
+/// Whether whitespace right after special token `token` is dropped: llama.cpp's rule for files
+/// whose `general.name` names Phi-3, for all but `<unk>`, `<s>` and `<|endoftext|>`.
+pub fn strips_right(name: &str, token: &str) -> bool {
+    let name = name.to_lowercase();
+    (name.contains("phi-3") || name.contains("phi3")) && !["<unk>", "<s>", "<|endoftext|>"].contains(&token)
 }
 
 fn strings(g: &Gguf, key: &str) -> Result<Vec<String>> {

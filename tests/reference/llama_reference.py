@@ -10,7 +10,7 @@ family with random weights, written by llama.cpp's own GGUF writer (the `gguf` p
     llama_reference.py variants SOURCE.gguf OUT_DIR TYPE...      # OUT_DIR/<stem>.<TYPE>.gguf
     llama_reference.py reference MODEL.gguf OUT.json STEPS
     llama_reference.py synthetic FAMILY VOCAB.gguf OUT.gguf      # random weights, VOCAB's tokenizer
-                                                                 # (FAMILY: llama3, qwen3, gemma3)
+                                                                 # (FAMILY: llama3, qwen3, phi3, gemma3)
 
 Outputs are written once: an existing file is left alone (the setup re-runs cheaply).
 """
@@ -80,10 +80,13 @@ def variants(source, out_dir, types):
 # of 256, so llama.cpp's quantiser keeps each tensor of a K-quant variant in its K type (SmolLM2's
 # 576 falls back to Q5_0/Q8_0). Qwen3 and Gemma 3 have heads wider than the width over the heads
 # and per-head q/k norms; Gemma 3 slides a window of 5 positions on two layers of every three,
-# so the tests' prompts reach past it.
+# so the tests' prompts reach past it. Phi-3 fuses q/k/v into one tensor and the gate with the up
+# projection. (It is not named "phi3": for such names llama.cpp looks up Llama 2's `</s>`, which
+# this vocabulary lacks.)
 FAMILIES = {
     "llama3": dict(arch="llama", dim=256, heads=4, kv_heads=2, head_dim=64, ffn=768, layers=2, rope_base=500000.0),
     "qwen3": dict(arch="qwen3", dim=256, heads=4, kv_heads=2, head_dim=96, ffn=512, layers=2, rope_base=1000000.0),
+    "phi3": dict(arch="phi3", dim=256, heads=4, kv_heads=2, head_dim=64, ffn=512, layers=2, rope_base=10000.0),
     "gemma3": dict(arch="gemma3", dim=256, heads=4, kv_heads=2, head_dim=128, ffn=512, layers=3, rope_base=1000000.0,
                    window=5, pattern=3),
 }
@@ -122,7 +125,7 @@ def synthetic(family, vocab_source, out):
         d, hd, ffn = c["dim"], c["head_dim"], c["ffn"]
         qd, kv = c["heads"] * hd, c["kv_heads"] * hd
         w = gguf.GGUFWriter(tmp, c["arch"])
-        w.add_name(f"Murmur synthetic {family}")
+        w.add_name(f"Murmur synthetic {family}" if family != "phi3" else "Murmur synthetic Phi")
         w.add_context_length(4096)
         w.add_embedding_length(d)
         w.add_block_count(c["layers"])
@@ -162,16 +165,23 @@ def synthetic(family, vocab_source, out):
             w.add_tensor("rope_freqs.weight", llama3_rope_factors(hd, c["rope_base"]))
         for i in range(c["layers"]):
             norm(f"blk.{i}.attn_norm.weight")
-            mat(f"blk.{i}.attn_q.weight", qd, d, 0.09)
-            mat(f"blk.{i}.attn_k.weight", kv, d, 0.09)
-            mat(f"blk.{i}.attn_v.weight", kv, d, d ** -0.5)
-            if family != "llama3":
+            if family == "phi3":
+                qkv = np.concatenate([rng.standard_normal((qd + kv, d)) * 0.09, rng.standard_normal((kv, d)) * d ** -0.5])
+                w.add_tensor(f"blk.{i}.attn_qkv.weight", qkv.astype(np.float16))
+            else:
+                mat(f"blk.{i}.attn_q.weight", qd, d, 0.09)
+                mat(f"blk.{i}.attn_k.weight", kv, d, 0.09)
+                mat(f"blk.{i}.attn_v.weight", kv, d, d ** -0.5)
+            if family in ("qwen3", "gemma3"):
                 norm(f"blk.{i}.attn_q_norm.weight", hd)
                 norm(f"blk.{i}.attn_k_norm.weight", hd)
             mat(f"blk.{i}.attn_output.weight", d, qd, qd ** -0.5)
             norm(f"blk.{i}.ffn_norm.weight")
-            mat(f"blk.{i}.ffn_gate.weight", ffn, d, d ** -0.5)
-            mat(f"blk.{i}.ffn_up.weight", ffn, d, d ** -0.5)
+            if family == "phi3":
+                mat(f"blk.{i}.ffn_up.weight", 2 * ffn, d, d ** -0.5)  # the gate's rows, then the up's
+            else:
+                mat(f"blk.{i}.ffn_gate.weight", ffn, d, d ** -0.5)
+                mat(f"blk.{i}.ffn_up.weight", ffn, d, d ** -0.5)
             mat(f"blk.{i}.ffn_down.weight", d, ffn, ffn ** -0.5)
             if family == "gemma3":
                 norm(f"blk.{i}.post_attention_norm.weight")
