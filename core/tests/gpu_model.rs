@@ -66,12 +66,12 @@ fn gemma3_matches_llama_cpp_on_the_gpu() {
 }
 
 /// The synthetic Qwen3, Phi-3 and Gemma 3 (per-head norms of heads wider than the width over
-/// the heads, fused tensors, Gemma 3's sliding windows) on the GPU continue the reference
-/// prompts as llama.cpp does.
+/// the heads, fused tensors, Gemma 3's sliding windows), and the synthetic Llama 3 split into
+/// three files, on the GPU continue the reference prompts as llama.cpp does.
 #[test]
-fn synthetic_qwen3_phi3_and_gemma3_match_llama_cpp_on_the_gpu() {
-    for family in ["qwen3", "phi3", "gemma3"] {
-        let (path, stem) = common::synthetic(family, "F16");
+fn synthetic_families_and_a_split_model_match_llama_cpp_on_the_gpu() {
+    let models = ["qwen3", "phi3", "gemma3"].map(|family| common::synthetic(family, "F16"));
+    for (path, stem) in models.into_iter().chain([common::split_llama3()]) {
         let mut llm = Llm::load_on(config_for(path, BackendChoice::Gpu), |m| Box::new(gpu(m))).unwrap();
         common::check_greedy(&mut llm, &common::reference_for(&stem), 32, &stem);
     }

@@ -93,6 +93,31 @@ fn synthetic_qwen3_phi3_and_gemma3_match_llama_cpp() {
     }
 }
 
+/// A split GGUF (the synthetic Llama 3 in three files, as llama.cpp's gguf-split writes them):
+/// opened by its first file, it continues the prompts as llama.cpp does (and as the whole file
+/// does); a missing file is named, and a file of another split is refused.
+#[test]
+fn a_split_model_matches_llama_cpp_and_its_missing_file_is_named() {
+    let (path, stem) = common::split_llama3();
+    let mut llm = load(path.clone());
+    common::check_greedy(&mut llm, &common::reference_for(&stem), 32, &stem);
+    let dir = tempfile::tempdir().unwrap();
+    let file = |k: u32| format!("llama3-synthetic.F16-split-0000{k}-of-00003.gguf");
+    for k in [1, 3] {
+        std::fs::copy(path.with_file_name(file(k)), dir.path().join(file(k))).unwrap();
+    }
+    let err = Llm::load(LlmConfig::new(dir.path().join(file(1)))).err().expect("refused").to_string();
+    assert!(
+        err.contains("split into 3 files") && err.contains(&format!("part 2, {}", dir.path().join(file(2)).display())),
+        "{err}"
+    );
+    // The second file in the third's place: the files are not the ones the first names.
+    std::fs::copy(path.with_file_name(file(2)), dir.path().join(file(2))).unwrap();
+    std::fs::copy(path.with_file_name(file(2)), dir.path().join(file(3))).unwrap();
+    let err = Llm::load(LlmConfig::new(dir.path().join(file(1)))).err().expect("refused").to_string();
+    assert!(err.contains("file 3 of the split model is not its part 3 of 3"), "{err}");
+}
+
 /// A model of an architecture Murmur does not run is refused by name when it loads: the
 /// synthetic Llama 3 with its architecture renamed `gemma` (the same length, so nothing moves).
 #[test]

@@ -1,7 +1,7 @@
 //! One loaded model and its session: prompt building, KV-cache reuse, and the generation loop.
 
 use crate::bindings::exports::murmur::llm::llm::{Generation, Message, ModelInfo, Sampling, StopReason};
-use crate::bindings::murmur::llm::output;
+use crate::bindings::murmur::llm::{compute, output};
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, HostModel};
 use crate::grammar::{Constraint, Grammars};
@@ -30,7 +30,7 @@ pub struct Engine {
 impl Engine {
     /// Parses the host's model file and binds its weights.
     pub fn load(context: u32, batch: u32) -> Result<Self> {
-        let g = Gguf::parse(&HostModel)?;
+        let g = Gguf::parse_split(&HostModel, &compute::model_parts())?;
         let cfg = Config::from_gguf(&g)?;
         let tokenizer = Tokenizer::from_gguf(&g)?;
         if tokenizer.vocab_size() != cfg.vocab as usize {

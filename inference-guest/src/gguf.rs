@@ -77,6 +77,23 @@ impl ModelBytes for [u8] {
     }
 }
 
+/// One file of a split model: `len` bytes of `source` from `start`.
+struct Slice<'a, S: ModelBytes + ?Sized> {
+    source: &'a S,
+    start: u64,
+    len: u64,
+}
+
+impl<S: ModelBytes + ?Sized> ModelBytes for Slice<'_, S> {
+    fn size(&self) -> u64 {
+        self.len
+    }
+
+    fn read(&self, offset: u64, len: u32) -> Result<Vec<u8>> {
+        self.source.read(self.start + offset, len)
+    }
+}
+
 /// Buffered sequential reader over a model file.
 struct Reader<'a, S: ModelBytes + ?Sized> {
     source: &'a S,
@@ -289,6 +306,47 @@ impl Gguf {
             tensors.insert(name, TensorInfo { dims, dtype, offset: offset.expect("checked") });
         }
         Ok(Self { meta, tensors })
+    }
+
+    /// Parses a model whose files begin at `starts` in `source` (one, or those of a split GGUF):
+    /// the metadata is the first file's, the tensors are all of theirs, each at its place in
+    /// `source`. The files must be the ones the first names (`split.count`, each its `split.no`,
+    /// `split.tensors.count` in all).
+    pub fn parse_split<S: ModelBytes + ?Sized>(source: &S, starts: &[u64]) -> Result<Self> {
+        let ends: Vec<u64> = starts.iter().skip(1).copied().chain([source.size()]).collect();
+        let file = |k: usize| {
+            let (start, end) = (starts[k], ends[k]);
+            if end <= start || end > source.size() {
+                return Err(Error::Model(format!("file {} of the model lies outside it", k + 1)));
+            }
+            Self::parse(&Slice { source, start, len: end - start })
+        };
+        let mut model = file(0)?;
+        let count = model.int("split.count").unwrap_or(1).max(1);
+        if count != starts.len() as i64 {
+            return Err(Error::Model(format!(
+                "the model's first file says it is split into {count} files, and {} were found beside it",
+                starts.len()
+            )));
+        }
+        for (k, &start) in starts.iter().enumerate().skip(1) {
+            let part = file(k)?;
+            if part.int("split.no") != Some(k as i64) || part.int("split.count") != Some(count) {
+                return Err(Error::Model(format!("file {} of the split model is not its part {} of {count}", k + 1, k + 1)));
+            }
+            for (name, mut info) in part.tensors {
+                info.offset += start;
+                if model.tensors.insert(name.clone(), info).is_some() {
+                    return Err(Error::Model(format!("tensor '{name}' is in more than one file of the split model")));
+                }
+            }
+        }
+        match model.int("split.tensors.count") {
+            Some(n) if count > 1 && n != model.tensors.len() as i64 => {
+                Err(Error::Model(format!("the split model should hold {n} tensors but its files hold {}", model.tensors.len())))
+            }
+            _ => Ok(model),
+        }
     }
 
     /// A string metadata value.

@@ -11,6 +11,7 @@ family with random weights, written by llama.cpp's own GGUF writer (the `gguf` p
     llama_reference.py reference MODEL.gguf OUT.json STEPS
     llama_reference.py synthetic FAMILY VOCAB.gguf OUT.gguf      # random weights, VOCAB's tokenizer
                                                                  # (FAMILY: llama3, qwen3, phi3, gemma3)
+    llama_reference.py split MODEL.gguf OUT_DIR COUNT            # OUT_DIR/<stem>-split-0000k-of-COUNT.gguf
 
 Outputs are written once: an existing file is left alone (the setup re-runs cheaply).
 """
@@ -196,6 +197,42 @@ def synthetic(family, vocab_source, out):
     write_once(out, make)
 
 
+def split(source, out_dir, count):
+    """`source` rewritten as a split GGUF of `count` files (`<stem>-0000k-of-0000N.gguf` in
+    `out_dir`), as llama.cpp's gguf-split writes them: the metadata in the first, the tensors
+    spread over all, each file naming its place (`split.no`, `split.count`, `split.tensors.count`)."""
+    import gguf
+
+    stem = os.path.basename(source)[: -len(".gguf")]
+    first = os.path.join(out_dir, f"{stem}-split-00001-of-{count:05d}.gguf")
+    if os.path.exists(first):
+        return
+    os.makedirs(out_dir, exist_ok=True)
+    reader = gguf.GGUFReader(source)
+    tmp = os.path.join(out_dir, f".partial-{stem}")
+    os.makedirs(tmp, exist_ok=True)
+    w = gguf.GGUFWriter(os.path.join(tmp, f"{stem}-split.gguf"), reader.fields["general.architecture"].contents(),
+                        split_max_tensors=-(-len(reader.tensors) // count))
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        kind = field.types[0]
+        sub = field.types[1] if kind == gguf.GGUFValueType.ARRAY else None
+        w.add_key_value(name, field.contents(), kind, sub)
+    for t in reader.tensors:
+        w.add_tensor(t.name, np.array(t.data), raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    names = sorted(os.listdir(tmp))
+    if len(names) != count:
+        sys.exit(f"the writer made {len(names)} files, not {count}")
+    for n in reversed(names):  # the first last: its presence says the split is whole
+        os.replace(os.path.join(tmp, n), os.path.join(out_dir, n))
+    os.rmdir(tmp)
+
+
 def last_logits(llm):
     """The logits after the last token evaluated (llama.cpp keeps only those)."""
     ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
@@ -241,5 +278,7 @@ if __name__ == "__main__":
         reference(args[0], args[1], int(args[2]))
     elif cmd == "synthetic":
         synthetic(args[0], args[1], args[2])
+    elif cmd == "split":
+        split(args[0], args[1], int(args[2]))
     else:
         sys.exit(__doc__)

@@ -232,6 +232,10 @@ impl compute::Host for State {
         self.model.len()
     }
 
+    fn model_parts(&mut self) -> Vec<u64> {
+        self.model.starts()
+    }
+
     fn read_model(&mut self, offset: u64, len: u32) -> Res<Vec<u8>> {
         self.last_progress = Instant::now();
         if len > MAX_READ {

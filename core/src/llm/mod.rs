@@ -27,12 +27,12 @@ use crate::compute::{Backend, CpuWeights, KernelTime, ModelFile, Stats};
 #[derive(Debug, thiserror::Error)]
 pub enum LlmError {
     /// The model file could not be opened.
-    #[error("cannot open the model file {path}: {source}. Run `murmur models fetch` or pass --model PATH")]
+    #[error("cannot open the model file {path}: {reason}. Run `murmur models fetch` or pass --model PATH")]
     Open {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, so not also its source: a report would say it twice).
+        reason: std::io::Error,
     },
     /// The requested backend is not available.
     #[error("{0}")]
@@ -509,7 +509,7 @@ fn sink(progress: &Arc<Mutex<Progress>>, on_text: &TextSink, cancel: &Arc<Atomic
 /// Opens the model file with an empty store of its CPU weights, after checking that the weights
 /// fit in free memory. Nothing is copied yet: the backends read what the guest names.
 fn open(path: &Path) -> Result<Arc<CpuWeights>, LlmError> {
-    let model = ModelFile::open(path).map_err(|source| LlmError::Open { path: path.to_path_buf(), source })?;
+    let model = ModelFile::open(path).map_err(|reason| LlmError::Open { path: path.to_path_buf(), reason })?;
     fits_in_memory(path, model.len(), available_memory())?;
     Ok(Arc::new(CpuWeights::new(Arc::new(model))))
 }

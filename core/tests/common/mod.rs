@@ -55,6 +55,15 @@ pub fn synthetic(family: &str, ty: &str) -> (PathBuf, String) {
     (path, stem)
 }
 
+/// The synthetic Llama 3 split into three files (made by the test setup): the first file and
+/// its reference's stem.
+pub fn split_llama3() -> (PathBuf, String) {
+    let stem = "llama3-synthetic.F16-split-00001-of-00003".to_string();
+    let path = murmur_core::paths::cache_dir().join("split").join(format!("{stem}.gguf"));
+    assert!(path.exists(), "{} is missing (made by `./dev test`'s setup)", path.display());
+    (path, stem)
+}
+
 /// Checks that `llm` tokenizes `reference`'s texts to llama.cpp's ids.
 pub fn check_tokenizer(llm: &mut Llm, reference: &serde_json::Value) {
     for case in reference["tokenization"].as_array().expect("cases") {
