@@ -4,7 +4,7 @@
 import { invoke } from "@tauri-apps/api/core";
 import { listen } from "@tauri-apps/api/event";
 import { getCurrentWindow } from "@tauri-apps/api/window";
-import { renderMarkdown } from "./markdown";
+import { renderReply } from "./markdown";
 import type {
   AssistantEvent,
   CatalogModel,
@@ -32,7 +32,7 @@ const replies = new Map<number, { el: HTMLElement; text: string }>();
 function bubble(role: "user" | "assistant" | "error" | "notice", text = ""): HTMLElement {
   const el = document.createElement("div");
   el.className = `msg ${role}`;
-  if (role === "assistant") el.appendChild(renderMarkdown(text));
+  if (role === "assistant") el.appendChild(renderReply(text));
   else el.textContent = text;
   log.appendChild(el);
   log.scrollTop = log.scrollHeight;
@@ -75,7 +75,9 @@ function onAssistant(e: AssistantEvent) {
         replies.set(e.turn, reply);
       }
       reply.text += e.text;
-      reply.el.replaceChildren(renderMarkdown(reply.text));
+      // A reasoning block the user opened stays open as the reply grows.
+      const open = reply.el.querySelector<HTMLDetailsElement>("details.reasoning")?.open ?? false;
+      reply.el.replaceChildren(renderReply(reply.text, open));
       log.scrollTop = log.scrollHeight;
       break;
     }

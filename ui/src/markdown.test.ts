@@ -1,6 +1,6 @@
 // @vitest-environment jsdom
 import { describe, expect, it } from "vitest";
-import { renderMarkdown } from "./markdown";
+import { renderMarkdown, renderReply, splitReasoning } from "./markdown";
 
 function html(md: string): HTMLElement {
   const div = document.createElement("div");
@@ -54,5 +54,25 @@ describe("renderMarkdown", () => {
       div.replaceChildren(renderMarkdown(shown));
     }
     expect(div.innerHTML).toBe(html(reply).innerHTML);
+  });
+});
+
+describe("renderReply", () => {
+  it("folds a reasoning block away and shows the answer", () => {
+    const div = document.createElement("div");
+    div.appendChild(renderReply("<think>\nThe user asks about **France**.\n</think>\n\nParis."));
+    const details = div.querySelector("details.reasoning") as HTMLDetailsElement;
+    expect(details.open).toBe(false);
+    expect(details.querySelector("strong")!.textContent).toBe("France");
+    expect(div.querySelector(":scope > p")!.textContent).toBe("Paris.");
+  });
+
+  it("shows reasoning still streaming, and nothing for an empty block or none", () => {
+    expect(splitReasoning("<think>first, the")).toEqual({ reasoning: "first, the", answer: "" });
+    expect(splitReasoning("<think>\n\n</think>\n\nParis.")).toEqual({ reasoning: "", answer: "Paris." });
+    expect(splitReasoning("Use <think> tags.")).toEqual({ reasoning: null, answer: "Use <think> tags." });
+    const div = document.createElement("div");
+    div.appendChild(renderReply("<think></think>Paris.", true));
+    expect(div.querySelector("details")).toBeNull();
   });
 });

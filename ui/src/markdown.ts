@@ -118,3 +118,35 @@ function codeBlock(code: string, language: string, doc: Document): HTMLElement {
   box.append(copy, pre);
   return box;
 }
+
+const THINK_OPEN = "<think>";
+const THINK_CLOSE = "</think>";
+
+/** A reply split into its reasoning block (`<think>…</think>`, as reasoning models write it; null
+ * when there is none, unfinished while the model still reasons) and its answer. */
+export function splitReasoning(text: string): { reasoning: string | null; answer: string } {
+  const start = text.indexOf(THINK_OPEN);
+  if (start < 0 || text.slice(0, start).trim() !== "") return { reasoning: null, answer: text };
+  const body = text.slice(start + THINK_OPEN.length);
+  const end = body.indexOf(THINK_CLOSE);
+  if (end < 0) return { reasoning: body.trim(), answer: "" };
+  return { reasoning: body.slice(0, end).trim(), answer: body.slice(end + THINK_CLOSE.length).replace(/^\s+/, "") };
+}
+
+/** Renders a reply: its reasoning, if any, folded away (open when `open`), then its answer as
+ * Markdown. An empty reasoning block (thinking turned off) shows nothing. */
+export function renderReply(text: string, open = false, doc: Document = document): DocumentFragment {
+  const { reasoning, answer } = splitReasoning(text);
+  const out = doc.createDocumentFragment();
+  if (reasoning) {
+    const details = doc.createElement("details");
+    details.className = "reasoning";
+    details.open = open;
+    const summary = doc.createElement("summary");
+    summary.textContent = "Reasoning";
+    details.append(summary, renderMarkdown(reasoning, doc));
+    out.appendChild(details);
+  }
+  out.appendChild(renderMarkdown(answer, doc));
+  return out;
+}

@@ -11,7 +11,7 @@ use super::{listen_ahead, voice, AssistantConfig, AssistantError, HISTORY_TURNS}
 use crate::llm::{Engine, EngineConfig, Message, Sampling};
 use crate::speech::{Transcriber, Transcript};
 use crate::sync::lock;
-use crate::tts::SentenceSplitter;
+use crate::tts::{ReasoningFilter, SentenceSplitter};
 
 /// What the user asked.
 pub(super) enum Question {
@@ -202,6 +202,7 @@ impl Brain {
         let stream = Arc::new(Mutex::new(ReplyStream {
             turn: job.turn,
             epoch: job.epoch,
+            reasoning: ReasoningFilter::default(),
             splitter: SentenceSplitter::for_speech(),
             owner: self.owner.clone(),
             voice: self.voice.clone(),
@@ -237,6 +238,8 @@ impl Brain {
 struct ReplyStream {
     turn: u64,
     epoch: u64,
+    /// Takes a reasoning block out of what is spoken (the UI shows it folded away).
+    reasoning: ReasoningFilter,
     splitter: SentenceSplitter,
     owner: Sender<Msg>,
     voice: Option<Sender<voice::Job>>,
@@ -246,12 +249,15 @@ impl ReplyStream {
     fn text(&mut self, text: &str) {
         let now = Instant::now();
         let _ = self.owner.send(Msg::Progress(self.turn, Progress::Token(text.to_string(), now)));
-        let sentences = self.splitter.push(text);
+        let spoken = self.reasoning.push(text);
+        let sentences = self.splitter.push(&spoken);
         self.sentences(sentences, now);
     }
 
     fn finish(&mut self) {
-        let sentences = self.splitter.finish();
+        let rest = self.reasoning.finish();
+        let mut sentences = self.splitter.push(&rest);
+        sentences.extend(self.splitter.finish());
         self.sentences(sentences, Instant::now());
     }
 

@@ -4,6 +4,7 @@
 
 mod espeak;
 mod piper;
+mod reasoning;
 mod sentences;
 
 use std::fmt;
@@ -11,6 +12,7 @@ use std::str::FromStr;
 
 pub use espeak::{espeak_voices, Espeak};
 pub use piper::{Piper, PiperFiles, PiperOptions};
+pub use reasoning::ReasoningFilter;
 pub use sentences::{speakable, SentenceSplitter};
 
 /// The voice used unless the user picks another.
