@@ -95,12 +95,12 @@ fn synthetic_qwen3_phi3_and_gemma3_match_llama_cpp() {
 
 /// A split GGUF (the synthetic Llama 3 in three files, as llama.cpp's gguf-split writes them):
 /// opened by its first file, it continues the prompts as llama.cpp does (and as the whole file
-/// does); a missing file is named, and a file of another split is refused.
+/// does), its five best logits within 1e-2 of llama.cpp's; a missing file is named, and a file
+/// in another's place is refused.
 #[test]
 fn a_split_model_matches_llama_cpp_and_its_missing_file_is_named() {
     let (path, stem) = common::split_llama3();
-    let mut llm = load(path.clone());
-    common::check_greedy(&mut llm, &common::reference_for(&stem), 32, &stem);
+    common::check_greedy_and_logits(path.clone(), &common::reference_for(&stem), 32, &stem, 1e-2);
     let dir = tempfile::tempdir().unwrap();
     let file = |k: u32| format!("llama3-synthetic.F16-split-0000{k}-of-00003.gguf");
     for k in [1, 3] {
@@ -134,6 +134,19 @@ fn an_unsupported_architecture_is_refused_by_name() {
     std::fs::write(&renamed, bytes).unwrap();
     let err = Llm::load(LlmConfig::new(renamed)).err().expect("refused").to_string();
     assert!(err.contains("architecture 'gemma'") && err.contains("qwen2"), "{err}");
+}
+
+/// A SentencePiece vocabulary with the space prefix that Llama 2's adds (a tiny llama with
+/// Gemma's vocabulary told to add it): token-exact with llama.cpp on the mixed texts (the prefix
+/// goes before the text and after each special token), and the prompts continued as llama.cpp
+/// continues them.
+#[test]
+fn sentencepiece_with_a_space_prefix_matches_llama_cpp() {
+    let (path, stem) = common::synthetic("llama-spm", "F16");
+    let mut llm = load(path);
+    let reference = common::reference_for(&stem);
+    common::check_tokenizer(&mut llm, &reference);
+    common::check_greedy(&mut llm, &reference, 32, &stem);
 }
 
 /// Phi-3's long-context models (LongRoPE: their `rope_factors_long`/`_short` tensors) are

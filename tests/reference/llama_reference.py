@@ -10,7 +10,7 @@ family with random weights, written by llama.cpp's own GGUF writer (the `gguf` p
     llama_reference.py variants SOURCE.gguf OUT_DIR TYPE...      # OUT_DIR/<stem>.<TYPE>.gguf
     llama_reference.py reference MODEL.gguf OUT.json STEPS
     llama_reference.py synthetic FAMILY VOCAB.gguf OUT.gguf      # random weights, VOCAB's tokenizer
-                                                                 # (FAMILY: llama3, qwen3, phi3, gemma3)
+                                                                 # (FAMILY: llama3, llama-spm, qwen3, phi3, gemma3)
     llama_reference.py split MODEL.gguf OUT_DIR COUNT            # OUT_DIR/<stem>-split-0000k-of-COUNT.gguf
 
 Outputs are written once: an existing file is left alone (the setup re-runs cheaply).
@@ -87,6 +87,8 @@ def variants(source, out_dir, types):
 FAMILIES = {
     "llama3": dict(arch="llama", dim=256, heads=4, kv_heads=2, head_dim=64, ffn=768, layers=2, rope_base=500000.0),
     "qwen3": dict(arch="qwen3", dim=256, heads=4, kv_heads=2, head_dim=96, ffn=512, layers=2, rope_base=1000000.0),
+    # Llama with a SentencePiece vocabulary (Gemma's, told to add the space prefix as Llama 2's does).
+    "llama-spm": dict(arch="llama", dim=64, heads=2, kv_heads=1, head_dim=32, ffn=128, layers=1, rope_base=10000.0),
     "phi3": dict(arch="phi3", dim=256, heads=4, kv_heads=2, head_dim=64, ffn=512, layers=2, rope_base=10000.0),
     "gemma3": dict(arch="gemma3", dim=256, heads=4, kv_heads=2, head_dim=128, ffn=512, layers=3, rope_base=1000000.0,
                    window=5, pattern=3),
@@ -144,11 +146,13 @@ def synthetic(family, vocab_source, out):
             w.add_sliding_window(c["window"])
             w.add_sliding_window_pattern(c["pattern"])
         for name, field in reader.fields.items():
-            if not name.startswith("tokenizer."):
+            if not name.startswith("tokenizer.") or (family == "llama-spm" and name == "tokenizer.ggml.add_space_prefix"):
                 continue
             kind = field.types[0]
             sub = field.types[1] if kind == gguf.GGUFValueType.ARRAY else None
             w.add_key_value(name, field.contents(), kind, sub)
+        if family == "llama-spm":
+            w.add_add_space_prefix(True)
         # Scales that keep every part of the block in play: attention logits of spread about 2
         # (sharp enough for the rotation to matter, not so sharp that rounding flips it),
         # residual branches as large as the embedding, output logits of spread about 8.
