@@ -163,6 +163,7 @@ fn models_list_shows_the_catalog_installed_and_verified() {
         "SmolLM2-135M-Instruct.Q4_1.gguf",
         "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
         "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        "gemma-3-270m-q4_k_m.gguf",
         "whisper-tiny.en-ct2/model.bin",
         "whisper-base-ct2/model.bin",
         "piper/en_US-joe-medium.onnx",
@@ -172,9 +173,9 @@ fn models_list_shows_the_catalog_installed_and_verified() {
     }
     assert!(out.contains("qwen2 Q4_K_M, 1117 MB") && out.contains("the default chat model"), "{out}");
     assert!(!out.contains("not installed") && !out.contains("UNVERIFIED"), "{out}");
-    // Every file of the catalog: three chat models, two speech models, the voice and its runtime.
+    // Every file of the catalog: four chat models, two speech models, the voice and its runtime.
     let files: usize = murmur_core::models::Manifest::builtin().models.iter().map(|m| m.files.len()).sum();
-    assert_eq!((out.matches("installed, verified").count(), files), (14, 14), "{out}");
+    assert_eq!((out.matches("installed, verified").count(), files), (15, 15), "{out}");
     assert!(out.contains("speech base (ggml)") && !out.contains("missing (run"), "{out}");
 }
 
