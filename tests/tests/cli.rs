@@ -231,7 +231,8 @@ fn shared_audio(name: &str) -> String {
 }
 
 /// `murmur voice --in FILE --speak-to FILE --json`: the spoken question is answered, the answer
-/// is spoken into the WAV (Whisper hears it there), and the timeline has every stage in order.
+/// is spoken into the WAV (Whisper hears it there), and the timeline has every stage in order,
+/// the first audio before the reply's end (its first words are spoken while it is generated).
 #[test]
 fn voice_turn_answers_a_spoken_question_into_a_wav() {
     let dir = tempfile::tempdir().unwrap();
@@ -244,6 +245,8 @@ fn voice_turn_answers_a_spoken_question_into_a_wav() {
     let stages = ["transcript_ms", "first_token_ms", "first_sentence_ms", "first_audio_ms", "last_audio_ms"];
     let marks: Vec<f64> = stages.iter().map(|k| t[k].as_f64().unwrap_or_else(|| panic!("{k} in {t}"))).collect();
     assert!(marks.windows(2).all(|w| w[0] <= w[1]), "{t}");
+    let (audio, reply) = (t["first_audio_ms"].as_f64().unwrap(), t["reply_ms"].as_f64().unwrap());
+    assert!(audio < reply, "the first audio came after the reply's end: {t}");
     assert!(t["audio_seconds"].as_f64().unwrap() > 1.0, "{t}");
     let heard = run(&["transcribe", wav.to_str().unwrap()]);
     assert!(heard.contains("Paris"), "the WAV says {heard:?}");

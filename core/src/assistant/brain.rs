@@ -2,9 +2,9 @@
 //! its sentences to the voice.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::owner::{Msg, Progress};
 use super::{listen_ahead, voice, AssistantConfig, AssistantError, HISTORY_TURNS};
@@ -12,6 +12,11 @@ use crate::llm::{Engine, EngineConfig, Message, Sampling};
 use crate::speech::{Transcriber, Transcript};
 use crate::sync::lock;
 use crate::tts::{ReasoningFilter, SentenceSplitter};
+
+/// Longest a reply's generation waits for the voice to queue the reply's first spoken piece,
+/// when the model runs on the CPU the voice synthesizes on. On two cores the two slow each other
+/// down, and the first audio is what a listener waits for: the model is far ahead of speech.
+const VOICE_FIRST_WAIT: Duration = Duration::from_millis(500);
 
 /// What the user asked.
 pub(super) enum Question {
@@ -206,6 +211,8 @@ impl Brain {
             splitter: SentenceSplitter::for_speech(),
             owner: self.owner.clone(),
             voice: self.voice.clone(),
+            voice_first: self.llm.backend_name() == "cpu",
+            spoken: false,
         }));
         let (s, cancel) = (Arc::clone(&stream), Arc::clone(&job.cancel));
         let result = self.llm.chat(&messages, &self.sampling, move |text| {
@@ -243,6 +250,10 @@ struct ReplyStream {
     splitter: SentenceSplitter,
     owner: Sender<Msg>,
     voice: Option<Sender<voice::Job>>,
+    /// Generation waits (up to [`VOICE_FIRST_WAIT`]) for the first spoken piece to be queued.
+    voice_first: bool,
+    /// A piece was handed to the voice.
+    spoken: bool,
 }
 
 impl ReplyStream {
@@ -261,12 +272,22 @@ impl ReplyStream {
         self.sentences(sentences, Instant::now());
     }
 
-    fn sentences(&self, sentences: Vec<String>, now: Instant) {
+    fn sentences(&mut self, sentences: Vec<String>, now: Instant) {
         for s in sentences {
-            if let Some(v) = &self.voice {
-                let _ = v.send(voice::Job::Speak { turn: self.turn, epoch: self.epoch, text: s.clone() });
+            let _ = self.owner.send(Msg::Progress(self.turn, Progress::Sentence(s.clone(), now)));
+            let Some(v) = &self.voice else { continue };
+            let (waiting, wait) = if self.voice_first && !self.spoken {
+                let (tx, rx) = mpsc::channel::<()>();
+                (Some(tx), Some(rx))
+            } else {
+                (None, None)
+            };
+            self.spoken = true;
+            let _ = v.send(voice::Job::Speak { turn: self.turn, epoch: self.epoch, text: s, waiting });
+            if let Some(rx) = wait {
+                // Ends when the voice drops the sender: queued, failed, or interrupted.
+                let _ = rx.recv_timeout(VOICE_FIRST_WAIT);
             }
-            let _ = self.owner.send(Msg::Progress(self.turn, Progress::Sentence(s, now)));
         }
     }
 }

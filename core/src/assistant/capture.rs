@@ -76,6 +76,12 @@ impl Clip {
         self.audio.len() as f64 / f64::from(SAMPLE_RATE)
     }
 
+    /// Seconds of quiet after the clip's last word: how long before the clip's end (its key
+    /// release) the speaker stopped speaking.
+    pub fn quiet_tail(&self) -> f64 {
+        f64::from(super::listen_ahead::quiet_tail_seconds(&self.audio))
+    }
+
     /// The clip up to now, or all of it when it is not spoken in real time.
     fn said(&self) -> Vec<f32> {
         let end = match self.pressed.as_ref().and_then(|p| *lock(p)) {

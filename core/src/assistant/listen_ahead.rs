@@ -6,7 +6,7 @@
 //! The rule for "nothing was said after the pause" is defined here once: a recording whose
 //! tail is quiet next to its speech says the same as its transcribed head.
 
-use crate::audio::{levels, SAMPLE_RATE};
+use crate::audio::{level_window, levels, SAMPLE_RATE};
 
 /// Quiet windows (of 50 ms, the level meter's) after speech that make a pause: 150 ms.
 const PAUSE_WINDOWS: usize = 3;
@@ -59,6 +59,15 @@ pub(super) fn says_no_more_than(recording: &[f32], head: usize) -> bool {
     levels(tail, SAMPLE_RATE).all(|rms| is_quiet_level(rms, peak))
 }
 
+/// Seconds of quiet at the end of `recording`, after its last word (the windows after the last
+/// one that is not quiet next to the loudest).
+pub(super) fn quiet_tail_seconds(recording: &[f32]) -> f32 {
+    let rms: Vec<f32> = levels(recording, SAMPLE_RATE).collect();
+    let peak = rms.iter().copied().fold(0f32, f32::max);
+    let speech_end = rms.iter().rposition(|&r| !is_quiet_level(r, peak)).map_or(0, |i| (i + 1) * level_window(SAMPLE_RATE));
+    recording.len().saturating_sub(speech_end) as f32 / SAMPLE_RATE as f32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +102,14 @@ mod tests {
         assert!(says_no_more_than(&head, head.len()));
         assert!(!says_no_more_than(&spoken, head.len()));
         assert!(!says_no_more_than(&head[..100], head.len()));
+    }
+
+    /// The quiet after the last word is measured; a recording that ends speaking has none.
+    #[test]
+    fn the_quiet_tail_is_what_follows_the_last_word() {
+        let head = tone(1.0, 0.3);
+        let tail = quiet_tail_seconds(&[head.clone(), tone(0.2, 0.01), tone(0.3, 0.2), tone(0.42, 0.0)].concat());
+        assert!((tail - 0.42).abs() < 1e-3, "{tail}");
+        assert_eq!(quiet_tail_seconds(&head), 0.0);
     }
 }

@@ -10,8 +10,9 @@ use crate::tts::{speakable, Synthesizer};
 
 /// Work for the voice.
 pub(super) enum Job {
-    /// Speak one sentence of a turn's reply.
-    Speak { turn: u64, epoch: u64, text: String },
+    /// Speak one sentence of a turn's reply. `waiting`, if given, is dropped once the sentence's
+    /// first audio is queued, or once it is known that none will be (for whoever waits on it).
+    Speak { turn: u64, epoch: u64, text: String, waiting: Option<Sender<()>> },
     /// The turn's reply is complete: report when its last sample has gone out.
     Finish { turn: u64, epoch: u64 },
 }
@@ -30,11 +31,11 @@ impl Voice {
         let mut current = (0, 0usize, false);
         for job in jobs {
             match job {
-                Job::Speak { turn, epoch, text } => {
+                Job::Speak { turn, epoch, text, waiting } => {
                     if current.0 != turn {
                         current = (turn, 0, false);
                     }
-                    match self.speak(turn, epoch, &text, current.1 == 0) {
+                    match self.speak(turn, epoch, &text, current.1 == 0, waiting) {
                         Ok(queued) => current.1 += queued,
                         Err(why) if !current.2 => {
                             current.2 = true;
@@ -61,9 +62,16 @@ impl Voice {
         let _ = self.owner.send(Msg::Progress(turn, Progress::Notice(format!("speaking failed: {why}"))));
     }
 
-    /// Synthesizes `text` into the output chunk by chunk; returns the samples queued, or why
-    /// speaking failed.
-    fn speak(&mut self, turn: u64, epoch: u64, text: &str, first: bool) -> Result<usize, String> {
+    /// Synthesizes `text` into the output chunk by chunk, dropping `waiting` once the first chunk
+    /// is queued; returns the samples queued, or why speaking failed.
+    fn speak(
+        &mut self,
+        turn: u64,
+        epoch: u64,
+        text: &str,
+        first: bool,
+        mut waiting: Option<Sender<()>>,
+    ) -> Result<usize, String> {
         let Some(words) = speakable(text) else { return Ok(0) };
         if self.out.epoch() != epoch {
             return Ok(0);
@@ -74,6 +82,7 @@ impl Voice {
         let (out, mut queued, mut failed) = (&self.out, 0, None);
         let result = self.tts.synthesize(&words, &mut |chunk| match out.queue(epoch, chunk, on_start.take()) {
             Ok(heard) => {
+                waiting.take();
                 queued += if heard { chunk.len() } else { 0 };
                 heard
             }

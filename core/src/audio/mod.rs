@@ -103,10 +103,15 @@ fn find_device(direction: Direction, name: Option<&str>) -> Result<cpal::Device,
     }
 }
 
-/// RMS level of each 50 ms window of `audio` (sampled at `rate`), for meters and silence checks.
+/// Samples in one level window ([`LEVEL_WINDOW_S`]) at `rate`.
+pub fn level_window(rate: u32) -> usize {
+    ((rate as f32 * LEVEL_WINDOW_S) as usize).max(1)
+}
+
+/// RMS level of each 50 ms window of `audio` (sampled at `rate`; the last window may be short),
+/// for meters and silence checks.
 pub fn levels(audio: &[f32], rate: u32) -> impl Iterator<Item = f32> + '_ {
-    let window = ((rate as f32 * LEVEL_WINDOW_S) as usize).max(1);
-    audio.chunks(window).map(|w| (w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32).sqrt())
+    audio.chunks(level_window(rate)).map(|w| (w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32).sqrt())
 }
 
 #[cfg(test)]

@@ -73,6 +73,8 @@ impl BenchVoiceArgs {
         let input = self.input.clone().unwrap_or_else(|| PathBuf::from("../shared/audio/question-france.wav"));
         let clip = Clip::open(&input)?;
         let seconds = clip.seconds();
+        // The key goes up at the clip's end, this long after the last word.
+        let quiet_ms = clip.quiet_tail() * 1e3;
         let (clip, held) = if self.at_once { (clip, 0.0) } else { (clip.in_real_time(), seconds) };
         let scratch = tempfile_path();
         let config = AssistantConfig {
@@ -113,6 +115,7 @@ impl BenchVoiceArgs {
                     "input": input, "speech_seconds": seconds, "runs": timelines.len(), "at_once": self.at_once,
                     "output": if self.speaker { "speaker" } else { "wav" },
                     "median": stages, "whisper": {"mel_ms": mel, "encode_ms": encode, "decode_ms": decode},
+                    "last_word_to_key_up_ms": quiet_ms,
                     "heard_ahead": heard_ahead,
                     "turns": timelines,
                 })
@@ -135,6 +138,13 @@ impl BenchVoiceArgs {
         }
         let f = |x: Option<f64>| x.unwrap_or(f64::NAN);
         println!("whisper: mel {:.0} ms, encode {:.0} ms, decode {:.0} ms", f(mel), f(encode), f(decode));
+        if !self.at_once {
+            let audio = medians.iter().find(|(n, _)| *n == "first audio sample").and_then(|(_, v)| *v);
+            println!(
+                "the key went up {quiet_ms:.0} ms after the last word: first audio {:.0} ms after the last word",
+                f(audio) + quiet_ms
+            );
+        }
         println!("heard ahead (at a pause before the key went up): {heard_ahead} of {} turns", timelines.len());
         Ok(())
     }
