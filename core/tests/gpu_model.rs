@@ -56,13 +56,15 @@ fn a_synthetic_llama3_k_quant_variant_matches_llama_cpp_on_the_gpu() {
 }
 
 /// Gemma 3 on the GPU (its per-head norms, GELU, post-norms and sliding windows through the
-/// WGSL kernels) continues the reference prompts as llama.cpp does.
+/// WGSL kernels) starts the reference prompts' continuations as llama.cpp does. Four tokens: its
+/// 262,144-row output head makes each token slow on lavapipe, and the synthetic Gemma 3 below
+/// runs 32.
 #[test]
 fn gemma3_matches_llama_cpp_on_the_gpu() {
     let path = common::catalog_model("gemma3-270m");
     let mut llm = Llm::load_on(config_for(path, BackendChoice::Gpu), |m| Box::new(gpu(m))).unwrap();
     assert_eq!(llm.backend_name(), "gpu");
-    common::check_greedy(&mut llm, &common::reference_for("gemma-3-270m-q4_k_m"), 16, "gemma3-270m");
+    common::check_greedy(&mut llm, &common::reference_for("gemma-3-270m-q4_k_m"), 4, "gemma3-270m");
 }
 
 /// The synthetic Qwen3, Phi-3 and Gemma 3 (per-head norms of heads wider than the width over
