@@ -11,7 +11,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use murmur_core::assistant::{Assistant, AssistantConfig, Clip, Command, Event, Output, State, DEFAULT_SYSTEM};
+use murmur_core::assistant::{Assistant, AssistantConfig, Clip, Command, Event, Output, State, TurnSettings, DEFAULT_SYSTEM};
 use murmur_core::audio::{read_wav, resample, AudioOut, SAMPLE_RATE};
 use murmur_core::llm::{LlmConfig, Sampling, StopReason};
 use murmur_core::tts::{Espeak, Piper, PiperFiles, PiperOptions, Synthesizer, VoiceConfig};
@@ -193,8 +193,8 @@ fn assistant(question: &str, output: Output, system: &str, sampling: Sampling) -
 }
 
 fn assistant_hearing(clip: Clip, output: Output, system: &str, sampling: Sampling) -> Assistant {
-    let config =
-        AssistantConfig { sampling, system: system.into(), output, ..AssistantConfig::new(LlmConfig::new(common::model_path())) };
+    let turn = TurnSettings { sampling, system: system.into(), speak: true };
+    let config = AssistantConfig { turn, output, ..AssistantConfig::new(LlmConfig::new(common::model_path())) };
     Assistant::start(config, Box::new(move || Ok(Box::new(clip)))).expect("the assistant starts")
 }
 
@@ -334,4 +334,38 @@ fn words_after_a_pause_are_heard_too() {
     let heard = heard.to_lowercase();
     assert!(heard.contains("capital") && heard.contains("planets"), "heard {heard:?}");
     assert!(!t.heard_ahead, "{t:?}");
+}
+
+/// The turn `a` answers for a typed `question`, up to its return to idle: its states and timeline.
+fn typed_turn(a: &Assistant, question: &str) -> (Vec<State>, murmur_core::assistant::Timeline) {
+    a.send(Command::Ask(question.into()));
+    let events = events_until(a, |e| matches!(e, Event::State { state: State::Idle }));
+    let t = events.iter().find_map(|e| if let Event::Done { timeline, .. } = e { Some(timeline.clone()) } else { None }).unwrap();
+    (states(&events), t)
+}
+
+/// Per-turn settings change on the running assistant, without reloading anything: once told to,
+/// it answers unspoken, within the new token limit, from the new system prompt (evaluated ahead:
+/// the next turn finds it in the cache); told again, it speaks again.
+#[test]
+fn retuning_changes_the_next_turns_without_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = assistant("question-france.wav", Output::Wav(dir.path().join("out.wav")), DEFAULT_SYSTEM, Sampling::default());
+    let (spoken, t) = typed_turn(&a, "What is the capital of France?");
+    assert!(spoken.contains(&State::Speaking) && t.audio_seconds > 0.5, "{spoken:?} {t:?}");
+    let system_tokens = |t: &murmur_core::assistant::Timeline| t.reused_tokens;
+    let before = system_tokens(&t);
+
+    let longer = format!("{DEFAULT_SYSTEM} Be polite, and never use more words than the question needs.");
+    let quiet = TurnSettings { sampling: Sampling { max_tokens: 3, ..Sampling::default() }, system: longer, speak: false };
+    a.send(Command::Retune(quiet));
+    let (states, t) = typed_turn(&a, "What is the capital of France?");
+    assert_eq!(states, [State::Thinking, State::Idle], "an unspoken turn: {t:?}");
+    assert_eq!((t.audio_seconds, t.first_audio_ms), (0.0, None), "{t:?}");
+    assert!(t.generated_tokens <= 3, "{t:?}");
+    assert!(system_tokens(&t) > before, "the longer system prompt was not evaluated ahead: {t:?}");
+
+    a.send(Command::Retune(TurnSettings::default()));
+    let (states, t) = typed_turn(&a, "What is the capital of France?");
+    assert!(states.contains(&State::Speaking) && t.audio_seconds > 0.5, "{states:?} {t:?}");
 }

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use murmur_core::assistant::{Assistant, AssistantConfig, Capture, CaptureFactory, Clip, Command, Event, Output};
+use murmur_core::assistant::{Assistant, AssistantConfig, AssistantError, Capture, CaptureFactory, Clip, Command, Event, Output};
 use murmur_core::audio::Microphone;
 use murmur_core::history::{Conversation, History, SavedMessage};
-use murmur_core::llm::{LlmConfig, Message, Sampling};
+use murmur_core::llm::{LlmConfig, LlmError, Message};
 use murmur_core::models;
 use murmur_core::server::{Server, ServerConfig, Submit};
 use murmur_core::sync::lock;
@@ -105,7 +105,14 @@ impl Session {
         *lock(&self.settings) = new.clone();
         if old.needs_reload(&new) {
             self.reload();
-        } else if old.serving_changed(&new) {
+            return Ok(());
+        }
+        if old.turn_changed(&new) {
+            if let Some(assistant) = lock(&self.assistant).as_ref() {
+                assistant.send(Command::Retune(new.turn()));
+            }
+        }
+        if old.serving_changed(&new) {
             self.restart_server();
         }
         Ok(())
@@ -177,6 +184,8 @@ impl Session {
                 }
                 pump(Arc::downgrade(&assistant), Arc::downgrade(&me));
                 assistant.send(Command::Converse(me.conversation_messages().unwrap_or_default()));
+                // Per-turn settings changed while it loaded reached no assistant.
+                assistant.send(Command::Retune(me.settings().turn()));
                 let device = assistant.device().to_string();
                 *slot = Some(assistant);
                 drop(slot);
@@ -198,7 +207,7 @@ impl Session {
                 me.restart_server();
             }
             Err(e) if me.loads.load(Ordering::SeqCst) == load => {
-                me.set_status(Status::Failed(format!("{e}. Fix it in Settings.")));
+                me.set_status(Status::Failed(format!("{e}. {}", remedy(&e))));
             }
             Err(_) => {}
         });
@@ -299,17 +308,28 @@ fn to_message(m: &SavedMessage) -> Message {
     Message { role: m.role.clone(), content: m.content.clone() }
 }
 
+/// What the window says fixes an assistant that could not start.
+fn remedy(e: &AssistantError) -> &'static str {
+    match e {
+        AssistantError::Llm(LlmError::Open { .. }) => "Pick or download a model in Settings.",
+        AssistantError::Llm(LlmError::NoGpu(_)) => "Choose Auto or CPU as the backend in Settings.",
+        AssistantError::Speech(_) => "Pick another speech model in Settings.",
+        AssistantError::Tts(_) => "Pick another voice in Settings.",
+        _ => "Fix it in Settings.",
+    }
+}
+
 fn config(s: &Settings) -> AssistantConfig {
     let mut llm = LlmConfig::new(s.model.clone().unwrap_or_else(models::default_llm_path));
     llm.backend = s.backend;
     let speech = models::speech_path(&s.stt);
     let mut config = AssistantConfig {
-        sampling: Sampling { temperature: s.temperature, ..Sampling::default() },
-        system: s.system_prompt.clone(),
+        turn: s.turn(),
         // Without the speech model, typed questions still work (push-to-talk says why not).
         speech_model: speech.exists().then_some(speech),
         voice: VoiceConfig { voice: s.voice.clone(), rate: s.voice_rate },
-        output: if s.voice_output { Output::Speaker(None) } else { Output::Silent },
+        // The voice is loaded even while it is off, so turning it on needs no reload.
+        output: Output::Speaker(None),
         remote: s.remote(),
         ..AssistantConfig::new(llm)
     };

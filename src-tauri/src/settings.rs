@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use murmur_core::assistant::DEFAULT_SYSTEM;
-use murmur_core::llm::{BackendChoice, RemoteConfig};
+use murmur_core::assistant::{TurnSettings, DEFAULT_SYSTEM};
+use murmur_core::llm::{BackendChoice, RemoteConfig, Sampling};
 use murmur_core::models::DEFAULT_STT;
 use murmur_core::speech::DEFAULT_LANGUAGE;
 use murmur_core::tts::{DEFAULT_RATE, DEFAULT_VOICE};
@@ -67,7 +67,7 @@ impl Default for Settings {
             stt_language: DEFAULT_LANGUAGE.into(),
             hotkey: DEFAULT_HOTKEY.into(),
             quick_hotkey: DEFAULT_QUICK_HOTKEY.into(),
-            temperature: 0.2,
+            temperature: Sampling::default().temperature,
             system_prompt: DEFAULT_SYSTEM.into(),
             remote_url: None,
             remote_model: None,
@@ -102,13 +102,30 @@ impl Settings {
         std::fs::rename(&partial, path).map_err(fail)
     }
 
-    /// Whether going from `self` to `other` needs the models reloaded.
+    /// Whether going from `self` to `other` needs the models reloaded: another model, backend,
+    /// voice or speech model. The per-turn settings ([`Settings::turn`]) need no reload.
     pub fn needs_reload(&self, other: &Self) -> bool {
         let load = |s: &Self| {
-            let speech = (s.voice_output, s.voice.clone(), s.voice_rate, s.stt.clone(), s.stt_language.clone());
-            (s.model.clone(), s.backend, speech, s.temperature.to_bits(), s.system_prompt.clone())
+            let speech = (s.voice.clone(), s.voice_rate, s.stt.clone(), s.stt_language.clone());
+            (s.model.clone(), s.backend, speech)
         };
         load(self) != load(other) || self.remote() != other.remote()
+    }
+
+    /// Whether going from `self` to `other` changes what the next turns use ([`Settings::turn`]).
+    pub fn turn_changed(&self, other: &Self) -> bool {
+        let turn = |s: &Self| (s.temperature.to_bits(), s.system_prompt.clone(), s.voice_output);
+        turn(self) != turn(other)
+    }
+
+    /// What the assistant's next turns use: temperature, system prompt, and whether replies are
+    /// spoken.
+    pub fn turn(&self) -> TurnSettings {
+        TurnSettings {
+            sampling: Sampling { temperature: self.temperature, ..Sampling::default() },
+            system: self.system_prompt.clone(),
+            speak: self.voice_output,
+        }
     }
 
     /// Whether going from `self` to `other` changes how the OpenAI API is served.
@@ -124,5 +141,31 @@ impl Settings {
             model: given(&self.remote_model),
             api_key: given(&self.remote_api_key),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The temperature, the system prompt and voice output are per-turn: changing them (as the
+    /// tray's Voice output toggle does) reloads nothing, and the next turns get them. The model,
+    /// the backend, the voice and the speech model are loaded: changing one reloads.
+    #[test]
+    fn only_what_is_loaded_needs_a_reload() {
+        let old = Settings::default();
+        let tuned = Settings { temperature: 0.7, system_prompt: "Be brief.".into(), voice_output: false, ..old.clone() };
+        assert!(!old.needs_reload(&tuned) && old.turn_changed(&tuned));
+        assert_eq!(tuned.turn().sampling.temperature, 0.7);
+        assert_eq!((tuned.turn().system.as_str(), tuned.turn().speak), ("Be brief.", false));
+        for loaded in [
+            Settings { model: Some("other.gguf".into()), ..old.clone() },
+            Settings { backend: BackendChoice::Cpu, ..old.clone() },
+            Settings { voice: "espeak:en-us".into(), ..old.clone() },
+            Settings { stt: "base".into(), ..old.clone() },
+            Settings { remote_url: Some("http://127.0.0.1:9/v1".into()), ..old.clone() },
+        ] {
+            assert!(old.needs_reload(&loaded), "{loaded:?}");
+        }
     }
 }

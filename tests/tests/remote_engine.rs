@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use murmur_core::assistant::{Assistant, AssistantConfig, CaptureFactory, Command as Do, Event, Output};
+use murmur_core::assistant::{Assistant, AssistantConfig, CaptureFactory, Command as Do, Event, Output, TurnSettings};
 use murmur_core::audio::AudioError;
 use murmur_core::llm::{LlmConfig, RemoteConfig, Sampling};
 use murmur_core::models;
@@ -122,7 +122,10 @@ fn remote_assistant(url: &str, max_tokens: u32) -> Assistant {
     let no_mic: CaptureFactory = Box::new(|| Err(AudioError::NoInput("typed questions only".into())));
     let config = AssistantConfig {
         remote: Some(RemoteConfig { url: url.into(), model: None, api_key: None }),
-        sampling: Sampling { temperature: 0.0, max_tokens, ..Sampling::default() },
+        turn: TurnSettings {
+            sampling: Sampling { temperature: 0.0, max_tokens, ..Sampling::default() },
+            ..TurnSettings::default()
+        },
         speech_model: None,
         output: Output::Silent,
         ..AssistantConfig::new(LlmConfig::new("/the/local/model/is/not/loaded.gguf"))

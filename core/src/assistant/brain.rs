@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::owner::{Msg, Progress};
-use super::{listen_ahead, voice, AssistantConfig, AssistantError, HISTORY_TURNS};
+use super::{listen_ahead, voice, AssistantConfig, AssistantError, TurnSettings, HISTORY_TURNS};
 use crate::llm::{Engine, EngineConfig, Message, Sampling};
 use crate::speech::{Transcriber, Transcript};
 use crate::sync::lock;
@@ -32,6 +32,8 @@ pub(super) enum Work {
     Turn(Job),
     /// Replace the conversation (user and assistant messages, oldest first).
     Converse(Vec<Message>),
+    /// Answer from now on with these settings.
+    Retune(TurnSettings),
     /// Answer a request of the OpenAI server with the same model.
     Serve(crate::server::Job),
     /// Transcribe what was said up to a pause while the key is still held (see
@@ -72,6 +74,8 @@ pub(super) struct Brain {
     speech: Option<Transcriber>,
     sampling: Sampling,
     system: Message,
+    /// Whether replies go to the voice.
+    speak: bool,
     history: Vec<Message>,
     owner: Sender<Msg>,
     voice: Option<Sender<voice::Job>>,
@@ -89,7 +93,7 @@ impl Brain {
             Some(path) => Some(Transcriber::load(path, config.speech.clone())?),
             None => None,
         };
-        let system = Message { role: "system".into(), content: config.system.clone() };
+        let system = Message { role: "system".into(), content: config.turn.system.clone() };
         let mut llm = Engine::start(match &config.remote {
             Some(remote) => EngineConfig::Remote(remote.clone()),
             None => EngineConfig::Local(config.llm.clone()),
@@ -99,8 +103,9 @@ impl Brain {
         Ok(Self {
             llm,
             speech,
-            sampling: config.sampling.clone(),
+            sampling: config.turn.sampling.clone(),
             system,
+            speak: config.turn.speak,
             history: Vec::new(),
             owner,
             voice: None,
@@ -129,7 +134,21 @@ impl Brain {
                     self.history = messages.into_iter().skip(excess).collect();
                 }
                 Work::Serve(job) => job.run(&mut self.llm),
+                Work::Retune(settings) => self.retune(settings),
                 Work::ListenAhead(preview) => self.listen_ahead(preview),
+            }
+        }
+    }
+
+    /// Takes new per-turn settings; a new system prompt is evaluated into the cache at once, as
+    /// at load, so the next turn does not wait for it.
+    fn retune(&mut self, settings: TurnSettings) {
+        self.sampling = settings.sampling;
+        self.speak = settings.speak;
+        if settings.system != self.system.content {
+            self.system.content = settings.system;
+            if let Err(e) = self.llm.prime(std::slice::from_ref(&self.system)) {
+                tracing::warn!("evaluating the new system prompt failed: {e}");
             }
         }
     }
@@ -210,7 +229,7 @@ impl Brain {
             reasoning: ReasoningFilter::default(),
             splitter: SentenceSplitter::for_speech(),
             owner: self.owner.clone(),
-            voice: self.voice.clone(),
+            voice: self.voice.clone().filter(|_| self.speak),
             voice_first: self.llm.backend_name() == "cpu",
             spoken: false,
         }));

@@ -74,6 +74,9 @@ pub enum Command {
     /// Continue from these messages (user and assistant turns, oldest first); empty: a new
     /// chat. Interrupts a reply in progress.
     Converse(Vec<Message>),
+    /// Answer the next turns with these settings (nothing is reloaded; a turn in progress keeps
+    /// the ones it started with).
+    Retune(TurnSettings),
 }
 
 /// What the assistant reports, in order. Turn-bound events carry the turn's number; events of
@@ -200,7 +203,26 @@ pub enum Output {
     Wav(PathBuf),
 }
 
-/// Everything the assistant loads.
+/// What may change from one turn to the next without reloading anything
+/// ([`Command::Retune`]).
+#[derive(Debug, Clone)]
+pub struct TurnSettings {
+    /// How to pick tokens.
+    pub sampling: Sampling,
+    /// The system prompt.
+    pub system: String,
+    /// Whether replies are spoken (where the assistant has an output); otherwise only shown.
+    pub speak: bool,
+}
+
+impl Default for TurnSettings {
+    /// The default sampling and persona, replies spoken.
+    fn default() -> Self {
+        Self { sampling: Sampling::default(), system: DEFAULT_SYSTEM.into(), speak: true }
+    }
+}
+
+/// Everything the assistant loads, and the settings its first turns use.
 #[derive(Debug, Clone)]
 pub struct AssistantConfig {
     /// The chat model.
@@ -208,10 +230,8 @@ pub struct AssistantConfig {
     /// An OpenAI-compatible server that answers instead of the local model (which is then not
     /// loaded).
     pub remote: Option<RemoteConfig>,
-    /// How to pick tokens.
-    pub sampling: Sampling,
-    /// The system prompt.
-    pub system: String,
+    /// The first turns' settings (changed later with [`Command::Retune`]).
+    pub turn: TurnSettings,
     /// The ggml Whisper model; `None`: typed questions only.
     pub speech_model: Option<PathBuf>,
     /// How to run Whisper.
@@ -230,8 +250,7 @@ impl AssistantConfig {
         Self {
             llm,
             remote: None,
-            sampling: Sampling::default(),
-            system: DEFAULT_SYSTEM.into(),
+            turn: TurnSettings::default(),
             speech_model: Some(crate::models::default_speech_path()),
             speech,
             voice: VoiceConfig::default(),

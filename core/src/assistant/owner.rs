@@ -281,6 +281,9 @@ impl Owner {
                 self.command(Command::Stop);
                 let _ = self.brain.send(brain::Work::Converse(messages));
             }
+            Command::Retune(settings) => {
+                let _ = self.brain.send(brain::Work::Retune(settings));
+            }
         }
     }
 

@@ -37,7 +37,7 @@ pub enum AudioError {
         reason: String,
     },
     /// No speaker (or not the one asked for).
-    #[error("{0}; replies are shown but not spoken (or write them to a file with --speak-to FILE.wav)")]
+    #[error("{0}; replies are shown but not spoken")]
     NoOutput(String),
     /// Resampling failed.
     #[error(transparent)]

@@ -15,8 +15,7 @@ pub fn open(cfg: &LlmConfig, weights: &Arc<CpuWeights>) -> Result<Box<dyn Backen
         BackendChoice::Cpu => Ok(cpu()),
         BackendChoice::Gpu => {
             let options = GpuOptions { policy: AdapterPolicy::Any, max_binding: None, profile: cfg.profile };
-            let gpu = GpuBackend::new(Arc::clone(model), options)
-                .map_err(|e| LlmError::Backend(format!("the GPU backend is unavailable: {e}. Use --backend cpu (or auto)")))?;
+            let gpu = GpuBackend::new(Arc::clone(model), options).map_err(|e| LlmError::NoGpu(e.to_string()))?;
             Ok(Box::new(gpu))
         }
         BackendChoice::Auto => {

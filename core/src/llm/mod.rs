@@ -26,17 +26,17 @@ use crate::compute::{Backend, CpuWeights, KernelTime, ModelFile, Stats};
 /// What can go wrong running the LLM.
 #[derive(Debug, thiserror::Error)]
 pub enum LlmError {
-    /// The model file could not be opened.
-    #[error("cannot open the model file {path}: {reason}. Run `murmur models fetch` or pass --model PATH")]
+    /// The model file could not be opened (front ends say how to fetch or pick one).
+    #[error("cannot open the model file {path}: {reason}")]
     Open {
         /// The file.
         path: PathBuf,
         /// Why (in the message, so not also its source: a report would say it twice).
         reason: std::io::Error,
     },
-    /// The requested backend is not available.
-    #[error("{0}")]
-    Backend(String),
+    /// The GPU backend was asked for and no GPU can run it (front ends say how to pick another).
+    #[error("the GPU backend is unavailable: {0}")]
+    NoGpu(String),
     /// The guest refused the model or the request; its message says why.
     #[error("{0}")]
     Guest(String),
@@ -82,7 +82,7 @@ pub enum LlmError {
 }
 
 /// Which kernels run the guest's math.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
     /// A hardware GPU when there is one, else the CPU.
@@ -92,6 +92,31 @@ pub enum BackendChoice {
     Cpu,
     /// wgpu compute shaders.
     Gpu,
+}
+
+impl BackendChoice {
+    /// Every choice, in the order a list offers them.
+    pub const ALL: [Self; 3] = [Self::Auto, Self::Cpu, Self::Gpu];
+
+    /// Its name in settings and on the command line (`auto`, `cpu`, `gpu`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Cpu => "cpu",
+            Self::Gpu => "gpu",
+        }
+    }
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.map(Self::name).to_vec();
+            format!("no backend is called {s:?}; the backends are {}", names.join(", "))
+        })
+    }
 }
 
 /// How to load a model.

@@ -50,7 +50,7 @@ pub struct ServerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// The address could not be bound.
-    #[error("cannot listen on {addr}: {source}. Is another server using the port? Pick another with --port")]
+    #[error("cannot listen on {addr}: {source}; is another server using the port?")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -58,7 +58,7 @@ pub enum ServerError {
         source: std::io::Error,
     },
     /// The CORS origin is not a valid header value.
-    #[error("'{0}' is not a valid origin for --cors (e.g. http://localhost:3000)")]
+    #[error("'{0}' is not a valid browser origin (one such as http://localhost:3000)")]
     Origin(String),
     /// The server's threads could not start.
     #[error("cannot start the server: {0}")]

@@ -1,15 +1,36 @@
-//! Command-line interface: thin wrappers over the library.
+//! `murmur`: the command-line face of Murmur's core, thin wrappers over the library. The words
+//! the user reads (help, progress, remedies that name flags) are written here, not in the core.
 
 mod bench;
 mod bench_voice;
 mod chat;
 mod llm;
 mod models;
+mod remedy;
 mod serve;
 mod speech;
 mod voice;
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MURMUR_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            match remedy::remedy(&e) {
+                Some(fix) => eprintln!("error: {e:#}; {fix}"),
+                None => eprintln!("error: {e:#}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// Murmur: a private voice assistant that runs entirely on this computer.
 #[derive(Parser)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use murmur_core::assistant::{
-    Assistant, AssistantConfig, Capture, CaptureFactory, Clip, Command, Event, Output, Timeline, DEFAULT_SYSTEM,
+    Assistant, AssistantConfig, Capture, CaptureFactory, Clip, Command, Event, Output, Timeline, TurnSettings, DEFAULT_SYSTEM,
 };
 use murmur_core::audio::{AudioOut, Microphone};
 use murmur_core::tts::{speakable, SentenceSplitter, VoiceConfig, DEFAULT_RATE, DEFAULT_VOICE};
@@ -158,7 +158,7 @@ impl VoiceTurnArgs {
             }
         };
         let mut config = AssistantConfig {
-            system: self.system.clone(),
+            turn: TurnSettings { system: self.system.clone(), ..TurnSettings::default() },
             voice: self.voice.voice(),
             output: if self.silent { Output::Silent } else { self.voice.output() },
             remote: self.remote.config(),

@@ -11,7 +11,7 @@ use murmur_core::models;
 use serde_json::{json, Value};
 
 /// The reference measurement script, run with the bench Python.
-const LLAMA_CPP_SCRIPT: &str = include_str!("../../bench/llama_cpp.py");
+const LLAMA_CPP_SCRIPT: &str = include_str!("../bench/llama_cpp.py");
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -20,7 +20,7 @@ pub struct BenchArgs {
     #[arg(long, env = "MURMUR_MODEL", value_name = "ID|FILE")]
     model: Option<String>,
     /// Kernels to measure: cpu (at each --threads count) or gpu.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    #[arg(long, value_parser = super::llm::backend_parser(), default_value = BackendChoice::Cpu.name())]
     backend: BackendChoice,
     /// Benchmark a same-shape model with random weights made from the model's head (its
     /// metadata and tensor directory), so the weights themselves need not be at hand.
@@ -112,8 +112,10 @@ impl BenchArgs {
                     })
                 })
                 .collect();
-            let kernels: Vec<Value> =
-                profile.iter().map(|(name, d, us)| json!({"kernel": name, "dispatches_per_token": d, "us_per_token": us})).collect();
+            let kernels: Vec<Value> = profile
+                .iter()
+                .map(|(name, d, us)| json!({"kernel": name, "dispatches_per_token": d, "us_per_token": us}))
+                .collect();
             println!("{}", serde_json::to_string_pretty(&json!({"runs": v, "kernels": kernels}))?);
             return Ok(());
         }
@@ -187,7 +189,8 @@ impl BenchArgs {
         config.backend = self.backend;
         config.batch = self.prompt_tokens.max(1);
         let mut llm = Llm::load(config)?;
-        let mut best = Speed { prefill: 0.0, decode: 0.0, dispatches: 0.0, submits: 0.0, device_ms: 0.0, encode_ms: 0.0, wait_ms: 0.0 };
+        let mut best =
+            Speed { prefill: 0.0, decode: 0.0, dispatches: 0.0, submits: 0.0, device_ms: 0.0, encode_ms: 0.0, wait_ms: 0.0 };
         for round in 0..3 {
             // " the" repeated: one token each; a distinct first word defeats prefix reuse. A
             // prefill alone first, to tell its device time from the decode's.

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::builder::TypedValueParser;
 use clap::Args;
 use murmur_core::assistant::DEFAULT_SYSTEM;
 use murmur_core::llm::{
@@ -19,12 +20,19 @@ pub struct ModelArgs {
     /// catalog's default chat model).
     #[arg(long, env = "MURMUR_MODEL", value_name = "ID|FILE")]
     model: Option<String>,
-    /// Which kernels run the model.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    /// Which kernels run the model: auto (a hardware GPU when there is one, else the CPU), cpu
+    /// or gpu.
+    #[arg(long, value_parser = backend_parser(), default_value = BackendChoice::Auto.name())]
     backend: BackendChoice,
     /// Kernel threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+}
+
+/// Parses `--backend`, offering the core's names for the choices.
+pub fn backend_parser() -> impl TypedValueParser<Value = BackendChoice> {
+    clap::builder::PossibleValuesParser::new(BackendChoice::ALL.map(BackendChoice::name))
+        .map(|name| name.parse::<BackendChoice>().expect("a name the core offered"))
 }
 
 impl ModelArgs {

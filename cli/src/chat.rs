@@ -5,7 +5,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use murmur_core::assistant::{Assistant, AssistantConfig, CaptureFactory, Command, Event, Output, DEFAULT_SYSTEM};
+use murmur_core::assistant::{Assistant, AssistantConfig, CaptureFactory, Command, Event, Output, TurnSettings, DEFAULT_SYSTEM};
 use murmur_core::audio::AudioError;
 use murmur_core::history::History;
 use murmur_core::llm::Sampling;
@@ -44,8 +44,11 @@ impl ChatArgs {
         let mut history = self.history.as_deref().map(History::open).transpose()?;
         let no_mic: CaptureFactory = Box::new(|| Err(AudioError::NoInput("a typed chat has no microphone".into())));
         let config = AssistantConfig {
-            system: self.system.clone(),
-            sampling: Sampling { temperature: self.temp, max_tokens: self.max_tokens, ..Sampling::default() },
+            turn: TurnSettings {
+                system: self.system.clone(),
+                sampling: Sampling { temperature: self.temp, max_tokens: self.max_tokens, ..Sampling::default() },
+                speak: false,
+            },
             speech_model: None,
             output: Output::Silent,
             remote: self.remote.config(),
