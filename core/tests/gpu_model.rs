@@ -69,13 +69,14 @@ fn gemma3_matches_llama_cpp_on_the_gpu() {
 
 /// The synthetic Qwen3, Phi-3 and Gemma 3 (per-head norms of heads wider than the width over
 /// the heads, fused tensors, Gemma 3's sliding windows), and the synthetic Llama 3 split into
-/// three files, on the GPU continue the reference prompts as llama.cpp does.
+/// three files, on the GPU continue the reference prompts as llama.cpp does for 16 tokens (the
+/// CPU runs 32; Gemma 3's window of 5 slides from the sixth position on).
 #[test]
 fn synthetic_families_and_a_split_model_match_llama_cpp_on_the_gpu() {
     let models = ["qwen3", "phi3", "gemma3"].map(|family| common::synthetic(family, "F16"));
     for (path, stem) in models.into_iter().chain([common::split_llama3()]) {
         let mut llm = Llm::load_on(config_for(path, BackendChoice::Gpu), |m| Box::new(gpu(m))).unwrap();
-        common::check_greedy(&mut llm, &common::reference_for(&stem), 32, &stem);
+        common::check_greedy(&mut llm, &common::reference_for(&stem), 16, &stem);
     }
 }
 
