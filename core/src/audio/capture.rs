@@ -31,7 +31,7 @@ pub struct Recording {
 }
 
 #[derive(Default)]
-struct Capture {
+struct MicState {
     pre_roll: VecDeque<f32>,
     recording: Option<Vec<f32>>,
     interrupted: Option<String>,
@@ -43,7 +43,7 @@ struct Capture {
 /// An open input device.
 pub struct Microphone {
     _stream: cpal::Stream,
-    capture: Arc<Mutex<Capture>>,
+    capture: Arc<Mutex<MicState>>,
     rate: u32,
     name: String,
 }
@@ -57,7 +57,7 @@ impl Microphone {
         let supported = dev.default_input_config().map_err(|e| dev_err(e.to_string()))?;
         let (rate, channels, format) = (supported.sample_rate().0, supported.channels() as usize, supported.sample_format());
         let config: cpal::StreamConfig = supported.into();
-        let capture = Arc::new(Mutex::new(Capture::default()));
+        let capture = Arc::new(Mutex::new(MicState::default()));
         let stream = match format {
             SampleFormat::F32 => build::<f32>(&dev, &config, channels, rate, &capture),
             SampleFormat::I16 => build::<i16>(&dev, &config, channels, rate, &capture),
@@ -134,7 +134,7 @@ fn build<T>(
     config: &cpal::StreamConfig,
     channels: usize,
     rate: u32,
-    capture: &Arc<Mutex<Capture>>,
+    capture: &Arc<Mutex<MicState>>,
 ) -> Result<cpal::Stream, cpal::BuildStreamError>
 where
     T: SizedSample,
@@ -159,7 +159,7 @@ where
     )
 }
 
-impl Capture {
+impl MicState {
     fn push(&mut self, v: f32, pre_roll_len: usize, window: usize) {
         match &mut self.recording {
             Some(rec) => rec.push(v),
@@ -191,7 +191,7 @@ mod tests {
     /// recording, and levels come one per window.
     #[test]
     fn pre_roll_then_recording() {
-        let mut c = Capture::default();
+        let mut c = MicState::default();
         let (tx, rx) = channel();
         c.levels = Some(tx);
         for i in 0..10 {

@@ -62,7 +62,7 @@ impl WasiView for State {
     }
 }
 
-type Res<T> = Result<T, ComputeError>;
+type GuestResult<T> = Result<T, ComputeError>;
 
 fn shape(msg: String) -> ComputeError {
     ComputeError::BadShape(msg)
@@ -90,14 +90,14 @@ impl State {
     }
 
     /// Room for one more tensor handle, or the reason there is none.
-    fn tensor_slot(&self) -> Res<()> {
+    fn tensor_slot(&self) -> GuestResult<()> {
         if self.tensors >= MAX_TENSORS {
             return Err(ComputeError::Exhausted(format!("a session may hold at most {MAX_TENSORS} tensors")));
         }
         Ok(())
     }
 
-    fn push(&mut self, tensor: Tensor) -> Res<Resource<Tensor>> {
+    fn push(&mut self, tensor: Tensor) -> GuestResult<Resource<Tensor>> {
         let handle = self.table.push(tensor).map_err(|e| ComputeError::Exhausted(e.to_string()))?;
         self.tensors += 1;
         Ok(handle)
@@ -113,11 +113,11 @@ impl State {
         &*self.backend
     }
 
-    fn get(&self, t: &Resource<Tensor>) -> Res<&Tensor> {
+    fn get(&self, t: &Resource<Tensor>) -> GuestResult<&Tensor> {
         self.table.get(t).map_err(|e| ComputeError::BadHandle(e.to_string()))
     }
 
-    fn weight_of(&self, t: &Resource<Tensor>, what: &str) -> Res<(WeightSpec, crate::compute::WeightId)> {
+    fn weight_of(&self, t: &Resource<Tensor>, what: &str) -> GuestResult<(WeightSpec, crate::compute::WeightId)> {
         match self.get(t)?.kind {
             Kind::Weight(spec, id) => Ok((spec, id)),
             Kind::Activation(_) => Err(ComputeError::BadHandle(format!("{what} must be a weight tensor"))),
@@ -125,7 +125,7 @@ impl State {
     }
 
     /// An activation's id, rows and columns.
-    fn act(&self, t: &Resource<Tensor>, what: &str) -> Res<(ActId, usize, usize)> {
+    fn act(&self, t: &Resource<Tensor>, what: &str) -> GuestResult<(ActId, usize, usize)> {
         let tensor = self.get(t)?;
         match tensor.kind {
             Kind::Activation(id) => Ok((id, tensor.rows, tensor.cols)),
@@ -135,7 +135,7 @@ impl State {
 
     /// Records a failed device so the session can fall back, and turns the error into the
     /// guest's terms.
-    fn settle<T>(&mut self, result: Result<T, BackendError>) -> Res<T> {
+    fn guest_result<T>(&mut self, result: Result<T, BackendError>) -> GuestResult<T> {
         self.last_progress = Instant::now();
         result.map_err(|e| match e {
             BackendError::Exhausted(m) => ComputeError::Exhausted(m),
@@ -155,14 +155,14 @@ impl State {
 }
 
 /// Refuses an op whose output is also one of its inputs.
-fn distinct(out: ActId, inputs: &[ActId]) -> Res<()> {
+fn distinct(out: ActId, inputs: &[ActId]) -> GuestResult<()> {
     if inputs.contains(&out) {
         return Err(shape("an op's output cannot also be its input".into()));
     }
     Ok(())
 }
 
-fn rows_fit(what: &str, rows: usize, n: u32) -> Res<usize> {
+fn rows_fit(what: &str, rows: usize, n: u32) -> GuestResult<usize> {
     let n = n as usize;
     if n == 0 || n > rows {
         return Err(shape(format!("{what} has {rows} rows; the op asked for {n}")));
@@ -236,7 +236,7 @@ impl compute::Host for State {
         self.model.starts()
     }
 
-    fn read_model(&mut self, offset: u64, len: u32) -> Res<Vec<u8>> {
+    fn read_model(&mut self, offset: u64, len: u32) -> GuestResult<Vec<u8>> {
         self.last_progress = Instant::now();
         if len > MAX_READ {
             return Err(ComputeError::OutOfRange(format!("a read of {len} bytes; at most {MAX_READ} per call")));
@@ -248,10 +248,10 @@ impl compute::Host for State {
             )));
         }
         let read = self.model.read_remembered(offset, len).map_err(BackendError::from);
-        self.settle(read)
+        self.guest_result(read)
     }
 
-    fn weight(&mut self, dtype: Dtype, rows: u32, cols: u32, offset: u64) -> Res<Resource<Tensor>> {
+    fn weight(&mut self, dtype: Dtype, rows: u32, cols: u32, offset: u64) -> GuestResult<Resource<Tensor>> {
         let ty = weight_type(dtype);
         let row_bytes =
             ty.row_bytes(cols as usize).ok_or_else(|| shape(format!("{cols} columns do not fill whole {ty:?} blocks")))?;
@@ -275,13 +275,13 @@ impl compute::Host for State {
         }
         self.tensor_slot()?;
         let result = self.backend.weight(spec);
-        let id = self.settle(result)?;
+        let id = self.guest_result(result)?;
         self.weight_bytes += spec.len();
         let tensor = Tensor { rows: spec.rows, cols: spec.cols, kind: Kind::Weight(spec, id) };
         self.push(tensor)
     }
 
-    fn activation(&mut self, rows: u32, cols: u32) -> Res<Resource<Tensor>> {
+    fn activation(&mut self, rows: u32, cols: u32) -> GuestResult<Resource<Tensor>> {
         let bytes = (rows as usize).checked_mul(cols as usize).and_then(|n| n.checked_mul(4)).filter(|&b| b > 0);
         let bytes = bytes.ok_or_else(|| shape(format!("a {rows}x{cols} activation is empty or too large")))?;
         if self.host_bytes + bytes > self.host_cap {
@@ -292,13 +292,13 @@ impl compute::Host for State {
         }
         self.tensor_slot()?;
         let result = self.backend.activation(rows as usize, cols as usize);
-        let id = self.settle(result)?;
+        let id = self.guest_result(result)?;
         self.host_bytes += bytes;
         let tensor = Tensor { rows: rows as usize, cols: cols as usize, kind: Kind::Activation(id) };
         self.push(tensor)
     }
 
-    fn embed(&mut self, table: Resource<Tensor>, tokens: Vec<u32>, scale: f32, out: Resource<Tensor>) -> Res<()> {
+    fn embed(&mut self, table: Resource<Tensor>, tokens: Vec<u32>, scale: f32, out: Resource<Tensor>) -> GuestResult<()> {
         let (w, wid) = self.weight_of(&table, "the embedding table")?;
         let (o, rows, cols) = self.act(&out, "the output")?;
         if w.cols != cols || tokens.len() > rows || tokens.is_empty() {
@@ -311,7 +311,7 @@ impl compute::Host for State {
             return Err(shape(format!("embedding scale {scale} is not a number")));
         }
         let result = self.backend.embed(wid, &tokens, scale, o);
-        self.settle(result)
+        self.guest_result(result)
     }
 
     fn rms_norm(
@@ -322,7 +322,7 @@ impl compute::Host for State {
         n: u32,
         out: Resource<Tensor>,
         accumulate: bool,
-    ) -> Res<()> {
+    ) -> GuestResult<()> {
         let (xi, xr, xc) = self.act(&x, "the input")?;
         let (w, wid) = self.weight_of(&weight, "the norm weight")?;
         let (o, or, cols) = self.act(&out, "the output")?;
@@ -332,10 +332,10 @@ impl compute::Host for State {
             return Err(shape(format!("rms-norm of width {xc} with weight {}x{} into width {cols}", w.rows, w.cols)));
         }
         let result = self.backend.rms_norm(xi, wid, NormSpec { eps, rows: n, accumulate }, o);
-        self.settle(result)
+        self.guest_result(result)
     }
 
-    fn matmul(&mut self, w: Resource<Tensor>, x: Resource<Tensor>, n: u32, out: Resource<Tensor>, accumulate: bool) -> Res<()> {
+    fn matmul(&mut self, w: Resource<Tensor>, x: Resource<Tensor>, n: u32, out: Resource<Tensor>, accumulate: bool) -> GuestResult<()> {
         let (wv, wid) = self.weight_of(&w, "the matrix")?;
         let (xi, xr, xc) = self.act(&x, "the input")?;
         let (o, or, cols) = self.act(&out, "the output")?;
@@ -348,10 +348,10 @@ impl compute::Host for State {
             )));
         }
         let result = self.backend.matmul(wid, xi, n, o, accumulate);
-        self.settle(result)
+        self.guest_result(result)
     }
 
-    fn add_bias(&mut self, x: Resource<Tensor>, bias: Resource<Tensor>, n: u32) -> Res<()> {
+    fn add_bias(&mut self, x: Resource<Tensor>, bias: Resource<Tensor>, n: u32) -> GuestResult<()> {
         let (xi, xr, cols) = self.act(&x, "the input")?;
         let (b, bid) = self.weight_of(&bias, "the bias")?;
         let n = rows_fit("the input", xr, n)?;
@@ -359,7 +359,7 @@ impl compute::Host for State {
             return Err(shape(format!("a {}x{} bias added to rows of {cols}", b.rows, b.cols)));
         }
         let result = self.backend.add_bias(xi, bid, n);
-        self.settle(result)
+        self.guest_result(result)
     }
 
     fn rope(
@@ -371,7 +371,7 @@ impl compute::Host for State {
         base: f32,
         style: RopeStyle,
         factors: Option<Resource<Tensor>>,
-    ) -> Res<()> {
+    ) -> GuestResult<()> {
         let (xi, rows, cols) = self.act(&x, "the input")?;
         let n = rows_fit("the input", rows, n)?;
         let hd = head_dim as usize;
@@ -397,7 +397,7 @@ impl compute::Host for State {
         let interleaved = style == RopeStyle::Interleaved;
         let spec = RopeSpec { head_dim: hd, pos: pos as usize, n, base, interleaved, factors };
         let result = self.backend.rope(xi, spec);
-        self.settle(result)
+        self.guest_result(result)
     }
 
     fn attention(
@@ -412,7 +412,7 @@ impl compute::Host for State {
         n: u32,
         window: Option<u32>,
         out: Resource<Tensor>,
-    ) -> Res<()> {
+    ) -> GuestResult<()> {
         let (qi, qr, qc) = self.act(&q, "the queries")?;
         let (ki, kr, kvd) = self.act(&k, "the keys")?;
         let (vi, vr, vd) = self.act(&v, "the values")?;
@@ -445,10 +445,10 @@ impl compute::Host for State {
         let shape = AttentionShape { heads: qd / hd, kv_heads: kvd / hd, head_dim: hd, pos, n, window };
         let io = AttentionIo { q: qi, k: ki, v: vi, k_cache: kci, v_cache: vci, out: o };
         let result = self.backend.attention(io, shape);
-        self.settle(result)
+        self.guest_result(result)
     }
 
-    fn glu(&mut self, gate: Resource<Tensor>, up: Resource<Tensor>, act: Nonlinearity, n: u32, out: Resource<Tensor>) -> Res<()> {
+    fn glu(&mut self, gate: Resource<Tensor>, up: Resource<Tensor>, act: Nonlinearity, n: u32, out: Resource<Tensor>) -> GuestResult<()> {
         let (gi, gr, gc) = self.act(&gate, "the gate")?;
         let (ui, ur, uc) = self.act(&up, "the up projection")?;
         let (o, or, cols) = self.act(&out, "the output")?;
@@ -462,10 +462,10 @@ impl compute::Host for State {
             Nonlinearity::GeluTanh => Activation::GeluTanh,
         };
         let result = self.backend.glu(gi, ui, act, n, o);
-        self.settle(result)
+        self.guest_result(result)
     }
 
-    fn copy_row(&mut self, src: Resource<Tensor>, src_row: u32, dst: Resource<Tensor>, dst_row: u32) -> Res<()> {
+    fn copy_row(&mut self, src: Resource<Tensor>, src_row: u32, dst: Resource<Tensor>, dst_row: u32) -> GuestResult<()> {
         let (si, sr, sc) = self.act(&src, "the source")?;
         let (di, dr, cols) = self.act(&dst, "the destination")?;
         distinct(di, &[si])?;
@@ -474,10 +474,10 @@ impl compute::Host for State {
             return Err(ComputeError::OutOfRange(format!("row {from} → row {to} is outside the tensors")));
         }
         let result = self.backend.copy_row(si, from, di, to);
-        self.settle(result)
+        self.guest_result(result)
     }
 
-    fn penalize(&mut self, logits: Resource<Tensor>, row: u32, tokens: Vec<u32>, penalty: f32) -> Res<()> {
+    fn penalize(&mut self, logits: Resource<Tensor>, row: u32, tokens: Vec<u32>, penalty: f32) -> GuestResult<()> {
         let (li, rows, _) = self.act(&logits, "the logits")?;
         if row as usize >= rows {
             return Err(ComputeError::OutOfRange(format!("row {row} is outside the logits")));
@@ -486,19 +486,19 @@ impl compute::Host for State {
             return Err(shape(format!("penalty {penalty} must be a positive number")));
         }
         let result = self.backend.penalize(li, row as usize, &tokens, penalty);
-        self.settle(result)
+        self.guest_result(result)
     }
 
-    fn mask(&mut self, logits: Resource<Tensor>, row: u32, allowed: Vec<u32>) -> Res<()> {
+    fn mask(&mut self, logits: Resource<Tensor>, row: u32, allowed: Vec<u32>) -> GuestResult<()> {
         let (li, rows, _) = self.act(&logits, "the logits")?;
         if row as usize >= rows {
             return Err(ComputeError::OutOfRange(format!("row {row} is outside the logits")));
         }
         let result = self.backend.mask(li, row as usize, &allowed);
-        self.settle(result)
+        self.guest_result(result)
     }
 
-    fn top_k(&mut self, logits: Resource<Tensor>, row: u32, k: u32) -> Res<Vec<Candidate>> {
+    fn top_k(&mut self, logits: Resource<Tensor>, row: u32, k: u32) -> GuestResult<Vec<Candidate>> {
         let (li, rows, cols) = self.act(&logits, "the logits")?;
         if row as usize >= rows || k == 0 {
             return Err(ComputeError::OutOfRange(format!("top-{k} of row {row} is outside the logits")));
@@ -507,7 +507,7 @@ impl compute::Host for State {
             return Err(ComputeError::Unsupported(format!("top-{k}: at most {MAX_TOP_K} candidates can be read back")));
         }
         let result = self.backend.top_k(li, row as usize, (k as usize).min(cols));
-        let best = self.settle(result)?;
+        let best = self.guest_result(result)?;
         Ok(best.into_iter().map(|(id, logit)| Candidate { id, logit }).collect())
     }
 }

@@ -257,7 +257,7 @@ pub struct Llm {
     sandbox: Arc<Sandbox>,
     config: LlmConfig,
     cpu_weights: Arc<CpuWeights>,
-    session: Option<sandbox::Session>,
+    session: Option<sandbox::GuestInstance>,
     info: ModelInfo,
     backend: (&'static str, String),
     canceller: Canceller,
@@ -408,7 +408,7 @@ impl Llm {
         self.canceller.clone()
     }
 
-    fn session(&mut self) -> Result<&mut sandbox::Session, LlmError> {
+    fn session(&mut self) -> Result<&mut sandbox::GuestInstance, LlmError> {
         if self.session.is_none() {
             tracing::info!("starting a fresh model runtime");
             self.open_session(None)?;
@@ -420,7 +420,7 @@ impl Llm {
     pub fn tokenize(&mut self, text: &str, parse_special: bool) -> Result<Vec<u32>, LlmError> {
         loop {
             let result = self.session()?.tokenize(text, parse_special);
-            match self.settle(result) {
+            match self.forget_broken_session(result) {
                 Err(LlmError::DeviceLost(why)) if self.config.backend != BackendChoice::Cpu => self.fall_back(&why),
                 other => return other,
             }
@@ -476,7 +476,7 @@ impl Llm {
             if let Some(s) = self.session.as_mut() {
                 s.set_sink(None);
             }
-            match self.settle(result) {
+            match self.forget_broken_session(result) {
                 Err(LlmError::DeviceLost(why)) if self.config.backend != BackendChoice::Cpu => self.fall_back(&why),
                 Ok(mut g) if done > 0 => {
                     let p = crate::sync::lock(&progress);
@@ -500,7 +500,7 @@ impl Llm {
     }
 
     /// Drops a session that trapped or lost its device, so the next request starts fresh.
-    fn settle<T>(&mut self, result: Result<T, LlmError>) -> Result<T, LlmError> {
+    fn forget_broken_session<T>(&mut self, result: Result<T, LlmError>) -> Result<T, LlmError> {
         match &result {
             Err(LlmError::Trap(msg)) => {
                 tracing::warn!(%msg, "the model runtime trapped; it will restart on the next request");

@@ -84,7 +84,7 @@ impl Sandbox {
         model: Arc<crate::compute::ModelFile>,
         backend: Box<dyn Backend>,
         canceller: &Canceller,
-    ) -> Result<Session, LlmError> {
+    ) -> Result<GuestInstance, LlmError> {
         let limits = StoreLimitsBuilder::new().memory_size(cfg.guest_memory).trap_on_grow_failure(true).build();
         let mut store = Store::new(&self.engine, State::new(model, backend, limits, cfg.host_memory));
         store.limiter(|s| &mut s.limits);
@@ -108,8 +108,8 @@ impl Sandbox {
         let bindings = Inference::instantiate(&mut store, &self.component, &self.linker).map_err(runtime)?;
         store.data_mut().last_progress = Instant::now();
         let loaded = bindings.murmur_llm_llm().call_load(&mut store, cfg.context, cfg.batch);
-        let info = settle(&store, loaded)?;
-        Ok(Session { store, bindings, info })
+        let info = outcome(&store, loaded)?;
+        Ok(GuestInstance { store, bindings, info })
     }
 }
 
@@ -147,7 +147,7 @@ fn load_component(engine: &Engine) -> Result<Component, LlmError> {
 }
 
 /// One guest instance and its store.
-pub(super) struct Session {
+pub(super) struct GuestInstance {
     store: Store<State>,
     bindings: Inference,
     pub(super) info: ModelInfo,
@@ -155,7 +155,7 @@ pub(super) struct Session {
 
 /// A guest call's outcome in the host's terms: a failed device wins over whatever the guest made
 /// of it, so the caller can fall back.
-fn settle<T, E: Into<LlmError>>(store: &Store<State>, result: wasmtime::Result<Result<T, E>>) -> Result<T, LlmError> {
+fn outcome<T, E: Into<LlmError>>(store: &Store<State>, result: wasmtime::Result<Result<T, E>>) -> Result<T, LlmError> {
     if let Some(lost) = &store.data().device_lost {
         return Err(LlmError::DeviceLost(lost.clone()));
     }
@@ -165,7 +165,7 @@ fn settle<T, E: Into<LlmError>>(store: &Store<State>, result: wasmtime::Result<R
     result.map_err(trap)?.map_err(Into::into)
 }
 
-impl Session {
+impl GuestInstance {
     pub(super) fn set_sink(&mut self, sink: Option<TokenSink>) {
         self.store.data_mut().sink = sink;
     }
@@ -184,18 +184,18 @@ impl Session {
     pub(super) fn tokenize(&mut self, text: &str, parse_special: bool) -> Result<Vec<u32>, LlmError> {
         self.store.data_mut().last_progress = Instant::now();
         let r = self.bindings.murmur_llm_llm().call_tokenize(&mut self.store, text, parse_special);
-        settle(&self.store, r)
+        outcome(&self.store, r)
     }
 
     pub(super) fn chat(&mut self, messages: &[Message], sampling: &Sampling) -> Result<Generation, LlmError> {
         self.store.data_mut().last_progress = Instant::now();
         let r = self.bindings.murmur_llm_llm().call_chat(&mut self.store, messages, sampling);
-        settle(&self.store, r)
+        outcome(&self.store, r)
     }
 
     pub(super) fn complete(&mut self, prompt: &str, sampling: &Sampling) -> Result<Generation, LlmError> {
         self.store.data_mut().last_progress = Instant::now();
         let r = self.bindings.murmur_llm_llm().call_complete(&mut self.store, prompt, sampling);
-        settle(&self.store, r)
+        outcome(&self.store, r)
     }
 }

@@ -243,7 +243,7 @@ impl GpuBackend {
     /// Submits what is recorded; with `read`, copies those bytes back after it and returns them.
     fn flush(&mut self, read: Option<(&wgpu::Buffer, u64)>) -> BackendResult<Vec<u8>> {
         self.check()?;
-        self.settle()?;
+        self.record_pending()?;
         let dispatches = self.rec.len() as u64;
         let submitted = self.rec.submit(&self.gpu, read);
         // A lost device says why better than the failed read-back does.
@@ -305,13 +305,13 @@ impl GpuBackend {
     }
 
     /// Records the op held back for fusion, if any.
-    fn settle(&mut self) -> BackendResult {
+    fn record_pending(&mut self) -> BackendResult {
         match self.pending.take() {
             None => Ok(()),
             Some(Pending::Norm { x, weight, spec, out, .. }) => {
                 let (cols, group) = (self.act(x).cols, self.weights[weight.0].cols);
                 let kernel = self.kernels.rms_norm.clone();
-                let bufs = self.resolve(&[Res::Act(x), Res::Weight(weight, 0), Res::Act(out)]);
+                let bufs = self.resolve(&[Resource::Act(x), Resource::Weight(weight, 0), Resource::Act(out)]);
                 let params = Params::new().u(group).f(spec.eps).u(spec.accumulate as usize);
                 self.dispatch_with(&kernel, &bufs, params, ((spec.rows * cols / group) as u32, 1, 1))
             }
@@ -319,7 +319,7 @@ impl GpuBackend {
                 let count = rows * self.act(gate).cols;
                 let (nx, ny) = grid(count.div_ceil(256));
                 let kernel = self.kernels.glu.clone();
-                let bufs = self.resolve(&[Res::Act(gate), Res::Act(up), Res::Act(out)]);
+                let bufs = self.resolve(&[Resource::Act(gate), Resource::Act(up), Resource::Act(out)]);
                 let params = Params::new().u(count).u(nx as usize).u((act == Activation::GeluTanh) as usize);
                 self.dispatch_with(&kernel, &bufs, params, (nx, ny, 1))
             }
@@ -339,8 +339,8 @@ impl GpuBackend {
                     .u(nx as usize)
                     .u(s.factors.is_some() as usize);
                 let kernel = self.kernels.rope.clone();
-                let factors = s.factors.map_or(Res::Dummy(1), |f| Res::Weight(f, 0));
-                let bufs = self.resolve(&[Res::Act(x), y.map_or(Res::Dummy(0), Res::Act), factors]);
+                let factors = s.factors.map_or(Resource::Dummy(1), |f| Resource::Weight(f, 0));
+                let bufs = self.resolve(&[Resource::Act(x), y.map_or(Resource::Dummy(0), Resource::Act), factors]);
                 self.dispatch_with(&kernel, &bufs, params, (nx, ny, 1))
             }
         }
@@ -368,9 +368,9 @@ impl GpuBackend {
         let kernel = self.kernels.matmul(variant);
         let out_cols = self.act(out0).cols;
         let aux = match m.aux {
-            Some(Aux::Weight(w)) => Res::Weight(w, 0),
-            Some(Aux::Act(a)) => Res::Act(a),
-            None => Res::Act(m.x),
+            Some(Aux::Weight(w)) => Resource::Weight(w, 0),
+            Some(Aux::Act(a)) => Resource::Act(a),
+            None => Resource::Act(m.x),
         };
         for part in 0..self.weights[w0.0].parts.len() {
             let p = &self.weights[w0.0].parts[part];
@@ -398,20 +398,20 @@ impl GpuBackend {
                 .u(rope.pos)
                 .f(rope.base);
             let weight = |k: usize| m.targets.get(k).map_or((w0, part), |&(w, _)| (w, if k == 0 { part } else { 0 }));
-            let out = |k: usize| m.targets.get(k).map_or(Res::Dummy(k), |&(_, o)| Res::Act(o));
+            let out = |k: usize| m.targets.get(k).map_or(Resource::Dummy(k), |&(_, o)| Resource::Act(o));
             let bufs = self.resolve(&[
-                Res::Weight(weight(0).0, weight(0).1),
-                Res::WeightScales(weight(0).0, weight(0).1),
-                Res::Weight(weight(1).0, weight(1).1),
-                Res::WeightScales(weight(1).0, weight(1).1),
-                Res::Weight(weight(2).0, weight(2).1),
-                Res::WeightScales(weight(2).0, weight(2).1),
-                Res::Act(m.x),
+                Resource::Weight(weight(0).0, weight(0).1),
+                Resource::WeightScales(weight(0).0, weight(0).1),
+                Resource::Weight(weight(1).0, weight(1).1),
+                Resource::WeightScales(weight(1).0, weight(1).1),
+                Resource::Weight(weight(2).0, weight(2).1),
+                Resource::WeightScales(weight(2).0, weight(2).1),
+                Resource::Act(m.x),
                 aux,
                 out(0),
                 out(1),
                 out(2),
-                m.side.map_or(Res::Dummy(0), Res::Act),
+                m.side.map_or(Resource::Dummy(0), Resource::Act),
             ]);
             self.dispatch_with(&kernel, &bufs, params, (nx, ny, (m.rows as u32).div_ceil(tile)))?;
         }
@@ -482,7 +482,7 @@ impl Backend for GpuBackend {
 
     fn free(&mut self, id: ActId) {
         // The held-back op may name it; a failure here shows again at the next op.
-        let _ = self.settle();
+        let _ = self.record_pending();
         if let Some(act) = self.acts.remove(id) {
             // Recorded work may still use it: the buffer lives on in the recorded bind groups
             // until they are submitted.
@@ -491,7 +491,7 @@ impl Backend for GpuBackend {
     }
 
     fn embed(&mut self, table: WeightId, tokens: &[u32], scale: f32, out: ActId) -> BackendResult {
-        self.settle()?;
+        self.record_pending()?;
         let at = self.ids(tokens, self.weights[table.0].parts.len())?;
         let w = &self.weights[table.0];
         let kernel = self.kernels.embed[format_index(w.bits)].clone();
@@ -504,7 +504,7 @@ impl Backend for GpuBackend {
             }
             let params = Params::new().u(cols).u(tokens.len()).u(at).u(part.row0).u(part.rows).f(scale);
             let groups = ((cols as u32).div_ceil(64), tokens.len() as u32, 1);
-            let bufs = self.resolve(&[Res::Weight(table, i), Res::WeightScales(table, i), Res::Ids, Res::Act(out)]);
+            let bufs = self.resolve(&[Resource::Weight(table, i), Resource::WeightScales(table, i), Resource::Ids, Resource::Act(out)]);
             self.dispatch_with(&kernel, &bufs, params, groups)?;
         }
         Ok(())
@@ -512,7 +512,7 @@ impl Backend for GpuBackend {
 
     fn rms_norm(&mut self, x: ActId, weight: WeightId, spec: NormSpec, out: ActId) -> BackendResult {
         self.check()?;
-        self.settle()?;
+        self.record_pending()?;
         let whole_rows = self.weights[weight.0].cols == self.act(x).cols;
         self.pending = Some(Pending::Norm { x, weight, spec, whole_rows, out });
         Ok(())
@@ -531,7 +531,7 @@ impl Backend for GpuBackend {
                 return Ok(());
             }
         }
-        self.settle()?;
+        self.record_pending()?;
         self.pending = Some(Pending::Matmul(FusedMatmul::plain(w, x, rows, out, accumulate)));
         Ok(())
     }
@@ -547,13 +547,13 @@ impl Backend for GpuBackend {
             self.pending = Some(fused);
             return Ok(());
         }
-        self.settle()?;
+        self.record_pending()?;
         self.pending = Some(Pending::Rope { x, y: None, spec });
         Ok(())
     }
 
     fn attention(&mut self, io: AttentionIo, a: AttentionShape) -> BackendResult {
-        self.settle()?;
+        self.record_pending()?;
         if a.head_dim % 4 != 0 {
             return Err(BackendError::Unsupported(format!(
                 "attention heads {} wide (the GPU needs a multiple of 4)",
@@ -582,13 +582,13 @@ impl Backend for GpuBackend {
             .u(spans)
             .u(a.window.unwrap_or(0));
         let bufs = self.resolve(&[
-            Res::Act(io.q),
-            Res::Act(io.k),
-            Res::Act(io.v),
-            Res::Act(io.k_cache),
-            Res::Act(io.v_cache),
-            Res::Act(io.out),
-            Res::Spans,
+            Resource::Act(io.q),
+            Resource::Act(io.k),
+            Resource::Act(io.v),
+            Resource::Act(io.k_cache),
+            Resource::Act(io.v_cache),
+            Resource::Act(io.out),
+            Resource::Spans,
         ]);
         let (attend, combine) = self.kernels.attention(a.head_dim);
         let (heads, n) = (a.heads as u32, a.n as u32);
@@ -601,33 +601,33 @@ impl Backend for GpuBackend {
 
     fn glu(&mut self, gate: ActId, up: ActId, act: Activation, rows: usize, out: ActId) -> BackendResult {
         self.check()?;
-        self.settle()?;
+        self.record_pending()?;
         self.pending = Some(Pending::Glu { gate, up, act, rows, out });
         Ok(())
     }
 
     fn add_bias(&mut self, x: ActId, bias: WeightId, rows: usize) -> BackendResult {
         self.check()?;
-        self.settle()?;
+        self.record_pending()?;
         let cols = self.act(x).cols;
         let count = rows * cols;
         let (nx, ny) = grid(count.div_ceil(256));
         let kernel = self.kernels.add_bias.clone();
-        let bufs = self.resolve(&[Res::Weight(bias, 0), Res::Act(x)]);
+        let bufs = self.resolve(&[Resource::Weight(bias, 0), Resource::Act(x)]);
         self.dispatch_with(&kernel, &bufs, Params::new().u(cols).u(count).u(nx as usize), (nx, ny, 1))
     }
 
     fn copy_row(&mut self, src: ActId, src_row: usize, dst: ActId, dst_row: usize) -> BackendResult {
-        self.settle()?;
+        self.record_pending()?;
         let cols = self.act(src).cols;
         let kernel = self.kernels.copy_row.clone();
         let params = Params::new().u(cols).u(src_row * cols).u(dst_row * cols);
-        let bufs = self.resolve(&[Res::Act(src), Res::Act(dst)]);
+        let bufs = self.resolve(&[Resource::Act(src), Resource::Act(dst)]);
         self.dispatch_with(&kernel, &bufs, params, ((cols as u32).div_ceil(256), 1, 1))
     }
 
     fn penalize(&mut self, logits: ActId, row: usize, tokens: &[u32], penalty: f32) -> BackendResult {
-        self.settle()?;
+        self.record_pending()?;
         let cols = self.act(logits).cols;
         let mut distinct = Vec::new();
         super::distinct_below(tokens, cols, &mut distinct);
@@ -637,19 +637,19 @@ impl Backend for GpuBackend {
         let at = self.ids(&distinct, 1)?;
         let kernel = self.kernels.penalize.clone();
         let params = Params::new().u(distinct.len()).u(at).u(row * cols).f(penalty);
-        let bufs = self.resolve(&[Res::Ids, Res::Act(logits)]);
+        let bufs = self.resolve(&[Resource::Ids, Resource::Act(logits)]);
         self.dispatch_with(&kernel, &bufs, params, ((distinct.len() as u32).div_ceil(64), 1, 1))
     }
 
     fn mask(&mut self, logits: ActId, row: usize, allowed: &[u32]) -> BackendResult {
-        self.settle()?;
+        self.record_pending()?;
         let cols = self.act(logits).cols;
         let words = allowed.len().min(cols.div_ceil(32));
         // An empty bitset still needs a binding; its one word is never read.
         let at = self.ids(if words == 0 { &[0] } else { &allowed[..words] }, 1)?;
         let kernel = self.kernels.mask.clone();
         let params = Params::new().u(cols).u(words).u(at).u(row * cols);
-        let bufs = self.resolve(&[Res::Ids, Res::Act(logits)]);
+        let bufs = self.resolve(&[Resource::Ids, Resource::Act(logits)]);
         self.dispatch_with(&kernel, &bufs, params, ((cols as u32).div_ceil(256), 1, 1))
     }
 
@@ -660,17 +660,17 @@ impl Backend for GpuBackend {
     }
 
     fn top_k(&mut self, logits: ActId, row: usize, k: usize) -> BackendResult<Vec<(u32, f32)>> {
-        self.settle()?;
+        self.record_pending()?;
         const SEG: usize = 1024;
         let cols = self.act(logits).cols;
         let k = k.clamp(1, cols.min(super::MAX_TOP_K));
         self.scratch(|s| &mut s.top_k, 2, (cols.div_ceil(SEG) * k * 8) as u64);
         let kernel = self.kernels.top_k.clone();
-        let (mut input, mut count, mut at, mut stride) = (Res::Act(logits), cols, row * cols, 1);
+        let (mut input, mut count, mut at, mut stride) = (Resource::Act(logits), cols, row * cols, 1);
         let mut round = 0;
         loop {
             let segs = count.div_ceil(SEG);
-            let output = Res::TopK(round % 2);
+            let output = Resource::TopK(round % 2);
             let bufs = self.resolve(&[input, output]);
             self.dispatch_with(&kernel, &bufs, Params::new().u(count).u(at).u(stride).u(k), (segs as u32, 1, 1))?;
             (input, count, at, stride) = (output, segs * k, 0, 2);
@@ -694,7 +694,7 @@ impl Backend for GpuBackend {
 
 /// A buffer an op binds, named so the borrow of `self` ends before recording.
 #[derive(Clone, Copy)]
-enum Res {
+enum Resource {
     /// Quants of part `.1` of a weight.
     Weight(WeightId, usize),
     /// Scales of part `.1` of a weight.
@@ -712,17 +712,17 @@ enum Res {
 }
 
 impl GpuBackend {
-    fn resolve(&self, res: &[Res]) -> Vec<Buf> {
+    fn resolve(&self, res: &[Resource]) -> Vec<Buf> {
         res.iter()
             .map(|r| {
                 let b = match *r {
-                    Res::Weight(w, i) => &self.weights[w.0].parts[i].q,
-                    Res::WeightScales(w, i) => &self.weights[w.0].parts[i].s,
-                    Res::Act(a) => &self.act(a).buf,
-                    Res::Ids => &self.rec.ids,
-                    Res::TopK(i) => &self.top_k.as_ref().expect("made before use").bufs[i],
-                    Res::Spans => &self.spans.as_ref().expect("made before use").bufs[0],
-                    Res::Dummy(i) => &self.dummies[i],
+                    Resource::Weight(w, i) => &self.weights[w.0].parts[i].q,
+                    Resource::WeightScales(w, i) => &self.weights[w.0].parts[i].s,
+                    Resource::Act(a) => &self.act(a).buf,
+                    Resource::Ids => &self.rec.ids,
+                    Resource::TopK(i) => &self.top_k.as_ref().expect("made before use").bufs[i],
+                    Resource::Spans => &self.spans.as_ref().expect("made before use").bufs[0],
+                    Resource::Dummy(i) => &self.dummies[i],
                 };
                 Buf { buf: b.buf.clone(), uid: b.uid }
             })
