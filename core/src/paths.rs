@@ -2,14 +2,11 @@
 
 use std::path::PathBuf;
 
-/// `$XDG_CACHE_HOME/murmur` (or `~/.cache/murmur`).
+/// The platform's cache directory, then `murmur`: `$XDG_CACHE_HOME/murmur` or
+/// `~/.cache/murmur` on Linux, `~/Library/Caches/murmur` on macOS, `%LOCALAPPDATA%\murmur` on
+/// Windows (the temporary directory where there is none).
 pub fn cache_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("murmur")
+    dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("murmur")
 }
 
 /// Model files: `$MURMUR_MODELS_DIR`, or `cache_dir()/models`.
