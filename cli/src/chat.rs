@@ -5,7 +5,9 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use murmur_core::assistant::{Assistant, AssistantConfig, CaptureFactory, Command, Event, Output, TurnSettings, DEFAULT_SYSTEM};
+use murmur_core::assistant::{
+    Assistant, AssistantConfig, CaptureFactory, Command, Conversation, Event, Output, TurnSettings, DEFAULT_SYSTEM,
+};
 use murmur_core::audio::AudioError;
 use murmur_core::history::History;
 use murmur_core::llm::Sampling;
@@ -41,7 +43,7 @@ pub struct ChatArgs {
 
 impl ChatArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        let mut history = self.history.as_deref().map(History::open).transpose()?;
+        let mut conversation = self.history.as_deref().map(History::open).transpose()?.map(Conversation::new);
         let no_mic: CaptureFactory = Box::new(|| Err(AudioError::NoInput("a typed chat has no microphone".into())));
         let config = AssistantConfig {
             turn: TurnSettings {
@@ -61,13 +63,14 @@ impl ChatArgs {
                 assistant.device()
             );
         }
-        let mut conversation = None;
         for line in std::io::stdin().lock().lines() {
             let question = line?;
             match question.trim() {
                 "" => continue,
                 "/new" => {
-                    conversation = None;
+                    if let Some(c) = conversation.as_mut() {
+                        c.start_new();
+                    }
                     assistant.send(Command::Converse(Vec::new()));
                     continue;
                 }
@@ -75,8 +78,8 @@ impl ChatArgs {
             }
             assistant.send(Command::Ask(question.clone()));
             // A failed turn (a remote engine that went away, say) is reported, and the chat goes on.
-            let answer = match self.follow(&assistant) {
-                Ok(answer) => answer,
+            let (answer, saved) = match self.follow(&assistant, conversation.as_mut()) {
+                Ok(reply) => reply,
                 Err(Turn::Failed(message)) => {
                     match self.json {
                         true => println!("{}", json!({ "question": question, "error": message })),
@@ -86,18 +89,6 @@ impl ChatArgs {
                 }
                 Err(Turn::Stopped) => anyhow::bail!("the assistant stopped before the reply ended"),
             };
-            // A failed save (a full disk, say) loses only this exchange's record: the chat goes on.
-            let saved = match history.as_mut() {
-                Some(h) if !answer.trim().is_empty() => match h.save_exchange(conversation, &question, &answer) {
-                    Ok(id) => Some(id),
-                    Err(e) => {
-                        eprintln!("note: {e}");
-                        None
-                    }
-                },
-                _ => None,
-            };
-            conversation = saved.or(conversation);
             if self.json {
                 println!("{}", json!({ "question": question, "answer": answer, "conversation": saved }));
             }
@@ -105,10 +96,17 @@ impl ChatArgs {
         Ok(())
     }
 
-    /// Streams one reply to stdout; returns it whole.
-    fn follow(&self, assistant: &Assistant) -> Result<String, Turn> {
-        let (mut answer, mut failed) = (String::new(), None);
+    /// Streams one reply to stdout, saving the exchange into `conversation`; returns the reply
+    /// whole, and the conversation it was saved in. A failed save (a full disk, say) loses only
+    /// this exchange's record: the chat goes on.
+    fn follow(&self, assistant: &Assistant, mut conversation: Option<&mut Conversation>) -> Result<(String, Option<i64>), Turn> {
+        let (mut answer, mut failed, mut saved) = (String::new(), None, None);
         while let Some(event) = assistant.recv() {
+            match conversation.as_mut().and_then(|c| c.record(&event)) {
+                Some(Ok(id)) => saved = Some(id),
+                Some(Err(e)) => eprintln!("note: {e}"),
+                None => {}
+            }
             match event {
                 Event::Notice { message } => eprintln!("note: {message}"),
                 // A turn's failure is followed by its end; one outside a turn is not.
@@ -130,7 +128,7 @@ impl ChatArgs {
                     if !self.json {
                         println!();
                     }
-                    return Ok(answer);
+                    return Ok((answer, saved));
                 }
                 _ => {}
             }

@@ -74,7 +74,7 @@ impl HistoryError {
 
 /// One conversation in a list.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Conversation {
+pub struct ConversationInfo {
     /// Its id.
     pub id: i64,
     /// The start of its first question.
@@ -137,7 +137,8 @@ impl History {
         let tx = self.db.transaction().map_err(err)?;
         let id = match conversation {
             Some(id) => {
-                let updated = tx.execute("UPDATE conversations SET updated_ms = ?1 WHERE id = ?2", params![now, id]).map_err(err)?;
+                let updated =
+                    tx.execute("UPDATE conversations SET updated_ms = ?1 WHERE id = ?2", params![now, id]).map_err(err)?;
                 if updated == 0 {
                     return Err(HistoryError::NotFound(id));
                 }
@@ -166,7 +167,7 @@ impl History {
     /// Conversations, the one with the latest message first (by insertion, so exchanges saved
     /// within one millisecond still order right); with `query`, only those with a message
     /// containing it (case-insensitive for ASCII).
-    pub fn list(&self, query: Option<&str>) -> Result<Vec<Conversation>, HistoryError> {
+    pub fn list(&self, query: Option<&str>) -> Result<Vec<ConversationInfo>, HistoryError> {
         let pattern = query.filter(|q| !q.trim().is_empty()).map(|q| format!("%{}%", escape_like(q.trim())));
         let mut stmt = self
             .db
@@ -179,7 +180,7 @@ impl History {
             .map_err(self.err())?;
         let rows = stmt
             .query_map(params![pattern], |r| {
-                Ok(Conversation { id: r.get(0)?, title: r.get(1)?, created_ms: r.get(2)?, updated_ms: r.get(3)? })
+                Ok(ConversationInfo { id: r.get(0)?, title: r.get(1)?, created_ms: r.get(2)?, updated_ms: r.get(3)? })
             })
             .map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())

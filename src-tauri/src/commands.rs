@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use murmur_core::assistant::Command;
-use murmur_core::history::{Conversation, SavedMessage};
+use murmur_core::history::{ConversationInfo, SavedMessage};
 use murmur_core::tts::VoiceInfo;
 use tauri::State;
 
@@ -51,7 +51,7 @@ pub fn new_chat(session: Shared<'_>) {
 
 /// Conversations, newest first, optionally only those mentioning `query`.
 #[tauri::command]
-pub fn conversations(session: Shared<'_>, query: Option<String>) -> Result<Vec<Conversation>, String> {
+pub fn conversations(session: Shared<'_>, query: Option<String>) -> Result<Vec<ConversationInfo>, String> {
     session.conversations(query.as_deref())
 }
 

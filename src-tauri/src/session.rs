@@ -1,15 +1,16 @@
 //! The app's one assistant, its chat history and settings; forwards the assistant's events to
 //! every window and saves each exchange when its reply is complete.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use murmur_core::assistant::{Assistant, AssistantConfig, AssistantError, Capture, CaptureFactory, Clip, Command, Event, Output};
+use murmur_core::assistant::{
+    Assistant, AssistantConfig, AssistantError, Capture, CaptureFactory, Clip, Command, Conversation, Event, Output,
+};
 use murmur_core::audio::Microphone;
-use murmur_core::history::{Conversation, History, SavedMessage};
+use murmur_core::history::{ConversationInfo, History, SavedMessage};
 use murmur_core::llm::{LlmConfig, LlmError, Message};
 use murmur_core::models;
 use murmur_core::server::{Server, ServerConfig, Submit};
@@ -40,9 +41,8 @@ pub struct Session {
     settings: Mutex<Settings>,
     assistant: Mutex<Option<Arc<Assistant>>>,
     status: Mutex<Status>,
-    history: Mutex<History>,
-    /// The conversation new exchanges are saved to; `None`: a new one.
-    conversation: Mutex<Option<i64>>,
+    /// The open conversation, saved in the history.
+    conversation: Mutex<Conversation>,
     /// Counts reloads: a load that a newer one overtook is thrown away.
     loads: AtomicU64,
     /// The OpenAI API, when Settings turn it on; it hands requests to the assistant.
@@ -64,8 +64,7 @@ impl Session {
             settings: Mutex::new(settings),
             assistant: Mutex::new(None),
             status: Mutex::new(Status::Loading("starting".into())),
-            history: Mutex::new(history),
-            conversation: Mutex::new(None),
+            conversation: Mutex::new(Conversation::new(history)),
             loads: AtomicU64::new(0),
             server: Mutex::new(None),
             ready: Mutex::new(Default::default()),
@@ -182,6 +181,7 @@ impl Session {
                 if me.loads.load(Ordering::SeqCst) != load {
                     return;
                 }
+                lock(&me.conversation).forget_turns();
                 pump(Arc::downgrade(&assistant), Arc::downgrade(&me));
                 assistant.send(Command::Converse(me.conversation_messages().unwrap_or_default()));
                 // Per-turn settings changed while it loaded reached no assistant.
@@ -229,7 +229,7 @@ impl Session {
 
     /// Starts a new conversation.
     pub fn new_chat(&self) {
-        *lock(&self.conversation) = None;
+        lock(&self.conversation).start_new();
         self.converse(Vec::new());
     }
 
@@ -242,45 +242,45 @@ impl Session {
     }
 
     /// Conversations, newest first; with `query`, those that mention it.
-    pub fn conversations(&self, query: Option<&str>) -> Result<Vec<Conversation>, String> {
-        lock(&self.history).list(query).map_err(|e| e.to_string())
+    pub fn conversations(&self, query: Option<&str>) -> Result<Vec<ConversationInfo>, String> {
+        lock(&self.conversation).history().list(query).map_err(|e| e.to_string())
     }
 
     /// Opens a conversation to read and continue; returns its messages.
     pub fn open(&self, id: i64) -> Result<Vec<SavedMessage>, String> {
-        let messages = lock(&self.history).messages(id).map_err(|e| e.to_string())?;
-        *lock(&self.conversation) = Some(id);
+        let messages = lock(&self.conversation).open(id).map_err(|e| e.to_string())?;
         self.converse(messages.iter().map(to_message).collect());
         Ok(messages)
     }
 
     /// Deletes a conversation (starting a new chat if it was the open one).
     pub fn delete(&self, id: i64) -> Result<(), String> {
-        lock(&self.history).delete(id).map_err(|e| e.to_string())?;
-        if *lock(&self.conversation) == Some(id) {
-            self.new_chat();
+        let was_open = lock(&self.conversation).delete(id).map_err(|e| e.to_string())?;
+        if was_open {
+            self.converse(Vec::new());
         }
         Ok(())
     }
 
     fn conversation_messages(&self) -> Option<Vec<Message>> {
-        let id = (*lock(&self.conversation))?;
-        Some(lock(&self.history).messages(id).ok()?.iter().map(to_message).collect())
+        let conversation = lock(&self.conversation);
+        let id = conversation.id()?;
+        Some(conversation.history().messages(id).ok()?.iter().map(to_message).collect())
     }
 
-    /// Saves a completed exchange and tells the windows the history changed.
-    fn save(&self, question: &str, answer: &str) {
-        let mut conversation = lock(&self.conversation);
-        match lock(&self.history).save_exchange(*conversation, question, answer) {
-            Ok(id) => {
-                *conversation = Some(id);
+    /// Saves the exchange an event completes, if it completes one, and tells the windows the
+    /// history changed.
+    fn record(&self, event: &Event) {
+        match lock(&self.conversation).record(event) {
+            Some(Ok(id)) => {
                 let _ = self.app.emit("history", id);
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 tracing::error!("{e}");
                 let _ =
                     self.app.emit("assistant", Event::Error { turn: None, message: format!("the exchange was not saved: {e}") });
             }
+            None => {}
         }
     }
 }
@@ -348,25 +348,12 @@ fn capture(mic_file: Option<PathBuf>) -> CaptureFactory {
 
 /// Forwards an assistant's events to the windows until it is dropped, saving exchanges.
 fn pump(assistant: Weak<Assistant>, session: Weak<Session>) {
-    std::thread::spawn(move || {
-        let mut questions = HashMap::new();
-        loop {
-            let Some(a) = assistant.upgrade() else { return };
-            let event = a.next_event(Duration::from_millis(200));
-            drop(a);
-            let (Some(event), Some(session)) = (event, session.upgrade()) else { continue };
-            match &event {
-                Event::Question { turn, text, .. } => {
-                    questions.insert(*turn, text.clone());
-                }
-                Event::Reply { turn, text, .. } if !text.trim().is_empty() => {
-                    if let Some(q) = questions.remove(turn) {
-                        session.save(&q, text);
-                    }
-                }
-                _ => {}
-            }
-            let _ = session.app.emit("assistant", &event);
-        }
+    std::thread::spawn(move || loop {
+        let Some(a) = assistant.upgrade() else { return };
+        let event = a.next_event(Duration::from_millis(200));
+        drop(a);
+        let (Some(event), Some(session)) = (event, session.upgrade()) else { continue };
+        session.record(&event);
+        let _ = session.app.emit("assistant", &event);
     });
 }

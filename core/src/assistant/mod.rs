@@ -19,6 +19,7 @@
 
 mod brain;
 mod capture;
+mod conversation;
 mod listen_ahead;
 mod owner;
 mod voice;
@@ -30,6 +31,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use capture::{Capture, Clip};
+pub use conversation::Conversation;
 
 use crate::audio::AudioError;
 use crate::llm::{LlmConfig, LlmError, Message, RemoteConfig, Sampling, StopReason};
