@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use super::cpu::{CpuWeight, FileRows, FloatWeight, WeightView};
 use super::model_file::ModelFile;
 use super::packed::PackedWeight;
-use super::{BackendError, BackendResult, WeightSpec};
+use super::{BackendError, BackendResult, WeightHolder, WeightSpec};
 
 /// Raw bytes read from the file at a time while packing.
 const SLICE: usize = 1 << 20;
@@ -28,10 +28,10 @@ struct Held {
 }
 
 impl CpuWeights {
-    /// An empty store over `model`. Packed weights may take four times the file (Q2_K's 2.6 bits
-    /// become 10), and no more, however many overlapping ranges a guest names.
+    /// An empty store over `model`, whose packed weights stay within
+    /// [`WeightHolder::CpuPacked`]'s cap however many overlapping ranges a guest names.
     pub fn new(model: Arc<ModelFile>) -> Self {
-        let budget = 4 * model.len() as usize + (1 << 20);
+        let budget = WeightHolder::CpuPacked.cap(model.len());
         Self { model, held: Mutex::default(), budget }
     }
 

@@ -166,6 +166,33 @@ pub struct KernelTime {
 /// The most candidates [`Backend::top_k`] returns.
 pub const MAX_TOP_K: usize = 256;
 
+/// How much weight memory a holder may take, in multiples of the model file's size: a guest may
+/// name weights of twice the file at once (views that a backend may copy); the CPU's packed
+/// copies and the GPU's repacked uploads grow the smallest types (Q2_K's 2.6 bits a weight become
+/// 10 and 12). Overlapping ranges named again and again must not grow memory without bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightHolder {
+    /// What the guest names at once.
+    Guest,
+    /// The CPU's packed copies.
+    CpuPacked,
+    /// The GPU's repacked uploads.
+    GpuUploaded,
+}
+
+impl WeightHolder {
+    /// Bytes this holder may take for a model file of `file_bytes` (plus 1 MiB of slack for
+    /// tiny files).
+    pub fn cap(self, file_bytes: u64) -> usize {
+        let times = match self {
+            Self::Guest => 2,
+            Self::CpuPacked => 4,
+            Self::GpuUploaded => 5,
+        };
+        times * file_bytes as usize + (1 << 20)
+    }
+}
+
 /// Result of a backend op.
 pub type BackendResult<T = ()> = Result<T, BackendError>;
 

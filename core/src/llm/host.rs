@@ -14,8 +14,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::tensors::Kind;
 pub use super::tensors::Tensor;
 use crate::compute::{
-    ActId, Activation, AttentionIo, AttentionShape, Backend, BackendError, ModelFile, NormSpec, RopeSpec, WeightSpec, WeightType,
-    MAX_TOP_K,
+    ActId, Activation, AttentionIo, AttentionShape, Backend, BackendError, ModelFile, NormSpec, RopeSpec, WeightHolder,
+    WeightSpec, WeightType, MAX_TOP_K,
 };
 
 wasmtime::component::bindgen!({
@@ -264,9 +264,7 @@ impl compute::Host for State {
             )));
         }
         let spec = WeightSpec { ty, rows: rows as usize, cols: cols as usize, offset: offset as usize };
-        // Weights are views of the file, but a backend may copy them (repacked, or uploaded):
-        // a guest may hold twice the file's bytes at once, which a real model never needs.
-        let cap = 2 * self.model.len() as usize + (1 << 20);
+        let cap = WeightHolder::Guest.cap(self.model.len());
         if self.weight_bytes + spec.len() > cap {
             return Err(ComputeError::Exhausted(format!(
                 "weights of more than twice the model file's {} bytes at once",
@@ -335,7 +333,14 @@ impl compute::Host for State {
         self.guest_result(result)
     }
 
-    fn matmul(&mut self, w: Resource<Tensor>, x: Resource<Tensor>, n: u32, out: Resource<Tensor>, accumulate: bool) -> GuestResult<()> {
+    fn matmul(
+        &mut self,
+        w: Resource<Tensor>,
+        x: Resource<Tensor>,
+        n: u32,
+        out: Resource<Tensor>,
+        accumulate: bool,
+    ) -> GuestResult<()> {
         let (wv, wid) = self.weight_of(&w, "the matrix")?;
         let (xi, xr, xc) = self.act(&x, "the input")?;
         let (o, or, cols) = self.act(&out, "the output")?;
@@ -448,7 +453,14 @@ impl compute::Host for State {
         self.guest_result(result)
     }
 
-    fn glu(&mut self, gate: Resource<Tensor>, up: Resource<Tensor>, act: Nonlinearity, n: u32, out: Resource<Tensor>) -> GuestResult<()> {
+    fn glu(
+        &mut self,
+        gate: Resource<Tensor>,
+        up: Resource<Tensor>,
+        act: Nonlinearity,
+        n: u32,
+        out: Resource<Tensor>,
+    ) -> GuestResult<()> {
         let (gi, gr, gc) = self.act(&gate, "the gate")?;
         let (ui, ur, uc) = self.act(&up, "the up projection")?;
         let (o, or, cols) = self.act(&out, "the output")?;

@@ -25,7 +25,7 @@ use recorder::{Params, Recorder};
 
 use super::{
     ActId, Activation, AttentionIo, AttentionShape, Backend, BackendError, BackendResult, KernelTime, NormSpec, RopeSpec, Stats,
-    WeightId, WeightSpec,
+    WeightHolder, WeightId, WeightSpec,
 };
 
 /// A device buffer with an id that names it in the bind-group cache.
@@ -449,9 +449,7 @@ impl Backend for GpuBackend {
         let bits = weights::bits_of(&spec);
         let (q, s) = weights::row_bytes(bits, spec.cols);
         let bytes = (spec.rows * (q + s)) as u64;
-        // Repacked weights take at most five times the file (Q2_K's 2.6 bits become 12);
-        // overlapping ranges named again and again must not grow device memory without bound.
-        let budget = 5 * self.model.len() + (1 << 20);
+        let budget = WeightHolder::GpuUploaded.cap(self.model.len()) as u64;
         if self.weight_bytes + bytes > budget {
             return Err(BackendError::Exhausted(format!(
                 "uploading a {}x{} weight would take GPU weights past {budget} bytes",
@@ -504,7 +502,8 @@ impl Backend for GpuBackend {
             }
             let params = Params::new().u(cols).u(tokens.len()).u(at).u(part.row0).u(part.rows).f(scale);
             let groups = ((cols as u32).div_ceil(64), tokens.len() as u32, 1);
-            let bufs = self.resolve(&[Resource::Weight(table, i), Resource::WeightScales(table, i), Resource::Ids, Resource::Act(out)]);
+            let bufs =
+                self.resolve(&[Resource::Weight(table, i), Resource::WeightScales(table, i), Resource::Ids, Resource::Act(out)]);
             self.dispatch_with(&kernel, &bufs, params, groups)?;
         }
         Ok(())
