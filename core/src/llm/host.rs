@@ -22,6 +22,12 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "inference",
     with: { "murmur:llm/compute.tensor": Tensor },
+    // A handle the table does not hold is a host bug, not a value: the guest traps.
+    imports: {
+        "murmur:llm/compute.[method]tensor.rows": trappable,
+        "murmur:llm/compute.[method]tensor.cols": trappable,
+        "murmur:llm/compute.[method]tensor.dtype": trappable,
+    },
 });
 
 use murmur::llm::compute::{self, Candidate, ComputeError, Dtype, Nonlinearity, RopeStyle};
@@ -117,6 +123,11 @@ impl State {
         self.table.get(t).map_err(|e| ComputeError::BadHandle(e.to_string()))
     }
 
+    /// The tensor behind a handle a method was called on; a trap if the table lacks it.
+    fn lookup(&self, t: &Resource<Tensor>) -> wasmtime::Result<&Tensor> {
+        Ok(self.table.get(t)?)
+    }
+
     fn weight_of(&self, t: &Resource<Tensor>, what: &str) -> GuestResult<(WeightSpec, crate::compute::WeightId)> {
         match self.get(t)?.kind {
             Kind::Weight(spec, id) => Ok((spec, id)),
@@ -198,19 +209,19 @@ fn weight_type(d: Dtype) -> WeightType {
 }
 
 impl compute::HostTensor for State {
-    fn rows(&mut self, t: Resource<Tensor>) -> u32 {
-        self.get(&t).map_or(0, |t| t.rows as u32)
+    fn rows(&mut self, t: Resource<Tensor>) -> wasmtime::Result<u32> {
+        Ok(self.lookup(&t)?.rows as u32)
     }
 
-    fn cols(&mut self, t: Resource<Tensor>) -> u32 {
-        self.get(&t).map_or(0, |t| t.cols as u32)
+    fn cols(&mut self, t: Resource<Tensor>) -> wasmtime::Result<u32> {
+        Ok(self.lookup(&t)?.cols as u32)
     }
 
-    fn dtype(&mut self, t: Resource<Tensor>) -> Dtype {
-        match self.get(&t).map(|t| t.kind) {
-            Ok(Kind::Weight(spec, _)) => dtype_of(spec.ty),
-            _ => Dtype::F32,
-        }
+    fn dtype(&mut self, t: Resource<Tensor>) -> wasmtime::Result<Dtype> {
+        Ok(match self.lookup(&t)?.kind {
+            Kind::Weight(spec, _) => dtype_of(spec.ty),
+            Kind::Activation(_) => Dtype::F32,
+        })
     }
 
     fn drop(&mut self, t: Resource<Tensor>) -> wasmtime::Result<()> {
