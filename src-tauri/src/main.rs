@@ -5,6 +5,7 @@
 mod commands;
 mod downloads;
 mod hotkey;
+mod logging;
 mod session;
 mod settings;
 mod tray;
@@ -25,19 +26,19 @@ fn mic_file() -> Option<PathBuf> {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MURMUR_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init();
     tauri::Builder::default()
         .plugin(tauri_plugin_global_shortcut::Builder::new().build())
         .plugin(tauri_plugin_dialog::init())
         .setup(|app| {
-            // `MURMUR_DATA_DIR` keeps a test's history and settings apart from the user's.
-            let data_dir = match std::env::var_os("MURMUR_DATA_DIR") {
-                Some(dir) => PathBuf::from(dir),
-                None => app.path().app_data_dir()?,
+            // `MURMUR_DATA_DIR` keeps a test's history, settings and log apart from the user's.
+            let (data_dir, log_dir) = match std::env::var_os("MURMUR_DATA_DIR") {
+                Some(dir) => (PathBuf::from(&dir), PathBuf::from(dir).join("logs")),
+                None => (app.path().app_data_dir()?, app.path().app_log_dir()?),
             };
+            if let Err(e) = logging::open(&log_dir) {
+                tracing::warn!("no log file in {}: {e}", log_dir.display());
+            }
             let session = session::Session::start(app.handle().clone(), data_dir, mic_file())?;
             let settings = session.settings();
             app.manage(session);

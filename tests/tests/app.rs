@@ -117,10 +117,27 @@ fn chat_streams_answers_keeps_history_and_switches_backend() {
     let answer = shown.last().unwrap().to_lowercase();
     assert!(answer.contains("seven") || answer.contains('7'), "{shown:?}");
     s.screenshot("app-second-question");
+
+    // Per-turn settings (temperature, voice output) reload nothing: the status stays ready
+    // while they are saved, and the next question is answered.
+    s.click("#open-settings");
+    s.wait("the settings pane", "return document.querySelector('#settings').open");
+    s.js("const f = document.querySelector('#settings-form'); f.temperature.value = '0.5'; f.voice_output.checked = false; return true");
+    s.click("#save-settings");
+    for _ in 0..30 {
+        let kind = s.js("return document.querySelector('#status').dataset.kind");
+        assert_eq!(kind.as_str(), Some("ready"), "saving per-turn settings reloaded the models");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!ask(&s, "What is the opposite of hot?").pop().unwrap().is_empty());
     s.quit();
     let saved = std::fs::read_to_string(data.path().join("settings.json")).unwrap();
     assert!(saved.contains("\"backend\": \"cpu\""), "{saved}");
     assert!(saved.contains("\"voice\": \"piper:joe\""), "{saved}");
+    assert!(saved.contains("\"temperature\": 0.5") && saved.contains("\"voice_output\": false"), "{saved}");
+    // The app's log file holds what the models did (the user can attach it to a report).
+    let log = std::fs::read_to_string(data.path().join("logs/murmur.log")).expect("the app writes its log file");
+    assert!(log.contains("Murmur started") && log.contains("speech model loaded"), "{log}");
 }
 
 /// Settings list the catalog: with nothing installed the missing default is reported, a model
