@@ -114,8 +114,8 @@ impl Settings {
 
     /// Whether going from `self` to `other` changes what the next turns use ([`Settings::turn`]).
     pub fn turn_changed(&self, other: &Self) -> bool {
-        let turn = |s: &Self| (s.temperature.to_bits(), s.system_prompt.clone(), s.voice_output);
-        turn(self) != turn(other)
+        let key = |t: TurnSettings| (t.sampling.temperature.to_bits(), t.system, t.speak);
+        key(self.turn()) != key(other.turn())
     }
 
     /// What the assistant's next turns use: temperature, system prompt, and whether replies are
