@@ -26,10 +26,10 @@ pub struct ChatArgs {
     #[arg(long, value_name = "FILE")]
     history: Option<PathBuf>,
     /// Most tokens per reply.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = Sampling::default().max_tokens)]
     max_tokens: u32,
     /// Sampling temperature (0: greedy).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = Sampling::default().temperature)]
     temp: f32,
     /// The system prompt.
     #[arg(long, default_value = DEFAULT_SYSTEM)]

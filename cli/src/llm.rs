@@ -95,25 +95,25 @@ pub struct AskArgs {
     #[command(flatten)]
     remote: RemoteArgs,
     /// Sampling temperature (0: greedy). Low by default: small models wander when hot.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = Sampling::default().temperature)]
     temp: f32,
     /// Keep the k most likely tokens (0: off).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = Sampling::default().top_k)]
     top_k: u32,
     /// Nucleus sampling threshold.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = Sampling::default().top_p)]
     top_p: f32,
     /// Minimum probability relative to the best token.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = Sampling::default().min_p)]
     min_p: f32,
     /// Repetition penalty (1: off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = Sampling::default().repeat_penalty)]
     repeat_penalty: f32,
     /// Random seed (same seed, same answer).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = Sampling::default().seed)]
     seed: u64,
     /// Most tokens to generate.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = Sampling::default().max_tokens)]
     max_tokens: u32,
     /// The system prompt.
     #[arg(long, default_value = DEFAULT_SYSTEM)]
@@ -162,7 +162,7 @@ pub struct CompleteArgs {
     #[command(flatten)]
     remote: RemoteArgs,
     /// Most tokens to generate.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = Sampling::default().max_tokens)]
     max_tokens: u32,
     /// Keep going past end-of-generation tokens.
     #[arg(long)]

@@ -5,8 +5,6 @@ use crate::bindings::murmur::llm::compute::Candidate;
 
 /// Candidates read back when top-k is off: beyond these the probability mass is negligible.
 pub const DEFAULT_CANDIDATES: u32 = 128;
-/// The most candidates the host reads back; a larger top-k keeps these.
-const MAX_CANDIDATES: u32 = 256;
 
 /// A seeded sampler for one request.
 pub struct Sampler {
@@ -25,7 +23,8 @@ impl Sampler {
         match (p.temperature <= 0.0, p.top_k) {
             (true, _) => 1,
             (false, 0) => DEFAULT_CANDIDATES,
-            (false, k) => k.min(MAX_CANDIDATES),
+            // The host caps how many it reads back (`top-k`).
+            (false, k) => k,
         }
     }
 

@@ -6,19 +6,14 @@
 //! the weights from the [`ModelFile`].
 
 pub mod cpu;
-pub mod cpu_backend;
-pub mod cpu_weights;
 pub mod gpu;
 pub mod model_file;
-pub mod packed;
-pub mod pool;
 pub mod quant;
-pub mod simd;
 mod slab;
 
-pub use cpu::{AttentionShape, WeightView};
-pub use cpu_backend::CpuBackend;
-pub use cpu_weights::CpuWeights;
+pub use cpu::kernels::{AttentionShape, WeightView};
+pub use cpu::weights::CpuWeights;
+pub use cpu::CpuBackend;
 pub use gpu::GpuBackend;
 pub use model_file::{ModelChanged, ModelFile};
 pub use quant::WeightType;

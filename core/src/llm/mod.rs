@@ -5,203 +5,28 @@
 //! next one starts a fresh instance.
 
 mod backends;
+mod config;
 mod engine;
+mod error;
 mod host;
+mod model_file;
 mod remote;
 mod sandbox;
 mod tensors;
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use config::{BackendChoice, LlmConfig};
 pub use engine::{Engine, EngineConfig};
+pub use error::LlmError;
 pub use host::exports::murmur::llm::llm::{Generation, Message, ModelInfo, RequestError, Sampling, StopReason};
 pub use remote::{RemoteConfig, RemoteLlm};
 pub use sandbox::Sandbox;
 
-use crate::compute::{Backend, CpuWeights, KernelTime, ModelFile, Stats};
-
-/// What can go wrong running the LLM.
-#[derive(Debug, thiserror::Error)]
-pub enum LlmError {
-    /// The model file could not be opened (front ends say how to fetch or pick one).
-    #[error("cannot open the model file {path}: {reason}")]
-    Open {
-        /// The file.
-        path: PathBuf,
-        /// Why (in the message, so not also its source: a report would say it twice).
-        reason: std::io::Error,
-    },
-    /// The GPU backend was asked for and no GPU can run it (front ends say how to pick another).
-    #[error("the GPU backend is unavailable: {0}")]
-    NoGpu(String),
-    /// The guest refused the model or the request; its message says why.
-    #[error("{0}")]
-    Guest(String),
-    /// The prompt does not fit the model's context window.
-    #[error("{0}")]
-    TooLong(String),
-    /// The request asks for something that cannot be done (such as a JSON schema that does not
-    /// compile); the text names it.
-    #[error("{0}")]
-    Invalid(String),
-    /// The sandbox stopped the guest (memory cap, interruption, or a guest bug).
-    #[error("the model runtime stopped: {0}")]
-    Trap(String),
-    /// The guest component could not be compiled or instantiated.
-    #[error("cannot start the model runtime: {0}")]
-    Runtime(String),
-    /// The GPU failed during the request (the CPU takes over where it can).
-    #[error("{0}")]
-    DeviceLost(String),
-    /// The model needs more memory than the machine has free.
-    #[error(
-        "the model {path} needs about {:.1} GB of memory (its weights as the kernels hold them) but only {:.1} GB is free; \
-         close other programs or pick a smaller model (`murmur models list`)",
-        *needed as f64 / 1e9,
-        *available as f64 / 1e9
-    )]
-    TooLarge {
-        /// The file.
-        path: PathBuf,
-        /// Bytes it needs.
-        needed: u64,
-        /// Bytes free.
-        available: u64,
-    },
-    /// A remote engine could not be reached or failed; the text says which and what to do.
-    #[error("{0}")]
-    Remote(String),
-    /// The model file changed while it was being read.
-    #[error(
-        "the model file {0} changed while it was being read; wait until whatever is writing it has finished, then try again"
-    )]
-    Changed(PathBuf),
-}
-
-/// Which kernels run the guest's math.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendChoice {
-    /// A hardware GPU when there is one, else the CPU.
-    #[default]
-    Auto,
-    /// Native CPU kernels.
-    Cpu,
-    /// wgpu compute shaders.
-    Gpu,
-}
-
-impl BackendChoice {
-    /// Every choice, in the order a list offers them.
-    pub const ALL: [Self; 3] = [Self::Auto, Self::Cpu, Self::Gpu];
-
-    /// Its name in settings and on the command line (`auto`, `cpu`, `gpu`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Cpu => "cpu",
-            Self::Gpu => "gpu",
-        }
-    }
-}
-
-impl std::str::FromStr for BackendChoice {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = Self::ALL.map(Self::name).to_vec();
-            format!("no backend is called {s:?}; the backends are {}", names.join(", "))
-        })
-    }
-}
-
-/// How to load a model.
-#[derive(Debug, Clone)]
-pub struct LlmConfig {
-    /// The GGUF file.
-    pub model: PathBuf,
-    /// Kernel backend.
-    pub backend: BackendChoice,
-    /// Kernel threads.
-    pub threads: usize,
-    /// Context length in tokens (0: the model's, capped at 2048).
-    pub context: u32,
-    /// Prompt tokens per forward pass.
-    pub batch: u32,
-    /// Cap on the guest's linear memory, in bytes.
-    pub guest_memory: usize,
-    /// Cap on the session's host tensors (activations, KV cache), in bytes.
-    pub host_memory: usize,
-    /// Time each GPU kernel on its own (slower; see [`Llm::profile`]).
-    pub profile: bool,
-    /// How long the guest may run without getting anything done through the host (a kernel,
-    /// a read, a token) before it is stopped as hung.
-    pub stall_limit: Duration,
-}
-
-impl LlmConfig {
-    /// Defaults for `model`: all cores, 512 MiB guest memory, 1 GiB of host tensors, 30 s
-    /// stall limit.
-    pub fn new(model: impl Into<PathBuf>) -> Self {
-        Self {
-            model: model.into(),
-            backend: BackendChoice::Auto,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            context: 0,
-            batch: 64,
-            guest_memory: 512 << 20,
-            host_memory: 1 << 30,
-            profile: false,
-            stall_limit: Duration::from_secs(30),
-        }
-    }
-}
-
-impl From<String> for LlmError {
-    /// A guest's refusal in words.
-    fn from(message: String) -> Self {
-        Self::Guest(message)
-    }
-}
-
-impl From<RequestError> for LlmError {
-    fn from(e: RequestError) -> Self {
-        match e {
-            RequestError::TooLong(m) => Self::TooLong(m),
-            RequestError::Invalid(m) => Self::Invalid(m),
-            RequestError::Failed(m) => Self::Guest(m),
-        }
-    }
-}
-
-impl Default for Sampling {
-    fn default() -> Self {
-        Self {
-            temperature: 0.2,
-            top_k: 40,
-            top_p: 0.95,
-            min_p: 0.05,
-            repeat_penalty: 1.0,
-            repeat_last_n: 64,
-            seed: 0,
-            max_tokens: 256,
-            stop: Vec::new(),
-            ignore_eos: false,
-            json_schema: None,
-        }
-    }
-}
-
-impl Sampling {
-    /// Greedy decoding of up to `max_tokens`.
-    pub fn greedy(max_tokens: u32) -> Self {
-        Self { temperature: 0.0, repeat_penalty: 1.0, max_tokens, ..Self::default() }
-    }
-}
+use crate::compute::{Backend, CpuWeights, KernelTime, Stats};
+use model_file::open;
 
 impl StopReason {
     /// The reason as a short kebab-case word (`end-of-generation`, `cancelled`, …).
@@ -529,46 +354,4 @@ fn sink(progress: &Arc<Mutex<Progress>>, on_text: &TextSink, cancel: &Arc<Atomic
         let wanted = (crate::sync::lock(&on_text))(text);
         wanted && !cancel.load(Ordering::SeqCst)
     })
-}
-
-/// Opens the model file with an empty store of its CPU weights, after checking that the weights
-/// fit in free memory. Nothing is copied yet: the backends read what the guest names.
-fn open(path: &Path) -> Result<Arc<CpuWeights>, LlmError> {
-    let model = ModelFile::open(path).map_err(|reason| LlmError::Open { path: path.to_path_buf(), reason })?;
-    fits_in_memory(path, model.len(), available_memory())?;
-    Ok(Arc::new(CpuWeights::new(Arc::new(model))))
-}
-
-/// Refuses a model of `len` bytes that needs more than `available` bytes (when known): the CPU
-/// kernels hold its weights packed, in about its own size (a quarter more for the K-quant
-/// scales at most, as for Q4_K_M).
-fn fits_in_memory(path: &Path, len: u64, available: Option<u64>) -> Result<(), LlmError> {
-    let needed = len + len / 4;
-    match available {
-        Some(available) if needed > available => Err(LlmError::TooLarge { path: path.to_path_buf(), needed, available }),
-        _ => Ok(()),
-    }
-}
-
-/// Memory the kernel says can be taken without swapping (`MemAvailable`), where it says.
-fn available_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-#[cfg(test)]
-mod memory_tests {
-    use super::*;
-
-    #[test]
-    fn a_model_larger_than_free_memory_is_refused_with_the_figures() {
-        let path = Path::new("/models/big.gguf");
-        let err = fits_in_memory(path, 4_800_000_000, Some(5_000_000_000)).unwrap_err().to_string();
-        assert!(err.contains("/models/big.gguf") && err.contains("6.0 GB") && err.contains("5.0 GB"), "{err}");
-        assert!(fits_in_memory(path, 1_000_000_000, Some(6_000_000_000)).is_ok());
-        assert!(fits_in_memory(path, 1_000_000_000, None).is_ok(), "unknown free memory does not refuse");
-        assert!(available_memory().is_some_and(|b| b > 0), "this Linux machine reports MemAvailable");
-    }
 }

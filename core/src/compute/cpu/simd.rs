@@ -8,7 +8,7 @@ use super::packed::{
     GroupOut, Q4K_GROUP_SUPER, Q4_GROUP_BLOCK, Q5_GROUP_BLOCK, Q6_GROUP_BLOCK, Q8X16_GROUP_BLOCK, Q8_GROUP_BLOCK,
 };
 #[cfg(target_arch = "x86_64")]
-use super::quant::BlockQ8;
+use crate::compute::quant::BlockQ8;
 
 /// `sum(a[i] * b[i])` in f32.
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
@@ -143,7 +143,7 @@ mod x86 {
         GroupOut, Q4K_GROUP_SUPER, Q4K_NIBBLES, Q4K_NIBBLES_BLOCK, Q4K_SCALES, Q4_GROUP_BLOCK, Q5_GROUP_BLOCK, Q6_GROUP_BLOCK,
         Q6_HIGH, Q6_NIBBLES, Q8X16_GROUP_BLOCK, Q8_GROUP_BLOCK, ROWS,
     };
-    use super::super::quant::BlockQ8;
+    use crate::compute::quant::BlockQ8;
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]

@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::cpu::{CpuWeight, FileRows, FloatWeight, WeightView};
-use super::model_file::ModelFile;
+use super::kernels::{CpuWeight, FileRows, FloatWeight, WeightView};
 use super::packed::PackedWeight;
-use super::{BackendError, BackendResult, WeightHolder, WeightSpec};
+use crate::compute::model_file::ModelFile;
+use crate::compute::{BackendError, BackendResult, WeightHolder, WeightSpec};
 
 /// Raw bytes read from the file at a time while packing.
 const SLICE: usize = 1 << 20;

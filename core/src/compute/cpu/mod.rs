@@ -1,14 +1,26 @@
 //! [`Backend`] on the native CPU kernels: weights come from the model's [`CpuWeights`] (packed
 //! once, shared by every session), activations are plain `Vec<f32>`s.
+//!
+//! - [`kernels`]: the multi-threaded kernels;
+//! - [`packed`]: quantised weights repacked eight rows at a time, and the portable kernels;
+//! - [`simd`]: the AVX2/FMA kernels over that layout;
+//! - [`pool`]: the worker threads;
+//! - [`weights`]: the one packed copy of a model's weights that every session shares.
+
+pub mod kernels;
+pub mod packed;
+pub mod pool;
+pub mod simd;
+pub mod weights;
 
 use std::sync::Arc;
 
-use super::cpu::{top_k, CpuKernels, CpuWeight};
-use super::cpu_weights::CpuWeights;
 use super::slab::Slab;
 use super::{
     ActId, Activation, AttentionIo, AttentionShape, Backend, BackendResult, NormSpec, RopeSpec, Stats, WeightId, WeightSpec,
 };
+use kernels::{top_k, CpuKernels, CpuWeight};
+use weights::CpuWeights;
 
 /// An activation's elements and row width.
 struct Act {
@@ -149,7 +161,7 @@ impl Backend for CpuBackend {
     }
 
     fn mask(&mut self, logits: ActId, row: usize, allowed: &[u32]) -> BackendResult {
-        self.with_out(logits, |_, _, o, cols| super::cpu::mask(&mut o[row * cols..(row + 1) * cols], allowed));
+        self.with_out(logits, |_, _, o, cols| kernels::mask(&mut o[row * cols..(row + 1) * cols], allowed));
         Ok(())
     }
 

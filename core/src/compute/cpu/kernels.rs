@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use super::model_file::ModelFile;
 use super::packed::{kernel_for, PackedWeight, ROWS, TOKENS};
 use super::pool::{share, ThreadPool};
-use super::quant::{dequantize_row, quantize_activations, BlockQ8, WeightType};
 use super::simd::{attend, dot_f32};
-use super::{Activation, RopeSpec};
+use crate::compute::model_file::ModelFile;
+use crate::compute::quant::{dequantize_row, quantize_activations, BlockQ8, WeightType};
+use crate::compute::{Activation, RopeSpec};
 
 /// A weight as the CPU kernels hold it: a quantised one packed (see [`super::packed`]), a float
 /// one as the file stores it.
@@ -360,7 +360,7 @@ impl CpuKernels {
 
     /// Repetition penalty on the distinct tokens of `tokens`.
     pub fn penalize(&mut self, logits: &mut [f32], tokens: &[u32], penalty: f32) {
-        super::distinct_below(tokens, logits.len(), &mut self.dedup);
+        crate::compute::distinct_below(tokens, logits.len(), &mut self.dedup);
         for &t in &self.dedup {
             let l = &mut logits[t as usize];
             *l = if *l > 0.0 { *l / penalty } else { *l * penalty };

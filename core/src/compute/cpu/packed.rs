@@ -6,7 +6,7 @@
 //! vector and their quants side by side: one integer multiply-add then serves eight rows, eight
 //! f16 scales convert in one instruction, and the sums land in one vector of eight outputs, with
 //! no horizontal reduction. Every type is packed from its decoded blocks
-//! ([`super::quant::decode_block`]) into the layout of its [`Family`]:
+//! ([`crate::compute::quant::decode_block`]) into the layout of its [`Family`]:
 //!
 //! - Nibbles (Q4_0, Q4_1): 8 f16 scales, 8 f16 minimums, then 4 vectors of 32 bytes;
 //!   lane `r` (4 bytes) of vector `k` holds row `r`'s bytes `4k..4k+4`, whose low nibbles are
@@ -32,8 +32,8 @@
 
 use half::f16;
 
-use super::cpu::WeightView;
-use super::quant::{decode_block, f16_at, BlockQ8, Family, KBlock, Q6Block, WeightType, QK};
+use super::kernels::WeightView;
+use crate::compute::quant::{decode_block, f16_at, BlockQ8, Family, KBlock, Q6Block, WeightType, QK};
 
 /// Rows interleaved in one group.
 pub const ROWS: usize = 8;
@@ -432,8 +432,8 @@ fn portable(
 
 #[cfg(test)]
 mod tests {
-    use super::super::quant::{dequantize_row, quantize_activations};
     use super::*;
+    use crate::compute::quant::{dequantize_row, quantize_activations};
 
     /// Random blocks with sane scales, `rows` rows of `cols`.
     pub(crate) fn random_weight(ty: WeightType, rows: usize, cols: usize, seed: u32) -> Vec<u8> {
