@@ -6,7 +6,7 @@
 //! block takes 5 dispatches instead of 14: norm+q/k/v+rope, attention, o, norm+gate/up,
 //! silu+down (and a merge of attention's spans past 64 positions).
 
-use super::kernels::MatmulInput;
+use super::ops::matmul::MatmulInput;
 use crate::compute::{ActId, Activation, NormSpec, RopeSpec, WeightId};
 
 /// An op held back in case the next one fuses with it.

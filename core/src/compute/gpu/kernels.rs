@@ -1,8 +1,11 @@
-//! The compute pipelines, built once per device from `shaders/`.
+//! The compute pipelines, built once per device from the shaders each op owns (see [`super::ops`]).
 
 use std::borrow::Cow;
 use std::num::NonZeroU64;
 use std::sync::Arc;
+
+use super::ops::matmul::MatmulVariant;
+use super::ops::{attention, bias, copy_row, embed, glu, matmul, norm, rope, sampling};
 
 /// Bytes of one op's parameters (a uniform struct of at most 16 words).
 pub const PARAMS_BYTES: u64 = 64;
@@ -63,37 +66,6 @@ pub fn format_index(bits: u32) -> usize {
     }
 }
 
-/// How a mat-mul makes its input from the activation it reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MatmulInput {
-    /// The activation as is.
-    Plain = 0,
-    /// RMSNorm of the activation times a norm weight.
-    Norm = 1,
-    /// SiLU of the activation times a second activation.
-    Silu = 2,
-}
-
-/// One mat-mul pipeline's specialisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MatmulVariant {
-    /// Weight format (4, 8 or 32 bits).
-    pub bits: u32,
-    /// Tokens per workgroup (1 or [`MATMUL_TILE`]).
-    pub tile: u32,
-    /// Input transform.
-    pub input: MatmulInput,
-    /// Weights sharing the input (1–3).
-    pub count: u32,
-    /// Threads per weight row (16 or 64; the workgroup has 64).
-    pub lanes: u32,
-    /// Elements per weight row.
-    pub cols: u32,
-}
-
-/// Storage buffers the mat-mul kernel binds: what the backend requires of an adapter.
-pub const MATMUL_BINDINGS: u32 = 12;
-
 /// Every pipeline the backend records.
 pub struct Kernels {
     /// Bind group layouts by [`Layout`].
@@ -123,9 +95,6 @@ pub struct Kernels {
     /// Top-k, one segment per workgroup.
     pub top_k: Kernel,
 }
-
-/// Tokens per workgroup of the mat-mul kernel (its `TILE`).
-pub const MATMUL_TILE: u32 = 8;
 
 fn bind_group_layout(device: &wgpu::Device, layout: Layout) -> wgpu::BindGroupLayout {
     let storage = layout.access().iter().enumerate().map(|(i, &read_only)| wgpu::BindGroupLayoutEntry {
@@ -204,26 +173,21 @@ impl Kernels {
     pub fn new(device: &wgpu::Device) -> Self {
         let mut layouts = Vec::new();
         let mut b = Builder { device, layouts: &mut layouts };
-        let embed = b.per_format("embed", include_str!("../../../../shaders/embed.wgsl"), Layout::R3W1);
+        let embed = b.per_format("embed", embed::SOURCE, embed::LAYOUT);
+        let rope_source = format!("{ROTATION}\n{}", rope::SOURCE);
         Self {
             matmul: std::collections::HashMap::new(),
             device: device.clone(),
             embed,
-            rms_norm: b.kernel("rms_norm", include_str!("../../../../shaders/rms_norm.wgsl"), "main", Layout::R2W1, &[]),
-            rope: b.kernel(
-                "rope",
-                &format!("{ROTATION}\n{}", include_str!("../../../../shaders/rope.wgsl")),
-                "main",
-                Layout::W2R1,
-                &[],
-            ),
+            rms_norm: b.kernel("rms_norm", norm::SOURCE, "main", norm::LAYOUT, &[]),
+            rope: b.kernel("rope", &rope_source, "main", rope::LAYOUT, &[]),
             attention: std::collections::HashMap::new(),
-            glu: b.kernel("glu", include_str!("../../../../shaders/glu.wgsl"), "main", Layout::R2W1, &[]),
-            add_bias: b.kernel("add_bias", include_str!("../../../../shaders/add_bias.wgsl"), "main", Layout::R1W1, &[]),
-            copy_row: b.kernel("copy_row", include_str!("../../../../shaders/copy_row.wgsl"), "main", Layout::R1W1, &[]),
-            penalize: b.kernel("penalize", include_str!("../../../../shaders/penalize.wgsl"), "main", Layout::R1W1, &[]),
-            mask: b.kernel("mask", include_str!("../../../../shaders/mask.wgsl"), "main", Layout::R1W1, &[]),
-            top_k: b.kernel("top_k", include_str!("../../../../shaders/top_k.wgsl"), "main", Layout::R1W1, &[]),
+            glu: b.kernel("glu", glu::SOURCE, "main", glu::LAYOUT, &[]),
+            add_bias: b.kernel("add_bias", bias::SOURCE, "main", bias::LAYOUT, &[]),
+            copy_row: b.kernel("copy_row", copy_row::SOURCE, "main", copy_row::LAYOUT, &[]),
+            penalize: b.kernel("penalize", sampling::penalize::SOURCE, "main", sampling::LAYOUT, &[]),
+            mask: b.kernel("mask", sampling::mask::SOURCE, "main", sampling::LAYOUT, &[]),
+            top_k: b.kernel("top_k", sampling::top_k::SOURCE, "main", sampling::LAYOUT, &[]),
             layouts,
         }
     }
@@ -233,12 +197,11 @@ impl Kernels {
         if let Some(k) = self.attention.get(&head_dim) {
             return k.clone();
         }
-        let source = include_str!("../../../../shaders/attention.wgsl");
         let constants = [("HEAD_DIM", head_dim as f64)];
         let mut b = Builder { device: &self.device, layouts: &mut self.layouts };
         let k = (
-            b.kernel("attention", source, "main", Layout::R3W4, &constants),
-            b.kernel("attention_combine", source, "combine", Layout::R3W4, &constants),
+            b.kernel("attention", attention::SOURCE, "main", attention::LAYOUT, &constants),
+            b.kernel("attention_combine", attention::SOURCE, "combine", attention::LAYOUT, &constants),
         );
         self.attention.insert(head_dim, k.clone());
         k
@@ -249,7 +212,7 @@ impl Kernels {
         if let Some(k) = self.matmul.get(&v) {
             return k.clone();
         }
-        let source = format!("{QUANT}\n{ROTATION}\n{}", include_str!("../../../../shaders/matmul.wgsl"));
+        let source = format!("{QUANT}\n{ROTATION}\n{}", matmul::SOURCE);
         let constants = [
             ("BITS", v.bits as f64),
             ("TILE", v.tile as f64),
@@ -260,7 +223,7 @@ impl Kernels {
         ];
         let name = format!("matmul q{} ×{} {:?} tile {} lanes {} cols {}", v.bits, v.count, v.input, v.tile, v.lanes, v.cols);
         let mut b = Builder { device: &self.device, layouts: &mut self.layouts };
-        let k = b.kernel(&name, &source, "main", Layout::Matmul, &constants);
+        let k = b.kernel(&name, &source, "main", matmul::LAYOUT, &constants);
         self.matmul.insert(v, k.clone());
         k
     }

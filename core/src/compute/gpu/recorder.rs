@@ -6,9 +6,9 @@
 
 use std::collections::HashMap;
 
+use super::bindings::Buf;
 use super::device::Gpu;
 use super::kernels::PARAMS_BYTES;
-use super::Buf;
 use crate::compute::KernelTime;
 
 /// Dispatches one submit can hold; more are submitted in turns.
@@ -26,34 +26,6 @@ pub struct Submitted {
     pub encode_ns: u64,
     /// Host time waiting for the device.
     pub wait_ns: u64,
-}
-
-/// One op's parameters: up to 16 words, written in order.
-#[derive(Debug, Clone, Copy)]
-pub struct Params {
-    words: [u32; 16],
-    len: usize,
-}
-
-impl Params {
-    /// No parameters yet.
-    pub fn new() -> Self {
-        Self { words: [0; 16], len: 0 }
-    }
-
-    /// Appends an unsigned integer.
-    pub fn u(mut self, v: usize) -> Self {
-        self.words[self.len] = v as u32;
-        self.len += 1;
-        self
-    }
-
-    /// Appends a float.
-    pub fn f(mut self, v: f32) -> Self {
-        self.words[self.len] = v.to_bits();
-        self.len += 1;
-        self
-    }
 }
 
 struct Dispatch {
@@ -184,9 +156,9 @@ impl Recorder {
     }
 
     /// Records a dispatch.
-    pub fn record(&mut self, kernel: &super::kernels::Kernel, group: wgpu::BindGroup, params: Params, groups: (u32, u32, u32)) {
+    pub fn record(&mut self, kernel: &super::kernels::Kernel, group: wgpu::BindGroup, params: &[u8], groups: (u32, u32, u32)) {
         let offset = self.param_bytes.len() as u32;
-        self.param_bytes.extend(params.words.iter().flat_map(|w| w.to_le_bytes()));
+        self.param_bytes.extend_from_slice(params);
         self.param_bytes.resize(offset as usize + self.stride as usize, 0);
         self.dispatches.push(Dispatch { name: kernel.name.clone(), pipeline: kernel.pipeline.clone(), group, offset, groups });
     }

@@ -9,8 +9,9 @@
 //! Floats (F32, F16, BF16, and any one-row weight such as a norm) are stored as f32. A weight
 //! larger than the device's binding limit is split into parts of whole rows, each bound on its own.
 
+use super::{GpuBackend, GpuWeight, Part};
 use crate::compute::quant::{decode_block, dequantize_row, Family, QK};
-use crate::compute::WeightSpec;
+use crate::compute::{BackendError, BackendResult, WeightHolder, WeightSpec};
 
 /// How the shaders read a weight: 4- or 8-bit quants with (scale, minimum) pairs, or f32.
 pub fn bits_of(spec: &WeightSpec) -> u32 {
@@ -69,6 +70,49 @@ pub fn repack_row(spec: &WeightSpec, bits: u32, file: &[u8], r: usize, q: &mut [
                 put(&mut sd[8 * h..], blk.scale[h], blk.min[h]);
             }
         }
+    }
+}
+
+impl GpuBackend {
+    /// Repacks and uploads `spec`'s weight, in parts of whole rows past the binding limit, within
+    /// the GPU's weight cap.
+    pub(super) fn upload_weight(&mut self, spec: WeightSpec) -> BackendResult<GpuWeight> {
+        let bits = bits_of(&spec);
+        let (qrow, srow) = row_bytes(bits, spec.cols);
+        let bytes = (spec.rows * (qrow + srow)) as u64;
+        let budget = WeightHolder::GpuUploaded.cap(self.model.len()) as u64;
+        if self.weight_bytes + bytes > budget {
+            return Err(BackendError::Exhausted(format!(
+                "uploading a {}x{} weight would take GPU weights past {budget} bytes",
+                spec.rows, spec.cols
+            )));
+        }
+        let part_rows = (self.max_binding as usize / qrow.max(srow).max(1)).min(spec.rows);
+        if part_rows == 0 {
+            return Err(BackendError::Exhausted(format!(
+                "one row of a {}x{} weight is larger than the GPU can bind ({} bytes)",
+                spec.rows, spec.cols, self.max_binding
+            )));
+        }
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+        let row_bytes = spec.ty.row_bytes(spec.cols).expect("checked by the host");
+        let mut parts = Vec::new();
+        for row0 in (0..spec.rows).step_by(part_rows) {
+            let rows = part_rows.min(spec.rows - row0);
+            let file = self.model.read((spec.offset + row0 * row_bytes) as u64, rows * row_bytes)?;
+            let (mut qd, mut sd) = (vec![0u8; rows * qrow], vec![0u8; rows * srow]);
+            for r in 0..rows {
+                let (q, s) = (&mut qd[r * qrow..(r + 1) * qrow], &mut sd[r * srow..(r + 1) * srow]);
+                repack_row(&spec, bits, &file, r, q, s);
+            }
+            let (q, s) = (self.buffer(qd.len() as u64, usage), self.buffer(sd.len() as u64, usage));
+            self.gpu.queue.write_buffer(&q.buf, 0, &qd);
+            self.gpu.queue.write_buffer(&s.buf, 0, &sd);
+            parts.push(Part { row0, rows, q, s });
+        }
+        self.check()?;
+        self.weight_bytes += bytes;
+        Ok(GpuWeight { bits, cols: spec.cols, parts })
     }
 }
 
