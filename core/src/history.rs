@@ -61,6 +61,9 @@ pub enum HistoryError {
     /// No such conversation.
     #[error("no conversation {0} in the history")]
     NotFound(i64),
+    /// A conversation cannot be renamed to nothing.
+    #[error("a conversation needs a title")]
+    EmptyTitle,
 }
 
 impl HistoryError {
@@ -68,6 +71,27 @@ impl HistoryError {
         match source.sqlite_error_code() {
             Some(rusqlite::ErrorCode::DiskFull) => Self::DiskFull { path: path.to_path_buf() },
             _ => Self::Sqlite { path: path.to_path_buf(), source },
+        }
+    }
+}
+
+/// How [`History::export`] writes a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// A Markdown document: the title, then each message under `## You` or `## Murmur`.
+    Markdown,
+    /// JSON: `{"conversation": {id, title, created_ms, updated_ms}, "messages": [{role,
+    /// content, created_ms}]}`, as the history stores them.
+    Json,
+}
+
+impl ExportFormat {
+    /// The file name extension (`md`, `json`).
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Markdown => "md",
+            Self::Json => "json",
         }
     }
 }
@@ -206,6 +230,53 @@ impl History {
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
+    /// One conversation's listing.
+    pub fn info(&self, conversation: i64) -> Result<ConversationInfo, HistoryError> {
+        self.db
+            .query_row("SELECT id, title, created_ms, updated_ms FROM conversations WHERE id = ?1", [conversation], |r| {
+                Ok(ConversationInfo { id: r.get(0)?, title: r.get(1)?, created_ms: r.get(2)?, updated_ms: r.get(3)? })
+            })
+            .optional()
+            .map_err(self.err())?
+            .ok_or(HistoryError::NotFound(conversation))
+    }
+
+    /// Gives a conversation a title of the user's own (trimmed; an empty one is refused).
+    pub fn rename(&mut self, conversation: i64, title: &str) -> Result<(), HistoryError> {
+        let title = title.trim();
+        if title.is_empty() {
+            return Err(HistoryError::EmptyTitle);
+        }
+        match self
+            .db
+            .execute("UPDATE conversations SET title = ?1 WHERE id = ?2", params![title, conversation])
+            .map_err(self.err())?
+        {
+            0 => Err(HistoryError::NotFound(conversation)),
+            _ => Ok(()),
+        }
+    }
+
+    /// A conversation written out in `format`, to keep or share.
+    pub fn export(&self, conversation: i64, format: ExportFormat) -> Result<String, HistoryError> {
+        let info = self.info(conversation)?;
+        let messages = self.messages(conversation)?;
+        Ok(match format {
+            ExportFormat::Markdown => {
+                let mut out = format!("# {}\n", info.title);
+                for m in &messages {
+                    let who = if m.role == "user" { "You" } else { "Murmur" };
+                    out.push_str(&format!("\n## {who}\n\n{}\n", m.content.trim_end()));
+                }
+                out
+            }
+            ExportFormat::Json => {
+                let v = serde_json::json!({ "conversation": info, "messages": messages });
+                serde_json::to_string_pretty(&v).expect("history rows serialise") + "\n"
+            }
+        })
+    }
+
     /// Deletes a conversation and its messages.
     pub fn delete(&mut self, conversation: i64) -> Result<(), HistoryError> {
         match self.db.execute("DELETE FROM conversations WHERE id = ?1", [conversation]).map_err(self.err())? {
@@ -283,6 +354,28 @@ mod tests {
         let e = History::open(&junk).err().expect("refused").to_string();
         assert!(e.contains("junk.sqlite"), "{e}");
         assert_eq!(std::fs::read(&junk).unwrap(), vec![0x42; 8192]);
+    }
+
+    #[test]
+    fn a_renamed_conversation_keeps_its_title_and_exports_as_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::open(&dir.path().join("h.sqlite")).unwrap();
+        let id = h.save_exchange(None, "What is the capital of France?", "**Paris**.").unwrap();
+        h.save_exchange(Some(id), "And of Italy?", "Rome.").unwrap();
+        h.rename(id, "  Capitals  ").unwrap();
+        assert!(matches!(h.rename(id, " "), Err(HistoryError::EmptyTitle)));
+        assert!(matches!(h.rename(id + 1, "x"), Err(HistoryError::NotFound(_))));
+        assert_eq!(h.list(None).unwrap()[0].title, "Capitals");
+        let md = h.export(id, ExportFormat::Markdown).unwrap();
+        assert_eq!(
+            md,
+            "# Capitals\n\n## You\n\nWhat is the capital of France?\n\n## Murmur\n\n**Paris**.\n\n## You\n\nAnd of Italy?\n\n## Murmur\n\nRome.\n"
+        );
+        let json: serde_json::Value = serde_json::from_str(&h.export(id, ExportFormat::Json).unwrap()).unwrap();
+        assert_eq!(json["conversation"]["title"], "Capitals");
+        let contents: Vec<&str> = json["messages"].as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap()).collect();
+        assert_eq!(contents, ["What is the capital of France?", "**Paris**.", "And of Italy?", "Rome."]);
+        assert!(matches!(h.export(id + 1, ExportFormat::Json), Err(HistoryError::NotFound(_))));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use murmur_core::assistant::Command;
-use murmur_core::history::{ConversationInfo, SavedMessage};
+use murmur_core::history::{ConversationInfo, ExportFormat, SavedMessage};
 use murmur_core::tts::VoiceInfo;
 use tauri::State;
 
@@ -122,4 +122,68 @@ pub async fn choose_model_file(app: tauri::AppHandle) -> Option<String> {
     use tauri_plugin_dialog::DialogExt;
     let picked = app.dialog().file().set_title("Choose a GGUF model").add_filter("GGUF model", &["gguf"]).blocking_pick_file()?;
     picked.into_path().ok().map(|p| p.display().to_string())
+}
+
+/// Renames a conversation.
+#[tauri::command]
+pub fn rename_conversation(session: Shared<'_>, id: i64, title: String) -> Result<(), String> {
+    session.rename(id, &title)
+}
+
+/// Exports a conversation as Markdown or JSON to a file the user picks in the system's save
+/// dialog; the path written, or `None` when the dialog is closed without one.
+#[tauri::command]
+pub async fn export_conversation(
+    app: tauri::AppHandle,
+    session: State<'_, Arc<Session>>,
+    id: i64,
+    format: ExportFormat,
+) -> Result<Option<String>, String> {
+    use tauri_plugin_dialog::DialogExt;
+    let (text, name) = session.export(id, format)?;
+    let kind = match format {
+        ExportFormat::Markdown => "Markdown",
+        ExportFormat::Json => "JSON",
+    };
+    let Some(picked) = app
+        .dialog()
+        .file()
+        .set_title("Export the conversation")
+        .set_file_name(&name)
+        .add_filter(kind, &[format.extension()])
+        .blocking_save_file()
+    else {
+        return Ok(None);
+    };
+    let path = picked.into_path().map_err(|e| format!("cannot save there: {e}"))?;
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    tracing::info!(path = %path.display(), "conversation exported");
+    Ok(Some(path.display().to_string()))
+}
+
+/// Opens a web link from a reply in the browser (after the user clicked it; nothing else opens
+/// links). Only `http` and `https` links are opened.
+#[tauri::command]
+pub fn open_link(app: tauri::AppHandle, url: String) -> Result<(), String> {
+    use tauri_plugin_opener::OpenerExt;
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(format!("only web links open from a reply, not {url}"));
+    }
+    app.opener().open_url(&url, None::<&str>).map_err(|e| format!("cannot open {url}: {e}"))
+}
+
+/// The microphones and speakers this computer has, by name.
+#[tauri::command]
+pub fn audio_devices() -> AudioDevices {
+    use murmur_core::audio::{device_names, Direction};
+    AudioDevices { inputs: device_names(Direction::Input), outputs: device_names(Direction::Output) }
+}
+
+/// The audio devices Settings offer.
+#[derive(Debug, serde::Serialize)]
+pub struct AudioDevices {
+    /// Microphones.
+    pub inputs: Vec<String>,
+    /// Speakers.
+    pub outputs: Vec<String>,
 }

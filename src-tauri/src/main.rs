@@ -25,11 +25,25 @@ fn mic_file() -> Option<PathBuf> {
     None
 }
 
+/// Brings the chat window to the front: what launching Murmur again does.
+fn focus_main(app: &tauri::AppHandle) {
+    tracing::info!("Murmur was launched again: showing the running window");
+    if let Some(window) = app.get_webview_window("main") {
+        let _ = window.unminimize();
+        let _ = window.show();
+        let _ = window.set_focus();
+    }
+}
+
 fn main() {
     logging::init();
     tauri::Builder::default()
+        // First: a second launch hands over to the running app and exits before it touches the
+        // hotkeys or the history.
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| focus_main(app)))
         .plugin(tauri_plugin_global_shortcut::Builder::new().build())
         .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_opener::init())
         .setup(|app| {
             // `MURMUR_DATA_DIR` keeps a test's history, settings and log apart from the user's.
             let (data_dir, log_dir) = match std::env::var_os("MURMUR_DATA_DIR") {
@@ -68,6 +82,10 @@ fn main() {
             commands::download_model,
             commands::cancel_download,
             commands::choose_model_file,
+            commands::rename_conversation,
+            commands::export_conversation,
+            commands::open_link,
+            commands::audio_devices,
         ])
         .run(tauri::generate_context!())
         .expect("error while running the Murmur window");

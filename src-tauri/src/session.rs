@@ -10,7 +10,7 @@ use murmur_core::assistant::{
     Assistant, AssistantConfig, AssistantError, Capture, CaptureFactory, Clip, Command, Conversation, Event, Output,
 };
 use murmur_core::audio::Microphone;
-use murmur_core::history::{ConversationInfo, History, SavedMessage};
+use murmur_core::history::{ConversationInfo, ExportFormat, History, SavedMessage};
 use murmur_core::llm::{LlmConfig, LlmError, Message};
 use murmur_core::models;
 use murmur_core::server::{Server, ServerConfig, Submit};
@@ -173,7 +173,8 @@ impl Session {
         self.set_status(Status::Loading("loading the models…".into()));
         let load = self.loads.fetch_add(1, Ordering::SeqCst) + 1;
         let (me, settings, mic_file) = (Arc::clone(self), self.settings(), self.mic_file.clone());
-        std::thread::spawn(move || match Assistant::start(config(&settings), capture(mic_file)) {
+        let microphone = settings.input_device.clone();
+        std::thread::spawn(move || match Assistant::start(config(&settings), capture(mic_file, microphone)) {
             Ok(assistant) => {
                 let assistant = Arc::new(assistant);
                 // Under the slot's lock, so a conversation opened meanwhile is not missed.
@@ -253,6 +254,25 @@ impl Session {
         Ok(messages)
     }
 
+    /// Renames a conversation.
+    pub fn rename(&self, id: i64, title: &str) -> Result<(), String> {
+        lock(&self.conversation).rename(id, title).map_err(|e| e.to_string())?;
+        // No id: the renamed conversation need not be the one on screen.
+        let _ = self.app.emit("history", None::<i64>);
+        Ok(())
+    }
+
+    /// A conversation written out in `format`, and the file name it suggests.
+    pub fn export(&self, id: i64, format: ExportFormat) -> Result<(String, String), String> {
+        let conversation = lock(&self.conversation);
+        let history = conversation.history();
+        let text = history.export(id, format).map_err(|e| e.to_string())?;
+        let title = history.info(id).map_err(|e| e.to_string())?.title;
+        let stem: String = title.chars().map(|c| if c.is_alphanumeric() || c == ' ' || c == '-' { c } else { ' ' }).collect();
+        let stem = stem.split_whitespace().collect::<Vec<_>>().join(" ");
+        Ok((text, format!("{}.{}", if stem.is_empty() { "conversation" } else { &stem }, format.extension())))
+    }
+
     /// Deletes a conversation (starting a new chat if it was the open one).
     pub fn delete(&self, id: i64) -> Result<(), String> {
         let was_open = lock(&self.conversation).delete(id).map_err(|e| e.to_string())?;
@@ -329,7 +349,7 @@ fn config(s: &Settings) -> AssistantConfig {
         speech_model: speech.exists().then_some(speech),
         voice: VoiceConfig { voice: s.voice.clone(), rate: s.voice_rate },
         // The voice is loaded even while it is off, so turning it on needs no reload.
-        output: Output::Speaker(None),
+        output: Output::Speaker(s.output_device.clone()),
         remote: s.remote(),
         ..AssistantConfig::new(llm)
     };
@@ -337,11 +357,13 @@ fn config(s: &Settings) -> AssistantConfig {
     config
 }
 
-fn capture(mic_file: Option<PathBuf>) -> CaptureFactory {
+/// Push-to-talk's audio: the `--mic-file` recording, else the microphone Settings name (or the
+/// system's default).
+fn capture(mic_file: Option<PathBuf>, microphone: Option<String>) -> CaptureFactory {
     Box::new(move || -> Result<Box<dyn Capture>, _> {
-        Ok(match mic_file {
-            Some(path) => Box::new(Clip::open(&path)?),
-            None => Box::new(Microphone::open(None)?),
+        Ok(match &mic_file {
+            Some(path) => Box::new(Clip::open(path)?),
+            None => Box::new(Microphone::open(microphone.as_deref())?),
         })
     })
 }

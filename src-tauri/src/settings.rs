@@ -53,6 +53,25 @@ pub struct Settings {
     pub serve_api: bool,
     /// The port the OpenAI API listens on.
     pub serve_port: u16,
+    /// Light, dark, or as the system says.
+    pub theme: Theme,
+    /// The microphone; `None`: the system's default.
+    pub input_device: Option<String>,
+    /// The speaker; `None`: the system's default.
+    pub output_device: Option<String>,
+}
+
+/// The window's colours.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Theme {
+    /// As the system's appearance setting says (`prefers-color-scheme`).
+    #[default]
+    System,
+    /// Light.
+    Light,
+    /// Dark.
+    Dark,
 }
 
 impl Default for Settings {
@@ -74,6 +93,9 @@ impl Default for Settings {
             remote_api_key: None,
             serve_api: false,
             serve_port: DEFAULT_SERVE_PORT,
+            theme: Theme::System,
+            input_device: None,
+            output_device: None,
         }
     }
 }
@@ -103,11 +125,13 @@ impl Settings {
     }
 
     /// Whether going from `self` to `other` needs the models reloaded: another model, backend,
-    /// voice or speech model. The per-turn settings ([`Settings::turn`]) need no reload.
+    /// voice, speech model or audio device. The per-turn settings ([`Settings::turn`]) and the
+    /// theme need no reload.
     pub fn needs_reload(&self, other: &Self) -> bool {
         let load = |s: &Self| {
             let speech = (s.voice.clone(), s.voice_rate, s.stt.clone(), s.stt_language.clone());
-            (s.model.clone(), s.backend, speech)
+            let devices = (s.input_device.clone(), s.output_device.clone());
+            (s.model.clone(), s.backend, speech, devices)
         };
         load(self) != load(other) || self.remote() != other.remote()
     }
@@ -149,12 +173,19 @@ mod tests {
     use super::*;
 
     /// The temperature, the system prompt and voice output are per-turn: changing them (as the
-    /// tray's Voice output toggle does) reloads nothing, and the next turns get them. The model,
-    /// the backend, the voice and the speech model are loaded: changing one reloads.
+    /// tray's Voice output toggle does) reloads nothing, and the next turns get them; nor does the
+    /// theme. The model, the backend, the voice, the speech model and the audio devices are
+    /// loaded: changing one reloads.
     #[test]
     fn only_what_is_loaded_needs_a_reload() {
         let old = Settings::default();
-        let tuned = Settings { temperature: 0.7, system_prompt: "Be brief.".into(), voice_output: false, ..old.clone() };
+        let tuned = Settings {
+            temperature: 0.7,
+            system_prompt: "Be brief.".into(),
+            voice_output: false,
+            theme: Theme::Dark,
+            ..old.clone()
+        };
         assert!(!old.needs_reload(&tuned) && old.turn_changed(&tuned));
         assert_eq!(tuned.turn().sampling.temperature, 0.7);
         assert_eq!((tuned.turn().system.as_str(), tuned.turn().speak), ("Be brief.", false));
@@ -163,6 +194,8 @@ mod tests {
             Settings { backend: BackendChoice::Cpu, ..old.clone() },
             Settings { voice: "espeak:en-us".into(), ..old.clone() },
             Settings { stt: "base".into(), ..old.clone() },
+            Settings { input_device: Some("USB microphone".into()), ..old.clone() },
+            Settings { output_device: Some("Headphones".into()), ..old.clone() },
             Settings { remote_url: Some("http://127.0.0.1:9/v1".into()), ..old.clone() },
         ] {
             assert!(old.needs_reload(&loaded), "{loaded:?}");

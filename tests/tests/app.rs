@@ -213,6 +213,18 @@ fn settings_download_a_catalog_model_and_switch_to_it() {
     s.quit();
 }
 
+/// Waits for the spoken question of `question-france.wav` to show as the user's message and for
+/// its answer, which names Paris.
+fn heard_france_and_answered_paris(s: &Session<'_>) {
+    let heard = s.wait("the transcript", "return document.querySelector('.msg.user.spoken')?.textContent");
+    assert!(heard.as_str().unwrap().to_lowercase().contains("capital"), "{heard}");
+    let answer = s.wait(
+        "the answer",
+        "return document.querySelector('#state').dataset.state === 'idle' && document.querySelector('.msg.assistant')?.textContent",
+    );
+    assert!(answer.as_str().unwrap().contains("Paris"), "{answer}");
+}
+
 /// The first thing a new user does, on the default model: hold the button, ask, hear Paris.
 #[test]
 fn a_spoken_question_becomes_the_user_message_and_is_answered() {
@@ -222,13 +234,7 @@ fn a_spoken_question_becomes_the_user_message_and_is_answered() {
     let s = driver.launch(&app(), &["--mic-file", clip.to_str().unwrap()]);
     ready(&s);
     s.hold("#talk", |s| s.js("return document.querySelector('#state').dataset.state === 'listening'") == true);
-    let heard = s.wait("the transcript", "return document.querySelector('.msg.user.spoken')?.textContent");
-    assert!(heard.as_str().unwrap().to_lowercase().contains("capital"), "{heard}");
-    let answer = s.wait(
-        "the answer",
-        "return document.querySelector('#state').dataset.state === 'idle' && document.querySelector('.msg.assistant')?.textContent",
-    );
-    assert!(answer.as_str().unwrap().contains("Paris"), "{answer}");
+    heard_france_and_answered_paris(&s);
     s.screenshot("app-voice-turn");
     s.quit();
 }
@@ -405,4 +411,134 @@ fn settings_serve_the_openai_api_and_switch_to_a_remote_engine_and_back() {
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(data.path().join("settings.json")).unwrap()).unwrap();
     assert!(saved["remote_url"].is_null() && saved["serve_api"] == true, "{saved}");
+}
+
+/// A saved conversation of a table and a link, as a model might have written them.
+const TABLE_ANSWER: &str =
+    "| Planet | Moons |\n|:--|--:|\n| Earth | 1 |\n| Mars | 2 |\n\nSee [NASA's planets](https://science.nasa.gov/planets/).";
+
+/// The window as a keyboard user and a reader meet it: a saved reply's Markdown table renders as
+/// a table; the dark and light themes (screenshots of each) recolour the window without a
+/// reload; a link opens in the browser only when clicked (`xdg-open` replaced by a script that
+/// notes what it was asked to open); the conversation exports as Markdown through the save
+/// dialog, as the history holds it; and the talk button, held with Space, answers a spoken
+/// question.
+#[test]
+fn themes_tables_links_export_and_the_keyboard_held_talk_button() {
+    let data = quick_data();
+    let id = murmur_core::history::History::open(&data.path().join("history.sqlite"))
+        .unwrap()
+        .save_exchange(None, "Which planets have moons?", TABLE_ANSWER)
+        .unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let opened = bin.path().join("opened.txt");
+    let opener = bin.path().join("xdg-open");
+    std::fs::write(&opener, format!("#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{}'\n", opened.display())).unwrap();
+    std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = PathBuf::from(format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default()));
+    let driver = Driver::start_with(data.path(), &[("PATH", &path)]);
+    let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/audio/question-france.wav");
+    let s = driver.launch(&app(), &["--mic-file", clip.to_str().unwrap()]);
+    ready(&s);
+
+    // The table, as a table.
+    s.click("#conversations li .open");
+    let cells = s.wait(
+        "the table",
+        "const t = document.querySelector('.msg.assistant table'); return t && [...t.querySelectorAll('th, td')].map(c => c.textContent)",
+    );
+    assert_eq!(cells, serde_json::json!(["Planet", "Moons", "Earth", "1", "Mars", "2"]));
+
+    // Each theme, saved in Settings, recolours the window at once; the models stay loaded.
+    let background = "const [r, g, b] = getComputedStyle(document.documentElement).backgroundColor.match(/\\d+/g).map(Number); return r + g + b";
+    for (theme, dark) in [("dark", true), ("light", false)] {
+        s.click("#open-settings");
+        s.wait("the settings pane", "return document.querySelector('#settings').open");
+        s.js(&format!("document.querySelector('#settings-form').theme.value = '{theme}'; return true"));
+        s.click("#save-settings");
+        s.wait(
+            "the theme",
+            &format!("return document.documentElement.dataset.theme === '{theme}' && !document.querySelector('#settings').open"),
+        );
+        let sum = s.js(background).as_u64().unwrap();
+        assert_eq!(sum < 3 * 128, dark, "{theme}: the window's background sums to {sum}");
+        assert_eq!(s.js("return document.querySelector('#status').dataset.kind"), "ready", "a theme reloaded the models");
+        // The screenshot is of what is painted: after the closed pane's and the colours' frame.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        s.screenshot(&format!("app-theme-{theme}"));
+    }
+    let saved = std::fs::read_to_string(data.path().join("settings.json")).unwrap();
+    assert!(saved.contains("\"theme\": \"light\""), "{saved}");
+
+    // The link: nothing is opened until it is clicked.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(!opened.exists(), "a link opened on its own");
+    s.click(".msg.assistant .link");
+    let deadline = std::time::Instant::now() + webdriver::PATIENCE;
+    while !opened.exists() {
+        assert!(std::time::Instant::now() < deadline, "the link was not opened");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(std::fs::read_to_string(&opened).unwrap(), "https://science.nasa.gov/planets/\n");
+
+    // Export as Markdown through the save dialog: the file is the history's conversation.
+    let export = bin.path().join("planets.md");
+    s.js("const e = document.querySelector('#export'); e.value = 'markdown'; e.dispatchEvent(new Event('change')); return true");
+    driver.type_into_window("Export the conversation", export.to_str().unwrap());
+    s.wait(
+        "the export notice",
+        "return [...document.querySelectorAll('.msg.notice')].some(n => n.textContent.startsWith('Exported to'))",
+    );
+    let history = murmur_core::history::History::open(&data.path().join("history.sqlite")).unwrap();
+    let expected = history.export(id, murmur_core::history::ExportFormat::Markdown).unwrap();
+    assert_eq!(std::fs::read_to_string(&export).expect("the export was written"), expected);
+    assert!(expected.contains("## Murmur") && expected.contains("| Mars | 2 |"), "{expected}");
+
+    // Space held on the focused talk button asks the clip's question; the answer follows.
+    s.click("#new-chat");
+    s.js("document.querySelector('#talk').focus(); return true");
+    s.hold_key("\u{E00D}", |s| s.js("return document.querySelector('#state').dataset.state === 'listening'") == true);
+    heard_france_and_answered_paris(&s);
+    s.quit();
+}
+
+/// Launching Murmur while it runs brings the running window forward and exits: the second
+/// process loads no models and leaves the hotkeys and the history to the first, which goes on
+/// answering. (The two find each other on a D-Bus session bus of the test's own.)
+#[test]
+fn a_second_launch_focuses_the_first_instead_of_starting_another_assistant() {
+    let data = quick_data();
+    let bus_dir = tempfile::tempdir().unwrap();
+    let address = format!("unix:path={}", bus_dir.path().join("bus").display());
+    let mut bus = std::process::Command::new("dbus-daemon")
+        .args(["--session", "--nofork", "--nopidfile", &format!("--address={address}")])
+        .spawn()
+        .expect("dbus-daemon runs (Debian package dbus)");
+    let bus_path = bus_dir.path().join("bus");
+    while !bus_path.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let address_path = PathBuf::from(&address);
+    let driver = Driver::start_with(data.path(), &[("DBUS_SESSION_BUS_ADDRESS", &address_path)]);
+    let s = driver.launch(&app(), &[]);
+    ready(&s);
+
+    let started = std::time::Instant::now();
+    let second = std::process::Command::new(app())
+        .env("DISPLAY", driver.display())
+        .env("DBUS_SESSION_BUS_ADDRESS", &address)
+        .env("MURMUR_DATA_DIR", data.path())
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(second.status.success(), "the second launch failed: {}", String::from_utf8_lossy(&second.stderr));
+    assert!(took < std::time::Duration::from_secs(20), "the second launch ran for {took:?}");
+    let log = std::fs::read_to_string(data.path().join("logs/murmur.log")).unwrap();
+    assert!(log.contains("Murmur was launched again"), "the running app was not told: {log}");
+    assert_eq!(log.matches("Murmur started").count(), 1, "a second assistant started: {log}");
+    assert!(ask(&s, "What is the capital of France?").last().unwrap().contains("Paris"));
+    s.quit();
+    let _ = bus.kill();
+    let _ = bus.wait();
 }

@@ -5,8 +5,11 @@ import { invoke } from "@tauri-apps/api/core";
 import { listen } from "@tauri-apps/api/event";
 import { getCurrentWindow } from "@tauri-apps/api/window";
 import { renderReply } from "./markdown";
+import { captureShortcut } from "./shortcut";
+import { applyTheme } from "./theme";
 import type {
   AssistantEvent,
+  AudioDevices,
   CatalogModel,
   Conversation,
   DownloadEvent,
@@ -28,6 +31,13 @@ document.body.classList.toggle("quick", quick);
 
 /** The reply bubbles being streamed, by turn. */
 const replies = new Map<number, { el: HTMLElement; text: string }>();
+/** The conversation on screen, once it is saved or opened (what Export exports). */
+let openId: number | null = null;
+
+function setOpen(id: number | null) {
+  openId = id;
+  $("#export").hidden = quick || id === null;
+}
 
 function bubble(role: "user" | "assistant" | "error" | "notice", text = ""): HTMLElement {
   const el = document.createElement("div");
@@ -72,6 +82,8 @@ function onAssistant(e: AssistantEvent) {
       let reply = replies.get(e.turn);
       if (!reply) {
         reply = { el: bubble("assistant"), text: "" };
+        // Screen readers wait for the whole reply instead of reading every token.
+        reply.el.setAttribute("aria-busy", "true");
         replies.set(e.turn, reply);
       }
       reply.text += e.text;
@@ -84,6 +96,7 @@ function onAssistant(e: AssistantEvent) {
     case "reply": {
       const reply = replies.get(e.turn);
       if (reply && e.stop === "cancelled") reply.el.classList.add("stopped");
+      reply?.el.setAttribute("aria-busy", "false");
       replies.delete(e.turn);
       break;
     }
@@ -121,22 +134,56 @@ async function refreshHistory() {
     open.textContent = c.title;
     open.title = new Date(c.updated_ms).toLocaleString();
     open.addEventListener("click", () => openConversation(c.id));
+    const rename = document.createElement("button");
+    rename.className = "rename";
+    rename.textContent = "✎";
+    rename.title = "Rename this conversation";
+    rename.setAttribute("aria-label", `Rename “${c.title}”`);
+    rename.addEventListener("click", () => startRename(li, c));
     const del = document.createElement("button");
     del.className = "delete";
     del.textContent = "✕";
     del.title = "Delete this conversation";
+    del.setAttribute("aria-label", `Delete “${c.title}”`);
     del.addEventListener("click", async () => {
       await call("delete_conversation", { id: c.id });
+      if (openId === c.id) setOpen(null);
       refreshHistory();
     });
-    li.append(open, del);
+    li.append(open, rename, del);
     ul.appendChild(li);
   }
+}
+
+/** Turns a conversation's entry into a title field: Enter saves it, Esc or leaving keeps the old. */
+function startRename(li: HTMLElement, c: Conversation) {
+  const field = document.createElement("input");
+  field.className = "rename-field";
+  field.value = c.title;
+  field.setAttribute("aria-label", "New title");
+  let done = false;
+  const finish = async (save: boolean) => {
+    if (done) return;
+    done = true;
+    if (save && field.value.trim() && field.value.trim() !== c.title) {
+      await call("rename_conversation", { id: c.id, title: field.value });
+    }
+    refreshHistory();
+  };
+  field.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") finish(true);
+    if (ev.key === "Escape") finish(false);
+  });
+  field.addEventListener("blur", () => finish(false));
+  li.replaceChildren(field);
+  field.focus();
+  field.select();
 }
 
 async function openConversation(id: number) {
   const messages = await call<SavedMessage[]>("open_conversation", { id });
   if (!messages) return;
+  setOpen(id);
   log.replaceChildren();
   for (const m of messages) bubble(m.role === "user" ? "user" : "assistant", m.content);
 }
@@ -154,10 +201,48 @@ talk.addEventListener("pointerdown", (ev) => {
   call("press");
 });
 talk.addEventListener("pointerup", () => call("release"));
+// From the keyboard: hold Space while the button is focused.
+let spaceHeld = false;
+talk.addEventListener("keydown", (ev) => {
+  if (ev.key !== " ") return;
+  ev.preventDefault();
+  if (ev.repeat || spaceHeld) return;
+  spaceHeld = true;
+  call("press");
+});
+const letGo = () => {
+  if (!spaceHeld) return;
+  spaceHeld = false;
+  call("release");
+};
+talk.addEventListener("keyup", (ev) => {
+  if (ev.key !== " ") return;
+  ev.preventDefault();
+  letGo();
+});
+talk.addEventListener("blur", letGo);
 $("#new-chat").addEventListener("click", async () => {
   await call("new_chat");
   log.replaceChildren();
   replies.clear();
+  setOpen(null);
+});
+// A link in a reply opens in the browser when clicked (or Enter on it), never on its own.
+function openLink(ev: Event) {
+  const link = (ev.target as HTMLElement).closest<HTMLElement>(".link");
+  if (link?.dataset.href) call("open_link", { url: link.dataset.href });
+}
+log.addEventListener("click", openLink);
+log.addEventListener("keydown", (ev) => {
+  if (ev.key === "Enter") openLink(ev);
+});
+$<HTMLSelectElement>("#export").addEventListener("change", async (ev) => {
+  const select = ev.target as HTMLSelectElement;
+  const format = select.value;
+  select.value = "";
+  if (!format || openId === null) return;
+  const path = await call<string | null>("export_conversation", { id: openId, format });
+  if (path) bubble("notice", `Exported to ${path}`);
 });
 $("#search").addEventListener("input", refreshHistory);
 
@@ -184,6 +269,14 @@ async function showCatalog(path: string | null): Promise<void> {
   const own = form.elements.namedItem("model") as HTMLInputElement;
   own.value = chosen || path === null ? "" : path;
   showPicked();
+}
+
+/// Fills a device list: the system's default first, then `names`, selecting `current` (kept
+/// even when it is not plugged in now).
+function showDevices(select: HTMLSelectElement, names: string[], current: string | null) {
+  const all = current && !names.includes(current) ? [current, ...names] : names;
+  select.replaceChildren(new Option("the system's default", ""), ...all.map((n) => new Option(n, n)));
+  select.value = current ?? "";
 }
 
 /// Fills the voice list, selecting `current` (kept even when this machine does not list it).
@@ -248,8 +341,12 @@ $("#open-settings").addEventListener("click", async () => {
   $<HTMLSelectElement>("#speech-models").replaceChildren(...stt.map((n) => new Option(n, n)));
   f.stt.value = s.stt;
   f.stt_language.value = s.stt_language;
+  const devices = (await call<AudioDevices>("audio_devices")) ?? { inputs: [], outputs: [] };
+  showDevices($<HTMLSelectElement>("#inputs"), devices.inputs, s.input_device);
+  showDevices($<HTMLSelectElement>("#outputs"), devices.outputs, s.output_device);
   f.hotkey.value = s.hotkey;
   f.quick_hotkey.value = s.quick_hotkey;
+  f.theme.value = s.theme;
   f.temperature.value = String(s.temperature);
   f.system_prompt.value = s.system_prompt;
   f.remote_url.value = s.remote_url ?? "";
@@ -295,9 +392,13 @@ form.addEventListener("submit", async (ev) => {
     remote_api_key: f.remote_api_key.value.trim() || null,
     serve_api: f.serve_api.checked,
     serve_port: Number(f.serve_port.value) || 8080,
+    theme: f.theme.value as Settings["theme"],
+    input_device: f.input_device.value || null,
+    output_device: f.output_device.value || null,
   };
   try {
     await invoke("set_settings", { settings });
+    applyTheme(settings.theme);
     dialog.close();
   } catch (e) {
     const err = $("#settings-error");
@@ -323,5 +424,11 @@ listen<Status>("status", (e) => {
 })
   .then(() => call<Status>("status"))
   .then((s) => s && !statusHeard && showStatus(s));
-listen("history", refreshHistory);
+// A saved exchange names its conversation, the one on screen; a rename names none.
+listen<number | null>("history", (e) => {
+  if (typeof e.payload === "number") setOpen(e.payload);
+  refreshHistory();
+});
 refreshHistory();
+for (const field of document.querySelectorAll<HTMLInputElement>("input.shortcut")) captureShortcut(field);
+call<Settings>("get_settings").then((s) => applyTheme(s?.theme ?? "system"));

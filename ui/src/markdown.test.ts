@@ -10,9 +10,11 @@ function html(md: string): HTMLElement {
 
 describe("renderMarkdown", () => {
   it("never turns model text into HTML", () => {
-    const div = html('<script>alert(1)</script> <img src=x onerror="alert(2)"> **<b>bold</b>**');
-    expect(div.querySelector("script, img, b")).toBeNull();
+    // Inline HTML in a paragraph, and a line of raw HTML (an HTML block to CommonMark).
+    const div = html('Hi <script>alert(1)</script> <img src=x onerror="alert(2)"> **<b>bold</b>**\n\n<div onclick="x()">block</div>');
+    expect(div.querySelector("script, img, b, div")).toBeNull();
     expect(div.textContent).toContain("<script>alert(1)</script>");
+    expect(div.textContent).toContain('<div onclick="x()">block</div>');
     expect(div.querySelector("strong")!.textContent).toBe("<b>bold</b>");
     expect(div.querySelectorAll("[onerror]").length).toBe(0);
   });
@@ -27,11 +29,52 @@ describe("renderMarkdown", () => {
   });
 
   it("shows links as text with the address in the tooltip, never as navigation", () => {
-    const div = html("See [the docs](javascript:alert`1`) now.");
+    const div = html("See [the docs](javascript:alert`1`) now, or www.example.com.");
     expect(div.querySelector("a")).toBeNull();
     const link = div.querySelector(".link") as HTMLElement;
     expect(link.textContent).toBe("the docs");
     expect(link.title).toBe("javascript:alert`1`");
+    // The window opens it on a click, as a link it can reach from the keyboard.
+    expect(link.dataset.href).toBe("javascript:alert`1`");
+    expect(link.getAttribute("role")).toBe("link");
+    expect(link.tabIndex).toBe(0);
+    const literal = div.querySelectorAll(".link")[1] as HTMLElement;
+    expect([literal.textContent, literal.dataset.href]).toEqual(["www.example.com", "http://www.example.com"]);
+  });
+
+  it("renders tables with their alignment, as a table", () => {
+    const div = html("| Planet | Moons |\n|:--|--:|\n| Earth | 1 |\n| Mars | **2** |");
+    const table = div.querySelector(".table table")!;
+    expect([...table.querySelectorAll("thead th")].map((th) => th.textContent)).toEqual(["Planet", "Moons"]);
+    const rows = [...table.querySelectorAll("tbody tr")].map((tr) => [...tr.children].map((td) => td.textContent));
+    expect(rows).toEqual([["Earth", "1"], ["Mars", "2"]]);
+    expect((table.querySelector("tbody td:last-child") as HTMLElement).style.textAlign).toBe("right");
+    expect(table.querySelector("tbody strong")!.textContent).toBe("2");
+  });
+
+  it("renders nested lists, blockquotes, strikethrough and task lists", () => {
+    const div = html("- fruit\n  - apple\n  - pear\n- bread\n\n> a quote\n> on two lines\n\n~~gone~~\n\n- [x] done\n- [ ] to do");
+    const outer = div.querySelector("ul")!;
+    expect(outer.querySelector(":scope > li > ul")!.textContent).toBe("applepear");
+    expect(outer.querySelectorAll(":scope > li").length).toBe(2);
+    expect(div.querySelector("blockquote p")!.textContent).toBe("a quoteon two lines");
+    expect(div.querySelector("blockquote br")).not.toBeNull();
+    expect(div.querySelector("del")!.textContent).toBe("gone");
+    const boxes = [...div.querySelectorAll("li input[type=checkbox]")] as HTMLInputElement[];
+    expect(boxes.map((b) => [b.checked, b.disabled])).toEqual([[true, true], [false, true]]);
+  });
+
+  it("highlights code into spans that still read as the code", () => {
+    const source = 'fn main() {\n    let x = "<b>";\n}';
+    const div = html("```rust\n" + source + "\n```");
+    const code = div.querySelector("pre code") as HTMLElement;
+    expect(code.textContent).toBe(source);
+    expect(code.querySelector("span.hljs-keyword")!.textContent).toBe("fn");
+    expect(code.querySelector("span.hljs-string")!.textContent).toBe('"<b>"');
+    expect(code.querySelector("b")).toBeNull();
+    const unknown = html("```nosuchlang\n<i>x</i>\n```");
+    expect(unknown.querySelector("pre code")!.textContent).toBe("<i>x</i>");
+    expect(unknown.querySelector("pre code span, i")).toBeNull();
   });
 
   it("keeps code blocks verbatim with a copy button, even while the fence is still open", () => {

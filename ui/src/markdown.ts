@@ -1,102 +1,160 @@
-// A small Markdown renderer for model replies that builds DOM nodes and sets only text content,
-// so nothing the model writes can become HTML: no tags, no attributes, no scripts. It handles
-// what chat replies use: paragraphs, headings, lists, fenced code (with a copy button), inline
-// code, bold, italics and links (shown as text; the webview never navigates away).
+// Model replies as Markdown, parsed by a real CommonMark + GFM parser (mdast) and walked into
+// DOM nodes that hold only text: nothing the model writes can become HTML (no tags, no
+// attributes, no scripts). Raw HTML in a reply shows as the text it is. Links are shown with
+// their address in the tooltip and open in the browser only when clicked (the window handles
+// the click; the webview never navigates). Code blocks are highlighted by lowlight into spans.
+import type { Nodes as HastNodes } from "hast";
+import { common, createLowlight } from "lowlight";
+import type { AlignType, Nodes, Parents } from "mdast";
+import { fromMarkdown } from "mdast-util-from-markdown";
+import { gfmFromMarkdown } from "mdast-util-gfm";
+import { gfm } from "micromark-extension-gfm";
 
-const FENCE_OPEN = /^\s*```\s*([\w+#.-]*)\s*$/;
-const FENCE_CLOSE = /^\s*```\s*$/;
-const HEADING = /^(#{1,6})\s+(.*)$/;
-const BULLET = /^\s*[-*+]\s+/;
-const NUMBERED = /^\s*\d+[.)]\s+/;
-const INLINE = /(`[^`\n]+`)|(\*\*[^*\n]+\*\*)|(\*[^*\s][^*\n]*\*)|(\[[^\]\n]+\]\([^)\s]+\))/g;
-
-function isBlockStart(line: string): boolean {
-  return FENCE_OPEN.test(line) || HEADING.test(line) || BULLET.test(line) || NUMBERED.test(line);
-}
+const lowlight = createLowlight(common);
 
 /** Renders `markdown` into a fragment of safe DOM nodes. An unclosed code fence (a reply still
  * streaming) renders as code so far. */
 export function renderMarkdown(markdown: string, doc: Document = document): DocumentFragment {
+  const tree = fromMarkdown(markdown, { extensions: [gfm()], mdastExtensions: [gfmFromMarkdown()] });
   const out = doc.createDocumentFragment();
-  const lines = markdown.replace(/\r\n?/g, "\n").split("\n");
-  let i = 0;
-  while (i < lines.length) {
-    const line = lines[i];
-    const fence = line.match(FENCE_OPEN);
-    if (fence) {
-      const code: string[] = [];
-      for (i++; i < lines.length && !FENCE_CLOSE.test(lines[i]); i++) code.push(lines[i]);
-      i++;
-      out.appendChild(codeBlock(code.join("\n"), fence[1], doc));
-      continue;
-    }
-    if (!line.trim()) {
-      i++;
-      continue;
-    }
-    const heading = line.match(HEADING);
-    if (heading) {
-      const h = doc.createElement(`h${Math.min(heading[1].length + 2, 6)}`);
-      appendInline(h, heading[2], doc);
-      out.appendChild(h);
-      i++;
-      continue;
-    }
-    const marker = NUMBERED.test(line) ? NUMBERED : BULLET.test(line) ? BULLET : null;
-    if (marker) {
-      const list = doc.createElement(marker === NUMBERED ? "ol" : "ul");
-      for (; i < lines.length && marker.test(lines[i]); i++) {
-        const li = doc.createElement("li");
-        appendInline(li, lines[i].replace(marker, ""), doc);
-        list.appendChild(li);
-      }
-      out.appendChild(list);
-      continue;
-    }
-    const para: string[] = [];
-    for (; i < lines.length && lines[i].trim() && !isBlockStart(lines[i]); i++) para.push(lines[i]);
-    const p = doc.createElement("p");
-    appendInline(p, para.join("\n"), doc);
-    out.appendChild(p);
-  }
+  appendChildren(out, tree, doc);
   return out;
 }
 
-/** Inline marks of `text` appended to `parent` as elements holding plain text. */
-function appendInline(parent: HTMLElement, text: string, doc: Document) {
-  let last = 0;
-  for (const m of text.matchAll(INLINE)) {
-    appendText(parent, text.slice(last, m.index), doc);
-    const [token] = m;
-    let el: HTMLElement;
-    if (m[1]) {
-      el = doc.createElement("code");
-      el.textContent = token.slice(1, -1);
-    } else if (m[2]) {
-      el = doc.createElement("strong");
-      el.textContent = token.slice(2, -2);
-    } else if (m[3]) {
-      el = doc.createElement("em");
-      el.textContent = token.slice(1, -1);
-    } else {
-      const [, label, url] = token.match(/^\[([^\]]+)\]\(([^)]+)\)$/)!;
-      el = doc.createElement("span");
-      el.className = "link";
-      el.title = url;
-      el.textContent = label;
-    }
-    parent.appendChild(el);
-    last = m.index! + token.length;
+function appendChildren(parent: Node, node: Parents, doc: Document) {
+  for (const child of node.children) {
+    const el = render(child as Nodes, doc);
+    if (el) parent.appendChild(el);
   }
-  appendText(parent, text.slice(last), doc);
+}
+
+/** `tag` holding the rendered children of `node`. */
+function element(tag: string, node: Parents, doc: Document): HTMLElement {
+  const el = doc.createElement(tag);
+  appendChildren(el, node, doc);
+  return el;
+}
+
+function render(node: Nodes, doc: Document): Node | null {
+  switch (node.type) {
+    case "paragraph":
+      return element("p", node, doc);
+    case "heading":
+      // Reply headings sit below the window's own.
+      return element(`h${Math.min(node.depth + 2, 6)}`, node, doc);
+    case "text":
+      return textWithBreaks(node.value, doc);
+    case "emphasis":
+      return element("em", node, doc);
+    case "strong":
+      return element("strong", node, doc);
+    case "delete":
+      return element("del", node, doc);
+    case "inlineCode": {
+      const el = doc.createElement("code");
+      el.textContent = node.value;
+      return el;
+    }
+    case "break":
+      return doc.createElement("br");
+    case "thematicBreak":
+      return doc.createElement("hr");
+    case "blockquote":
+      return element("blockquote", node, doc);
+    case "list": {
+      const el = element(node.ordered ? "ol" : "ul", node, doc);
+      if (node.ordered && node.start != null && node.start !== 1) (el as HTMLOListElement).start = node.start;
+      return el;
+    }
+    case "listItem": {
+      const li = doc.createElement("li");
+      if (typeof node.checked === "boolean") {
+        const box = doc.createElement("input");
+        box.type = "checkbox";
+        box.checked = node.checked;
+        box.disabled = true;
+        li.appendChild(box);
+      }
+      // A tight list's paragraphs are just their text.
+      for (const child of node.children) {
+        if (child.type === "paragraph" && !node.spread) appendChildren(li, child, doc);
+        else {
+          const el = render(child, doc);
+          if (el) li.appendChild(el);
+        }
+      }
+      return li;
+    }
+    case "code":
+      return codeBlock(node.value, node.lang ?? "", doc);
+    case "table": {
+      const table = doc.createElement("table");
+      const [head, ...body] = node.children;
+      if (head) {
+        const thead = doc.createElement("thead");
+        thead.appendChild(row(head, "th", node.align ?? [], doc));
+        table.appendChild(thead);
+      }
+      const tbody = doc.createElement("tbody");
+      for (const r of body) tbody.appendChild(row(r, "td", node.align ?? [], doc));
+      table.appendChild(tbody);
+      const box = doc.createElement("div");
+      box.className = "table";
+      box.appendChild(table);
+      return box;
+    }
+    case "link": {
+      const el = element("span", node, doc);
+      el.className = "link";
+      el.title = node.url;
+      el.dataset.href = node.url;
+      el.setAttribute("role", "link");
+      el.tabIndex = 0;
+      return el;
+    }
+    case "image":
+    case "imageReference":
+      // No image is loaded from a reply; its description stands in.
+      return doc.createTextNode(node.alt ?? "");
+    case "html":
+      return textWithBreaks(node.value, doc);
+    case "footnoteReference": {
+      const el = doc.createElement("sup");
+      el.textContent = `[${node.label ?? node.identifier}]`;
+      return el;
+    }
+    case "footnoteDefinition": {
+      const el = element("div", node, doc);
+      el.className = "footnote";
+      el.prepend(doc.createTextNode(`[${node.label ?? node.identifier}] `));
+      return el;
+    }
+    case "linkReference":
+      return element("span", node, doc);
+    default:
+      // Definitions, front matter and anything else a reply has no use for show nothing.
+      return null;
+  }
+}
+
+function row(r: Parents, cell: "th" | "td", align: AlignType[], doc: Document): HTMLElement {
+  const tr = doc.createElement("tr");
+  r.children.forEach((c, i) => {
+    const el = element(cell, c as Parents, doc);
+    if (align[i]) el.style.textAlign = align[i]!;
+    tr.appendChild(el);
+  });
+  return tr;
 }
 
 /** Text with its line breaks kept. */
-function appendText(parent: HTMLElement, text: string, doc: Document) {
+function textWithBreaks(text: string, doc: Document): DocumentFragment {
+  const out = doc.createDocumentFragment();
   text.split("\n").forEach((part, k) => {
-    if (k > 0) parent.appendChild(doc.createElement("br"));
-    if (part) parent.appendChild(doc.createTextNode(part));
+    if (k > 0) out.appendChild(doc.createElement("br"));
+    if (part) out.appendChild(doc.createTextNode(part));
   });
+  return out;
 }
 
 function codeBlock(code: string, language: string, doc: Document): HTMLElement {
@@ -106,6 +164,7 @@ function codeBlock(code: string, language: string, doc: Document): HTMLElement {
   copy.type = "button";
   copy.className = "copy";
   copy.textContent = "Copy";
+  copy.setAttribute("aria-label", "Copy the code");
   copy.addEventListener("click", async () => {
     await navigator.clipboard.writeText(code);
     copy.textContent = "Copied";
@@ -113,10 +172,26 @@ function codeBlock(code: string, language: string, doc: Document): HTMLElement {
   const pre = doc.createElement("pre");
   const el = doc.createElement("code");
   if (language) el.dataset.language = language;
-  el.textContent = code;
+  if (language && lowlight.registered(language)) {
+    el.classList.add("hljs");
+    for (const n of lowlight.highlight(language, code).children) el.appendChild(hastToDom(n, doc));
+  } else {
+    el.textContent = code;
+  }
   pre.appendChild(el);
   box.append(copy, pre);
   return box;
+}
+
+/** lowlight's output (text and spans with classes) as DOM nodes. */
+function hastToDom(node: HastNodes, doc: Document): Node {
+  if (node.type === "text") return doc.createTextNode(node.value);
+  if (node.type !== "element") return doc.createTextNode("");
+  const span = doc.createElement("span");
+  const classes = node.properties?.className;
+  if (Array.isArray(classes)) span.className = classes.join(" ");
+  for (const child of node.children) span.appendChild(hastToDom(child as HastNodes, doc));
+  return span;
 }
 
 const THINK_OPEN = "<think>";

@@ -47,6 +47,14 @@ export interface Settings {
   remote_api_key: string | null;
   serve_api: boolean;
   serve_port: number;
+  theme: "system" | "light" | "dark";
+  input_device: string | null;
+  output_device: string | null;
+}
+
+export interface AudioDevices {
+  inputs: string[];
+  outputs: string[];
 }
 
 export interface VoiceInfo {

@@ -43,6 +43,11 @@ impl Conversation {
         self.open = None;
     }
 
+    /// Renames conversation `id` to `title`.
+    pub fn rename(&mut self, id: i64, title: &str) -> Result<(), HistoryError> {
+        self.history.rename(id, title)
+    }
+
     /// Deletes conversation `id`; true if it was the open one (the next exchange then starts a
     /// new one).
     pub fn delete(&mut self, id: i64) -> Result<bool, HistoryError> {

@@ -101,6 +101,11 @@ impl Driver {
         Err(last)
     }
 
+    /// The X display the app runs on (`:N`).
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
     /// Presses (`keydown`) or lets go of (`keyup`) `keys` on the display, as a user would,
     /// whichever window has the focus (Debian package xdotool).
     pub fn keys(&self, action: &str, keys: &str) {
@@ -130,8 +135,11 @@ impl Driver {
         // that went nowhere is typed again.
         for _ in 0..3 {
             std::thread::sleep(Duration::from_millis(1000));
+            // The location field in an open dialog, the name field in a save dialog (whose
+            // suggested name is replaced whole).
             xdotool(&["key", "ctrl+l"]);
             std::thread::sleep(Duration::from_millis(300));
+            xdotool(&["key", "ctrl+a"]);
             xdotool(&["type", "--delay", "10", text]);
             // Return takes the completion GTK offers, if it shows one, and then the file.
             for _ in 0..3 {
@@ -254,6 +262,20 @@ impl Session<'_> {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.call("POST", "/actions", Some(pointer(json!([{"type": "pointerUp", "button": 0}]))));
+    }
+
+    /// Holds the key `key` (a WebDriver key value, such as `"\u{E00D}"` for Space) down in the
+    /// focused element until `until` returns true, then lets go.
+    pub fn hold_key(&self, key: &str, until: impl Fn(&Self) -> bool) {
+        let keys =
+            |kind: &str| json!({"actions": [{"type": "key", "id": "keyboard", "actions": [{"type": kind, "value": key}]}]});
+        self.call("POST", "/actions", Some(keys("keyDown")));
+        let deadline = Instant::now() + PATIENCE;
+        while !until(self) {
+            assert!(Instant::now() < deadline, "holding the key never took effect");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.call("POST", "/actions", Some(keys("keyUp")));
     }
 
     /// Makes the window whose URL `wanted` accepts the one commands go to (waiting for it).
