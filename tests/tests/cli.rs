@@ -279,13 +279,19 @@ fn say_speaks_into_a_wav() {
     assert!(heard.contains("lights") && heard.contains("kitchen"), "{heard:?}");
 }
 
-/// `murmur voices` lists the catalog's Piper voice first, installed, then espeak-ng's.
+/// `murmur voices` lists the catalog's Piper voice first, installed, then espeak-ng's; a voice
+/// that is not there is refused by name, pointing at that list.
 #[test]
 fn voices_lists_piper_then_espeak() {
     let v: serde_json::Value = serde_json::from_str(&run(&["voices", "--json"])).unwrap();
     assert_eq!(v[0]["id"], "piper:joe", "{v}");
     assert_eq!(v[0]["installed"], true, "{v}");
     assert!(v.as_array().unwrap().iter().any(|v| v["id"] == "espeak:en-us"), "{v}");
+    for (voice, name) in [("espeak:zz", "'zz'"), ("piper:nobody", "'nobody'")] {
+        let out = murmur().args(["say", "--voice", voice, "Hello."]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(name) && err.contains("`murmur voices` lists the voices"), "{err}");
+    }
 }
 
 /// A Piper voice whose files, or whose runtime library, are missing gives way to espeak-ng with

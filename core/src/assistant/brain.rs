@@ -210,7 +210,7 @@ impl Brain {
                     (Some(transcript), _) => Ok(transcript),
                     (None, Some(t)) => t.transcribe(&audio).map_err(|e| e.to_string()),
                     (None, None) => {
-                        Err("speech recognition is off: no speech model was loaded (run `murmur models convert`)".into())
+                        Err("speech recognition is off: no speech model is installed".into())
                     }
                 };
                 let text = heard.as_ref().map(|t| t.text.clone()).ok();

@@ -40,7 +40,7 @@ pub enum LlmError {
     /// The model needs more memory than the machine has free.
     #[error(
         "the model {path} needs about {:.1} GB of memory (its weights as the kernels hold them) but only {:.1} GB is free; \
-         close other programs or pick a smaller model (`murmur models list`)",
+         close other programs or pick a smaller model",
         *needed as f64 / 1e9,
         *available as f64 / 1e9
     )]

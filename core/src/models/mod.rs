@@ -19,9 +19,7 @@ use crate::paths;
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// A file's hash is not the pinned one; the file has been deleted.
-    #[error(
-        "{path} is corrupt: its SHA-256 is {actual}, expected {expected}; the file was deleted, run `murmur models fetch` again"
-    )]
+    #[error("{path} is corrupt: its SHA-256 is {actual}, expected {expected}; the file was deleted; fetch it again")]
     HashMismatch {
         /// The file.
         path: PathBuf,
@@ -57,7 +55,7 @@ pub enum ModelError {
         reason: String,
     },
     /// No such model id.
-    #[error("no model named '{0}' in the catalog (see `murmur models list`)")]
+    #[error("no model named '{0}' in the catalog")]
     Unknown(String),
     /// No such speech model.
     #[error("there is no speech model named '{name}' (the catalog has {known})")]

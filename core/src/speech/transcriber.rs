@@ -34,6 +34,13 @@ pub enum SpeechError {
         /// What is wrong (and what to do).
         reason: String,
     },
+    /// The model file is not there: the catalog's speech model is fetched and converted to make
+    /// it (front ends say how).
+    #[error("the speech model is not installed ({} is missing)", path.display())]
+    NotInstalled {
+        /// The model file.
+        path: PathBuf,
+    },
     /// The recording is too short to hold a word.
     #[error("the recording is only {seconds:.2} s long; hold the key while you speak")]
     TooShort {
@@ -121,12 +128,9 @@ impl Transcriber {
     /// Loads the ggml Whisper model at `path` (checked before whisper.cpp sees it).
     pub fn load(path: &Path, config: SpeechConfig) -> Result<Self, SpeechError> {
         let model_err = |reason: String| SpeechError::Model { path: path.to_path_buf(), reason };
-        let bytes = std::fs::read(path).map_err(|e| {
-            model_err(if e.kind() == std::io::ErrorKind::NotFound {
-                "not found; run `murmur models fetch` and `murmur models convert`".into()
-            } else {
-                e.to_string()
-            })
+        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => SpeechError::NotInstalled { path: path.to_path_buf() },
+            _ => model_err(e.to_string()),
         })?;
         let checked = GgmlWhisper::parse(&bytes).map_err(|e| model_err(e.0))?;
         let max_ctx = checked.hparams.n_audio_ctx;

@@ -135,10 +135,7 @@ impl Synthesizer for Espeak {
 fn set_voice(voice: &CStr, _engine: &MutexGuard<'_, u32>) -> Result<(), TtsError> {
     // SAFETY: a valid NUL-terminated string; the caller holds the engine lock.
     if unsafe { ffi::espeak_SetVoiceByName(voice.as_ptr()) } != ffi::espeak_ERROR_EE_OK {
-        return Err(TtsError::Setting(format!(
-            "espeak-ng has no voice named '{}' (`murmur voices` lists them)",
-            voice.to_string_lossy()
-        )));
+        return Err(TtsError::Setting(format!("espeak-ng has no voice named '{}'", voice.to_string_lossy())));
     }
     Ok(())
 }

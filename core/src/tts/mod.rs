@@ -42,9 +42,20 @@ pub enum TtsError {
     /// A voice or rate the engine does not offer.
     #[error("{0}")]
     Setting(String),
-    /// The engine failed or is not installed.
+    /// The engine failed.
     #[error("{0}")]
     Engine(String),
+    /// A file the voice needs is missing: the catalog's model `model` installs it (front ends
+    /// say how).
+    #[error("{what} is not installed ({} is missing)", path.display())]
+    NotInstalled {
+        /// What is missing, in words.
+        what: &'static str,
+        /// The file that is missing.
+        path: std::path::PathBuf,
+        /// The catalog model that installs it.
+        model: String,
+    },
 }
 
 /// A speech synthesizer: text in, mono audio out, streamed.
@@ -88,9 +99,7 @@ impl FromStr for VoiceName {
             Some(("piper", name)) if !name.is_empty() => Ok(Self::Piper(name.into())),
             Some(("espeak", name)) if !name.is_empty() => Ok(Self::Espeak(name.into())),
             None if !s.is_empty() => Ok(Self::Espeak(s.into())),
-            _ => Err(TtsError::Setting(format!(
-                "'{s}' is not a voice: say piper:NAME or espeak:VOICE (`murmur voices` lists them)"
-            ))),
+            _ => Err(TtsError::Setting(format!("'{s}' is not a voice: say piper:NAME or espeak:VOICE"))),
         }
     }
 }
@@ -173,8 +182,8 @@ impl VoiceConfig {
             }
             VoiceName::Piper(name) => name,
         };
-        let files = PiperFiles::catalog(&name)
-            .ok_or_else(|| TtsError::Setting(format!("there is no Piper voice named '{name}' (`murmur voices` lists them)")))?;
+        let files =
+            PiperFiles::catalog(&name).ok_or_else(|| TtsError::Setting(format!("there is no Piper voice named '{name}'")))?;
         match Piper::load(&files, PiperOptions { rate: self.rate, ..PiperOptions::default() }) {
             Ok(piper) => Ok(LoadedVoice { synthesizer: Box::new(piper), fallback: None }),
             Err(e @ TtsError::Setting(_)) => Err(e),

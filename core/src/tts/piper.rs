@@ -35,6 +35,8 @@ pub struct PiperFiles {
     pub config: PathBuf,
     /// ONNX Runtime's shared library.
     pub runtime: PathBuf,
+    /// The catalog model that installs them (`piper-joe`).
+    pub id: String,
 }
 
 impl PiperFiles {
@@ -55,6 +57,7 @@ impl PiperFiles {
             model: file(&|f| f.ends_with(".onnx"))?,
             config: file(&|f| f.ends_with(".onnx.json"))?,
             runtime: file(&|f| f.starts_with("onnxruntime/"))?,
+            id: entry.id.clone(),
         })
     }
 }
@@ -118,16 +121,14 @@ pub struct Piper {
 }
 
 /// The process's ONNX Runtime, loaded from the first library asked for.
-fn runtime(library: &Path) -> Result<&'static Environment, TtsError> {
+fn runtime(files: &PiperFiles) -> Result<&'static Environment, TtsError> {
     static RUNTIME: OnceLock<Result<Environment, String>> = OnceLock::new();
+    let library = &files.runtime;
+    if !library.exists() {
+        return Err(TtsError::NotInstalled { what: "ONNX Runtime", path: library.clone(), model: files.id.clone() });
+    }
     RUNTIME
         .get_or_init(|| {
-            if !library.exists() {
-                return Err(format!(
-                    "ONNX Runtime is not installed ({} is missing; run `murmur models fetch piper-joe`)",
-                    library.display()
-                ));
-            }
             let env = ort::init_from(library).map_err(|e| format!("cannot load ONNX Runtime: {e}"))?;
             env.with_name("murmur").with_telemetry(false).build().map_err(|e| format!("ONNX Runtime did not start: {e}"))
         })
@@ -140,12 +141,8 @@ impl Piper {
     /// pays no start-up cost.
     pub fn load(files: &PiperFiles, options: PiperOptions) -> Result<Self, TtsError> {
         check_rate(options.rate)?;
-        let missing = |p: &Path| {
-            TtsError::Engine(format!(
-                "the Piper voice is not installed ({} is missing; run `murmur models fetch piper-joe`)",
-                p.display()
-            ))
-        };
+        let missing =
+            |p: &Path| TtsError::NotInstalled { what: "the Piper voice", path: p.to_path_buf(), model: files.id.clone() };
         let text = std::fs::read_to_string(&files.config).map_err(|_| missing(&files.config))?;
         if !files.model.exists() {
             return Err(missing(&files.model));
@@ -164,7 +161,7 @@ impl Piper {
             return Err(bad(format!("it has no id for '{mark}'")));
         }
         let start = std::time::Instant::now();
-        let env = runtime(&files.runtime)?;
+        let env = runtime(files)?;
         let engine = |e: ort::Error| TtsError::Engine(format!("ONNX Runtime cannot load {}: {e}", files.model.display()));
         let builder = |e: ort::Error<_>| engine(e.into());
         let session = Session::builder(env)
