@@ -77,6 +77,7 @@ impl HistoryError {
 
 /// How [`History::export`] writes a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
     /// A Markdown document: the title, then each message under `## You` or `## Murmur`.
@@ -98,6 +99,7 @@ impl ExportFormat {
 
 /// One conversation in a list.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct ConversationInfo {
     /// Its id.
     pub id: i64,
@@ -111,6 +113,7 @@ pub struct ConversationInfo {
 
 /// One saved message.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct SavedMessage {
     /// `user` or `assistant`.
     pub role: String,

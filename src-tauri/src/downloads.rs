@@ -1,5 +1,5 @@
 //! The model catalog for the settings pane: which chat models are installed, and one download
-//! at a time in the background, reported to the windows as `download` events, cancellable.
+//! at a time in the background, reported to the windows as [`DownloadEvent`]s, cancellable.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use murmur_core::models::{self, FetchOptions, FetchStep, Manifest, Role};
 use murmur_core::sync::lock;
-use tauri::{AppHandle, Emitter};
+use tauri::AppHandle;
+use tauri_specta::Event as _;
 
 /// A chat model of the catalog, as the settings pane lists it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, specta::Type)]
 pub struct CatalogModel {
     /// Catalog id.
     pub id: String,
@@ -33,7 +34,7 @@ pub struct CatalogModel {
 }
 
 /// What a download is doing, for the window's progress bar.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, specta::Type, tauri_specta::Event)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DownloadEvent {
     /// Under way: `text` says which step, `fraction` how far the whole download is.
@@ -126,7 +127,7 @@ impl Downloads {
                 // One event per step and per percent: a gigabyte is a thousand progress calls.
                 if text != last.0 || fraction - last.1 >= 0.01 {
                     last = (text.clone(), fraction);
-                    let _ = me.app.emit("download", DownloadEvent::Progress { id: entry.id.clone(), text, fraction });
+                    let _ = DownloadEvent::Progress { id: entry.id.clone(), text, fraction }.emit(&me.app);
                 }
                 !me.cancel.load(Ordering::SeqCst)
             });
@@ -135,7 +136,7 @@ impl Downloads {
                 Ok(_) => DownloadEvent::Finished { id: entry.id.clone() },
                 Err(e) => DownloadEvent::Failed { id: entry.id.clone(), message: e.to_string() },
             };
-            let _ = me.app.emit("download", event);
+            let _ = event.emit(&me.app);
         });
         Ok(())
     }

@@ -5,6 +5,7 @@
 mod commands;
 mod downloads;
 mod hotkey;
+mod ipc;
 mod logging;
 mod session;
 mod settings;
@@ -37,6 +38,8 @@ fn focus_main(app: &tauri::AppHandle) {
 
 fn main() {
     logging::init();
+    let ipc = ipc::builder();
+    let handler = ipc.invoke_handler();
     tauri::Builder::default()
         // First: a second launch hands over to the running app and exits before it touches the
         // hotkeys or the history.
@@ -44,7 +47,8 @@ fn main() {
         .plugin(tauri_plugin_global_shortcut::Builder::new().build())
         .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_opener::init())
-        .setup(|app| {
+        .setup(move |app| {
+            ipc.mount_events(app);
             // `MURMUR_DATA_DIR` keeps a test's history, settings and log apart from the user's.
             let (data_dir, log_dir) = match std::env::var_os("MURMUR_DATA_DIR") {
                 Some(dir) => (PathBuf::from(&dir), PathBuf::from(dir).join("logs")),
@@ -63,30 +67,7 @@ fn main() {
             tray::build(app)?;
             Ok(())
         })
-        .invoke_handler(tauri::generate_handler![
-            commands::status,
-            commands::ask,
-            commands::press,
-            commands::release,
-            commands::stop,
-            commands::new_chat,
-            commands::conversations,
-            commands::open_conversation,
-            commands::delete_conversation,
-            commands::get_settings,
-            commands::set_settings,
-            commands::use_local_model,
-            commands::catalog,
-            commands::voices,
-            commands::speech_models,
-            commands::download_model,
-            commands::cancel_download,
-            commands::choose_model_file,
-            commands::rename_conversation,
-            commands::export_conversation,
-            commands::open_link,
-            commands::audio_devices,
-        ])
+        .invoke_handler(handler)
         .run(tauri::generate_context!())
         .expect("error while running the Murmur window");
 }

@@ -16,12 +16,14 @@ use murmur_core::models;
 use murmur_core::server::{Server, ServerConfig, Submit};
 use murmur_core::sync::lock;
 use murmur_core::tts::VoiceConfig;
-use tauri::{AppHandle, Emitter};
+use tauri::AppHandle;
+use tauri_specta::Event as _;
 
+use crate::ipc::{AssistantEvent, HistoryEvent, StatusEvent};
 use crate::settings::Settings;
 
 /// Where the model stands, for the status line.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, specta::Type)]
 #[serde(tag = "kind", content = "text", rename_all = "snake_case")]
 pub enum Status {
     /// Loading (the text says what).
@@ -82,7 +84,7 @@ impl Session {
     /// hears the same status.
     fn set_status(&self, status: Status) {
         *lock(&self.status) = status.clone();
-        let _ = self.app.emit("status", &status);
+        let _ = StatusEvent(status).emit(&self.app);
     }
 
     /// The current settings.
@@ -258,7 +260,7 @@ impl Session {
     pub fn rename(&self, id: i64, title: &str) -> Result<(), String> {
         lock(&self.conversation).rename(id, title).map_err(|e| e.to_string())?;
         // No id: the renamed conversation need not be the one on screen.
-        let _ = self.app.emit("history", None::<i64>);
+        let _ = HistoryEvent(None).emit(&self.app);
         Ok(())
     }
 
@@ -293,12 +295,12 @@ impl Session {
     fn record(&self, event: &Event) {
         match lock(&self.conversation).record(event) {
             Some(Ok(id)) => {
-                let _ = self.app.emit("history", id);
+                let _ = HistoryEvent(Some(id)).emit(&self.app);
             }
             Some(Err(e)) => {
                 tracing::error!("{e}");
-                let _ =
-                    self.app.emit("assistant", Event::Error { turn: None, message: format!("the exchange was not saved: {e}") });
+                let message = format!("the exchange was not saved: {e}");
+                let _ = AssistantEvent(Event::Error { turn: None, message }).emit(&self.app);
             }
             None => {}
         }
@@ -376,6 +378,6 @@ fn pump(assistant: Weak<Assistant>, session: Weak<Session>) {
         drop(a);
         let (Some(event), Some(session)) = (event, session.upgrade()) else { continue };
         session.record(&event);
-        let _ = session.app.emit("assistant", &event);
+        let _ = AssistantEvent(event).emit(&session.app);
     });
 }

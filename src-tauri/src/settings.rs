@@ -17,7 +17,7 @@ pub const DEFAULT_QUICK_HOTKEY: &str = "Ctrl+Alt+Q";
 pub const DEFAULT_SERVE_PORT: u16 = 8080;
 
 /// What the settings pane edits.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, specta::Type)]
 #[serde(default)]
 pub struct Settings {
     /// A GGUF model file; `None`: the default model.
@@ -62,7 +62,7 @@ pub struct Settings {
 }
 
 /// The window's colours.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, specta::Type)]
 #[serde(rename_all = "lowercase")]
 pub enum Theme {
     /// As the system's appearance setting says (`prefers-color-scheme`).

@@ -1,23 +1,21 @@
 // Murmur's windows: the chat (main) and the quick-query popup (`?quick`). Everything goes
 // through the core's assistant: commands out via IPC, its events in via `assistant` events.
 // Model text only reaches the DOM through the safe Markdown renderer or as text nodes.
-import { invoke } from "@tauri-apps/api/core";
-import { listen } from "@tauri-apps/api/event";
 import { getCurrentWindow } from "@tauri-apps/api/window";
+import { commands, events } from "./bindings";
 import { renderReply } from "./markdown";
 import { captureShortcut } from "./shortcut";
 import { applyTheme } from "./theme";
 import type {
-  AssistantEvent,
-  AudioDevices,
   CatalogModel,
-  Conversation,
-  DownloadEvent,
+  ConversationInfo as Conversation,
+  Event as AssistantEvent,
+  ExportFormat,
   SavedMessage,
   Settings,
   Status,
   VoiceInfo,
-} from "./types";
+} from "./bindings";
 
 const $ = <T extends HTMLElement>(sel: string) => document.querySelector<T>(sel)!;
 const log = $("#log");
@@ -53,9 +51,10 @@ function showError(e: unknown) {
   bubble("error", String(e));
 }
 
-async function call<T>(command: string, args?: Record<string, unknown>): Promise<T | undefined> {
+/** Awaits a command; a failure shows in the chat, and gives `undefined`. */
+async function call<T>(command: Promise<T>): Promise<T | undefined> {
   try {
-    return await invoke<T>(command, args);
+    return await command;
   } catch (e) {
     showError(e);
     return undefined;
@@ -114,17 +113,17 @@ function showStatus(s: Status) {
   statusLine.textContent = s.kind === "loading" ? s.text : s.kind === "ready" ? `ready · ${s.text}` : s.text;
   statusLine.title = s.text;
   // With a remote engine, the way back to the local model is one click away.
-  call<Settings>("get_settings").then((settings) => {
+  call(commands.getSettings()).then((settings) => {
     $("#use-local").hidden = !settings?.remote_url;
   });
 }
 
-$("#use-local").addEventListener("click", () => call("use_local_model"));
+$("#use-local").addEventListener("click", () => call(commands.useLocalModel()));
 
 async function refreshHistory() {
   if (quick) return;
   const query = $<HTMLInputElement>("#search").value;
-  const list = await call<Conversation[]>("conversations", { query: query || null });
+  const list = await call(commands.conversations(query || null));
   const ul = $("#conversations");
   ul.replaceChildren();
   for (const c of list ?? []) {
@@ -146,7 +145,7 @@ async function refreshHistory() {
     del.title = "Delete this conversation";
     del.setAttribute("aria-label", `Delete “${c.title}”`);
     del.addEventListener("click", async () => {
-      await call("delete_conversation", { id: c.id });
+      await call(commands.deleteConversation(c.id));
       if (openId === c.id) setOpen(null);
       refreshHistory();
     });
@@ -166,7 +165,7 @@ function startRename(li: HTMLElement, c: Conversation) {
     if (done) return;
     done = true;
     if (save && field.value.trim() && field.value.trim() !== c.title) {
-      await call("rename_conversation", { id: c.id, title: field.value });
+      await call(commands.renameConversation(c.id, field.value));
     }
     refreshHistory();
   };
@@ -181,7 +180,7 @@ function startRename(li: HTMLElement, c: Conversation) {
 }
 
 async function openConversation(id: number) {
-  const messages = await call<SavedMessage[]>("open_conversation", { id });
+  const messages = await call(commands.openConversation(id));
   if (!messages) return;
   setOpen(id);
   log.replaceChildren();
@@ -193,14 +192,14 @@ $<HTMLFormElement>("#ask").addEventListener("submit", (ev) => {
   const question = input.value.trim();
   if (!question) return;
   input.value = "";
-  call("ask", { question });
+  call(commands.ask(question));
 });
-$("#stop").addEventListener("click", () => call("stop"));
+$("#stop").addEventListener("click", () => call(commands.stop()));
 talk.addEventListener("pointerdown", (ev) => {
   talk.setPointerCapture(ev.pointerId);
-  call("press");
+  call(commands.press());
 });
-talk.addEventListener("pointerup", () => call("release"));
+talk.addEventListener("pointerup", () => call(commands.release()));
 // From the keyboard: hold Space while the button is focused.
 let spaceHeld = false;
 talk.addEventListener("keydown", (ev) => {
@@ -208,12 +207,12 @@ talk.addEventListener("keydown", (ev) => {
   ev.preventDefault();
   if (ev.repeat || spaceHeld) return;
   spaceHeld = true;
-  call("press");
+  call(commands.press());
 });
 const letGo = () => {
   if (!spaceHeld) return;
   spaceHeld = false;
-  call("release");
+  call(commands.release());
 };
 talk.addEventListener("keyup", (ev) => {
   if (ev.key !== " ") return;
@@ -222,7 +221,7 @@ talk.addEventListener("keyup", (ev) => {
 });
 talk.addEventListener("blur", letGo);
 $("#new-chat").addEventListener("click", async () => {
-  await call("new_chat");
+  await call(commands.newChat());
   log.replaceChildren();
   replies.clear();
   setOpen(null);
@@ -230,7 +229,7 @@ $("#new-chat").addEventListener("click", async () => {
 // A link in a reply opens in the browser when clicked (or Enter on it), never on its own.
 function openLink(ev: Event) {
   const link = (ev.target as HTMLElement).closest<HTMLElement>(".link");
-  if (link?.dataset.href) call("open_link", { url: link.dataset.href });
+  if (link?.dataset.href) call(commands.openLink(link.dataset.href));
 }
 log.addEventListener("click", openLink);
 log.addEventListener("keydown", (ev) => {
@@ -241,7 +240,7 @@ $<HTMLSelectElement>("#export").addEventListener("change", async (ev) => {
   const format = select.value;
   select.value = "";
   if (!format || openId === null) return;
-  const path = await call<string | null>("export_conversation", { id: openId, format });
+  const path = await call(commands.exportConversation(openId, format as ExportFormat));
   if (path) bubble("notice", `Exported to ${path}`);
 });
 $("#search").addEventListener("input", refreshHistory);
@@ -254,7 +253,7 @@ let catalog: CatalogModel[] = [];
 /// Fills the model picker from the catalog, selecting the model of `path` (null: the default);
 /// a path outside the catalog goes to the own-file field.
 async function showCatalog(path: string | null): Promise<void> {
-  catalog = (await call<CatalogModel[]>("catalog")) ?? [];
+  catalog = (await call(commands.catalog())) ?? [];
   const chosen = catalog.find((m) => (path === null ? m.default : m.path === path));
   picker.replaceChildren(
     ...catalog.map((m) => {
@@ -281,7 +280,7 @@ function showDevices(select: HTMLSelectElement, names: string[], current: string
 
 /// Fills the voice list, selecting `current` (kept even when this machine does not list it).
 async function showVoices(current: string): Promise<void> {
-  const voices = (await call<VoiceInfo[]>("voices")) ?? [];
+  const voices = (await call(commands.voices())) ?? [];
   if (!voices.some((v) => v.id === current)) voices.unshift({ id: current, description: current, installed: true });
   $<HTMLSelectElement>("#voices").replaceChildren(
     ...voices.map((v) => new Option(`${v.description}${v.installed ? "" : " (not installed)"}`, v.id)),
@@ -299,7 +298,7 @@ picker.addEventListener("change", showPicked);
 $("#download-model").addEventListener("click", async () => {
   $("#download-text").textContent = "starting…";
   try {
-    await invoke("download_model", { id: picker.value });
+    await commands.downloadModel(picker.value);
     $("#download-model").hidden = true;
     $<HTMLProgressElement>("#download-progress").hidden = false;
     $("#cancel-download").hidden = false;
@@ -307,12 +306,12 @@ $("#download-model").addEventListener("click", async () => {
     $("#download-text").textContent = String(e);
   }
 });
-$("#cancel-download").addEventListener("click", () => call("cancel_download"));
+$("#cancel-download").addEventListener("click", () => call(commands.cancelDownload()));
 $("#choose-model").addEventListener("click", async () => {
-  const path = await call<string | null>("choose_model_file");
+  const path = await call(commands.chooseModelFile());
   if (path) (form.elements.namedItem("model") as HTMLInputElement).value = path;
 });
-listen<DownloadEvent>("download", async (e) => {
+events.downloadEvent.listen(async (e) => {
   const d = e.payload;
   const bar = $<HTMLProgressElement>("#download-progress");
   const name = catalog.find((m) => m.id === d.id)?.name ?? d.id;
@@ -329,7 +328,7 @@ listen<DownloadEvent>("download", async (e) => {
 });
 
 $("#open-settings").addEventListener("click", async () => {
-  const s = await call<Settings>("get_settings");
+  const s = await call(commands.getSettings());
   if (!s) return;
   const f = form.elements as unknown as Record<string, HTMLInputElement>;
   await showCatalog(s.model);
@@ -337,11 +336,11 @@ $("#open-settings").addEventListener("click", async () => {
   f.voice_output.checked = s.voice_output;
   await showVoices(s.voice);
   f.voice_rate.value = String(s.voice_rate);
-  const stt = (await call<string[]>("speech_models")) ?? [s.stt];
+  const stt = (await call(commands.speechModels())) ?? [s.stt];
   $<HTMLSelectElement>("#speech-models").replaceChildren(...stt.map((n) => new Option(n, n)));
   f.stt.value = s.stt;
   f.stt_language.value = s.stt_language;
-  const devices = (await call<AudioDevices>("audio_devices")) ?? { inputs: [], outputs: [] };
+  const devices = (await call(commands.audioDevices())) ?? { inputs: [], outputs: [] };
   showDevices($<HTMLSelectElement>("#inputs"), devices.inputs, s.input_device);
   showDevices($<HTMLSelectElement>("#outputs"), devices.outputs, s.output_device);
   f.hotkey.value = s.hotkey;
@@ -397,7 +396,7 @@ form.addEventListener("submit", async (ev) => {
     output_device: f.output_device.value || null,
   };
   try {
-    await invoke("set_settings", { settings });
+    await commands.setSettings(settings);
     applyTheme(settings.theme);
     dialog.close();
   } catch (e) {
@@ -414,21 +413,21 @@ if (quick) {
   input.focus();
 }
 
-listen<AssistantEvent>("assistant", (e) => onAssistant(e.payload));
+events.assistantEvent.listen((e) => onAssistant(e.payload));
 // The status is asked for only once its listener is in place, so a change in between is
 // not lost; a status event that arrives before the answer is newer than it.
 let statusHeard = false;
-listen<Status>("status", (e) => {
+events.statusEvent.listen((e) => {
   statusHeard = true;
   showStatus(e.payload);
 })
-  .then(() => call<Status>("status"))
+  .then(() => call(commands.status()))
   .then((s) => s && !statusHeard && showStatus(s));
 // A saved exchange names its conversation, the one on screen; a rename names none.
-listen<number | null>("history", (e) => {
+events.historyEvent.listen((e) => {
   if (typeof e.payload === "number") setOpen(e.payload);
   refreshHistory();
 });
 refreshHistory();
 for (const field of document.querySelectorAll<HTMLInputElement>("input.shortcut")) captureShortcut(field);
-call<Settings>("get_settings").then((s) => applyTheme(s?.theme ?? "system"));
+call(commands.getSettings()).then((s) => applyTheme(s?.theme ?? "system"));

@@ -209,9 +209,7 @@ impl Brain {
                 let heard = match (ahead, &mut self.speech) {
                     (Some(transcript), _) => Ok(transcript),
                     (None, Some(t)) => t.transcribe(&audio).map_err(|e| e.to_string()),
-                    (None, None) => {
-                        Err("speech recognition is off: no speech model is installed".into())
-                    }
+                    (None, None) => Err("speech recognition is off: no speech model is installed".into()),
                 };
                 let text = heard.as_ref().map(|t| t.text.clone()).ok();
                 self.send(job.turn, Progress::Heard { result: heard, at: Instant::now(), ahead: early });

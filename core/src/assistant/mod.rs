@@ -48,6 +48,7 @@ pub const HISTORY_TURNS: usize = 4;
 
 /// Where the assistant is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Waiting for the user.
@@ -84,6 +85,7 @@ pub enum Command {
 /// What the assistant reports, in order. Turn-bound events carry the turn's number; events of
 /// an interrupted turn may still arrive after [`Event::Interrupted`] (its reply so far).
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// The state changed.
@@ -127,6 +129,7 @@ pub enum Event {
         text: String,
         /// Why it ended.
         #[serde(serialize_with = "stop_name")]
+        #[cfg_attr(feature = "specta", specta(type = String))]
         stop: StopReason,
     },
     /// A turn was cut short by a press, a new question or stop: its audio was silenced and its
@@ -165,6 +168,7 @@ fn stop_name<S: serde::Serializer>(stop: &StopReason, s: S) -> Result<S::Ok, S::
 /// When each stage of a turn finished, in milliseconds after the end of speech (the key
 /// release, or the typed question).
 #[derive(Debug, Clone, Default, serde::Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Timeline {
     /// The transcript was ready (voice turns only).
     pub transcript_ms: Option<f64>,

@@ -7,6 +7,7 @@ use super::Sampling;
 
 /// Which kernels run the guest's math.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
     /// A hardware GPU when there is one, else the CPU.

@@ -90,6 +90,7 @@ impl Default for SpeechConfig {
 
 /// Where the time of one transcription went.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct SpeechTimings {
     /// Length of the audio, seconds.
     pub audio_s: f32,

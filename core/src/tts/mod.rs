@@ -115,6 +115,7 @@ impl fmt::Display for VoiceName {
 
 /// One voice Murmur can speak with.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct VoiceInfo {
     /// Its name for `--voice` and Settings (`piper:joe`).
     pub id: String,
