@@ -421,10 +421,10 @@ const TABLE_ANSWER: &str =
 /// a table; the dark and light themes (screenshots of each) recolour the window without a
 /// reload; a link opens in the browser only when clicked (`xdg-open` replaced by a script that
 /// notes what it was asked to open); the conversation exports as Markdown through the save
-/// dialog, as the history holds it; and the talk button, held with Space, answers a spoken
-/// question.
+/// dialog, as the history holds it, and is renamed from the sidebar; and the talk button, held
+/// with Space, answers a spoken question.
 #[test]
-fn themes_tables_links_export_and_the_keyboard_held_talk_button() {
+fn themes_tables_links_export_rename_and_the_keyboard_held_talk_button() {
     let data = quick_data();
     let id = murmur_core::history::History::open(&data.path().join("history.sqlite"))
         .unwrap()
@@ -494,6 +494,14 @@ fn themes_tables_links_export_and_the_keyboard_held_talk_button() {
     let expected = history.export(id, murmur_core::history::ExportFormat::Markdown).unwrap();
     assert_eq!(std::fs::read_to_string(&export).expect("the export was written"), expected);
     assert!(expected.contains("## Murmur") && expected.contains("| Mars | 2 |"), "{expected}");
+
+    // Renamed in the sidebar (Enter keeps the new title): the history holds it.
+    s.click("#conversations li .rename");
+    s.wait("the title field", "return document.activeElement?.classList.contains('rename-field')");
+    s.js("document.activeElement.value = 'Moons of the planets'; return true");
+    s.hold_key("\u{E007}", |_| true);
+    s.wait("the new title", "return document.querySelector('#conversations li .open')?.textContent === 'Moons of the planets'");
+    assert_eq!(history.info(id).unwrap().title, "Moons of the planets");
 
     // Space held on the focused talk button asks the clip's question; the answer follows.
     s.click("#new-chat");

@@ -4,7 +4,7 @@
 //! arguments), a linear-memory cap, and an epoch deadline that lets the host interrupt it and
 //! stops a guest that stalls (runs without getting anything done through the host).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -138,12 +138,29 @@ fn load_component(engine: &Engine) -> Result<Component, LlmError> {
         std::fs::create_dir_all(dir).map_err(runtime)?;
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, bytes).map_err(runtime)?;
-        std::fs::rename(&tmp, &path).map_err(runtime)
+        std::fs::rename(&tmp, &path).map_err(runtime)?;
+        remove_stale_guests(dir, &path);
+        Ok(())
     });
     if let Err(e) = cached {
         tracing::warn!("could not cache the compiled guest: {e}");
     }
     Ok(component)
+}
+
+/// Deletes the compiled guests in `dir` other than `current`: each build of Murmur compiles its
+/// own (12 MB), and the older ones are never loaded again.
+fn remove_stale_guests(dir: &Path, current: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if path != current && name.starts_with("inference-") && name.ends_with(".cwasm") {
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::info!(path = %path.display(), "removed an older build's compiled guest"),
+                Err(e) => tracing::warn!(path = %path.display(), "could not remove an older compiled guest: {e}"),
+            }
+        }
+    }
 }
 
 /// One guest instance and its store.
@@ -197,5 +214,26 @@ impl GuestInstance {
         self.store.data_mut().last_progress = Instant::now();
         let r = self.bindings.murmur_llm_llm().call_complete(&mut self.store, prompt, sampling);
         outcome(&self.store, r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_builds_compiled_guest_is_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let keep = ["inference-new.cwasm", "inference-new.tmp42", "other.cwasm", "notes.txt"];
+        for name in keep.iter().chain(&["inference-old.cwasm", "inference-older.cwasm"]) {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        remove_stale_guests(dir.path(), &dir.path().join("inference-new.cwasm"));
+        let mut left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        let mut want: Vec<String> = keep.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(left, want);
     }
 }
