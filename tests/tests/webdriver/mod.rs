@@ -57,6 +57,9 @@ impl Driver {
             .env("MURMUR_DATA_DIR", data)
             .env("GDK_BACKEND", "x11")
             .env("NO_AT_BRIDGE", "1")
+            // No session bus unless a test brings its own: a desktop's bus would let one test's
+            // app hand over to another's (the single-instance plugin finds them there).
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
