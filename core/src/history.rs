@@ -205,24 +205,18 @@ impl History {
                  ORDER BY (SELECT MAX(m.id) FROM messages m WHERE m.conversation_id = c.id) DESC, id DESC",
             )
             .map_err(self.err())?;
-        let rows = stmt
-            .query_map(params![pattern], |r| {
-                Ok(ConversationInfo { id: r.get(0)?, title: r.get(1)?, created_ms: r.get(2)?, updated_ms: r.get(3)? })
-            })
-            .map_err(self.err())?;
+        let rows = stmt.query_map(params![pattern], conversation_row).map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
     /// The messages of a conversation, oldest first.
     pub fn messages(&self, conversation: i64) -> Result<Vec<SavedMessage>, HistoryError> {
-        let exists = self
-            .db
-            .query_row("SELECT 1 FROM conversations WHERE id = ?1", [conversation], |_| Ok(()))
-            .optional()
-            .map_err(self.err())?;
-        if exists.is_none() {
-            return Err(HistoryError::NotFound(conversation));
-        }
+        self.info(conversation)?;
+        self.message_rows(conversation)
+    }
+
+    /// The messages of a conversation known to exist.
+    fn message_rows(&self, conversation: i64) -> Result<Vec<SavedMessage>, HistoryError> {
         let mut stmt = self
             .db
             .prepare("SELECT role, content, created_ms FROM messages WHERE conversation_id = ?1 ORDER BY id")
@@ -236,9 +230,11 @@ impl History {
     /// One conversation's listing.
     pub fn info(&self, conversation: i64) -> Result<ConversationInfo, HistoryError> {
         self.db
-            .query_row("SELECT id, title, created_ms, updated_ms FROM conversations WHERE id = ?1", [conversation], |r| {
-                Ok(ConversationInfo { id: r.get(0)?, title: r.get(1)?, created_ms: r.get(2)?, updated_ms: r.get(3)? })
-            })
+            .query_row(
+                "SELECT id, title, created_ms, updated_ms FROM conversations WHERE id = ?1",
+                [conversation],
+                conversation_row,
+            )
             .optional()
             .map_err(self.err())?
             .ok_or(HistoryError::NotFound(conversation))
@@ -263,7 +259,7 @@ impl History {
     /// A conversation written out in `format`, to keep or share.
     pub fn export(&self, conversation: i64, format: ExportFormat) -> Result<String, HistoryError> {
         let info = self.info(conversation)?;
-        let messages = self.messages(conversation)?;
+        let messages = self.message_rows(conversation)?;
         Ok(match format {
             ExportFormat::Markdown => {
                 let mut out = format!("# {}\n", info.title);
@@ -287,6 +283,11 @@ impl History {
             _ => Ok(()),
         }
     }
+}
+
+/// A conversation's listing from a row of `id, title, created_ms, updated_ms`.
+fn conversation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationInfo> {
+    Ok(ConversationInfo { id: r.get(0)?, title: r.get(1)?, created_ms: r.get(2)?, updated_ms: r.get(3)? })
 }
 
 /// The first line of `question`, cut to [`TITLE_CHARS`].
