@@ -170,27 +170,51 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
 }
 
+// The weights of the spans, exp(max - overall max), of the first WG spans (the rest are made
+// as they are read).
+fn span_weight(base: u32, s: u32, m: f32) -> f32 {
+    if s < WG {
+        return probs[s];
+    }
+    return exp(partial[base + s * (p.head_dim + 2u) + p.head_dim] - m);
+}
+
 @compute @workgroup_size(64)
 fn combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let h = wid.x;
     let t = wid.y;
     let hd = p.head_dim;
     let base = (t * p.heads + h) * p.spans * (hd + 2u);
+    // Lane i merges the (max, total) of spans i, i + WG, ...; then the lanes merge theirs. Every
+    // load of a loop is independent of the last, so the spans are read at once, not in turn.
     var m = -3.0e38;
-    for (var s = 0u; s < p.spans; s++) {
-        m = max(m, partial[base + s * (hd + 2u) + hd]);
-    }
     var l = 0.0;
-    for (var s = 0u; s < p.spans; s++) {
+    for (var s = li; s < p.spans; s += WG) {
         let at = base + s * (hd + 2u);
-        l += partial[at + hd + 1u] * exp(partial[at + hd] - m);
+        let ms = partial[at + hd];
+        let mn = max(m, ms);
+        l = l * exp(m - mn) + partial[at + hd + 1u] * exp(ms - mn);
+        m = mn;
     }
+    let overall = reduce_max(li, m);
+    let total = reduce_sum(li, l * exp(m - overall));
+    if li < p.spans {
+        probs[li] = exp(partial[base + li * (hd + 2u) + hd] - overall);
+    }
+    workgroupBarrier();
     for (var d = li; d < hd; d += WG) {
         var o = 0.0;
-        for (var s = 0u; s < p.spans; s++) {
-            let at = base + s * (hd + 2u);
-            o += partial[at + d] * exp(partial[at + hd] - m);
+        var s = 0u;
+        for (; s + 4u <= p.spans; s += 4u) {
+            let at = base + s * (hd + 2u) + d;
+            let v = vec4<f32>(partial[at], partial[at + hd + 2u], partial[at + 2u * (hd + 2u)], partial[at + 3u * (hd + 2u)]);
+            let w = vec4<f32>(span_weight(base, s, overall), span_weight(base, s + 1u, overall),
+                span_weight(base, s + 2u, overall), span_weight(base, s + 3u, overall));
+            o += dot(v, w);
         }
-        out[t * (p.heads * hd) + h * hd + d] = o / l;
+        for (; s < p.spans; s++) {
+            o += partial[base + s * (hd + 2u) + d] * span_weight(base, s, overall);
+        }
+        out[t * (p.heads * hd) + h * hd + d] = o / total;
     }
 }

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use anyhow::Context;
 use clap::Args;
-use murmur_core::compute::Stats;
+use murmur_core::compute::{KernelTime, Stats};
 use murmur_core::llm::{BackendChoice, Llm, LlmConfig, Sampling};
 use murmur_core::models;
 use serde_json::{json, Value};
@@ -38,9 +38,14 @@ pub struct BenchArgs {
     /// Python with llama-cpp-python installed; without it, only Murmur is measured.
     #[arg(long, env = "MURMUR_BENCH_PYTHON")]
     reference_python: Option<String>,
-    /// Also time each GPU kernel on its own and print where a decoded token's device time goes.
+    /// Also time each GPU kernel on its own and print where the device time of a prefill and
+    /// of a decoded token goes.
     #[arg(long)]
     profile: bool,
+    /// GPU: dispatches recorded before they are submitted without waiting for the rest of the
+    /// pass (0: each pass at once).
+    #[arg(long, default_value_t = murmur_core::compute::gpu::TURN)]
+    turn: usize,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -60,6 +65,22 @@ struct Speed {
     device_ms: f64,
     encode_ms: f64,
     wait_ms: f64,
+}
+
+/// Device time per kernel (name, dispatches, µs): of a prefill, and of a decoded token.
+struct KernelProfile {
+    prefill: Vec<(String, f64, f64)>,
+    decode: Vec<(String, f64, f64)>,
+}
+
+/// Prints where the device time of `what` goes, slowest kernel first.
+fn print_kernels(what: &str, rows: &[(String, f64, f64)]) {
+    let total: f64 = rows.iter().map(|k| k.2).sum();
+    println!("\nkernel | dispatches | µs | share  ({what}; each dispatch timed in its own pass)");
+    for (name, d, us) in rows {
+        println!("{name} | {d:.1} | {us:.1} | {:.0} %", 100.0 * us / total);
+    }
+    println!("total | {:.0} | {total:.1} |", rows.iter().map(|k| k.1).sum::<f64>());
 }
 
 /// llama.cpp's figures.
@@ -88,7 +109,7 @@ impl BenchArgs {
             rows.push((t, device, ours, reference));
         }
         let ratio = |a: f64, b: Option<f64>| b.map(|b| a / b);
-        let profile = if self.profile && self.backend != BackendChoice::Cpu { self.kernel_profile(&model)? } else { Vec::new() };
+        let profile = if self.profile && self.backend != BackendChoice::Cpu { Some(self.kernel_profile(&model)?) } else { None };
         if self.json {
             let v: Vec<Value> = rows
                 .iter()
@@ -112,10 +133,10 @@ impl BenchArgs {
                     })
                 })
                 .collect();
-            let kernels: Vec<Value> = profile
-                .iter()
-                .map(|(name, d, us)| json!({"kernel": name, "dispatches_per_token": d, "us_per_token": us}))
-                .collect();
+            let kernels = |rows: &[(String, f64, f64)]| -> Vec<Value> {
+                rows.iter().map(|(name, d, us)| json!({"kernel": name, "dispatches": d, "us": us})).collect()
+            };
+            let kernels = profile.map(|p| json!({"prefill": kernels(&p.prefill), "decode_per_token": kernels(&p.decode)}));
             println!("{}", serde_json::to_string_pretty(&json!({"runs": v, "kernels": kernels}))?);
             return Ok(());
         }
@@ -141,20 +162,17 @@ impl BenchArgs {
                 o.wait_ms,
             );
         }
-        if !profile.is_empty() {
-            let total: f64 = profile.iter().map(|k| k.2).sum();
-            println!("\nkernel | dispatches/token | µs/token | share  (each dispatch timed in its own pass)");
-            for (name, d, us) in &profile {
-                println!("{name} | {d:.1} | {us:.1} | {:.0} %", 100.0 * us / total);
-            }
-            println!("total | {:.0} | {total:.1} |", profile.iter().map(|k| k.1).sum::<f64>());
+        if let Some(p) = profile {
+            print_kernels(&format!("a prefill of {pp} tokens"), &p.prefill);
+            print_kernels("a decoded token", &p.decode);
         }
         Ok(())
     }
 
-    /// Device time per kernel for one decoded token: a prefill, then `decode_tokens` steps; the
-    /// difference of the two profiles over the steps.
-    fn kernel_profile(&self, model: &PathBuf) -> anyhow::Result<Vec<(String, f64, f64)>> {
+    /// Device time per kernel: of one prefill of `prompt_tokens` (in µs per prompt), and of one
+    /// decoded token (a prefill, then `decode_tokens` steps: the difference of the two
+    /// profiles over the steps).
+    fn kernel_profile(&self, model: &PathBuf) -> anyhow::Result<KernelProfile> {
         let mut config = LlmConfig::new(model);
         config.backend = self.backend;
         config.batch = self.prompt_tokens.max(1);
@@ -166,18 +184,20 @@ impl BenchArgs {
         let sampling = Sampling { ignore_eos: true, ..Sampling::greedy(self.decode_tokens) };
         let (g, _) = llm.complete(&format!("{prompt} the"), &sampling, |_| true)?;
         let steps = g.token_ids.len().max(1) as f64;
-        let mut rows: Vec<(String, f64, f64)> = llm
-            .profile()
-            .into_iter()
-            .map(|k| {
-                let old = before.iter().find(|b| b.name == k.name);
-                let (d, ns) = (k.dispatches - old.map_or(0, |o| o.dispatches), k.ns - old.map_or(0, |o| o.ns));
-                (k.name, d as f64 / steps, ns as f64 / 1e3 / steps)
-            })
-            .filter(|r| r.1 > 0.0)
-            .collect();
-        rows.sort_by(|a, b| b.2.total_cmp(&a.2));
-        Ok(rows)
+        let rows = |now: &[KernelTime], old: &[KernelTime], per: f64| {
+            let mut rows: Vec<(String, f64, f64)> = now
+                .iter()
+                .map(|k| {
+                    let old = old.iter().find(|b| b.name == k.name);
+                    let (d, ns) = (k.dispatches - old.map_or(0, |o| o.dispatches), k.ns - old.map_or(0, |o| o.ns));
+                    (k.name.clone(), d as f64 / per, ns as f64 / 1e3 / per)
+                })
+                .filter(|r| r.1 > 0.0)
+                .collect();
+            rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+            rows
+        };
+        Ok(KernelProfile { prefill: rows(&before, &[], 1.0), decode: rows(&llm.profile(), &before, steps) })
     }
 
     /// Best of three: prefill of `prompt_tokens` (a fresh prompt each time, so no cache reuse),
@@ -188,6 +208,7 @@ impl BenchArgs {
         config.threads = threads;
         config.backend = self.backend;
         config.batch = self.prompt_tokens.max(1);
+        config.gpu_turn = self.turn;
         let mut llm = Llm::load(config)?;
         let mut best =
             Speed { prefill: 0.0, decode: 0.0, dispatches: 0.0, submits: 0.0, device_ms: 0.0, encode_ms: 0.0, wait_ms: 0.0 };

@@ -108,7 +108,7 @@ struct Pair {
 
 impl Pair {
     fn new(model: Arc<ModelFile>, max_binding: Option<u64>) -> Self {
-        let gpu = GpuBackend::new(Arc::clone(&model), GpuOptions { policy: AdapterPolicy::Any, max_binding, profile: false })
+        let gpu = GpuBackend::new(Arc::clone(&model), GpuOptions { max_binding, ..GpuOptions::new(AdapterPolicy::Any) })
             .expect("a GPU adapter (lavapipe: apt install mesa-vulkan-drivers)");
         Self { cpu: CpuBackend::new(Arc::new(CpuWeights::new(model)), 2), gpu }
     }
@@ -171,16 +171,17 @@ fn quantised(ty: WeightType) -> bool {
     ty.family().is_some()
 }
 
-/// Mat-vec and mat-mul, all weight types, tokens 1 (mat-vec kernel), 3, and 11 (past one
-/// tile of eight), with and without accumulation; widths rounded up to whole blocks (256 for
+/// Mat-vec and mat-mul, all weight types, tokens 1 (mat-vec kernel), 3, 11 (past one tile of
+/// eight), and 33 and 40 (the tiled kernel, past one tile of 32 tokens and with part-filled tiles
+/// of rows), with and without accumulation; widths rounded up to whole blocks (256 for
 /// the K-quants). The CPU quantises activations to 8 bits per block (as llama.cpp does) and
 /// the GPU keeps them in f32: they agree to 2 % for quantised weights and 1e-5 for float ones,
 /// of the larger of the result and the typical size of a dot product of that width (¼ √cols
 /// times the largest weight).
 #[test]
 fn matmul_matches_the_cpu() {
-    let shapes: [(usize, usize, usize); 6] =
-        [(1, 32, 1), (37, 64, 3), (300, 576, 1), (129, 96, 11), (70, 1536, 2), (2100, 64, 1)];
+    let shapes: [(usize, usize, usize); 8] =
+        [(1, 32, 1), (37, 64, 3), (300, 576, 1), (129, 96, 11), (70, 1536, 2), (2100, 64, 1), (45, 96, 40), (100, 288, 33)];
     let mut f = FileBuilder::new();
     let mut cases = Vec::new();
     for ty in ALL {
@@ -302,6 +303,8 @@ fn attention_matches_the_cpu() {
         (2, 1, 80, vec![3], None),
         (4, 1, 256, vec![40, 1, 30, 1], Some(48)),
         (2, 2, 64, vec![100, 1], Some(1)),
+        // Past 64 spans of 32 positions, whose merge weights are not all kept in shared memory.
+        (2, 1, 32, vec![2080, 1], None),
     ];
     for (heads, kv_heads, hd, steps, window) in cases {
         let (qd, kvd) = (heads * hd, kv_heads * hd);
@@ -409,10 +412,11 @@ fn weights_past_the_binding_limit_are_split() {
 /// The llama block's op runs that the GPU backend fuses — RMSNorm then three mat-muls of the
 /// normed rows and the rotations of two of their outputs, SiLU·mul then an accumulating mat-mul
 /// of the product, two rotations on their own — give the CPU's results, including the
-/// intermediate tensors, in one dispatch each (one token and a tile of five).
+/// intermediate tensors, in one dispatch each (one token, a tile of five, and 40 tokens in
+/// tiles of 32).
 #[test]
 fn fused_ops_match_the_cpu() {
-    for n in [1, 5] {
+    for n in [1, 5, 40] {
         let mut f = FileBuilder::new();
         let (x, norm) = (f.weight(WeightType::F32, n, 576), f.weight(WeightType::F32, 1, 576));
         let (wq, wk, wv) =

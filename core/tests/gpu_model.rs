@@ -12,7 +12,7 @@ use murmur_core::compute::{CpuBackend, CpuWeights, GpuBackend};
 use murmur_core::llm::{BackendChoice, Llm, LlmConfig, Sampling};
 
 fn gpu(weights: &Arc<CpuWeights>) -> GpuBackend {
-    GpuBackend::new(Arc::clone(weights.model()), GpuOptions { policy: AdapterPolicy::Any, max_binding: None, profile: false })
+    GpuBackend::new(Arc::clone(weights.model()), GpuOptions::new(AdapterPolicy::Any))
         .expect("a GPU adapter (lavapipe: apt install mesa-vulkan-drivers)")
 }
 

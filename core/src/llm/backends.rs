@@ -14,7 +14,7 @@ pub fn open(cfg: &LlmConfig, weights: &Arc<CpuWeights>) -> Result<Box<dyn Backen
     match cfg.backend {
         BackendChoice::Cpu => Ok(cpu()),
         BackendChoice::Gpu => {
-            let options = GpuOptions { policy: AdapterPolicy::Any, max_binding: None, profile: cfg.profile };
+            let options = GpuOptions { profile: cfg.profile, turn: cfg.gpu_turn, ..GpuOptions::new(AdapterPolicy::Any) };
             let gpu = GpuBackend::new(Arc::clone(model), options).map_err(|e| LlmError::NoGpu(e.to_string()))?;
             Ok(Box::new(gpu))
         }
@@ -24,7 +24,7 @@ pub fn open(cfg: &LlmConfig, weights: &Arc<CpuWeights>) -> Result<Box<dyn Backen
             if *NO_HARDWARE.get().unwrap_or(&false) {
                 return Ok(cpu());
             }
-            let options = GpuOptions { policy: AdapterPolicy::Hardware, max_binding: None, profile: cfg.profile };
+            let options = GpuOptions { profile: cfg.profile, turn: cfg.gpu_turn, ..GpuOptions::new(AdapterPolicy::Hardware) };
             match GpuBackend::new(Arc::clone(model), options) {
                 Ok(gpu) => Ok(Box::new(gpu)),
                 Err(e) => {

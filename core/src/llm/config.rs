@@ -63,6 +63,9 @@ pub struct LlmConfig {
     pub host_memory: usize,
     /// Time each GPU kernel on its own (slower; see [`Llm::profile`]).
     pub profile: bool,
+    /// Dispatches the GPU records before submitting them without waiting for the rest of the
+    /// pass (0: each pass at once, at its read-back).
+    pub gpu_turn: usize,
     /// How long the guest may run without getting anything done through the host (a kernel,
     /// a read, a token) before it is stopped as hung.
     pub stall_limit: Duration,
@@ -81,6 +84,7 @@ impl LlmConfig {
             guest_memory: 512 << 20,
             host_memory: 1 << 30,
             profile: false,
+            gpu_turn: crate::compute::gpu::TURN,
             stall_limit: Duration::from_secs(30),
         }
     }

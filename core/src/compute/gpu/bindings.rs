@@ -43,7 +43,8 @@ pub(super) struct Scratch {
 }
 
 impl GpuBackend {
-    /// Records one dispatch of `kernel` over `bound` (bindings 1 onwards) with `params`.
+    /// Records one dispatch of `kernel` over `bound` (bindings 1 onwards) with `params`, and
+    /// submits the recorded turn once it is whole.
     pub(super) fn dispatch<P: Uniform>(
         &mut self,
         kernel: &Kernel,
@@ -58,6 +59,11 @@ impl GpuBackend {
         }
         let group = self.bind(kernel.layout, bound);
         self.rec.record(kernel, group, bytemuck::bytes_of(&params), groups);
+        if self.rec.turn_due() {
+            self.stats.dispatches += self.rec.len() as u64;
+            self.stats.submits += 1;
+            self.rec.submit_turn(&self.gpu);
+        }
         Ok(())
     }
 

@@ -221,9 +221,11 @@ impl Kernels {
             ("LANES", v.lanes as f64),
             ("COLS", v.cols as f64),
         ];
-        let name = format!("matmul q{} ×{} {:?} tile {} lanes {} cols {}", v.bits, v.count, v.input, v.tile, v.lanes, v.cols);
+        let (entry, shape) =
+            if v.tiled { ("tiles", "tiled".to_string()) } else { ("main", format!("tile {} lanes {}", v.tile, v.lanes)) };
+        let name = format!("matmul q{} ×{} {:?} {shape} cols {}", v.bits, v.count, v.input, v.cols);
         let mut b = Builder { device: &self.device, layouts: &mut self.layouts };
-        let k = b.kernel(&name, &source, "main", matmul::LAYOUT, &constants);
+        let k = b.kernel(&name, &source, entry, matmul::LAYOUT, &constants);
         self.matmul.insert(v, k.clone());
         k
     }

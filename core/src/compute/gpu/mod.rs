@@ -32,6 +32,7 @@ use fusion::{Pending, WeightShape};
 use kernels::Kernels;
 use ops::{attention, bias, copy_row, embed, glu, matmul, norm, rope, sampling};
 use recorder::Recorder;
+pub use recorder::TURN;
 
 use super::{
     ActId, Activation, AttentionIo, AttentionShape, Backend, BackendError, BackendResult, KernelTime, NormSpec, RopeSpec, Stats,
@@ -67,6 +68,17 @@ pub struct GpuOptions {
     pub max_binding: Option<u64>,
     /// Time every dispatch on its own (see [`Backend::profile`]).
     pub profile: bool,
+    /// Dispatches recorded before they are submitted without waiting (0: a forward pass goes
+    /// to the device whole, at its read-back).
+    pub turn: usize,
+}
+
+impl GpuOptions {
+    /// Adapters that `policy` allows, the device's own binding limit, untimed, in turns of
+    /// [`TURN`] dispatches.
+    pub fn new(policy: AdapterPolicy) -> Self {
+        Self { policy, max_binding: None, profile: false, turn: TURN }
+    }
 }
 
 /// The GPU backend.
@@ -113,7 +125,7 @@ impl GpuBackend {
         let device_max = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
         let max_binding = options.max_binding.map_or(device_max, |m| m.min(device_max));
         let align = gpu.limits.min_uniform_buffer_offset_alignment as u64;
-        let rec = Recorder::new(&gpu, align, options.profile);
+        let rec = Recorder::new(&gpu, align, options.profile, options.turn);
         tracing::info!(device = %gpu.description, max_binding, "GPU backend");
         let mut backend = Self {
             kernels,

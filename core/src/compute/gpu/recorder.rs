@@ -1,8 +1,11 @@
-//! Recording ops into one compute pass and submitting it with a small read-back.
+//! Recording ops into compute passes and submitting them, the last with a small read-back.
 //!
 //! Each dispatch's parameters go to its own slot of one uniform buffer (bound with a dynamic
-//! offset), and token ids to one id buffer, so a whole forward pass is written with two buffer
-//! writes and one submit.
+//! offset), and token ids to one id buffer, both filled through the whole round (from one
+//! read-back to the next), so a slot or id named once stays valid until the round ends. A
+//! round goes to the device in turns of [`TURN`] dispatches (by default) as they are recorded: the device
+//! runs a forward pass's first layers while the guest still records its last, and only the
+//! read-back waits.
 
 use std::collections::HashMap;
 
@@ -11,18 +14,24 @@ use super::device::Gpu;
 use super::kernels::PARAMS_BYTES;
 use crate::compute::KernelTime;
 
-/// Dispatches one submit can hold; more are submitted in turns.
+/// Dispatches one round can hold; more are submitted in rounds.
 const MAX_DISPATCHES: u64 = 4096;
-/// Token ids one submit can hold.
+/// Token ids one round can hold.
 pub const MAX_IDS: usize = 1 << 16;
+/// Dispatches recorded before they are submitted without waiting, by default: a llama block
+/// is 5, so a turn is about six layers.
+pub const TURN: usize = 32;
+/// Passes of one round that are timed (the turns, then the last); past them, a round's turns
+/// wait for its read-back.
+const TIMED_PASSES: u64 = 256;
 
 /// What a submit brought back, and how long it took.
 pub struct Submitted {
     /// The bytes read back.
     pub bytes: Vec<u8>,
-    /// Device time of the pass (0 where it cannot be timed).
+    /// Device time of the round's passes (0 where they cannot be timed).
     pub device_ns: u64,
-    /// Host time encoding and submitting.
+    /// Host time encoding and submitting (the round's turns too).
     pub encode_ns: u64,
     /// Host time waiting for the device.
     pub wait_ns: u64,
@@ -36,7 +45,7 @@ struct Dispatch {
     groups: (u32, u32, u32),
 }
 
-/// Pass timestamps, where the device has them.
+/// Pass timestamps, where the device has them: a pair per pass of the round.
 struct Timer {
     queries: wgpu::QuerySet,
     resolve: wgpu::Buffer,
@@ -55,25 +64,35 @@ struct Profiler {
 /// Dispatches a profiled submit can time (two timestamps each, within wgpu's 4096 queries).
 const PROFILED_DISPATCHES: u64 = 2048;
 
-/// The ops recorded since the last submit.
+/// The ops recorded since the last read-back.
 pub struct Recorder {
     /// Parameter slots (uniform, dynamic offsets).
     pub params: Buf,
     /// Token ids (storage).
     pub ids: Buf,
     stride: u64,
+    /// The round's parameters and ids, and how many bytes and words of them are on the device.
     param_bytes: Vec<u8>,
+    params_sent: usize,
     id_words: Vec<u32>,
+    ids_sent: usize,
+    /// Recorded and not yet submitted.
     dispatches: Vec<Dispatch>,
+    /// Dispatches to a turn (0: none).
+    turn: usize,
+    /// Passes submitted this round, and the host time they took.
+    passes: u32,
+    turn_ns: u64,
     staging: Option<wgpu::Buffer>,
     timer: Option<Timer>,
     profiler: Option<Profiler>,
 }
 
 impl Recorder {
-    /// Buffers for one submit's parameters and ids; slots are `align` apart. With `profile`
-    /// (and timestamps), every dispatch is timed on its own.
-    pub fn new(gpu: &Gpu, align: u64, profile: bool) -> Self {
+    /// Buffers for one round's parameters and ids; slots are `align` apart. With `profile`
+    /// (and timestamps), every dispatch is timed on its own; otherwise every `turn` dispatches
+    /// are submitted as they come (0: none are).
+    pub fn new(gpu: &Gpu, align: u64, profile: bool, turn: usize) -> Self {
         let stride = PARAMS_BYTES.next_multiple_of(align.max(1));
         let buffer = |size, usage, uid| Buf {
             buf: gpu.device.create_buffer(&wgpu::BufferDescriptor { label: None, size, usage, mapped_at_creation: false }),
@@ -81,44 +100,42 @@ impl Recorder {
         };
         let params = buffer(stride * MAX_DISPATCHES, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST, u64::MAX);
         let ids = buffer(MAX_IDS as u64 * 4, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST, u64::MAX - 1);
-        let timer = gpu.timestamps.then(|| Timer {
-            queries: gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+        let queries = |count: u64| {
+            gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: None,
                 ty: wgpu::QueryType::Timestamp,
-                count: 2,
-            }),
-            resolve: gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: None,
-                size: 16,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            }),
-            period_ns: gpu.queue.get_timestamp_period() as f64,
+                count: 2 * count as u32,
+            })
+        };
+        let timestamps = |count: u64, usage| {
+            gpu.device.create_buffer(&wgpu::BufferDescriptor { label: None, size: 16 * count, usage, mapped_at_creation: false })
+        };
+        let resolve = wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC;
+        let period_ns = gpu.queue.get_timestamp_period() as f64;
+        let timer = gpu.timestamps.then(|| Timer {
+            queries: queries(TIMED_PASSES),
+            resolve: timestamps(TIMED_PASSES, resolve),
+            period_ns,
         });
-        let profiler = (profile && gpu.timestamps).then(|| {
-            let bytes = PROFILED_DISPATCHES * 16;
-            let buffer = |usage| {
-                gpu.device.create_buffer(&wgpu::BufferDescriptor { label: None, size: bytes, usage, mapped_at_creation: false })
-            };
-            Profiler {
-                queries: gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
-                    label: None,
-                    ty: wgpu::QueryType::Timestamp,
-                    count: 2 * PROFILED_DISPATCHES as u32,
-                }),
-                resolve: buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC),
-                staging: buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
-                period_ns: gpu.queue.get_timestamp_period() as f64,
-                totals: HashMap::new(),
-            }
+        let profiler = (profile && gpu.timestamps).then(|| Profiler {
+            queries: queries(PROFILED_DISPATCHES),
+            resolve: timestamps(PROFILED_DISPATCHES, resolve),
+            staging: timestamps(PROFILED_DISPATCHES, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
+            period_ns,
+            totals: HashMap::new(),
         });
         Self {
             params,
             ids,
             stride,
             param_bytes: Vec::new(),
+            params_sent: 0,
             id_words: Vec::new(),
+            ids_sent: 0,
             dispatches: Vec::new(),
+            turn,
+            passes: 0,
+            turn_ns: 0,
             staging: None,
             timer,
             profiler,
@@ -142,13 +159,23 @@ impl Recorder {
         self.dispatches.len()
     }
 
-    /// Whether `dispatches` more dispatches, with `ids` more token ids, need a submit first.
+    /// Whether `dispatches` more dispatches, with `ids` more token ids, need a new round first.
     pub fn full(&self, dispatches: usize, ids: usize) -> bool {
         let most = if self.profiler.is_some() { PROFILED_DISPATCHES } else { MAX_DISPATCHES };
-        (self.dispatches.len() + dispatches) as u64 > most || self.id_words.len() + ids > MAX_IDS
+        let slots = self.param_bytes.len() / self.stride as usize;
+        (slots + dispatches) as u64 > most || self.id_words.len() + ids > MAX_IDS
     }
 
-    /// Stores `ids` for the next dispatch; returns where they start.
+    /// Whether the dispatches recorded make a turn, to submit without waiting (never while
+    /// profiling, which times each dispatch in a submit of its own).
+    pub fn turn_due(&self) -> bool {
+        self.profiler.is_none()
+            && self.turn > 0
+            && self.dispatches.len() >= self.turn
+            && u64::from(self.passes) + 1 < TIMED_PASSES
+    }
+
+    /// Stores `ids` for a dispatch of this round; returns where they start.
     pub fn push_ids(&mut self, ids: &[u32]) -> usize {
         let at = self.id_words.len();
         self.id_words.extend_from_slice(ids);
@@ -163,86 +190,110 @@ impl Recorder {
         self.dispatches.push(Dispatch { name: kernel.name.clone(), pipeline: kernel.pipeline.clone(), group, offset, groups });
     }
 
-    /// Submits the recorded pass; with `read`, copies the first `n` bytes of that buffer back.
+    /// Writes the round's parameters and ids that the device does not have yet.
+    fn send(&mut self, queue: &wgpu::Queue) {
+        if self.param_bytes.len() > self.params_sent {
+            queue.write_buffer(&self.params.buf, self.params_sent as u64, &self.param_bytes[self.params_sent..]);
+            self.params_sent = self.param_bytes.len();
+        }
+        if self.id_words.len() > self.ids_sent {
+            let words = &self.id_words[self.ids_sent..];
+            queue.write_buffer(&self.ids.buf, self.ids_sent as u64 * 4, bytemuck::cast_slice(words));
+            self.ids_sent = self.id_words.len();
+        }
+    }
+
+    /// Encodes the recorded dispatches as the round's next pass, timed where the device can.
+    fn encode(&mut self, encoder: &mut wgpu::CommandEncoder) {
+        if self.dispatches.is_empty() {
+            return;
+        }
+        let index = 2 * self.passes;
+        let timestamp_writes = self.timer.as_ref().map(|t| wgpu::ComputePassTimestampWrites {
+            query_set: &t.queries,
+            beginning_of_pass_write_index: Some(index),
+            end_of_pass_write_index: Some(index + 1),
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
+        for d in self.dispatches.drain(..) {
+            pass.set_pipeline(&d.pipeline);
+            pass.set_bind_group(0, &d.group, &[d.offset]);
+            pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);
+        }
+        self.passes += 1;
+    }
+
+    /// Submits what is recorded without waiting: a turn of the round.
+    pub fn submit_turn(&mut self, gpu: &Gpu) {
+        let start = std::time::Instant::now();
+        self.send(&gpu.queue);
+        let mut encoder = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        self.encode(&mut encoder);
+        gpu.queue.submit([encoder.finish()]);
+        self.turn_ns += start.elapsed().as_nanos() as u64;
+    }
+
+    /// Ends the round: submits what is recorded and, with `read`, copies the first `n` bytes of
+    /// that buffer back and waits for them.
     pub fn submit(&mut self, gpu: &Gpu, read: Option<(&wgpu::Buffer, u64)>) -> Result<Submitted, String> {
         let start = std::time::Instant::now();
-        let (device, queue) = (&gpu.device, &gpu.queue);
-        if !self.param_bytes.is_empty() {
-            queue.write_buffer(&self.params.buf, 0, &self.param_bytes);
-        }
-        if !self.id_words.is_empty() {
-            let bytes: Vec<u8> = self.id_words.iter().flat_map(|w| w.to_le_bytes()).collect();
-            queue.write_buffer(&self.ids.buf, 0, &bytes);
-        }
-        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        self.send(&gpu.queue);
+        let mut encoder = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         if self.profiler.is_some() {
             return self.submit_profiled(gpu, encoder, read, start);
         }
-        let timed = self.timer.as_ref().filter(|_| !self.dispatches.is_empty());
-        {
-            let timestamp_writes = timed.map(|t| wgpu::ComputePassTimestampWrites {
-                query_set: &t.queries,
-                beginning_of_pass_write_index: Some(0),
-                end_of_pass_write_index: Some(1),
-            });
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
-            for d in &self.dispatches {
-                pass.set_pipeline(&d.pipeline);
-                pass.set_bind_group(0, &d.group, &[d.offset]);
-                pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);
-            }
-        }
-        self.read_back(gpu, encoder, timed.is_some(), read, start)
+        self.encode(&mut encoder);
+        self.read_back(gpu, encoder, read, start)
     }
 
-    /// Copies the pass's timestamps (when `timed`) and `read` back after submitting `encoder`.
+    /// Copies the round's timestamps and `read` back after submitting `encoder`, and starts a
+    /// new round.
     fn read_back(
         &mut self,
         gpu: &Gpu,
         mut encoder: wgpu::CommandEncoder,
-        timed: bool,
         read: Option<(&wgpu::Buffer, u64)>,
         start: std::time::Instant,
     ) -> Result<Submitted, String> {
         let (device, queue) = (&gpu.device, &gpu.queue);
-        let timed = self.timer.as_ref().filter(|_| timed);
+        let passes = u64::from(self.passes);
+        let timed = self.timer.as_ref().filter(|_| passes > 0);
         let n = read.map_or(0, |(_, n)| n);
-        let staging_bytes = 16 + n;
-        if self.staging.as_ref().is_none_or(|s| s.size() < staging_bytes) {
+        // The timestamps first, then what is read.
+        let at = 16 * TIMED_PASSES;
+        if self.staging.as_ref().is_none_or(|s| s.size() < at + n) {
             self.staging = Some(device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("read-back"),
-                size: staging_bytes.next_power_of_two(),
+                size: (at + n).next_power_of_two(),
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             }));
         }
         let staging = self.staging.as_ref().expect("made above");
         if let Some(t) = timed {
-            encoder.resolve_query_set(&t.queries, 0..2, &t.resolve, 0);
-            encoder.copy_buffer_to_buffer(&t.resolve, 0, staging, 0, 16);
+            encoder.resolve_query_set(&t.queries, 0..2 * passes as u32, &t.resolve, 0);
+            encoder.copy_buffer_to_buffer(&t.resolve, 0, staging, 0, 16 * passes);
         }
         if let Some((buf, n)) = read {
-            encoder.copy_buffer_to_buffer(buf, 0, staging, 16, n);
+            encoder.copy_buffer_to_buffer(buf, 0, staging, at, n);
         }
         queue.submit([encoder.finish()]);
         let submitted = std::time::Instant::now();
-        let encode_ns = (submitted - start).as_nanos() as u64;
+        let encode_ns = (submitted - start).as_nanos() as u64 + self.turn_ns;
         self.param_bytes.clear();
         self.id_words.clear();
-        self.dispatches.clear();
+        (self.params_sent, self.ids_sent, self.passes, self.turn_ns) = (0, 0, 0, 0);
         if read.is_none() && timed.is_none() {
             return Ok(Submitted { bytes: Vec::new(), device_ns: 0, encode_ns, wait_ns: 0 });
         }
-        let data = map_read(gpu, staging, staging_bytes)?;
+        let data = map_read(gpu, staging, at + n)?;
         let wait_ns = submitted.elapsed().as_nanos() as u64;
-        let ns = match timed {
-            Some(t) => {
-                let stamp = |i: usize| u64::from_le_bytes(data[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-                (stamp(1).saturating_sub(stamp(0)) as f64 * t.period_ns) as u64
-            }
-            None => 0,
-        };
-        Ok(Submitted { bytes: data[16..].to_vec(), device_ns: ns, encode_ns, wait_ns })
+        let device_ns = timed.map_or(0, |t| {
+            let stamp = |i: u64| u64::from_le_bytes(data[i as usize * 8..i as usize * 8 + 8].try_into().expect("8 bytes"));
+            let ticks: u64 = (0..passes).map(|p| stamp(2 * p + 1).saturating_sub(stamp(2 * p))).sum();
+            (ticks as f64 * t.period_ns) as u64
+        });
+        Ok(Submitted { bytes: data[at as usize..].to_vec(), device_ns, encode_ns, wait_ns })
     }
 
     /// Like [`Recorder::submit`], each dispatch in its own pass between two timestamps.
@@ -271,8 +322,8 @@ impl Recorder {
             encoder.resolve_query_set(&p.queries, 0..2 * n, &p.resolve, 0);
             encoder.copy_buffer_to_buffer(&p.resolve, 0, &p.staging, 0, 16 * n as u64);
         }
-        let names: Vec<_> = self.dispatches.iter().map(|d| d.name.clone()).collect();
-        let result = self.read_back(gpu, encoder, false, read, start)?;
+        let names: Vec<_> = self.dispatches.drain(..).map(|d| d.name).collect();
+        let result = self.read_back(gpu, encoder, read, start)?;
         let p = self.profiler.as_mut().expect("profiling");
         if n > 0 {
             let data = map_read(gpu, &p.staging, 16 * n as u64)?;

@@ -1,5 +1,6 @@
 //! Mat-muls of a quantised or float weight, up to three sharing one input, with the input made
-//! on the fly (RMSNorm or SiLU·mul of what it reads) and the outputs optionally rotated. What
+//! on the fly (RMSNorm or SiLU·mul of what it reads) and the outputs optionally rotated: by
+//! weight rows for a few tokens, by tiles of rows × tokens for a prompt. What
 //! merges into one dispatch is [`crate::compute::gpu::fusion`]'s call; this records it.
 
 use super::grid;
@@ -16,8 +17,14 @@ pub const SOURCE: &str = include_str!("../../../../../shaders/matmul.wgsl");
 pub const LAYOUT: Layout = Layout::Matmul;
 /// Storage buffers it binds: what the backend requires of an adapter.
 pub const BINDINGS: u32 = 12;
-/// Tokens per workgroup (the shader's `TILE`) past one token.
+/// Tokens per workgroup of the row kernel (the shader's `TILE`) past one token.
 pub const TILE: u32 = 8;
+/// Weight rows and tokens of one workgroup of the tiled kernel (the shader's `TR` and `TT`).
+const TILE_ROWS: usize = 32;
+const TILE_TOKENS: usize = 32;
+/// Tokens from which a quantised weight's mat-mul runs tiled: below, the row kernel spreads
+/// over more workgroups.
+pub const TILED_FROM: usize = 32;
 
 /// How a mat-mul makes its input from the activation it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,6 +42,9 @@ pub enum MatmulInput {
 pub struct MatmulVariant {
     /// Weight format (4, 8 or 32 bits).
     pub bits: u32,
+    /// Tiles of rows × tokens staged in shared memory (`tiles`, for prefill) instead of
+    /// weight rows (`main`; `tile` and `lanes` apply to it alone).
+    pub tiled: bool,
     /// Tokens per workgroup (1 or [`TILE`]).
     pub tile: u32,
     /// Input transform.
@@ -102,12 +112,15 @@ pub fn hold(gpu: &mut GpuBackend, w: WeightId, x: ActId, rows: usize, out: ActId
 pub fn record(gpu: &mut GpuBackend, m: FusedMatmul) -> BackendResult {
     let (w0, out0) = m.targets[0];
     let WeightShape { bits, cols, .. } = gpu.weight_shape(w0);
-    let tile = if m.rows == 1 { 1 } else { TILE };
+    let tiled = bits != 32 && m.rows >= TILED_FROM;
+    let tile = if m.rows == 1 || tiled { 1 } else { TILE };
     let heights: Vec<usize> = m.targets.iter().map(|&(w, _)| gpu.weights[w.0].parts[0].rows).collect();
     // Four rows to a workgroup where that still leaves enough workgroups to fill a large GPU
     // (measured on an H200: the output matrix and prefill gain, q/k/v and down lose).
     // A rotation pairs adjacent rows, which must share a workgroup.
-    let lanes = if tile > 1 || heights.iter().sum::<usize>() >= 2048 {
+    let lanes = if tiled {
+        64
+    } else if tile > 1 || heights.iter().sum::<usize>() >= 2048 {
         16
     } else if m.rope.is_some() {
         32
@@ -116,7 +129,7 @@ pub fn record(gpu: &mut GpuBackend, m: FusedMatmul) -> BackendResult {
     };
     let (rope, rope_mask) =
         m.rope.map_or((RopeSpec { head_dim: 2, pos: 0, n: 0, base: 1.0, interleaved: true, factors: None }, 0), |r| r);
-    let variant = MatmulVariant { bits, tile, input: m.input, count: m.targets.len() as u32, lanes, cols: cols as u32 };
+    let variant = MatmulVariant { bits, tiled, tile, input: m.input, count: m.targets.len() as u32, lanes, cols: cols as u32 };
     let kernel = gpu.kernels.matmul(variant);
     let out_cols = gpu.act(out0).cols;
     let aux = match m.aux {
@@ -128,7 +141,9 @@ pub fn record(gpu: &mut GpuBackend, m: FusedMatmul) -> BackendResult {
         let p = &gpu.weights[w0.0].parts[part];
         let (row0, rows) = (p.row0, p.rows);
         let height = |k: usize| if k == 0 { rows } else { heights.get(k).copied().unwrap_or(0) };
-        let (nx, ny) = grid((height(0) + height(1) + height(2)).div_ceil(64 / lanes as usize));
+        let rows_per_group = if tiled { TILE_ROWS } else { 64 / lanes as usize };
+        let (nx, ny) = grid((height(0) + height(1) + height(2)).div_ceil(rows_per_group));
+        let tokens_per_group = if tiled { TILE_TOKENS } else { tile as usize };
         let params = Params {
             rows0: height(0) as u32,
             rows1: height(1) as u32,
@@ -160,7 +175,7 @@ pub fn record(gpu: &mut GpuBackend, m: FusedMatmul) -> BackendResult {
             out(2),
             m.side.map_or(Resource::Dummy(0), Resource::Act),
         ];
-        gpu.dispatch(&kernel, &bound, params, (nx, ny, (m.rows as u32).div_ceil(tile)))?;
+        gpu.dispatch(&kernel, &bound, params, (nx, ny, m.rows.div_ceil(tokens_per_group) as u32))?;
     }
     Ok(())
 }
