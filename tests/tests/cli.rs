@@ -110,26 +110,35 @@ fn the_gpu_backend_answers() {
 
 #[test]
 fn gpu_bench_on_a_synthetic_model_counts_dispatches_and_submits() {
-    let out = run(&[
-        "bench",
-        "--model",
-        QUICK_MODEL,
-        "--backend",
-        "gpu",
-        "--synthetic",
-        "--json",
-        "--prompt-tokens",
-        "8",
-        "--decode-tokens",
-        "3",
-    ]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let run = &v["runs"][0]["murmur"];
-    assert!(run["decode_tps"].as_f64().unwrap() > 0.0, "{v}");
-    // One submit per token; a llama block in five dispatches (30 blocks, SmolLM2's shape).
-    assert_eq!(run["submits_per_token"].as_f64().unwrap(), 1.0, "{v}");
-    let dispatches = run["dispatches_per_token"].as_f64().unwrap();
-    assert!((150.0..=220.0).contains(&dispatches), "{v}");
+    let bench = |turn: &str| {
+        let out = run(&[
+            "bench",
+            "--model",
+            QUICK_MODEL,
+            "--backend",
+            "gpu",
+            "--synthetic",
+            "--json",
+            "--prompt-tokens",
+            "8",
+            "--decode-tokens",
+            "3",
+            "--turn",
+            turn,
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let run = v["runs"][0]["murmur"].clone();
+        assert!(run["decode_tps"].as_f64().unwrap() > 0.0, "{v}");
+        // A llama block in five dispatches (30 blocks, SmolLM2's shape).
+        let dispatches = run["dispatches_per_token"].as_f64().unwrap();
+        assert!((150.0..=220.0).contains(&dispatches), "{v}");
+        (dispatches, run["submits_per_token"].as_f64().unwrap())
+    };
+    // By default a pass goes to the device in turns of 32 dispatches, the last with the read-back.
+    let (dispatches, submits) = bench("32");
+    assert_eq!(submits, (dispatches / 32.0).floor() + 1.0, "{dispatches} dispatches");
+    // Without turns, one submit per token.
+    assert_eq!(bench("0").1, 1.0);
 }
 
 #[test]
