@@ -19,7 +19,8 @@ const MAX_DISPATCHES: u64 = 4096;
 /// Token ids one round can hold.
 pub const MAX_IDS: usize = 1 << 16;
 /// Dispatches recorded before they are submitted without waiting, by default: a llama block
-/// is 5, so a turn is about six layers.
+/// is 5, so a turn is about six layers. SmolLM2's decode on an H100 (tok/s): 463 without
+/// turns, 442 in turns of 8, 506 of 16, 532 of 32, 529 of 64.
 pub const TURN: usize = 32;
 /// Passes of one round that are timed (the turns, then the last); past them, a round's turns
 /// wait for its read-back.
