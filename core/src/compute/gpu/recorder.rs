@@ -3,9 +3,9 @@
 //! Each dispatch's parameters go to its own slot of one uniform buffer (bound with a dynamic
 //! offset), and token ids to one id buffer, both filled through the whole round (from one
 //! read-back to the next), so a slot or id named once stays valid until the round ends. A
-//! round goes to the device in turns of [`TURN`] dispatches (by default) as they are recorded: the device
-//! runs a forward pass's first layers while the guest still records its last, and only the
-//! read-back waits.
+//! round goes to the device in turns of [`TURN`] dispatches (by default) as they are
+//! recorded: the device runs a forward pass's first layers while the guest still records its
+//! last, and only the read-back waits.
 
 use std::collections::HashMap;
 
@@ -224,11 +224,16 @@ impl Recorder {
         self.passes += 1;
     }
 
+    /// Sends the round's new parameters and ids, and opens the encoder of the next submit.
+    fn next_submit(&mut self, gpu: &Gpu) -> wgpu::CommandEncoder {
+        self.send(&gpu.queue);
+        gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+    }
+
     /// Submits what is recorded without waiting: a turn of the round.
     pub fn submit_turn(&mut self, gpu: &Gpu) {
         let start = std::time::Instant::now();
-        self.send(&gpu.queue);
-        let mut encoder = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let mut encoder = self.next_submit(gpu);
         self.encode(&mut encoder);
         gpu.queue.submit([encoder.finish()]);
         self.turn_ns += start.elapsed().as_nanos() as u64;
@@ -238,8 +243,7 @@ impl Recorder {
     /// that buffer back and waits for them.
     pub fn submit(&mut self, gpu: &Gpu, read: Option<(&wgpu::Buffer, u64)>) -> Result<Submitted, String> {
         let start = std::time::Instant::now();
-        self.send(&gpu.queue);
-        let mut encoder = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let mut encoder = self.next_submit(gpu);
         if self.profiler.is_some() {
             return self.submit_profiled(gpu, encoder, read, start);
         }
